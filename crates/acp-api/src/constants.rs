@@ -1,0 +1,131 @@
+//! Every well-known name acp puts on the wire: API group and version, labels,
+//! annotations, field managers, condition types and reasons.
+//!
+//! Components never spell these strings themselves; they import them from here so
+//! that the git-sync controller, the operator, the status bot and the dashboard
+//! agree on one vocabulary.
+
+/// API group of acp's resources: the existing Ambient Code Platform's group, so
+/// manifests written for that platform keep working.
+pub const GROUP: &str = "vteam.ambient-code";
+/// API version of acp's resources.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as it appears in manifests.
+pub const API_VERSION: &str = "vteam.ambient-code/v1alpha1";
+/// Domain prefix of acp's labels and annotations.
+pub const DOMAIN: &str = "ambient-code.io";
+
+/// Labels acp stamps on objects. Label values are limited to 63 characters, so
+/// anything longer (file paths, full revisions) is an annotation instead.
+pub mod labels {
+    /// `app.kubernetes.io/managed-by`: which acp component created an object.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// Value of [`MANAGED_BY`] on everything acp creates.
+    pub const MANAGED_BY_VALUE: &str = "acp";
+    /// On a session's children (Secret, PVC, Job, Pod): the owning session's name.
+    pub const SESSION: &str = "ambient-code.io/session";
+    /// On objects git-sync applied: name of the SessionSource that applied it.
+    pub const SOURCE_NAME: &str = "ambient-code.io/source-name";
+    /// On objects git-sync applied: namespace of the SessionSource that applied it.
+    pub const SOURCE_NAMESPACE: &str = "ambient-code.io/source-namespace";
+    /// On objects git-sync applied: the commit SHA they were applied from.
+    pub const SOURCE_COMMIT: &str = "ambient-code.io/source-commit";
+}
+
+/// Annotations acp reads or writes.
+pub mod annotations {
+    /// Set by users (or the dashboard's instructions) to request a phase change:
+    /// `Stopped` stops a running session, `Running` restarts a terminal one.
+    pub const DESIRED_PHASE: &str = "ambient-code.io/desired-phase";
+    /// On objects git-sync applied: the repository-relative path of the file.
+    pub const SOURCE_PATH: &str = "ambient-code.io/source-path";
+    /// On objects git-sync applied: the revision, as `<ref>@sha1:<commit>`.
+    pub const SOURCE_REVISION: &str = "ambient-code.io/source-revision";
+    /// On objects git-sync applied: the source as `<namespace>/<name>`.
+    pub const SOURCE: &str = "ambient-code.io/source";
+    /// On a SessionSource: any new value triggers an immediate sync
+    /// (like Flux's `reconcile.fluxcd.io/requestedAt`).
+    pub const RECONCILE_REQUESTED_AT: &str = "ambient-code.io/reconcile-requested-at";
+}
+
+/// Server-side apply field managers, one per writer, so ownership is visible in
+/// `managedFields` and no component overwrites another's fields.
+pub mod field_managers {
+    /// The git-sync controller: owns exactly what manifests in git say.
+    pub const GIT_SYNC: &str = "acp-git-sync";
+    /// The operator: owns session children and the session `status`.
+    pub const OPERATOR: &str = "acp-operator";
+    /// The status bot: owns only its bookkeeping annotations.
+    pub const STATUS_BOT: &str = "acp-status-bot";
+    /// `acp` command-line tools that install CRDs and policies.
+    pub const CLI: &str = "acp-cli";
+}
+
+/// Condition types used in `status.conditions`.
+pub mod condition_types {
+    /// Summary condition: the object is in its desired state.
+    pub const READY: &str = "Ready";
+    /// The runner's credentials Secret exists with every key it needs.
+    pub const SECRETS_READY: &str = "SecretsReady";
+    /// The session's workspace volume is provisioned.
+    pub const WORKSPACE_READY: &str = "WorkspaceReady";
+    /// The runner Job exists for the current generation.
+    pub const JOB_CREATED: &str = "JobCreated";
+    /// The runner container has started.
+    pub const RUNNER_STARTED: &str = "RunnerStarted";
+    /// The run ended successfully.
+    pub const COMPLETED: &str = "Completed";
+    /// The run ended in failure; the reason says why.
+    pub const FAILED: &str = "Failed";
+    /// kstatus: the controller is working towards the desired state.
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: the controller cannot make progress without a change.
+    pub const STALLED: &str = "Stalled";
+}
+
+/// Condition reasons. CamelCase, stable, bounded: they are also event reasons
+/// and metric labels.
+pub mod reasons {
+    /// Reconciliation succeeded.
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// Work is in progress.
+    pub const PROGRESSING: &str = "Progressing";
+    /// A referenced Secret or key is missing.
+    pub const SECRET_MISSING: &str = "SecretMissing";
+    /// The session exceeded `spec.timeout`.
+    pub const TIMEOUT: &str = "Timeout";
+    /// The runner reported an agent error (exit code 1).
+    pub const AGENT_ERROR: &str = "AgentError";
+    /// The runner could not start its work (exit code 2).
+    pub const PREREQUISITE_FAILED: &str = "PrerequisiteFailed";
+    /// The runner was killed by a signal (exit code 143).
+    pub const SIGNALED: &str = "Signaled";
+    /// The runner exited with an unexpected code.
+    pub const RUNNER_ERROR: &str = "RunnerError";
+    /// The session was stopped on request.
+    pub const STOPPED: &str = "Stopped";
+    /// A newer spec generation replaced the run.
+    pub const SUPERSEDED: &str = "Superseded";
+    /// The runner image could not be pulled.
+    pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
+    /// The runner keeps crashing.
+    pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+    /// No node can run the runner pod.
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    /// git fetch failed.
+    pub const FETCH_FAILED: &str = "FetchFailed";
+    /// One or more manifests failed validation or apply.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// The object is suspended.
+    pub const SUSPENDED: &str = "Suspended";
+}
+
+/// Default branch git-sync never applies from and the status bot writes to.
+pub const DEFAULT_WRITE_BACK_BRANCH: &str = "acp/status";
+/// Default directory (in the write-back branch) holding one file per session.
+pub const DEFAULT_WRITE_BACK_PATH: &str = "status";
+/// Branch the runner pushes a session's changes to: `ambient/<session-name>`.
+pub const SESSION_BRANCH_PREFIX: &str = "ambient/";
+/// Secret the operator reads model credentials from, per namespace (the
+/// existing platform's name).
+pub const RUNNER_SECRETS: &str = "ambient-runner-secrets";

@@ -1,0 +1,18 @@
+//! acp's API types: the `AgenticSession` and `SessionSource` custom resources,
+//! their conditions, and the constants every component shares.
+//!
+//! This crate does no I/O. CRDs are generated from these types ([`crds`]);
+//! the `crds/` directory of the repository is their output and a test keeps
+//! them equal.
+#![forbid(unsafe_code)]
+
+pub mod condition;
+pub mod constants;
+pub mod crds;
+pub mod schema;
+pub mod session;
+pub mod source;
+
+pub use condition::{Condition, ConditionStatus};
+pub use session::{AgenticSession, SessionPhase, SessionSpec, SessionStatus};
+pub use source::{SessionSource, SessionSourceSpec, SessionSourceStatus};

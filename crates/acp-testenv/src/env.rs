@@ -1,0 +1,144 @@
+//! Starting (or joining) the control plane and handing out clients and
+//! namespaces.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config};
+
+use crate::wait::DEFAULT_TIMEOUT;
+
+/// A running control plane: its kubeconfig and binaries.
+#[derive(Debug)]
+pub struct TestEnv {
+    kubeconfig: PathBuf,
+    bin_dir: PathBuf,
+}
+
+static ENV: OnceLock<TestEnv> = OnceLock::new();
+static NAMESPACE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Root of the repository (this crate lives in `crates/acp-testenv`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+impl TestEnv {
+    /// The shared control plane of this test process, started on first use.
+    ///
+    /// The state directory is `$ACP_TESTENV_DIR`, or `<repo>/.testenv/test`.
+    pub fn get() -> &'static TestEnv {
+        ENV.get_or_init(|| {
+            let repo = repo_root();
+            let dir = std::env::var_os("ACP_TESTENV_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo.join(".testenv/test"));
+            let out = Command::new(repo.join("scripts/testenv"))
+                .arg("--dir")
+                .arg(&dir)
+                .args(["up", "--owner-pid", &std::process::id().to_string()])
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .expect("failed to run scripts/testenv");
+            assert!(out.status.success(), "scripts/testenv up failed (see its output above)");
+            let bin_dir =
+                std::fs::read_to_string(dir.join("bin-dir")).expect("testenv wrote bin-dir").trim().into();
+            TestEnv { kubeconfig: dir.join("kubeconfig"), bin_dir }
+        })
+    }
+
+    /// Path of the admin kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A client with the admin credential, bound to the calling runtime.
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("valid kubeconfig");
+        Client::try_from(config).expect("client from kubeconfig")
+    }
+
+    /// `kubectl` (built with the control plane) pointed at this environment.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join("kubectl"));
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        cmd
+    }
+
+    /// Installs acp's CRDs with server-side apply and waits until the API
+    /// server serves them. Safe to call from every test.
+    pub async fn install_crds(&self, client: &Client) {
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let params = PatchParams::apply(acp_api::constants::field_managers::CLI).force();
+        for crd in acp_api::crds::all() {
+            let name = crd.metadata.name.clone().expect("generated CRDs are named");
+            api.patch(&name, &params, &Patch::Apply(&crd))
+                .await
+                .unwrap_or_else(|e| panic!("failed to apply CRD {name}: {e}"));
+            tokio::time::timeout(
+                DEFAULT_TIMEOUT,
+                await_condition(api.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("CRD {name} not established in time"))
+            .unwrap_or_else(|e| panic!("failed to watch CRD {name}: {e}"));
+        }
+    }
+
+    /// A fresh namespace named `<prefix>-<unique suffix>`.
+    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
+        let client = self.client().await;
+        let n = NAMESPACE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let mut prefix: String = prefix.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        prefix.truncate(40);
+        let name =
+            format!("{}-{}-{n}-{:x}", prefix.to_ascii_lowercase(), std::process::id(), nanos % 0xfffff);
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("acp-test".to_owned(), "true".to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("failed to create namespace {name}: {e}"));
+        TestNamespace { name, client }
+    }
+}
+
+/// A namespace owned by one test, with a client.
+#[derive(Clone)]
+pub struct TestNamespace {
+    /// Namespace name.
+    pub name: String,
+    /// Admin client.
+    pub client: Client,
+}
+
+impl TestNamespace {
+    /// A typed API for namespaced resources in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
