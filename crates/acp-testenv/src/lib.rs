@@ -12,10 +12,29 @@
 //! where a failed precondition should fail the test loudly.
 #![forbid(unsafe_code)]
 
-mod env;
+pub mod env;
+pub mod githttp;
 mod kubelet;
+pub mod model;
 mod wait;
 
 pub use env::{TestEnv, TestNamespace};
 pub use kubelet::Kubelet;
 pub use wait::{DEFAULT_TIMEOUT, eventually};
+
+/// The pinned Claude Code CLI installed by `scripts/setup`
+/// (`$ACP_CLAUDE_BIN` overrides it).
+pub fn claude_bin() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("ACP_CLAUDE_BIN") {
+        return bin.into();
+    }
+    let repo = env::repo_root();
+    let version =
+        std::fs::read_to_string(repo.join("hack/claude-code-version")).expect("hack/claude-code-version");
+    let cache = std::env::var_os("ACP_CACHE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/acp")
+    });
+    let bin = cache.join(format!("npm/claude-code-{}/node_modules/.bin/claude", version.trim()));
+    assert!(bin.exists(), "{} is missing: run scripts/setup", bin.display());
+    bin
+}

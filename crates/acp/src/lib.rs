@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 mod crds;
+mod runner;
+mod tty;
 
 use std::process::ExitCode;
 
@@ -33,12 +35,38 @@ pub enum Command {
     /// per CRD (`<plural>.<group>.yaml`) instead; the repository's `crds/` is made
     /// this way. With `--check DIR`, exits 1 if DIR differs from the generated CRDs.
     Crds(crds::CrdsArgs),
+    /// Run one AgenticSession manifest on this machine, without a cluster.
+    ///
+    /// Clones the session's repositories into a workspace, runs the Claude Code
+    /// CLI (`claude` on PATH, or CLAUDE_BIN) with the session's prompt, model and
+    /// limits, pushes `ambient/<name>` for repos with autoPush, and prints the
+    /// result. Credentials come from the environment: ANTHROPIC_API_KEY (and
+    /// ANTHROPIC_BASE_URL), GIT_TOKEN / GITHUB_TOKEN / GITLAB_TOKEN for https,
+    /// GIT_SSH_KEY_FILE and GIT_KNOWN_HOSTS_FILE for ssh. Exit code: 0 success,
+    /// 1 agent error, 2 prerequisite failure, 143 stopped (Ctrl-C or SIGTERM).
+    Run(runner::RunArgs),
+    /// The runner container's entrypoint (configured by environment variables).
+    ///
+    /// Inputs, as the operator sets them: AGENTIC_SESSION_NAME,
+    /// AGENTIC_SESSION_NAMESPACE, WORKSPACE_PATH (/workspace), INITIAL_PROMPT,
+    /// DISPLAY_NAME, REPOS_JSON ([{url, branch, name, autoPush, pullRequest}]),
+    /// ACTIVE_WORKFLOW_GIT_URL / _BRANCH / _PATH, LLM_MODEL, MAX_TURNS (50),
+    /// INACTIVITY_TIMEOUT (seconds, 0 = off), CUSTOM_MCP_SERVERS (JSON of
+    /// spec.mcpServers), SESSION_ENV_JSON (JSON of spec.environmentVariables),
+    /// ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, GIT_TOKEN, GITHUB_TOKEN,
+    /// GITLAB_TOKEN, GIT_SSH_KEY_FILE, GIT_KNOWN_HOSTS_FILE, GIT_USER_NAME,
+    /// GIT_USER_EMAIL, CLAUDE_BIN (claude), TERMINATION_MESSAGE_PATH
+    /// (/dev/termination-log). Progress: JSON lines on stdout. Result: JSON on
+    /// the termination message path (≤ 4 KiB) and in <workspace>/.acp/result.json.
+    Runner,
 }
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crds(args) => crds::run(&args),
+        Command::Run(args) => runner::run(&args),
+        Command::Runner => runner::runner(),
     };
     match result {
         Ok(code) => code,

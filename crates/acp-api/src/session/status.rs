@@ -276,6 +276,9 @@ pub struct SessionResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub error: Option<String>,
+    /// With outcome `stopped`: whether a stop request or inactivity ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<StoppedReason>,
 }
 
 /// Token counts reported by the model API.

@@ -1,0 +1,386 @@
+//! The runner's inputs: where they come from and how they are validated.
+//!
+//! In a pod the operator passes everything as environment variables, named as
+//! the Ambient Code Platform's runner names them where it has one
+//! ([`RunnerConfig::from_env`]). `acp run FILE.yaml` builds the same
+//! configuration from a session manifest ([`RunnerConfig::from_spec`]).
+//! Parsing is pure: it reads through a lookup function, never the process.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use acp_api::session::{McpServers, SessionSpec, repo_dir_name};
+use serde::Deserialize;
+
+/// Default bound on agent turns when the spec sets none.
+pub const DEFAULT_MAX_TURNS: u32 = 50;
+/// Default commit author, as the existing platform's runner.
+pub const DEFAULT_GIT_USER_NAME: &str = "Ambient Code Bot";
+/// Default commit author email.
+pub const DEFAULT_GIT_USER_EMAIL: &str = "bot@ambient-code.local";
+/// Kubernetes' default termination message path.
+pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+
+/// Everything one run needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunnerConfig {
+    /// Session name (`AGENTIC_SESSION_NAME`); names the push branch.
+    pub session_name: String,
+    /// Session namespace (`AGENTIC_SESSION_NAMESPACE`), for messages.
+    pub namespace: Option<String>,
+    /// Workspace root (`WORKSPACE_PATH`, default `/workspace`).
+    pub workspace: PathBuf,
+    /// The user's prompt (`INITIAL_PROMPT`).
+    pub prompt: Option<String>,
+    /// Display name (`DISPLAY_NAME`), used in commit messages.
+    pub display_name: Option<String>,
+    /// Repositories (`REPOS_JSON`).
+    pub repos: Vec<RepoConfig>,
+    /// The active workflow (`ACTIVE_WORKFLOW_GIT_URL`, `_BRANCH`, `_PATH`).
+    pub workflow: Option<WorkflowConfig>,
+    /// Model (`LLM_MODEL`).
+    pub model: String,
+    /// Bound on agent turns (`MAX_TURNS`).
+    pub max_turns: u32,
+    /// Stop after this long without an agent event (`INACTIVITY_TIMEOUT`
+    /// seconds; 0 or unset disables it).
+    pub inactivity_timeout: Option<Duration>,
+    /// MCP servers (`CUSTOM_MCP_SERVERS`, the JSON of `spec.mcpServers`).
+    pub mcp_servers: Option<McpServers>,
+    /// `spec.environmentVariables` (`SESSION_ENV_JSON`), passed to the agent.
+    pub agent_env: BTreeMap<String, String>,
+    /// Credentials; never logged.
+    pub credentials: Credentials,
+    /// Commit author (`GIT_USER_NAME`, `GIT_USER_EMAIL`).
+    pub git_author: (String, String),
+    /// The Claude Code CLI to run (`CLAUDE_BIN`, default `claude` on PATH).
+    pub claude_bin: PathBuf,
+    /// Where the short result goes (`TERMINATION_MESSAGE_PATH`).
+    pub termination_message_path: PathBuf,
+}
+
+/// One repository to clone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoConfig {
+    /// Clone URL.
+    pub url: String,
+    /// Branch; the remote's default branch when absent.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Directory name under `repos/`; derived from the URL when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Commit and push changes to `ambient/<session>`.
+    #[serde(default)]
+    pub auto_push: bool,
+    /// Also open a draft pull request (GitHub).
+    #[serde(default)]
+    pub pull_request: bool,
+}
+
+impl RepoConfig {
+    /// Directory name under `repos/`.
+    pub fn dir_name(&self) -> &str {
+        self.name.as_deref().filter(|n| !n.is_empty()).unwrap_or_else(|| repo_dir_name(&self.url))
+    }
+}
+
+/// The active workflow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkflowConfig {
+    /// Clone URL.
+    pub git_url: String,
+    /// Branch; the remote's default branch when absent.
+    pub branch: Option<String>,
+    /// Subdirectory holding the workflow.
+    pub path: Option<String>,
+}
+
+/// Credentials the operator provides. `Debug` never prints them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// `ANTHROPIC_API_KEY`.
+    pub anthropic_api_key: Option<String>,
+    /// `ANTHROPIC_BASE_URL` (a proxy, a gateway, or a test server).
+    pub anthropic_base_url: Option<String>,
+    /// `GIT_TOKEN`: https token for any host.
+    pub git_token: Option<String>,
+    /// `GITHUB_TOKEN`: https token for GitHub, and for pull requests.
+    pub github_token: Option<String>,
+    /// `GITLAB_TOKEN`: https token for GitLab.
+    pub gitlab_token: Option<String>,
+    /// `GIT_SSH_KEY_FILE`: private key for ssh URLs.
+    pub ssh_key_file: Option<PathBuf>,
+    /// `GIT_KNOWN_HOSTS_FILE`: known_hosts used to verify ssh servers.
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |o: &Option<String>| if o.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Credentials")
+            .field("anthropic_api_key", &set(&self.anthropic_api_key))
+            .field("anthropic_base_url", &self.anthropic_base_url)
+            .field("git_token", &set(&self.git_token))
+            .field("github_token", &set(&self.github_token))
+            .field("gitlab_token", &set(&self.gitlab_token))
+            .field("ssh_key_file", &self.ssh_key_file)
+            .field("known_hosts_file", &self.known_hosts_file)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Every secret value, for redaction.
+    pub fn secrets(&self) -> Vec<String> {
+        [&self.anthropic_api_key, &self.git_token, &self.github_token, &self.gitlab_token]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Reads credentials from the environment variables named above.
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            anthropic_api_key: get("ANTHROPIC_API_KEY"),
+            anthropic_base_url: get("ANTHROPIC_BASE_URL"),
+            git_token: get("GIT_TOKEN"),
+            github_token: get("GITHUB_TOKEN"),
+            gitlab_token: get("GITLAB_TOKEN"),
+            ssh_key_file: get("GIT_SSH_KEY_FILE").map(PathBuf::from),
+            known_hosts_file: get("GIT_KNOWN_HOSTS_FILE").map(PathBuf::from),
+        }
+    }
+}
+
+/// A problem with the runner's inputs (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is missing.
+    #[error("failed to read configuration: {0} is not set")]
+    Missing(&'static str),
+    /// A variable holds something unusable.
+    #[error("failed to read configuration: {name} is invalid: {reason}")]
+    Invalid {
+        /// Variable name.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn non_empty(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name).filter(|v| !v.trim().is_empty())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    non_empty(get, name)
+        .map(|raw| serde_json::from_str(&raw))
+        .transpose()
+        .map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })
+}
+
+fn parse_number(
+    get: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<u64>, ConfigError> {
+    non_empty(get, name)
+        .map(|raw| raw.trim().parse::<u64>())
+        .transpose()
+        .map_err(|e| ConfigError::Invalid { name, reason: format!("not a non-negative integer ({e})") })
+}
+
+impl RunnerConfig {
+    /// Reads the configuration through `get` (normally `std::env::var`).
+    pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let config = Self::read(get)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let session_name = non_empty(get, "AGENTIC_SESSION_NAME")
+            .or_else(|| non_empty(get, "SESSION_ID"))
+            .ok_or(ConfigError::Missing("AGENTIC_SESSION_NAME"))?;
+        let repos: Vec<RepoConfig> = parse_json(get, "REPOS_JSON")?.unwrap_or_default();
+        let workflow = non_empty(get, "ACTIVE_WORKFLOW_GIT_URL").map(|git_url| WorkflowConfig {
+            git_url,
+            branch: non_empty(get, "ACTIVE_WORKFLOW_BRANCH"),
+            path: non_empty(get, "ACTIVE_WORKFLOW_PATH"),
+        });
+        let max_turns = match parse_number(get, "MAX_TURNS")? {
+            None => DEFAULT_MAX_TURNS,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(ConfigError::Invalid { name: "MAX_TURNS", reason: "must be 1 or more".into() })?,
+        };
+        let config = Self {
+            session_name,
+            namespace: non_empty(get, "AGENTIC_SESSION_NAMESPACE"),
+            workspace: non_empty(get, "WORKSPACE_PATH").unwrap_or_else(|| "/workspace".into()).into(),
+            prompt: non_empty(get, "INITIAL_PROMPT"),
+            display_name: non_empty(get, "DISPLAY_NAME"),
+            repos,
+            workflow,
+            model: non_empty(get, "LLM_MODEL").unwrap_or_else(|| acp_api::session::DEFAULT_MODEL.into()),
+            max_turns,
+            inactivity_timeout: parse_number(get, "INACTIVITY_TIMEOUT")?
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+            mcp_servers: parse_json(get, "CUSTOM_MCP_SERVERS")?,
+            agent_env: parse_json(get, "SESSION_ENV_JSON")?.unwrap_or_default(),
+            credentials: Credentials::from_lookup(get),
+            git_author: (
+                non_empty(get, "GIT_USER_NAME").unwrap_or_else(|| DEFAULT_GIT_USER_NAME.into()),
+                non_empty(get, "GIT_USER_EMAIL").unwrap_or_else(|| DEFAULT_GIT_USER_EMAIL.into()),
+            ),
+            claude_bin: non_empty(get, "CLAUDE_BIN").unwrap_or_else(|| "claude".into()).into(),
+            termination_message_path: non_empty(get, "TERMINATION_MESSAGE_PATH")
+                .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into())
+                .into(),
+        };
+        Ok(config)
+    }
+
+    /// Builds the configuration of session `name` from its spec; credentials
+    /// and tool locations still come from `get`.
+    pub fn from_spec(
+        name: &str,
+        spec: &SessionSpec,
+        workspace: PathBuf,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self::read(&|key| match key {
+            "AGENTIC_SESSION_NAME" => Some(name.to_owned()),
+            "WORKSPACE_PATH" => Some(workspace.to_string_lossy().into_owned()),
+            "TERMINATION_MESSAGE_PATH" => {
+                Some(workspace.join(".acp/termination-message").to_string_lossy().into_owned())
+            }
+            _ => get(key),
+        })?;
+        config.prompt = spec.initial_prompt.clone();
+        config.display_name = spec.display_name.clone();
+        config.repos = spec
+            .repos
+            .iter()
+            .map(|r| RepoConfig {
+                url: r.url.clone(),
+                branch: r.branch.clone(),
+                name: None,
+                auto_push: r.auto_push(),
+                pull_request: r.pull_request.unwrap_or(false),
+            })
+            .collect();
+        config.workflow = spec.active_workflow.as_ref().and_then(|w| {
+            w.git_url.clone().map(|git_url| WorkflowConfig {
+                git_url,
+                branch: w.branch.clone(),
+                path: w.path.clone(),
+            })
+        });
+        config.model = spec.model().to_owned();
+        config.max_turns = spec.max_turns.and_then(|t| u32::try_from(t).ok()).unwrap_or(DEFAULT_MAX_TURNS);
+        config.inactivity_timeout = spec
+            .inactivity_timeout
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs);
+        config.mcp_servers = spec.mcp_servers.clone();
+        config.agent_env = spec.environment_variables.clone();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.prompt.is_none() && self.workflow.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "INITIAL_PROMPT",
+                reason: "a session needs an initialPrompt or an activeWorkflow".into(),
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for repo in &self.repos {
+            let name = repo.dir_name();
+            if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+                return Err(ConfigError::Invalid {
+                    name: "REPOS_JSON",
+                    reason: format!("cannot derive a directory name from {:?}", repo.url),
+                });
+            }
+            if !seen.insert(name.to_owned()) {
+                return Err(ConfigError::Invalid {
+                    name: "REPOS_JSON",
+                    reason: format!("two repositories would both clone to repos/{name}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `ambient/<session-name>`.
+    pub fn push_branch(&self) -> String {
+        format!("{}{}", acp_api::constants::SESSION_BRANCH_PREFIX, self.session_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn reads_the_platforms_variables() {
+        let get = lookup(&[
+            ("AGENTIC_SESSION_NAME", "fix-bug"),
+            ("INITIAL_PROMPT", "fix it"),
+            ("REPOS_JSON", r#"[{"url":"https://h/o/app.git","branch":"dev","autoPush":true}]"#),
+            ("LLM_MODEL", "claude-opus-4-1"),
+            ("MAX_TURNS", "7"),
+            ("INACTIVITY_TIMEOUT", "0"),
+            ("ANTHROPIC_API_KEY", "sk-secret"),
+        ]);
+        let config = RunnerConfig::from_env(&get).expect("valid");
+        assert_eq!(config.repos[0].dir_name(), "app");
+        assert!(config.repos[0].auto_push);
+        assert_eq!(config.model, "claude-opus-4-1");
+        assert_eq!(config.max_turns, 7);
+        assert_eq!(config.inactivity_timeout, None);
+        assert_eq!(config.push_branch(), "ambient/fix-bug");
+        assert_eq!(config.workspace, PathBuf::from("/workspace"));
+        assert!(!format!("{config:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn rejects_bad_input_with_the_variable_name() {
+        let err = RunnerConfig::from_env(&lookup(&[("INITIAL_PROMPT", "x")])).expect_err("no name");
+        assert_eq!(err.to_string(), "failed to read configuration: AGENTIC_SESSION_NAME is not set");
+        let err = RunnerConfig::from_env(&lookup(&[
+            ("AGENTIC_SESSION_NAME", "s"),
+            ("INITIAL_PROMPT", "x"),
+            ("REPOS_JSON", "[{"),
+        ]))
+        .expect_err("bad json");
+        assert!(err.to_string().contains("REPOS_JSON is invalid"), "{err}");
+        let err = RunnerConfig::from_env(&lookup(&[
+            ("AGENTIC_SESSION_NAME", "s"),
+            ("INITIAL_PROMPT", "x"),
+            ("REPOS_JSON", r#"[{"url":"https://a/x/app"},{"url":"https://b/y/app.git"}]"#),
+        ]))
+        .expect_err("clash");
+        assert!(err.to_string().contains("both clone to repos/app"), "{err}");
+        let err =
+            RunnerConfig::from_env(&lookup(&[("AGENTIC_SESSION_NAME", "s")])).expect_err("nothing to do");
+        assert!(err.to_string().contains("initialPrompt or an activeWorkflow"), "{err}");
+    }
+}

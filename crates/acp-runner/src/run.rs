@@ -1,0 +1,437 @@
+//! The pipeline of one run: workspace → clone → agent → push → result.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use acp_api::session::{PushedBranch, RunOutcome, SessionResult, StoppedReason, TokenUsage};
+use tokio::sync::watch;
+
+use crate::agent::{AgentCommand, AgentOutcome, CommandInputs, LineHandler, StopCause};
+use crate::config::{RepoConfig, RunnerConfig};
+use crate::events::{Block, Line, StreamEvent, result_text, todos};
+use crate::progress::{PREVIEW_BYTES, Progress, Reporter, Sink};
+use crate::redact::Redactor;
+use crate::result::{TERMINATION_MESSAGE_LIMIT, bound, termination_message, truncate_utf8};
+use crate::workspace::{Layout, compose_prompt, mcp_config, startup_prompt};
+
+/// Runs one session. `stop` turning true (SIGTERM) stops it promptly. Returns
+/// the result, already written to the workspace and the termination message
+/// path; its outcome's exit code is the process's.
+pub async fn run(config: &RunnerConfig, sink: &mut dyn Sink, stop: watch::Receiver<bool>) -> SessionResult {
+    let redactor = Redactor::new(config.credentials.secrets());
+    let mut reporter = Reporter::new(sink, redactor.clone());
+    let layout = Layout::new(&config.workspace);
+    let started = std::time::Instant::now();
+    let mut result = match pipeline(config, &layout, &mut reporter, stop).await {
+        Ok(result) | Err(result) => result,
+    };
+    if result.duration_ms.is_none() {
+        result.duration_ms = i64::try_from(started.elapsed().as_millis()).ok();
+    }
+    result.summary = result.summary.map(|s| redactor.redact(&s));
+    result.error = result.error.map(|s| redactor.redact(&s));
+    let result = bound(result);
+    write_result(config, &layout, &result);
+    reporter.emit(Progress::Result { result: result.clone() });
+    result
+}
+
+fn failure(outcome: RunOutcome, error: impl Into<String>) -> SessionResult {
+    SessionResult {
+        outcome: Some(outcome),
+        is_error: outcome != RunOutcome::Success,
+        error: Some(error.into()),
+        ..SessionResult::default()
+    }
+}
+
+fn stopped(reason: StoppedReason, error: impl Into<String>) -> SessionResult {
+    SessionResult { stopped_reason: Some(reason), ..failure(RunOutcome::Stopped, error) }
+}
+
+fn write_result(config: &RunnerConfig, layout: &Layout, result: &SessionResult) {
+    // Failing to write is reported on stderr; the exit code still tells the outcome.
+    if let Ok(json) = serde_json::to_string_pretty(result)
+        && let Err(err) = std::fs::write(layout.result(), json)
+    {
+        eprintln!("acp runner: failed to write {}: {err}", layout.result().display());
+    }
+    let message = termination_message(result, TERMINATION_MESSAGE_LIMIT);
+    if let Some(parent) = config.termination_message_path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if let Err(err) = std::fs::write(&config.termination_message_path, message) {
+        eprintln!("acp runner: failed to write {}: {err}", config.termination_message_path.display());
+    }
+}
+
+/// Runs blocking git work, or gives up when a stop arrives first.
+async fn blocking_or_stop<T: Send + 'static>(
+    stop: &mut watch::Receiver<bool>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SessionResult> {
+    let task = tokio::task::spawn_blocking(work);
+    tokio::select! {
+        joined = task => joined.map_err(|e| failure(RunOutcome::AgentError, format!("internal error: {e}"))),
+        () = wait_for_stop(stop) => Err(stopped(StoppedReason::User, "stopped by a stop request")),
+    }
+}
+
+async fn wait_for_stop(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: no stop will ever come.
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+struct ClonedRepo {
+    config: RepoConfig,
+    dir: PathBuf,
+    base: git2::Oid,
+}
+
+async fn pipeline(
+    config: &RunnerConfig,
+    layout: &Layout,
+    reporter: &mut Reporter<'_>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<SessionResult, SessionResult> {
+    layout.create().map_err(|e| {
+        failure(
+            RunOutcome::PrerequisiteFailed,
+            format!("failed to create workspace {}: {e}", layout.root.display()),
+        )
+    })?;
+    if config.credentials.anthropic_api_key.is_none()
+        && !["CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_BEDROCK"]
+            .iter()
+            .any(|k| config.agent_env.contains_key(*k))
+    {
+        return Err(failure(
+            RunOutcome::PrerequisiteFailed,
+            "ANTHROPIC_API_KEY is not set: put it in the namespace's ambient-runner-secrets Secret",
+        ));
+    }
+
+    let mut cloned = Vec::new();
+    for repo in &config.repos {
+        let dir = layout.repos.join(repo.dir_name());
+        reporter.emit(Progress::Step { step: "clone".into(), message: format!("cloning {}", repo.url) });
+        let (repo_c, dir_c, creds) = (repo.clone(), dir.clone(), config.credentials.clone());
+        let done = blocking_or_stop(&mut stop, move || crate::git::clone(&repo_c, &dir_c, &creds)).await?;
+        let info = done.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?;
+        reporter.emit(Progress::Cloned {
+            name: repo.dir_name().to_owned(),
+            branch: info.branch.clone(),
+            commit: info.base.to_string(),
+        });
+        cloned.push(ClonedRepo { config: repo.clone(), dir, base: info.base });
+    }
+
+    let mut cwd = cloned.first().map_or_else(|| layout.root.clone(), |r| r.dir.clone());
+    let mut startup = None;
+    if let Some(workflow) = &config.workflow {
+        let repo = RepoConfig {
+            url: workflow.git_url.clone(),
+            branch: workflow.branch.clone(),
+            ..Default::default()
+        };
+        let dir = layout.workflows.join(repo.dir_name());
+        reporter
+            .emit(Progress::Step { step: "clone".into(), message: format!("cloning workflow {}", repo.url) });
+        let (repo_c, dir_c, creds) = (repo.clone(), dir.clone(), config.credentials.clone());
+        let done = blocking_or_stop(&mut stop, move || crate::git::clone(&repo_c, &dir_c, &creds)).await?;
+        let info = done.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?;
+        reporter.emit(Progress::Cloned {
+            name: repo.dir_name().to_owned(),
+            branch: info.branch,
+            commit: info.base.to_string(),
+        });
+        cwd = match &workflow.path {
+            Some(path) => safe_join(&dir, path).ok_or_else(|| {
+                failure(
+                    RunOutcome::PrerequisiteFailed,
+                    format!("activeWorkflow.path {path:?} is not inside the workflow repository"),
+                )
+            })?,
+            None => dir,
+        };
+        if !cwd.is_dir() {
+            return Err(failure(
+                RunOutcome::PrerequisiteFailed,
+                format!("activeWorkflow.path {:?} does not exist in {}", workflow.path, workflow.git_url),
+            ));
+        }
+        startup = startup_prompt(&cwd);
+    }
+
+    let prompt = compose_prompt(startup.as_deref(), config.prompt.as_deref());
+    if prompt.is_empty() {
+        return Err(failure(
+            RunOutcome::PrerequisiteFailed,
+            "nothing to do: no initialPrompt and no workflow startupPrompt",
+        ));
+    }
+    let mcp = match mcp_config(config.mcp_servers.as_ref()) {
+        Some((document, names)) => {
+            std::fs::write(layout.mcp_config(), document.to_string()).map_err(|e| {
+                failure(RunOutcome::PrerequisiteFailed, format!("failed to write the MCP configuration: {e}"))
+            })?;
+            Some((layout.mcp_config(), names))
+        }
+        None => None,
+    };
+    let runner_env = |key: &str| std::env::var(key).ok();
+    let command = AgentCommand::build(CommandInputs {
+        program: &config.claude_bin,
+        model: &config.model,
+        max_turns: config.max_turns,
+        mcp: mcp.as_ref().map(|(path, names)| (path.as_path(), names.clone())),
+        cwd: &cwd,
+        workspace: &layout.root,
+        state_dir: &layout.state,
+        session_env: &config.agent_env,
+        api_key: config.credentials.anthropic_api_key.as_deref(),
+        base_url: config.credentials.anthropic_base_url.as_deref(),
+        runner_env: &runner_env,
+        prompt,
+    });
+
+    reporter.emit(Progress::Step {
+        step: "agent".into(),
+        message: format!("running Claude Code ({})", config.model),
+    });
+    let transcript = std::fs::File::create(layout.transcript()).map_err(|e| {
+        failure(RunOutcome::PrerequisiteFailed, format!("failed to create the transcript: {e}"))
+    })?;
+    let redactor = reporter.redactor().clone();
+    let mut handler = Handler { transcript, redactor, reporter, model: config.model.clone(), todos: None };
+    let outcome = crate::agent::run(&command, config.inactivity_timeout, stop.clone(), &mut handler).await;
+    let mut result = agent_result(&outcome, config);
+    if result.outcome == Some(RunOutcome::Stopped) || result.outcome == Some(RunOutcome::PrerequisiteFailed) {
+        return Err(result);
+    }
+
+    for repo in cloned.iter().filter(|r| r.config.auto_push) {
+        handler.reporter.emit(Progress::Step {
+            step: "push".into(),
+            message: format!("pushing {}", config.push_branch()),
+        });
+        match push_repo(config, repo, &mut stop).await? {
+            Ok(Some(pushed)) => {
+                handler.reporter.emit(Progress::Pushed {
+                    repo: pushed.repo.clone(),
+                    branch: pushed.branch.clone(),
+                    commit: pushed.commit.clone(),
+                });
+                result.pushed_branches.push(pushed);
+            }
+            Ok(None) => handler.reporter.emit(Progress::Step {
+                step: "push".into(),
+                message: format!("{}: no changes to push", repo.config.dir_name()),
+            }),
+            Err(err) => {
+                result.outcome = Some(RunOutcome::AgentError);
+                result.is_error = true;
+                result.error = Some(match result.error.take() {
+                    Some(previous) => format!("{previous}; {err}"),
+                    None => err.to_string(),
+                });
+            }
+        }
+    }
+    Ok(result)
+}
+
+async fn push_repo(
+    config: &RunnerConfig,
+    repo: &ClonedRepo,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Result<Option<PushedBranch>, crate::git::GitError>, SessionResult> {
+    let branch = config.push_branch();
+    let title = config
+        .display_name
+        .clone()
+        .or_else(|| config.prompt.as_deref().and_then(|p| p.lines().next()).map(|l| truncate_utf8(l, 72)))
+        .unwrap_or_else(|| "agent changes".into());
+    let session = match &config.namespace {
+        Some(ns) => format!("{ns}/{}", config.session_name),
+        None => config.session_name.clone(),
+    };
+    let message = format!(
+        "{title}\n\nChanges made by the Claude Code agent in acp session {session}.\n\nSession: {session}\n"
+    );
+    let (dir, base, author, creds, url) = (
+        repo.dir.clone(),
+        repo.base,
+        config.git_author.clone(),
+        config.credentials.clone(),
+        repo.config.url.clone(),
+    );
+    blocking_or_stop(stop, move || {
+        let Some(commit) = crate::git::commit_changes(&dir, base, &branch, &author, &message)? else {
+            return Ok(None);
+        };
+        crate::git::push(&dir, &url, &branch, &creds)?;
+        Ok(Some(PushedBranch { repo: url, branch, commit: commit.to_string() }))
+    })
+    .await
+}
+
+fn agent_result(outcome: &AgentOutcome, config: &RunnerConfig) -> SessionResult {
+    if let Some(error) = &outcome.spawn_error {
+        return failure(
+            RunOutcome::PrerequisiteFailed,
+            format!("{error} (is the Claude Code CLI installed? set CLAUDE_BIN)"),
+        );
+    }
+    let mut result = match outcome.stopped {
+        Some(StopCause::Signal) => stopped(StoppedReason::User, "stopped by a stop request"),
+        Some(StopCause::Inactivity) => stopped(
+            StoppedReason::Inactivity,
+            format!(
+                "stopped after {}s without agent activity (inactivityTimeout)",
+                config.inactivity_timeout.map_or(0, |d| d.as_secs())
+            ),
+        ),
+        None => match &outcome.result {
+            Some(event) if event.subtype == "success" && !event.is_error => SessionResult {
+                outcome: Some(RunOutcome::Success),
+                summary: event.result.clone(),
+                ..SessionResult::default()
+            },
+            Some(event) => {
+                let detail = event.result.clone().filter(|r| !r.trim().is_empty());
+                let message = if event.subtype == "error_max_turns" {
+                    format!("the agent reached maxTurns ({}) before finishing", config.max_turns)
+                } else if let Some(status) = event.api_error_status {
+                    format!("model API error (HTTP {status}): {}", detail.as_deref().unwrap_or("no details"))
+                } else {
+                    format!(
+                        "the agent failed ({}): {}",
+                        event.subtype,
+                        detail.as_deref().unwrap_or("no details")
+                    )
+                };
+                failure(RunOutcome::AgentError, message)
+            }
+            None => failure(
+                RunOutcome::AgentError,
+                format!(
+                    "the Claude Code CLI exited (code {}) without a result: {}",
+                    outcome.exit_code.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+                    outcome.stderr_tail.trim()
+                ),
+            ),
+        },
+    };
+    if let Some(event) = &outcome.result {
+        result.num_turns = event.num_turns;
+        result.total_cost_usd = event.total_cost_usd;
+        result.duration_ms = event.duration_ms;
+        result.usage = event.usage.as_ref().map(|u| TokenUsage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cache_read_input_tokens: u.cache_read_input_tokens,
+            cache_creation_input_tokens: u.cache_creation_input_tokens,
+        });
+    }
+    result.sdk_session_id =
+        outcome.result.as_ref().and_then(|r| r.session_id.clone()).or_else(|| outcome.session_id.clone());
+    result
+}
+
+/// `base/rel` when `rel` stays inside `base`.
+fn safe_join(base: &Path, rel: &str) -> Option<PathBuf> {
+    let rel = Path::new(rel.trim_start_matches('/'));
+    rel.components()
+        .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
+        .then(|| base.join(rel))
+}
+
+struct Handler<'r, 's> {
+    transcript: std::fs::File,
+    redactor: Redactor,
+    reporter: &'r mut Reporter<'s>,
+    model: String,
+    todos: Option<Vec<crate::events::Todo>>,
+}
+
+impl LineHandler for Handler<'_, '_> {
+    fn line(&mut self, raw: &str, parsed: &Line, truncated: bool) {
+        let mut record = self.redactor.redact(raw);
+        if truncated {
+            record.push_str(" [line truncated]");
+        }
+        // A full disk must not kill the run; the progress stream still has it.
+        let _ = writeln!(self.transcript, "{record}");
+        match parsed {
+            Line::Text(text) => {
+                self.reporter.emit(Progress::Log { line: truncate_utf8(text, PREVIEW_BYTES) })
+            }
+            Line::Event(event) => self.event(event),
+        }
+    }
+}
+
+impl Handler<'_, '_> {
+    fn event(&mut self, event: &StreamEvent) {
+        match event {
+            StreamEvent::System(system) if system.subtype.as_deref() == Some("init") => {
+                self.reporter.emit(Progress::AgentStarted {
+                    session_id: system.session_id.clone().unwrap_or_default(),
+                    model: system.model.clone().unwrap_or_else(|| self.model.clone()),
+                });
+            }
+            StreamEvent::Assistant(message) => {
+                for block in &message.message.content {
+                    match block {
+                        Block::Text { text } if !text.trim().is_empty() => {
+                            self.reporter.emit(Progress::Text { text: truncate_utf8(text, PREVIEW_BYTES) });
+                        }
+                        Block::ToolUse { name, input, .. } => {
+                            if let Some(list) = todos(name, input)
+                                && self.todos.as_ref() != Some(&list)
+                            {
+                                self.todos = Some(list.clone());
+                                self.reporter.emit(Progress::Todos { todos: list });
+                            }
+                            self.reporter.emit(Progress::ToolUse {
+                                tool: name.clone(),
+                                summary: tool_summary(name, input),
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            StreamEvent::User(message) => {
+                for block in &message.message.content {
+                    if let Block::ToolResult { content, is_error, .. } = block {
+                        let text = result_text(content);
+                        self.reporter.emit(Progress::ToolResult {
+                            is_error: *is_error,
+                            bytes: text.len(),
+                            preview: truncate_utf8(&text, 300),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One line describing a tool call: the file it touches or the command it runs.
+fn tool_summary(name: &str, input: &serde_json::Value) -> String {
+    let field = |key: &str| input.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let summary = match name {
+        "Bash" => field("command"),
+        "Read" | "Write" | "Edit" | "MultiEdit" | "NotebookEdit" => {
+            field("file_path").or_else(|| field("notebook_path"))
+        }
+        "Glob" | "Grep" => field("pattern"),
+        _ => field("description"),
+    };
+    truncate_utf8(&summary.unwrap_or_default(), 200)
+}

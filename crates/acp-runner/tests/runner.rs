@@ -1,0 +1,264 @@
+//! The runner against real parts: the real Claude Code CLI talking to a
+//! scripted Messages API, real git over HTTP with token auth.
+
+mod common;
+
+use std::time::Duration;
+
+use acp_api::session::{RunOutcome, StoppedReason};
+use acp_runner::progress::Progress;
+use acp_testenv::githttp::git;
+use acp_testenv::model::{Block, Step};
+use common::{API_KEY, Fixture, GIT_TOKEN, all_text};
+use serde_json::json;
+
+#[tokio::test]
+async fn edits_a_file_and_pushes_exactly_that_change() {
+    let mut steps = Vec::new();
+    let mut fixture = Fixture::new(Vec::new()).await;
+    let readme = fixture.repo_file("README.md");
+    let notes = fixture.repo_file("docs/NOTES.md");
+    steps.push(Step::tool("Read", json!({"file_path": readme})));
+    steps.push(Step::tool(
+        "Edit",
+        json!({"file_path": readme, "old_string": "hello", "new_string": "hello, world"}),
+    ));
+    steps.push(Step::tool("Write", json!({"file_path": notes, "content": "Notes.\n"})));
+    steps.push(Step::text("Updated the README greeting and added docs/NOTES.md."));
+    fixture.model = acp_testenv::model::ScriptedModel::start(common::MODEL, steps).await;
+    let url = fixture.model.url();
+    fixture.set("ANTHROPIC_BASE_URL", &url).set("DISPLAY_NAME", "Greet the world");
+
+    let (result, events) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
+    assert_eq!(result.summary.as_deref(), Some("Updated the README greeting and added docs/NOTES.md."));
+    assert_eq!(result.num_turns, Some(4));
+    assert!(result.total_cost_usd.is_some_and(|c| c > 0.0));
+    assert!(result.usage.as_ref().is_some_and(|u| u.output_tokens > 0));
+    assert!(result.sdk_session_id.is_some());
+    assert_eq!(fixture.model.remaining(), 0, "every scripted step was used");
+
+    // The tools really ran: the model got their results back without errors.
+    let requests = fixture.model.requests();
+    assert_eq!(requests.len(), 4);
+    assert!(requests.iter().all(|r| r.api_key.as_deref() == Some(API_KEY)));
+    assert!(requests[1].tool_results()[0].1.contains("hello"), "Read saw the file");
+
+    // The push: branch ambient/<session> with exactly the agent's change.
+    let [pushed] = result.pushed_branches.as_slice() else { panic!("one pushed branch: {result:?}") };
+    assert_eq!(pushed.branch, "ambient/fix-readme");
+    let bare = fixture.bare("app");
+    let tip = git(&bare, &["rev-parse", "refs/heads/ambient/fix-readme"]);
+    assert_eq!(tip.trim(), pushed.commit);
+    let changes = git(&bare, &["diff", "--name-status", "main", "ambient/fix-readme"]);
+    assert_eq!(changes, "M\tREADME.md\nA\tdocs/NOTES.md\n");
+    assert_eq!(git(&bare, &["show", "ambient/fix-readme:README.md"]), "hello, world\n");
+    assert_eq!(git(&bare, &["rev-parse", "ambient/fix-readme~1"]), git(&bare, &["rev-parse", "main"]));
+    let meta = git(&bare, &["log", "-1", "--format=%an <%ae>%n%s", "ambient/fix-readme"]);
+    assert_eq!(meta, "Ambient Code Bot <bot@ambient-code.local>\nGreet the world\n");
+
+    // Progress: clone, the tool calls, the push, the result.
+    assert!(events.iter().any(|e| matches!(e, Progress::Cloned { name, .. } if name == "app")));
+    assert!(events.iter().any(|e| matches!(e, Progress::ToolUse { tool, .. } if tool == "Edit")));
+    assert!(events.iter().any(|e| matches!(e, Progress::Pushed { .. })));
+    assert!(matches!(events.last(), Some(Progress::Result { .. })));
+
+    // Results: bounded JSON on the termination path, the full one in the workspace.
+    let message: acp_api::session::SessionResult =
+        serde_json::from_str(&fixture.termination_message()).expect("termination message is JSON");
+    assert_eq!(message, result);
+    assert!(fixture.workspace().join(".acp/result.json").exists());
+    let transcript =
+        std::fs::read_to_string(fixture.workspace().join(".acp/transcript.jsonl")).expect("transcript");
+    assert!(transcript.lines().count() >= 8 && transcript.contains("\"type\":\"result\""));
+}
+
+#[tokio::test]
+async fn max_turns_is_honoured() {
+    let bash = || Step::tool("Bash", json!({"command": "true", "description": "noop"}));
+    let mut fixture = Fixture::new(vec![bash(), bash(), bash(), bash(), Step::text("never")]).await;
+    fixture.set("MAX_TURNS", "2");
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::AgentError), "{result:?}");
+    assert!(result.error.as_deref().is_some_and(|e| e.contains("maxTurns (2)")), "{result:?}");
+    assert_eq!(fixture.model.requests().len(), 2, "the CLI stopped after two turns");
+}
+
+#[tokio::test]
+async fn model_api_error_exits_1_with_a_clear_message() {
+    let fixture =
+        Fixture::new(vec![Step::error(400, "invalid_request_error", "messages.0: scripted failure 42"); 6])
+            .await;
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::AgentError), "{result:?}");
+    assert_eq!(result.outcome.map(RunOutcome::exit_code), Some(1));
+    let error = result.error.expect("error message");
+    assert!(error.contains("scripted failure 42"), "{error}");
+    assert!(error.contains("400"), "{error}");
+}
+
+#[tokio::test]
+async fn overloaded_model_is_retried() {
+    let fixture = Fixture::new(vec![Step::overloaded(), Step::text("Done after a retry.")]).await;
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
+    assert_eq!(fixture.model.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn slow_stream_completes() {
+    let fixture = Fixture::new(vec![Step::slow_text(
+        &["Thinking ", "slowly ", "but done."],
+        Duration::from_millis(300),
+    )])
+    .await;
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
+    assert!(result.summary.as_deref().is_some_and(|s| s.contains("but done.")), "{result:?}");
+}
+
+#[tokio::test]
+async fn unreachable_repository_exits_2() {
+    let mut fixture = Fixture::new(vec![Step::text("unused")]).await;
+    let missing = fixture.git.url("does-not-exist");
+    fixture.set("REPOS_JSON", &format!(r#"[{{"url":"{missing}"}}]"#));
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::PrerequisiteFailed), "{result:?}");
+    assert_eq!(result.outcome.map(RunOutcome::exit_code), Some(2));
+    assert!(result.error.as_deref().is_some_and(|e| e.contains("failed to clone")), "{result:?}");
+    assert!(fixture.model.requests().is_empty(), "the agent never started");
+}
+
+#[tokio::test]
+async fn rejected_credentials_exit_2_without_leaking_them() {
+    let mut fixture = Fixture::new(vec![Step::text("unused")]).await;
+    fixture.set("GIT_TOKEN", "wrong-token-987654");
+    let (result, events) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::PrerequisiteFailed), "{result:?}");
+    let error = result.error.expect("error");
+    assert!(error.contains("credentials were rejected") || error.contains("authentication"), "{error}");
+    assert!(!all_text(&events).contains("wrong-token-987654"));
+}
+
+#[tokio::test]
+async fn inactivity_timeout_stops_the_agent() {
+    let mut fixture = Fixture::new(vec![Step::Hang]).await;
+    fixture.set("INACTIVITY_TIMEOUT", "2");
+    let started = std::time::Instant::now();
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Stopped), "{result:?}");
+    assert_eq!(result.stopped_reason, Some(StoppedReason::Inactivity));
+    assert_eq!(result.outcome.map(RunOutcome::exit_code), Some(143));
+    assert!(started.elapsed() < Duration::from_secs(30), "stopped promptly: {:?}", started.elapsed());
+    assert!(fixture.bare("app").exists());
+}
+
+#[tokio::test]
+async fn secrets_are_redacted_everywhere() {
+    let leak = format!("The key is {API_KEY} and the token {GIT_TOKEN}.");
+    let steps = vec![
+        Step::tool("Bash", json!({"command": "echo key=$ANTHROPIC_API_KEY", "description": "print"})),
+        Step::text(leak),
+    ];
+    let fixture = Fixture::new(steps).await;
+    let (result, events) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
+    let transcript =
+        std::fs::read_to_string(fixture.workspace().join(".acp/transcript.jsonl")).expect("transcript");
+    let full = std::fs::read_to_string(fixture.workspace().join(".acp/result.json")).expect("result");
+    let everything = [all_text(&events), transcript, full, fixture.termination_message()].join("\n");
+    for secret in [API_KEY, GIT_TOKEN] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+    assert!(everything.contains("[REDACTED]"));
+    assert!(result.summary.as_deref().is_some_and(|s| s.contains("The key is [REDACTED]")), "{result:?}");
+}
+
+#[tokio::test]
+async fn huge_and_non_utf8_tool_output_is_handled() {
+    let command = "head -c 3000000 /dev/zero | tr '\\0' 'x'; printf '\\377\\376 not utf-8 \\300\\n'";
+    let steps = vec![
+        Step::tool("Bash", json!({"command": command, "description": "flood"})),
+        Step::text("Survived the flood."),
+    ];
+    let fixture = Fixture::new(steps).await;
+    let (result, events) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
+    let preview_ok = events.iter().all(|e| match e {
+        Progress::ToolResult { preview, .. } => preview.len() <= 300,
+        Progress::Text { text } => text.len() <= acp_runner::progress::PREVIEW_BYTES,
+        _ => true,
+    });
+    assert!(preview_ok, "progress stays bounded");
+    assert!(events.iter().any(|e| matches!(e, Progress::ToolResult { bytes, .. } if *bytes > 1000)));
+}
+
+#[tokio::test]
+async fn oversized_result_is_truncated_on_utf8_boundaries() {
+    let summary = "Résumé — ünïcödé ✓ ".repeat(600); // ~13 KB of multi-byte text
+    let fixture = Fixture::new(vec![Step::text(summary.clone())]).await;
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
+    let message = fixture.termination_message();
+    assert!(message.len() <= 4096, "{} bytes", message.len());
+    let parsed: acp_api::session::SessionResult = serde_json::from_str(&message).expect("valid JSON");
+    let cut = parsed.summary.expect("summary kept");
+    assert!(cut.ends_with('…'));
+    assert!(summary.starts_with(cut.trim_end_matches('…')));
+    let stored = result.summary.expect("stored summary");
+    assert!(stored.len() <= 4096 && stored.ends_with('…'));
+}
+
+#[tokio::test]
+async fn todo_list_and_workflow_startup_prompt() {
+    let mut fixture = Fixture::new(Vec::new()).await;
+    fixture.git.create_repo(
+        "workflows",
+        "main",
+        &[(
+            "triage/.ambient/ambient.json",
+            r#"{"name":"triage","startupPrompt":"Follow the triage checklist."}"#,
+        )],
+    );
+    let todos = json!({"todos": [
+        {"content": "Reproduce", "status": "completed", "activeForm": "Reproducing"},
+        {"content": "Fix", "status": "in_progress", "activeForm": "Fixing"}
+    ]});
+    fixture.model = acp_testenv::model::ScriptedModel::start(
+        common::MODEL,
+        vec![
+            Step::blocks(vec![
+                Block::Text("Planning.".into()),
+                Block::ToolUse { name: "TodoWrite".into(), input: todos },
+            ]),
+            Step::text("Triaged."),
+        ],
+    )
+    .await;
+    let url = fixture.model.url();
+    let workflow = fixture.git.url("workflows");
+    fixture
+        .set("ANTHROPIC_BASE_URL", &url)
+        .set("ACTIVE_WORKFLOW_GIT_URL", &workflow)
+        .set("ACTIVE_WORKFLOW_PATH", "triage");
+    let (result, events) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
+    let first = &fixture.model.requests()[0].body;
+    let prompt = first["messages"].to_string();
+    let (startup, initial) =
+        (prompt.find("Follow the triage checklist."), prompt.find("Improve the README."));
+    assert!(
+        startup.is_some() && initial.is_some() && startup < initial,
+        "startup prompt first: {prompt:.2000}"
+    );
+    let list = events.iter().find_map(|e| match e {
+        Progress::Todos { todos } => Some(todos.clone()),
+        _ => None,
+    });
+    let list = list.expect("todo list reported");
+    assert_eq!(
+        list.iter().map(|t| (t.content.as_str(), t.status.as_str())).collect::<Vec<_>>(),
+        [("Reproduce", "completed"), ("Fix", "in_progress")]
+    );
+    assert!(fixture.workspace().join("workflows/workflows/triage/.ambient/ambient.json").exists());
+}

@@ -1,0 +1,299 @@
+//! A scripted Anthropic Messages API on loopback.
+//!
+//! The real Claude Code CLI talks to it through `ANTHROPIC_BASE_URL`. Each
+//! request to `POST /v1/messages` for the scripted model consumes the next
+//! [`Step`] of the script and is answered as the real API answers: a
+//! `text/event-stream` of `message_start`, `content_block_*`, `message_delta`
+//! and `message_stop` events, or an error JSON with its HTTP status. Requests
+//! for other models (the CLI's small background model) get a short reply and
+//! do not consume the script. Every request is recorded for assertions.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// One scripted model response.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// A streamed assistant message made of `blocks`.
+    Message {
+        /// Content blocks, in order.
+        blocks: Vec<Block>,
+        /// Pause between streamed events (a slow stream when non-zero).
+        delay: Duration,
+    },
+    /// An HTTP error in the API's error shape, e.g. 400 `invalid_request_error`
+    /// or 529 `overloaded_error`.
+    Error {
+        /// HTTP status.
+        status: u16,
+        /// Error type, such as `overloaded_error`.
+        kind: String,
+        /// Error message.
+        message: String,
+    },
+    /// Accept the request and never answer (for inactivity and stop tests).
+    Hang,
+}
+
+/// A content block of a scripted message.
+#[derive(Clone, Debug)]
+pub enum Block {
+    /// Assistant text.
+    Text(String),
+    /// A tool call the CLI will execute; `id` is generated.
+    ToolUse {
+        /// Tool name, e.g. `Write`, `Edit`, `Bash`.
+        name: String,
+        /// Tool input.
+        input: Value,
+    },
+}
+
+impl Step {
+    /// A final text answer.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::Message { blocks: vec![Block::Text(text.into())], delay: Duration::ZERO }
+    }
+
+    /// A single tool call.
+    pub fn tool(name: &str, input: Value) -> Self {
+        Self::Message { blocks: vec![Block::ToolUse { name: name.to_owned(), input }], delay: Duration::ZERO }
+    }
+
+    /// A message with several blocks.
+    pub fn blocks(blocks: Vec<Block>) -> Self {
+        Self::Message { blocks, delay: Duration::ZERO }
+    }
+
+    /// A text answer streamed in `chunks` with `delay` between events.
+    pub fn slow_text(chunks: &[&str], delay: Duration) -> Self {
+        Self::Message { blocks: chunks.iter().map(|c| Block::Text((*c).to_owned())).collect(), delay }
+    }
+
+    /// An API error response.
+    pub fn error(status: u16, kind: &str, message: &str) -> Self {
+        Self::Error { status, kind: kind.to_owned(), message: message.to_owned() }
+    }
+
+    /// HTTP 529 `overloaded_error`, as the API sends under load.
+    pub fn overloaded() -> Self {
+        Self::error(529, "overloaded_error", "Overloaded")
+    }
+}
+
+/// A request the server received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// Path and query.
+    pub path: String,
+    /// The `x-api-key` header, if any.
+    pub api_key: Option<String>,
+    /// Parsed JSON body.
+    pub body: Value,
+}
+
+impl Recorded {
+    /// The `tool_result` blocks of the last user message, as (tool_use_id, text).
+    pub fn tool_results(&self) -> Vec<(String, String)> {
+        let Some(last) = self.body["messages"].as_array().and_then(|m| m.last()) else {
+            return Vec::new();
+        };
+        last["content"]
+            .as_array()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter(|b| b["type"] == "tool_result")
+                    .map(|b| {
+                        (
+                            b["tool_use_id"].as_str().unwrap_or_default().to_owned(),
+                            content_text(&b["content"]),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(""),
+        _ => String::new(),
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    steps: VecDeque<Step>,
+    requests: Vec<Recorded>,
+    next_id: u64,
+}
+
+#[derive(Clone)]
+struct Shared {
+    model: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// A running scripted model server. Stops when dropped.
+pub struct ScriptedModel {
+    addr: SocketAddr,
+    shared: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScriptedModel {
+    /// Starts a server that answers requests for `model` with `steps`, in order.
+    pub async fn start(model: &str, steps: Vec<Step>) -> Self {
+        let shared = Shared {
+            model: model.to_owned(),
+            inner: Arc::new(Mutex::new(Inner { steps: steps.into(), ..Inner::default() })),
+        };
+        let app = Router::new()
+            .route("/v1/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("scripted model server");
+        });
+        Self { addr, shared, task }
+    }
+
+    /// Base URL for `ANTHROPIC_BASE_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests for the scripted model, in arrival order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    /// Steps not consumed yet.
+    pub fn remaining(&self) -> usize {
+        self.lock().steps.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.shared.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for ScriptedModel {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn count_tokens() -> Response {
+    axum::Json(json!({"input_tokens": 12})).into_response()
+}
+
+async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    if model != shared.model {
+        return stream_message(&model, 0, vec![Block::Text("ok".into())], Duration::ZERO);
+    }
+    let (step, id) = {
+        let mut inner = shared.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.requests.push(Recorded {
+            path: "/v1/messages".into(),
+            api_key: headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned),
+            body,
+        });
+        inner.next_id += 1;
+        let step = inner.steps.pop_front().unwrap_or_else(|| Step::text("(script exhausted)"));
+        (step, inner.next_id)
+    };
+    match step {
+        Step::Message { blocks, delay } => stream_message(&model, id, blocks, delay),
+        Step::Error { status, kind, message } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": format!("req_{id}")});
+            (status, [("request-id", format!("req_{id}"))], axum::Json(body)).into_response()
+        }
+        Step::Hang => {
+            std::future::pending::<()>().await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
+}
+
+/// The SSE events of one assistant message, as the real API streams them.
+fn events(model: &str, id: u64, blocks: &[Block]) -> Vec<(&'static str, Value)> {
+    let stop_reason =
+        if blocks.iter().any(|b| matches!(b, Block::ToolUse { .. })) { "tool_use" } else { "end_turn" };
+    let mut out = vec![
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {
+                "id": format!("msg_{id:024}"), "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 100, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+            }}),
+        ),
+        ("ping", json!({"type": "ping"})),
+    ];
+    let mut output_tokens = 1;
+    for (index, block) in blocks.iter().enumerate() {
+        match block {
+            Block::Text(text) => {
+                out.push(("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
+                out.push(("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}})));
+                output_tokens += text.split_whitespace().count().max(1);
+            }
+            Block::ToolUse { name, input } => {
+                let tool_id = format!("toolu_{id:04}_{index:02}");
+                out.push(("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}})));
+                let json = input.to_string();
+                let mid = json.char_indices().nth(json.chars().count() / 2).map_or(0, |(i, _)| i);
+                for part in [&json[..mid], &json[mid..]] {
+                    out.push(("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}})));
+                }
+                output_tokens += 20;
+            }
+        }
+        out.push(("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+    }
+    out.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output_tokens}})));
+    out.push(("message_stop", json!({"type": "message_stop"})));
+    out
+}
+
+fn stream_message(model: &str, id: u64, blocks: Vec<Block>, delay: Duration) -> Response {
+    let frames: Vec<Bytes> = events(model, id, &blocks)
+        .into_iter()
+        .map(|(event, data)| Bytes::from(format!("event: {event}\ndata: {data}\n\n")))
+        .collect();
+    let stream =
+        futures_util::stream::unfold((frames.into_iter(), delay), |(mut frames, delay)| async move {
+            let frame = frames.next()?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Some((Ok::<_, Infallible>(frame), (frames, delay)))
+        });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("request-id", format!("req_{id}"))
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
