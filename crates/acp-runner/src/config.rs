@@ -58,6 +58,11 @@ pub struct RunnerConfig {
     pub claude_bin: PathBuf,
     /// Where the short result goes (`TERMINATION_MESSAGE_PATH`).
     pub termination_message_path: PathBuf,
+    /// Host whose repositories get pull requests (`GITHUB_HOST`, default
+    /// `github.com`; set it for GitHub Enterprise).
+    pub github_host: String,
+    /// GitHub REST API base (`GITHUB_API_URL`, default `https://api.github.com`).
+    pub github_api_url: String,
 }
 
 /// One repository to clone.
@@ -245,6 +250,9 @@ impl RunnerConfig {
             termination_message_path: non_empty(get, "TERMINATION_MESSAGE_PATH")
                 .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into())
                 .into(),
+            github_host: non_empty(get, "GITHUB_HOST").unwrap_or_else(|| "github.com".into()),
+            github_api_url: non_empty(get, "GITHUB_API_URL")
+                .unwrap_or_else(|| "https://api.github.com".into()),
         };
         Ok(config)
     }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod events;
 pub mod git;
 pub mod known_hosts;
+pub mod pr;
 pub mod process;
 pub mod progress;
 pub mod redact;

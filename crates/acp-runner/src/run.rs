@@ -88,6 +88,7 @@ struct ClonedRepo {
     config: RepoConfig,
     dir: PathBuf,
     base: git2::Oid,
+    branch: String,
 }
 
 async fn pipeline(
@@ -125,7 +126,7 @@ async fn pipeline(
             branch: info.branch.clone(),
             commit: info.base.to_string(),
         });
-        cloned.push(ClonedRepo { config: repo.clone(), dir, base: info.base });
+        cloned.push(ClonedRepo { config: repo.clone(), dir, base: info.base, branch: info.branch });
     }
 
     let mut cwd = cloned.first().map_or_else(|| layout.root.clone(), |r| r.dir.clone());
@@ -225,22 +226,77 @@ async fn pipeline(
                     commit: pushed.commit.clone(),
                 });
                 result.pushed_branches.push(pushed);
+                if repo.config.pull_request {
+                    match open_pull_request(config, repo, &result).await {
+                        Some(Ok(url)) => result.pull_requests.push(url),
+                        Some(Err(err)) => add_error(&mut result, &err.to_string()),
+                        None => handler.reporter.emit(Progress::Log {
+                            line: format!(
+                                "{}: not a GitHub repository; no pull request opened",
+                                repo.config.url
+                            ),
+                        }),
+                    }
+                }
             }
             Ok(None) => handler.reporter.emit(Progress::Step {
                 step: "push".into(),
                 message: format!("{}: no changes to push", repo.config.dir_name()),
             }),
-            Err(err) => {
-                result.outcome = Some(RunOutcome::AgentError);
-                result.is_error = true;
-                result.error = Some(match result.error.take() {
-                    Some(previous) => format!("{previous}; {err}"),
-                    None => err.to_string(),
-                });
-            }
+            Err(err) => add_error(&mut result, &err.to_string()),
         }
     }
     Ok(result)
+}
+
+/// Marks the run failed with `error`, keeping any earlier error.
+fn add_error(result: &mut SessionResult, error: &str) {
+    result.outcome = Some(RunOutcome::AgentError);
+    result.is_error = true;
+    result.error = Some(match result.error.take() {
+        Some(previous) => format!("{previous}; {error}"),
+        None => error.to_owned(),
+    });
+}
+
+/// Opens a draft pull request for a pushed repo; `None` when it is not on GitHub.
+async fn open_pull_request(
+    config: &RunnerConfig,
+    repo: &ClonedRepo,
+    result: &SessionResult,
+) -> Option<Result<String, crate::pr::PrError>> {
+    let github = crate::pr::github_repo(&repo.config.url, &config.github_host)?;
+    let title = commit_title(config);
+    let session = session_ref(config);
+    let summary = result.summary.as_deref().unwrap_or("(no summary)");
+    let body = format!(
+        "Opened by acp session `{session}`.\n\n### Agent summary\n\n{}\n",
+        truncate_utf8(summary, 8000)
+    );
+    let token = config.credentials.github_token.as_deref().or(config.credentials.git_token.as_deref());
+    let pr = crate::pr::PullRequest {
+        repo: &github,
+        head: &config.push_branch(),
+        base: &repo.branch,
+        title: &title,
+        body: &body,
+    };
+    Some(crate::pr::open_draft(&config.github_api_url, token, &pr).await)
+}
+
+fn commit_title(config: &RunnerConfig) -> String {
+    config
+        .display_name
+        .clone()
+        .or_else(|| config.prompt.as_deref().and_then(|p| p.lines().next()).map(|l| truncate_utf8(l, 72)))
+        .unwrap_or_else(|| "agent changes".into())
+}
+
+fn session_ref(config: &RunnerConfig) -> String {
+    match &config.namespace {
+        Some(ns) => format!("{ns}/{}", config.session_name),
+        None => config.session_name.clone(),
+    }
 }
 
 async fn push_repo(
@@ -249,15 +305,8 @@ async fn push_repo(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Result<Option<PushedBranch>, crate::git::GitError>, SessionResult> {
     let branch = config.push_branch();
-    let title = config
-        .display_name
-        .clone()
-        .or_else(|| config.prompt.as_deref().and_then(|p| p.lines().next()).map(|l| truncate_utf8(l, 72)))
-        .unwrap_or_else(|| "agent changes".into());
-    let session = match &config.namespace {
-        Some(ns) => format!("{ns}/{}", config.session_name),
-        None => config.session_name.clone(),
-    };
+    let title = commit_title(config);
+    let session = session_ref(config);
     let message = format!(
         "{title}\n\nChanges made by the Claude Code agent in acp session {session}.\n\nSession: {session}\n"
     );

@@ -262,3 +262,32 @@ async fn todo_list_and_workflow_startup_prompt() {
     );
     assert!(fixture.workspace().join("workflows/workflows/triage/.ambient/ambient.json").exists());
 }
+
+#[tokio::test]
+async fn the_cli_accepts_the_generated_mcp_config() {
+    let mut fixture = Fixture::new(vec![Step::text("MCP configured.")]).await;
+    let servers = json!({
+        "custom": {
+            "docs": {"type": "http", "url": "http://127.0.0.1:9/mcp"},
+            "disabled-one": {"type": "stdio", "command": "false"}
+        },
+        "disabled": ["disabled-one"]
+    });
+    fixture.set("CUSTOM_MCP_SERVERS", &servers.to_string());
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.workspace().join(".acp/mcp.json")).expect("mcp config written"),
+    )
+    .expect("json");
+    assert_eq!(written, json!({"mcpServers": {"docs": {"type": "http", "url": "http://127.0.0.1:9/mcp"}}}));
+    let init =
+        std::fs::read_to_string(fixture.workspace().join(".acp/transcript.jsonl")).expect("transcript");
+    let init: serde_json::Value =
+        serde_json::from_str(init.lines().next().expect("init line")).expect("json");
+    let names: Vec<&str> = init["mcp_servers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["docs"], "the CLI loaded exactly the enabled server: {init}");
+}

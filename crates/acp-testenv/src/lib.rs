@@ -16,6 +16,7 @@ pub mod env;
 pub mod githttp;
 mod kubelet;
 pub mod model;
+pub mod sshd;
 mod wait;
 
 pub use env::{TestEnv, TestNamespace};
