@@ -6,6 +6,7 @@
 //! content blocks [`Block::Other`], and a line that is not JSON at all is kept
 //! as text.
 
+use acp_api::session::TokenUsage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -126,7 +127,7 @@ pub struct ResultEvent {
     pub duration_ms: Option<i64>,
     /// Token usage.
     #[serde(default)]
-    pub usage: Option<Usage>,
+    pub usage: Option<TokenUsage>,
     /// Claude Code session id.
     #[serde(default)]
     pub session_id: Option<String>,
@@ -136,23 +137,6 @@ pub struct ResultEvent {
     /// HTTP status of a model API error, when that ended the run.
     #[serde(default)]
     pub api_error_status: Option<i64>,
-}
-
-/// Token usage as the CLI reports it.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Usage {
-    /// Input tokens.
-    #[serde(default)]
-    pub input_tokens: i64,
-    /// Output tokens.
-    #[serde(default)]
-    pub output_tokens: i64,
-    /// Cache reads.
-    #[serde(default)]
-    pub cache_read_input_tokens: i64,
-    /// Cache writes.
-    #[serde(default)]
-    pub cache_creation_input_tokens: i64,
 }
 
 /// One line of output, parsed.

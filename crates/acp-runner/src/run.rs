@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use acp_api::session::{PushedBranch, RunOutcome, SessionResult, StoppedReason, TokenUsage};
+use acp_api::session::{PushedBranch, RunOutcome, SessionResult, StoppedReason};
 use tokio::sync::watch;
 
 use crate::agent::{AgentCommand, AgentOutcome, CommandInputs, LineHandler, StopCause};
@@ -378,12 +378,7 @@ fn agent_result(outcome: &AgentOutcome, config: &RunnerConfig) -> SessionResult 
         result.num_turns = event.num_turns;
         result.total_cost_usd = event.total_cost_usd;
         result.duration_ms = event.duration_ms;
-        result.usage = event.usage.as_ref().map(|u| TokenUsage {
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cache_read_input_tokens: u.cache_read_input_tokens,
-            cache_creation_input_tokens: u.cache_creation_input_tokens,
-        });
+        result.usage.clone_from(&event.usage);
     }
     result.sdk_session_id =
         outcome.result.as_ref().and_then(|r| r.session_id.clone()).or_else(|| outcome.session_id.clone());

@@ -281,21 +281,22 @@ pub struct SessionResult {
     pub stopped_reason: Option<StoppedReason>,
 }
 
-/// Token counts reported by the model API.
+/// Token counts reported by the model API. Also reads the Claude Code CLI's
+/// snake_case `usage` object, so the runner parses it straight into this type.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenUsage {
     /// Input tokens.
-    #[serde(default)]
+    #[serde(default, alias = "input_tokens")]
     pub input_tokens: i64,
     /// Output tokens.
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     pub output_tokens: i64,
     /// Input tokens read from the prompt cache.
-    #[serde(default)]
+    #[serde(default, alias = "cache_read_input_tokens")]
     pub cache_read_input_tokens: i64,
     /// Input tokens written to the prompt cache.
-    #[serde(default)]
+    #[serde(default, alias = "cache_creation_input_tokens")]
     pub cache_creation_input_tokens: i64,
 }
 
