@@ -37,6 +37,9 @@ pub mod annotations {
     /// Set by users (or the dashboard's instructions) to request a phase change:
     /// `Stopped` stops a running session, `Running` restarts a terminal one.
     pub const DESIRED_PHASE: &str = "ambient-code.io/desired-phase";
+    /// On a runner pod: the full name of its session (labels are limited to
+    /// 63 characters; session names are not).
+    pub const SESSION_NAME: &str = "ambient-code.io/session-name";
     /// On objects git-sync applied: the repository-relative path of the file.
     pub const SOURCE_PATH: &str = "ambient-code.io/source-path";
     /// On objects git-sync applied: the revision, as `<ref>@sha1:<commit>`.

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod crds;
+mod operator;
 mod runner;
 mod tty;
 
@@ -59,6 +60,18 @@ pub enum Command {
     /// (/dev/termination-log). Progress: JSON lines on stdout. Result: JSON on
     /// the termination message path (≤ 4 KiB) and in <workspace>/.acp/result.json.
     Runner,
+    /// Run the operator: every AgenticSession becomes a Job with an honest status.
+    ///
+    /// For each session it applies (server-side, field manager acp-operator) a
+    /// Secret `<session>-runner` with the runner's credentials (copied from the
+    /// namespace's `ambient-runner-secrets`: ANTHROPIC_API_KEY required;
+    /// ANTHROPIC_BASE_URL, GIT_TOKEN, GITHUB_TOKEN, GITLAB_TOKEN, GIT_SSH_KEY,
+    /// GIT_KNOWN_HOSTS, GIT_USER_NAME, GIT_USER_EMAIL optional; a session's
+    /// `ambient-code.io/runner-secret` annotation names a Secret overriding them),
+    /// a PVC `<session>-workspace`, and a Job `<session>-<run>`, all owned by
+    /// the session, and keeps the session's status. Uses KUBECONFIG or the
+    /// in-cluster service account.
+    Operator(operator::OperatorArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -67,6 +80,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crds(args) => crds::run(&args),
         Command::Run(args) => runner::run(&args),
         Command::Runner => runner::runner(),
+        Command::Operator(args) => operator::run(&args),
     };
     match result {
         Ok(code) => code,

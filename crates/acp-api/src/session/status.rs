@@ -53,6 +53,17 @@ pub struct SessionStatus {
         "x-kubernetes-list-map-keys" = ["type"]
     ))]
     pub conditions: Vec<Condition>,
+    /// acp addition: number of the current run (1 for the first). A new run
+    /// starts when a terminal session's spec changes, when a running session's
+    /// spec changes (superseding the run), or on a restart request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<i64>,
+    /// acp addition: the value of the `ambient-code.io/desired-phase`
+    /// annotation the operator last acted on, so a restart request starts
+    /// exactly one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub last_handled_desired_phase: Option<String>,
     /// acp addition: name of the runner Job of the current run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]

@@ -1,0 +1,304 @@
+//! The kube-runtime shell: watch sessions (and their Jobs, pods and the
+//! runner secret), observe, [`decide`](crate::state::decide), apply children
+//! with server-side apply, write status with server-side apply.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use acp_api::AgenticSession;
+use acp_api::constants::{RUNNER_SECRETS, annotations, field_managers, labels};
+use futures_util::StreamExt as _;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource as _, ResourceExt as _};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::children::{self, ChildConfig, RUNNER_SECRET_ANNOTATION};
+use crate::state::{Action, Observation, RunState, Secrets, decide, job_name};
+
+/// Operator settings.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    /// How children are shaped.
+    pub children: ChildConfig,
+}
+
+/// A reconcile failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("failed to {action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: String,
+        /// The client error.
+        source: kube::Error,
+    },
+    /// The runner's credentials are missing (retried with backoff).
+    #[error("failed to assemble runner credentials: {0}")]
+    SecretMissing(String),
+    /// The object is unusable.
+    #[error("failed to read session: {0}")]
+    Invalid(&'static str),
+}
+
+impl Error {
+    /// Bounded category for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kube { .. } => "kube",
+            Self::SecretMissing(_) => "secret_missing",
+            Self::Invalid(_) => "invalid",
+        }
+    }
+}
+
+fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Kube { action, source }
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    client: Client,
+    config: Config,
+    recorder: Recorder,
+    failures: Mutex<HashMap<ObjectRef<AgenticSession>, u32>>,
+}
+
+/// Runs the operator until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (sessions, jobs, pods, secrets) = match &config.namespace {
+        Some(ns) => (
+            Api::<AgenticSession>::namespaced(client.clone(), ns),
+            Api::<Job>::namespaced(client.clone(), ns),
+            Api::<Pod>::namespaced(client.clone(), ns),
+            Api::<Secret>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
+    let ctx = Arc::new(Context { client, config, recorder, failures: Mutex::default() });
+    let controller = Controller::new(sessions, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        .owns(jobs, watcher::Config::default().labels(&managed))
+        .watches(pods, watcher::Config::default().labels(&managed), |pod: Pod| {
+            let ns = pod.namespace();
+            pod.annotations()
+                .get(annotations::SESSION_NAME)
+                .map(|name| ObjectRef::new(name).within(ns.as_deref().unwrap_or_default()))
+        })
+        .watches(
+            secrets,
+            watcher::Config::default().fields(&format!("metadata.name={RUNNER_SECRETS}")),
+            move |secret: Secret| {
+                // The runner secret appeared or changed: revisit that namespace's sessions.
+                let ns = secret.namespace().unwrap_or_default();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+                    .map(|s| ObjectRef::from(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                warn!(error = %err, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+async fn observe_secrets(
+    client: &Client,
+    session: &AgenticSession,
+    ns: &str,
+) -> Result<Result<Vec<(String, k8s_openapi::ByteString)>, String>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let shared = api.get_opt(RUNNER_SECRETS).await.map_err(kube_err("read the runner secret"))?;
+    let override_name = session.annotations().get(RUNNER_SECRET_ANNOTATION).cloned();
+    let override_secret = match &override_name {
+        Some(name) => api.get_opt(name).await.map_err(kube_err("read the session's runner secret"))?,
+        None => None,
+    };
+    let data = children::secret_data(
+        shared.as_ref().and_then(|s| s.data.as_ref()),
+        override_name.as_deref().map(|n| (n, override_secret.as_ref().and_then(|s| s.data.as_ref()))),
+    );
+    Ok(data.map(|d| d.into_iter().collect()))
+}
+
+async fn observe_run(client: &Client, ns: &str, session: &str, run: i64) -> Result<Option<RunState>, Error> {
+    if run == 0 {
+        return Ok(None);
+    }
+    let name = job_name(session, run);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let Some(job) = jobs.get_opt(&name).await.map_err(kube_err("read the runner job"))? else {
+        return Ok(None);
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}")))
+        .await
+        .map_err(kube_err("list the runner pods"))?;
+    let pod = list.items.iter().max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    Ok(Some(RunState { run, name, progress: crate::observe::progress(&job, pod) }))
+}
+
+/// One reconcile: read → observe → decide → apply children → write status.
+#[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().as_deref().unwrap_or_default()))]
+pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = session.namespace().ok_or(Error::Invalid("a session must be namespaced"))?;
+    let name = session.name_any();
+    if session.metadata.deletion_timestamp.is_some() {
+        // Children go with it through owner references.
+        return Ok(Requeue::await_change());
+    }
+    let status = session.status.clone().unwrap_or_default();
+    let secrets = observe_secrets(&ctx.client, &session, &ns).await?;
+    let run = observe_run(&ctx.client, &ns, &name, status.run.unwrap_or(0)).await?;
+    let observation = Observation {
+        session: &name,
+        generation: session.metadata.generation.unwrap_or(1),
+        desired: session.annotations().get(annotations::DESIRED_PHASE).map(String::as_str),
+        status: &status,
+        secrets: match &secrets {
+            Ok(_) => Secrets::Ready,
+            Err(message) => Secrets::Missing(message.clone()),
+        },
+        run,
+        timeout_seconds: session.spec.timeout_seconds(),
+        now: now(),
+    };
+    let decision = decide(&observation);
+
+    for action in &decision.actions {
+        match action {
+            Action::Ensure { run } => {
+                let data = secrets.clone().map_err(Error::SecretMissing)?;
+                ensure_children(&ctx, &session, &ns, *run, data).await?;
+            }
+            Action::Delete { name } => {
+                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+                match jobs.delete(name, &DeleteParams::foreground()).await {
+                    Ok(_) => info!(job = %name, "deleted runner job"),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(kube_err("delete the runner job")(e)),
+                }
+            }
+        }
+    }
+
+    if decision.status != status {
+        let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({
+            "apiVersion": acp_api::constants::API_VERSION,
+            "kind": "AgenticSession",
+            "metadata": {"resourceVersion": session.resource_version()},
+            "status": decision.status,
+        });
+        api.patch_status(&name, &PatchParams::apply(field_managers::OPERATOR).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(kube_err("write the session status"))?;
+    }
+    let reference = session.object_ref(&());
+    for event in &decision.events {
+        let event = KubeEvent {
+            type_: if event.warning { EventType::Warning } else { EventType::Normal },
+            reason: event.reason.clone(),
+            note: Some(event.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+            warn!(error = %err, "failed to record event");
+        }
+    }
+    if let Err(message) = secrets
+        && decision.status.phase.is_some_and(|p| !p.is_terminal())
+    {
+        return Err(Error::SecretMissing(message));
+    }
+    ctx.failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&ObjectRef::from(&*session));
+    Ok(match decision.status.phase.unwrap_or_default() {
+        phase if phase.is_terminal() => Requeue::await_change(),
+        _ => Requeue::requeue(Duration::from_secs(300)),
+    })
+}
+
+async fn ensure_children(
+    ctx: &Context,
+    session: &AgenticSession,
+    ns: &str,
+    run: i64,
+    data: Vec<(String, k8s_openapi::ByteString)>,
+) -> Result<(), Error> {
+    let params = PatchParams::apply(field_managers::OPERATOR).force();
+    let keys: Vec<String> = data.iter().map(|(k, _)| k.clone()).collect();
+    let secret = children::secret(session, data.into_iter().collect());
+    let secret_name = secret.metadata.name.clone().unwrap_or_default();
+    Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .patch(&secret_name, &params, &Patch::Apply(&secret))
+        .await
+        .map_err(kube_err("apply the runner secret"))?;
+    if let Some(pvc) = children::pvc(session, &ctx.config.children) {
+        let pvc_name = pvc.metadata.name.clone().unwrap_or_default();
+        Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns)
+            .patch(&pvc_name, &params, &Patch::Apply(&pvc))
+            .await
+            .map_err(kube_err("apply the workspace claim"))?;
+    }
+    let job = children::job(session, run, &ctx.config.children, &keys)
+        .ok_or(Error::Invalid("cannot build the runner job"))?;
+    let job_name = job.metadata.name.clone().unwrap_or_default();
+    Api::<Job>::namespaced(ctx.client.clone(), ns)
+        .patch(&job_name, &params, &Patch::Apply(&job))
+        .await
+        .map_err(kube_err("apply the runner job"))?;
+    info!(job = %job_name, run, "runner job applied");
+    Ok(())
+}
+
+/// Per-object exponential backoff: 1 s, 2 s, 4 s … up to 5 minutes.
+fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let mut failures = ctx.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let count = failures.entry(ObjectRef::from(&*session)).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = Duration::from_secs(1u64 << (*count - 1).min(8)).min(Duration::from_secs(300));
+    warn!(session = %session.name_any(), category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");
+    Requeue::requeue(delay)
+}

@@ -1,0 +1,13 @@
+//! The acp operator: every AgenticSession runs as a Job, with an honest status.
+//!
+//! - [`state`]: the pure state machine (observation in, status and actions out);
+//! - [`children`]: the pure builders of the Secret, PVC and Job;
+//! - [`result`]: reading the runner's result from its termination message;
+//! - [`controller`]: the kube-runtime shell that observes, decides and applies.
+#![forbid(unsafe_code)]
+
+pub mod children;
+pub mod controller;
+pub mod observe;
+pub mod result;
+pub mod state;

@@ -1,0 +1,362 @@
+//! The session state machine: an observation in, the next status and the
+//! actions to take out. Pure: no I/O, no clock (the time is part of the
+//! observation), so every transition is a unit test.
+//!
+//! Runs. Each session has a current run number (`status.run`); the runner Job
+//! of run N is `<session>-<N>`. A new run starts
+//! - on first sight of the session;
+//! - when a terminal session's generation differs from `observedGeneration`
+//!   (its spec changed);
+//! - when a non-terminal session's generation changes: the running Job is
+//!   deleted and the new run supersedes it;
+//! - on a restart request: `ambient-code.io/desired-phase: Running` on a
+//!   terminal session, acted on once per change of the annotation.
+//!
+//! Metadata-only changes (labels, annotations) do not bump the generation, so
+//! re-applying an unchanged manifest never re-runs anything.
+//! `desired-phase: Stopped` stops the current run and keeps the session
+//! stopped while it is set.
+
+use acp_api::condition::{Condition, set_condition};
+use acp_api::constants::{condition_types as ct, reasons};
+use acp_api::session::{RunOutcome, SessionPhase, SessionResult, SessionStatus, StoppedReason};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Value of the desired-phase annotation that stops a session.
+pub const DESIRED_STOPPED: &str = "Stopped";
+/// Value of the desired-phase annotation that restarts a terminal session.
+pub const DESIRED_RUNNING: &str = "Running";
+
+/// Whether the runner's credentials are in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Secrets {
+    /// Everything the runner needs exists.
+    Ready,
+    /// Something is missing; the message names it.
+    Missing(String),
+}
+
+/// What the executor reports about the current run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// Created; the runner has not started (the reason says why, if known:
+    /// `ImagePullBackOff`, `CrashLoopBackOff`, `Unschedulable`, …).
+    Waiting {
+        /// Why it is waiting.
+        reason: Option<String>,
+        /// Details.
+        message: Option<String>,
+    },
+    /// The runner is running.
+    Running {
+        /// When it started.
+        started: Option<Time>,
+    },
+    /// The runner exited.
+    Exited {
+        /// Exit code.
+        code: i32,
+        /// Termination message (the runner's result JSON).
+        message: Option<String>,
+        /// When it started.
+        started: Option<Time>,
+        /// When it finished.
+        finished: Option<Time>,
+    },
+    /// The Job controller killed the run at `activeDeadlineSeconds`.
+    DeadlineExceeded,
+    /// The run is being deleted.
+    Terminating,
+}
+
+/// The executor's view of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunState {
+    /// Run number.
+    pub run: i64,
+    /// Job (or process) name.
+    pub name: String,
+    /// What it is doing.
+    pub progress: Progress,
+}
+
+/// Everything the state machine looks at.
+#[derive(Clone, Debug)]
+pub struct Observation<'a> {
+    /// Session name.
+    pub session: &'a str,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// The desired-phase annotation.
+    pub desired: Option<&'a str>,
+    /// Current status.
+    pub status: &'a SessionStatus,
+    /// Credentials.
+    pub secrets: Secrets,
+    /// The current run's executor state, if it exists.
+    pub run: Option<RunState>,
+    /// `spec.timeout`, for messages.
+    pub timeout_seconds: i64,
+    /// Now.
+    pub now: Time,
+}
+
+/// Something the controller must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create or update the children of run `run` (Secret, workspace, Job).
+    Ensure {
+        /// Run number.
+        run: i64,
+    },
+    /// Delete a run's Job (and its pods, in the foreground).
+    Delete {
+        /// Job name.
+        name: String,
+    },
+}
+
+/// A Kubernetes event to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+}
+
+/// The outcome of one decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The status to write.
+    pub status: SessionStatus,
+    /// Actions, in order.
+    pub actions: Vec<Action>,
+    /// Events to record.
+    pub events: Vec<Event>,
+}
+
+/// Name of run `run`'s Job for `session` (at most 63 characters).
+pub fn job_name(session: &str, run: i64) -> String {
+    crate::children::child_name(session, &run.to_string())
+}
+
+fn cond(
+    status: &mut SessionStatus,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    obs: &Observation,
+) {
+    let c = Condition::new(type_, ok, reason, message).observed(Some(obs.generation));
+    set_condition(&mut status.conditions, c, &obs.now);
+}
+
+/// Decides the next status and actions.
+pub fn decide(obs: &Observation<'_>) -> Decision {
+    let mut status = obs.status.clone();
+    let mut actions = Vec::new();
+    let mut events = Vec::new();
+    let before = status.phase.unwrap_or_default();
+    let mut run = status.run.unwrap_or(0);
+    let restart = obs.desired == Some(DESIRED_RUNNING)
+        && status.last_handled_desired_phase.as_deref() != Some(DESIRED_RUNNING);
+    status.last_handled_desired_phase = obs.desired.map(str::to_owned);
+    let current = obs.run.clone().filter(|r| r.run == run);
+
+    if obs.desired == Some(DESIRED_STOPPED) {
+        if !before.is_terminal() || before == SessionPhase::Stopping {
+            stop(&mut status, current.as_ref(), &mut actions, obs);
+        }
+        return finish(status, before, actions, events);
+    }
+
+    let spec_changed = status.observed_generation.is_some_and(|g| g != obs.generation);
+    let new_run = run == 0
+        || (before.is_terminal() && (spec_changed || restart))
+        || (!before.is_terminal() && spec_changed);
+    let mut current = current;
+    if new_run {
+        if let Some(old) = current.take().filter(|r| !matches!(r.progress, Progress::Exited { .. })) {
+            actions.push(Action::Delete { name: old.name.clone() });
+            events.push(Event {
+                warning: false,
+                reason: reasons::SUPERSEDED.into(),
+                message: format!("run {} superseded by generation {}", old.run, obs.generation),
+            });
+        }
+        run += 1;
+        status.run = Some(run);
+        status.start_time = None;
+        status.completion_time = None;
+        status.result = None;
+        status.stopped_reason = None;
+        status.job_name = None;
+        status.phase = Some(SessionPhase::Pending);
+        status.message = Some(format!("run {run} for generation {}", obs.generation));
+        for type_ in [ct::COMPLETED, ct::FAILED, ct::RUNNER_STARTED] {
+            acp_api::condition::remove_condition(&mut status.conditions, type_);
+        }
+    }
+    status.observed_generation = Some(obs.generation);
+
+    if status.phase.unwrap_or_default().is_terminal() {
+        return finish(status, before, actions, events);
+    }
+    if let Secrets::Missing(message) = &obs.secrets {
+        status.phase = Some(SessionPhase::Pending);
+        status.message = Some(message.clone());
+        cond(&mut status, ct::SECRETS_READY, false, reasons::SECRET_MISSING, message.clone(), obs);
+        cond(&mut status, ct::READY, false, reasons::SECRET_MISSING, message.clone(), obs);
+        return finish(status, before, actions, events);
+    }
+    cond(&mut status, ct::SECRETS_READY, true, reasons::SUCCEEDED, "runner credentials are in place", obs);
+    let job = job_name(obs.session, run);
+    status.job_name = Some(job.clone());
+
+    match current.map(|r| r.progress) {
+        None | Some(Progress::Terminating) => {
+            actions.push(Action::Ensure { run });
+            status.phase = Some(SessionPhase::Creating);
+            status.message = Some(format!("creating job {job}"));
+            cond(&mut status, ct::JOB_CREATED, true, reasons::SUCCEEDED, format!("job {job}"), obs);
+            cond(&mut status, ct::READY, false, reasons::PROGRESSING, "starting the runner", obs);
+        }
+        Some(Progress::Waiting { reason, message }) => {
+            status.phase = Some(SessionPhase::Creating);
+            cond(&mut status, ct::JOB_CREATED, true, reasons::SUCCEEDED, format!("job {job}"), obs);
+            let problem = reason.as_deref().filter(|r| is_problem(r));
+            let text = message.unwrap_or_else(|| "waiting for the runner pod to start".into());
+            let reason = problem.unwrap_or(reasons::PROGRESSING);
+            cond(&mut status, ct::RUNNER_STARTED, false, reason, text.clone(), obs);
+            status.message = Some(text.clone());
+            if let Some(problem) = problem {
+                events.push(Event { warning: true, reason: problem.into(), message: text });
+            }
+        }
+        Some(Progress::Running { started }) => {
+            status.phase = Some(SessionPhase::Running);
+            status.start_time = status.start_time.or(started).or_else(|| Some(obs.now.clone()));
+            status.message = Some("the agent is working".into());
+            cond(&mut status, ct::RUNNER_STARTED, true, reasons::SUCCEEDED, "runner started", obs);
+            cond(&mut status, ct::READY, false, reasons::PROGRESSING, "the agent is working", obs);
+        }
+        Some(Progress::Exited { code, message, started, finished }) => {
+            status.start_time = status.start_time.or(started).or_else(|| Some(obs.now.clone()));
+            status.completion_time = finished.or_else(|| Some(obs.now.clone()));
+            exited(&mut status, code, message.as_deref(), obs);
+        }
+        Some(Progress::DeadlineExceeded) => {
+            status.completion_time = Some(obs.now.clone());
+            let message = format!("exceeded spec.timeout ({}s)", obs.timeout_seconds);
+            fail(&mut status, reasons::TIMEOUT, &message, obs);
+        }
+    }
+    finish(status, before, actions, events)
+}
+
+fn is_problem(reason: &str) -> bool {
+    matches!(
+        reason,
+        "ImagePullBackOff"
+            | "ErrImagePull"
+            | "CrashLoopBackOff"
+            | "Unschedulable"
+            | "CreateContainerConfigError"
+            | "InvalidImageName"
+    )
+}
+
+fn stop(
+    status: &mut SessionStatus,
+    current: Option<&RunState>,
+    actions: &mut Vec<Action>,
+    obs: &Observation<'_>,
+) {
+    match current {
+        Some(run) if !matches!(run.progress, Progress::Exited { .. }) => {
+            if run.progress != Progress::Terminating {
+                actions.push(Action::Delete { name: run.name.clone() });
+            }
+            status.phase = Some(SessionPhase::Stopping);
+            status.message = Some(format!("stopping job {}", run.name));
+        }
+        _ => {
+            status.phase = Some(SessionPhase::Stopped);
+            status.stopped_reason = Some(StoppedReason::User);
+            status.completion_time = status.completion_time.clone().or_else(|| Some(obs.now.clone()));
+            status.message = Some("stopped on request".into());
+            cond(status, ct::READY, false, reasons::STOPPED, "stopped on request", obs);
+        }
+    }
+}
+
+fn fail(status: &mut SessionStatus, reason: &str, message: &str, obs: &Observation<'_>) {
+    status.phase = Some(SessionPhase::Failed);
+    status.message = Some(message.to_owned());
+    cond(status, ct::FAILED, true, reason, message, obs);
+    cond(status, ct::READY, false, reason, message, obs);
+}
+
+fn exited(status: &mut SessionStatus, code: i32, message: Option<&str>, obs: &Observation<'_>) {
+    let parsed = message.map(crate::result::parse);
+    let (result, parse_error) = match parsed {
+        Some(Ok(result)) => (Some(result), None),
+        Some(Err(err)) => (None, Some(err)),
+        None => (None, None),
+    };
+    status.sdk_session_id =
+        result.as_ref().and_then(|r| r.sdk_session_id.clone()).or(status.sdk_session_id.take());
+    let detail = result.as_ref().and_then(|r| r.error.clone()).or(parse_error.clone());
+    status.result = result.clone().or_else(|| {
+        parse_error.map(|e| SessionResult { is_error: true, error: Some(e), ..SessionResult::default() })
+    });
+    let with = |base: &str| match &detail {
+        Some(d) => format!("{base}: {d}"),
+        None => base.to_owned(),
+    };
+    match code {
+        0 => {
+            status.phase = Some(SessionPhase::Completed);
+            status.message = Some("completed".into());
+            cond(status, ct::COMPLETED, true, reasons::SUCCEEDED, "the agent finished", obs);
+            cond(status, ct::READY, true, reasons::SUCCEEDED, "completed", obs);
+        }
+        1 => fail(status, reasons::AGENT_ERROR, &with("the agent failed"), obs),
+        2 => fail(status, reasons::PREREQUISITE_FAILED, &with("the runner could not start"), obs),
+        143 if result.as_ref().is_some_and(|r| {
+            r.outcome == Some(RunOutcome::Stopped) && r.stopped_reason == Some(StoppedReason::Inactivity)
+        }) =>
+        {
+            status.phase = Some(SessionPhase::Stopped);
+            status.stopped_reason = Some(StoppedReason::Inactivity);
+            status.message = Some(with("stopped for inactivity"));
+            cond(status, ct::READY, false, reasons::STOPPED, "stopped for inactivity", obs);
+        }
+        143 => fail(status, reasons::SIGNALED, &with("the runner was terminated by a signal"), obs),
+        other => {
+            fail(status, reasons::RUNNER_ERROR, &with(&format!("the runner exited with code {other}")), obs)
+        }
+    }
+}
+
+fn finish(
+    status: SessionStatus,
+    before: SessionPhase,
+    actions: Vec<Action>,
+    mut events: Vec<Event>,
+) -> Decision {
+    let after = status.phase.unwrap_or_default();
+    if after != before {
+        let warning = after == SessionPhase::Failed;
+        let message = status.message.clone().unwrap_or_default();
+        events.push(Event { warning, reason: after.to_string(), message });
+    }
+    Decision { status, actions, events }
+}
+
+#[cfg(test)]
+mod tests;
