@@ -32,6 +32,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// How children are shaped.
     pub children: ChildConfig,
+    /// Run sessions as local `acp runner` processes instead of Jobs.
+    pub process: Option<crate::process::ProcessConfig>,
 }
 
 /// A reconcile failure.
@@ -51,6 +53,9 @@ pub enum Error {
     /// The object is unusable.
     #[error("failed to read session: {0}")]
     Invalid(&'static str),
+    /// A local runner process could not be started.
+    #[error("{0}")]
+    Process(String),
 }
 
 impl Error {
@@ -60,6 +65,7 @@ impl Error {
             Self::Kube { .. } => "kube",
             Self::SecretMissing(_) => "secret_missing",
             Self::Invalid(_) => "invalid",
+            Self::Process(_) => "process",
         }
     }
 }
@@ -74,6 +80,7 @@ pub struct Context {
     client: Client,
     config: Config,
     recorder: Recorder,
+    metrics: Arc<crate::metrics::Metrics>,
     failures: Mutex<HashMap<ObjectRef<AgenticSession>, u32>>,
 }
 
@@ -81,6 +88,16 @@ pub struct Context {
 pub async fn run(
     client: Client,
     config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_with_metrics(client, config, Arc::default(), shutdown).await;
+}
+
+/// [`run`], recording into `metrics`.
+pub async fn run_with_metrics(
+    client: Client,
+    config: Config,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (sessions, jobs, pods, secrets) = match &config.namespace {
@@ -100,7 +117,7 @@ pub async fn run(
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
-    let ctx = Arc::new(Context { client, config, recorder, failures: Mutex::default() });
+    let ctx = Arc::new(Context { client, config, recorder, metrics, failures: Mutex::default() });
     let controller = Controller::new(sessions, watcher::Config::default().any_semantic());
     let store = controller.store();
     controller
@@ -179,6 +196,7 @@ async fn observe_run(client: &Client, ns: &str, session: &str, run: i64) -> Resu
 /// One reconcile: read → observe → decide → apply children → write status.
 #[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().as_deref().unwrap_or_default()))]
 pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    ctx.metrics.reconciles.inc();
     let ns = session.namespace().ok_or(Error::Invalid("a session must be namespaced"))?;
     let name = session.name_any();
     if session.metadata.deletion_timestamp.is_some() {
@@ -187,7 +205,10 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
     }
     let status = session.status.clone().unwrap_or_default();
     let secrets = observe_secrets(&ctx.client, &session, &ns).await?;
-    let run = observe_run(&ctx.client, &ns, &name, status.run.unwrap_or(0)).await?;
+    let run = match &ctx.config.process {
+        Some(process) => crate::process::observe(process, &ns, &name, status.run.unwrap_or(0)),
+        None => observe_run(&ctx.client, &ns, &name, status.run.unwrap_or(0)).await?,
+    };
     let observation = Observation {
         session: &name,
         generation: session.metadata.generation.unwrap_or(1),
@@ -207,7 +228,16 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
         match action {
             Action::Ensure { run } => {
                 let data = secrets.clone().map_err(Error::SecretMissing)?;
-                ensure_children(&ctx, &session, &ns, *run, data).await?;
+                match &ctx.config.process {
+                    Some(process) => crate::process::ensure(process, &session, *run, &data)
+                        .map_err(|e| Error::Process(format!("failed to start acp runner: {e}")))?,
+                    None => ensure_children(&ctx, &session, &ns, *run, data).await?,
+                }
+            }
+            Action::Delete { name } if ctx.config.process.is_some() => {
+                if let Some(process) = &ctx.config.process {
+                    crate::process::stop(process, &ns, name);
+                }
             }
             Action::Delete { name } => {
                 let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
@@ -231,6 +261,20 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
         api.patch_status(&name, &PatchParams::apply(field_managers::OPERATOR).force(), &Patch::Apply(&patch))
             .await
             .map_err(kube_err("write the session status"))?;
+    }
+    let (before, after) = (status.phase.unwrap_or_default(), decision.status.phase.unwrap_or_default());
+    if before != after {
+        let labels = crate::metrics::TransitionLabels { from: before.to_string(), to: after.to_string() };
+        ctx.metrics.transitions.get_or_create(&labels).inc();
+        if let (true, Some(start), Some(end)) =
+            (after.is_terminal(), &decision.status.start_time, &decision.status.completion_time)
+        {
+            let seconds = end.0.duration_since(start.0).as_secs_f64().max(0.0);
+            ctx.metrics
+                .durations
+                .get_or_create(&crate::metrics::PhaseLabel { phase: after.to_string() })
+                .observe(seconds);
+        }
     }
     let reference = session.object_ref(&());
     for event in &decision.events {
@@ -256,6 +300,8 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
         .remove(&ObjectRef::from(&*session));
     Ok(match decision.status.phase.unwrap_or_default() {
         phase if phase.is_terminal() => Requeue::await_change(),
+        // Local processes are not watched objects: poll them while they run.
+        _ if ctx.config.process.is_some() => Requeue::requeue(Duration::from_secs(1)),
         _ => Requeue::requeue(Duration::from_secs(300)),
     })
 }
@@ -295,6 +341,10 @@ async fn ensure_children(
 
 /// Per-object exponential backoff: 1 s, 2 s, 4 s … up to 5 minutes.
 fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    ctx.metrics
+        .errors
+        .get_or_create(&crate::metrics::ErrorLabels { category: error.category().into() })
+        .inc();
     let mut failures = ctx.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let count = failures.entry(ObjectRef::from(&*session)).or_insert(0);
     *count = count.saturating_add(1);

@@ -8,6 +8,9 @@
 
 pub mod children;
 pub mod controller;
+pub mod lease;
+pub mod metrics;
 pub mod observe;
+pub mod process;
 pub mod result;
 pub mod state;

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 struct Operator {
     ns: TestNamespace,
+    metrics: std::sync::Arc<acp_operator::metrics::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -29,10 +30,12 @@ impl Operator {
         }
         let (tx, rx) = oneshot::channel::<()>();
         let config = Config { namespace: Some(ns.name.clone()), ..Config::default() };
-        let task = tokio::spawn(controller::run(ns.client.clone(), config, async {
-            let _ = rx.await;
-        }));
-        Self { ns, stop: Some(tx), task }
+        let metrics = std::sync::Arc::new(acp_operator::metrics::Metrics::default());
+        let task =
+            tokio::spawn(controller::run_with_metrics(ns.client.clone(), config, metrics.clone(), async {
+                let _ = rx.await;
+            }));
+        Self { ns, metrics, stop: Some(tx), task }
     }
 
     fn sessions(&self) -> Api<AgenticSession> {
@@ -181,6 +184,15 @@ async fn a_session_gets_its_children_runs_and_completes_with_the_result() {
     let again = op.sessions().get("fix-bug").await.expect("get");
     assert_eq!(again.status.and_then(|s| s.run), Some(1));
     assert!(op.ns.api::<Job>().get_opt("fix-bug-2").await.expect("get").is_none());
+
+    // Metrics saw the lifecycle.
+    let text = op.metrics.encode();
+    assert!(
+        text.contains(r#"acp_operator_phase_transitions_total{from="Running",to="Completed"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"acp_operator_session_duration_seconds_count{phase="Completed"} 1"#), "{text}");
+    assert!(!text.contains("acp_operator_reconciles_total 0"), "{text}");
     op.shutdown().await;
 }
 

@@ -71,7 +71,7 @@ pub enum Command {
     /// a PVC `<session>-workspace`, and a Job `<session>-<run>`, all owned by
     /// the session, and keeps the session's status. Uses KUBECONFIG or the
     /// in-cluster service account.
-    Operator(operator::OperatorArgs),
+    Operator(Box<operator::OperatorArgs>),
 }
 
 /// Runs a parsed command line and returns the process exit code.

@@ -31,6 +31,27 @@ pub struct OperatorArgs {
     /// `ttlSecondsAfterFinished` of runner Jobs.
     #[arg(long, env = "ACP_JOB_TTL_SECONDS", default_value_t = 86_400)]
     job_ttl_seconds: i32,
+    /// Where runs execute: `job` (a Kubernetes Job per run) or `process` (an
+    /// `acp runner` child process on this host, for clusters without nodes).
+    #[arg(long, env = "ACP_EXECUTOR", default_value = "job", value_parser = ["job", "process"])]
+    executor: String,
+    /// With `--executor process`: directory for runs' workspaces and logs.
+    #[arg(long, env = "ACP_PROCESS_ROOT", default_value = "/var/lib/acp/runs")]
+    process_root: std::path::PathBuf,
+    /// With `--executor process`: the Claude Code CLI runners use.
+    #[arg(long, env = "CLAUDE_BIN")]
+    claude_bin: Option<std::path::PathBuf>,
+    /// Elect a leader through a Lease, so only one replica acts; a replica
+    /// that loses the lease stops and exits (to restart as a candidate).
+    #[arg(long, env = "ACP_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader election Lease (default: POD_NAMESPACE, or
+    /// `acp-system`).
+    #[arg(long, env = "ACP_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Address of the /metrics and /healthz endpoint.
+    #[arg(long, env = "ACP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
     /// Runner resources as JSON (a ResourceRequirements object), e.g.
     /// '{"requests":{"cpu":"500m","memory":"1Gi"},"limits":{"memory":"4Gi"}}'.
     #[arg(long, env = "ACP_RUNNER_RESOURCES")]
@@ -40,6 +61,8 @@ pub struct OperatorArgs {
 /// Runs the operator until SIGTERM or SIGINT.
 pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
         )
@@ -54,7 +77,19 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
         "emptydir" => Workspace::EmptyDir,
         _ => Workspace::Pvc { size: args.workspace_size.clone(), storage_class: args.storage_class.clone() },
     };
+    let process = (args.executor == "process").then(|| -> anyhow::Result<_> {
+        Ok(acp_operator::process::ProcessConfig {
+            root: args.process_root.clone(),
+            acp: std::env::current_exe().context("failed to locate the acp binary")?,
+            env: args
+                .claude_bin
+                .iter()
+                .map(|b| ("CLAUDE_BIN".to_owned(), b.to_string_lossy().into_owned()))
+                .collect(),
+        })
+    });
     let config = Config {
+        process: process.transpose()?,
         namespace: args.namespace.clone(),
         children: ChildConfig {
             runner_image: args.runner_image.clone(),
@@ -73,20 +108,58 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
         let client = kube::Client::try_default()
             .await
             .context("failed to connect to Kubernetes (KUBECONFIG or in-cluster)")?;
-        let shutdown = async {
+        let leadership = if args.leader_elect {
+            let namespace = args
+                .leader_election_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "acp-system".into());
+            let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+                let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            });
+            let config = acp_operator::lease::LeaseConfig {
+                namespace,
+                name: "acp-operator".into(),
+                identity,
+                duration: std::time::Duration::from_secs(15),
+                renew: std::time::Duration::from_secs(5),
+            };
+            tracing::info!(identity = %config.identity, "waiting for leadership");
+            Some(std::sync::Arc::new(acp_operator::lease::acquire(client.clone(), config).await))
+        } else {
+            None
+        };
+        let lost = leadership.clone();
+        let shutdown = async move {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut term), Ok(mut int)) =
                 (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
             else {
                 return std::future::pending().await;
             };
+            let lost = async {
+                match &lost {
+                    Some(leadership) => leadership.lost().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                () = lost => {}
             }
         };
-        tracing::info!(namespace = ?config.namespace, "acp operator starting");
-        controller::run(client, config, shutdown).await;
+        let metrics = std::sync::Arc::new(acp_operator::metrics::Metrics::default());
+        let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+            .await
+            .with_context(|| format!("failed to listen on {}", args.metrics_addr))?;
+        tokio::spawn(acp_operator::metrics::serve(listener, metrics.clone()));
+        tracing::info!(namespace = ?config.namespace, metrics = %args.metrics_addr, "acp operator starting");
+        controller::run_with_metrics(client, config, metrics, shutdown).await;
+        if let Some(leadership) = leadership.and_then(std::sync::Arc::into_inner) {
+            leadership.release().await;
+        }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

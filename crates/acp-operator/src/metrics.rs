@@ -1,0 +1,88 @@
+//! Prometheus metrics of the operator, and the HTTP endpoint serving them
+//! (`/metrics`, `/healthz`). Labels are bounded: error categories, phases.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label of error counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `Error::category()`.
+    pub category: String,
+}
+
+/// Labels of phase transitions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// Phase before.
+    pub from: String,
+    /// Phase after.
+    pub to: String,
+}
+
+/// Label of session durations.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    /// Terminal phase.
+    pub phase: String,
+}
+
+/// The operator's metrics.
+pub struct Metrics {
+    /// Reconciles run.
+    pub reconciles: Counter,
+    /// Reconcile failures by category.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Phase transitions.
+    pub transitions: Family<TransitionLabels, Counter>,
+    /// Run durations (start to completion) by terminal phase, in seconds.
+    pub durations: Family<PhaseLabel, Histogram>,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("acp_operator");
+        let reconciles = Counter::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let transitions = Family::<TransitionLabels, Counter>::default();
+        let durations = Family::<PhaseLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1.0, 2.0, 14))
+        });
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        registry.register("reconcile_errors", "Reconcile failures by category", errors.clone());
+        registry.register("phase_transitions", "Session phase transitions", transitions.clone());
+        registry.register("session_duration_seconds", "Run durations by terminal phase", durations.clone());
+        Self { reconciles, errors, transitions, durations, registry }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { ([("content-type", "text/plain; version=0.0.4")], metrics.encode()) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    axum::serve(listener, app).await
+}
