@@ -1,0 +1,123 @@
+//! Reliability: the operator is killed (its task aborted mid-flight, as a
+//! crash would) and restarted at pseudo-random points while 50 sessions go
+//! through their lives. It must end with exactly one Job per run, no session
+//! stuck, and every status right.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use acp_api::AgenticSession;
+use acp_api::session::SessionPhase;
+use acp_operator::controller::{self, Config};
+use acp_testenv::{Kubelet, TestEnv, eventually};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+const SESSIONS: usize = 50;
+
+fn expected(i: usize) -> (i32, SessionPhase) {
+    if i.is_multiple_of(3) { (1, SessionPhase::Failed) } else { (0, SessionPhase::Completed) }
+}
+
+#[tokio::test]
+async fn operator_crashes_lose_nothing_and_duplicate_nothing() {
+    let env = TestEnv::get();
+    let ns = env.namespace("chaos").await;
+    env.install_crds(&ns.client).await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "ambient-runner-secrets"}, "stringData": {"ANTHROPIC_API_KEY": "sk-ant-chaos"}
+    }))
+    .expect("secret");
+    ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
+
+    // The chaos monkey: run the operator for a pseudo-random 100–1000 ms, abort it, repeat.
+    let done = Arc::new(AtomicBool::new(false));
+    let (client, namespace, flag) = (ns.client.clone(), ns.name.clone(), done.clone());
+    let monkey = tokio::spawn(async move {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut restarts = 0u32;
+        while !flag.load(Ordering::Relaxed) {
+            let config = Config { namespace: Some(namespace.clone()), ..Config::default() };
+            let operator = tokio::spawn(controller::run(client.clone(), config, std::future::pending()));
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            tokio::time::sleep(Duration::from_millis(100 + seed % 900)).await;
+            operator.abort();
+            let _ = operator.await;
+            restarts += 1;
+        }
+        restarts
+    });
+
+    let sessions: Api<AgenticSession> = ns.api();
+    for i in 0..SESSIONS {
+        let name = format!("s-{i:02}");
+        let manifest = json!({
+            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession", "metadata": {"name": name},
+            "spec": {"initialPrompt": format!("task {i}"), "repos": [{"url": "https://github.com/acme/app.git"}]}
+        });
+        sessions.patch(&name, &PatchParams::apply("chaos"), &Patch::Apply(&manifest)).await.expect("apply");
+    }
+
+    // The kubelet: every run's pod starts, then exits with its scripted code.
+    let kubelet = Kubelet::new(ns.client.clone(), &ns.name);
+    let lives: Vec<_> = (0..SESSIONS)
+        .map(|i| {
+            let kubelet = kubelet.clone();
+            tokio::spawn(async move {
+                let name = format!("s-{i:02}");
+                let pod = kubelet.job_pod(&format!("{name}-1"), Duration::from_secs(180)).await;
+                let pod = pod.metadata.name.expect("pod name");
+                kubelet.run(&pod).await;
+                let (code, _) = expected(i);
+                let result = json!({"outcome": if code == 0 { "success" } else { "agentError" }, "summary": format!("done {i}")});
+                kubelet.terminate(&pod, code, &result.to_string()).await;
+            })
+        })
+        .collect();
+    for life in lives {
+        life.await.expect("session life");
+    }
+
+    let all_terminal = eventually("every session to reach its final phase", Duration::from_secs(180), || {
+        let sessions = sessions.clone();
+        async move {
+            let list = sessions.list(&ListParams::default()).await.ok()?;
+            let terminal = list
+                .items
+                .iter()
+                .filter(|s| s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_terminal()));
+            (terminal.count() == SESSIONS).then_some(list.items)
+        }
+    })
+    .await;
+    done.store(true, Ordering::Relaxed);
+    let restarts = monkey.await.expect("monkey");
+    assert!(restarts >= 3, "the operator was restarted {restarts} times");
+
+    for session in &all_terminal {
+        let name = session.metadata.name.clone().expect("name");
+        let i: usize = name[2..].parse().expect("index");
+        let status = session.status.clone().expect("status");
+        assert_eq!(status.phase, Some(expected(i).1), "{name}: {status:?}");
+        assert_eq!(status.run, Some(1), "{name} ran exactly once");
+        assert_eq!(status.result.and_then(|r| r.summary), Some(format!("done {i}")), "{name}");
+        assert_eq!(status.observed_generation, session.metadata.generation);
+    }
+    let jobs: BTreeSet<String> = ns
+        .api::<Job>()
+        .list(&ListParams::default())
+        .await
+        .expect("jobs")
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    let want: BTreeSet<String> = (0..SESSIONS).map(|i| format!("s-{i:02}-1")).collect();
+    assert_eq!(jobs, want, "exactly one Job per run");
+}
