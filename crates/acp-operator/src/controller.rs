@@ -118,7 +118,10 @@ pub async fn run_with_metrics(
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
     let ctx = Arc::new(Context { client, config, recorder, metrics, failures: Mutex::default() });
-    let controller = Controller::new(sessions, watcher::Config::default().any_semantic());
+    // Bounded concurrency keeps memory flat when thousands of sessions are
+    // reconciled at start-up.
+    let controller = Controller::new(sessions, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(16));
     let store = controller.store();
     controller
         .owns(jobs, watcher::Config::default().labels(&managed))
@@ -144,11 +147,8 @@ pub async fn run_with_metrics(
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                warn!(error = %err, "reconcile failed");
-            }
-        })
+        // Failures are logged (once) by error_policy.
+        .for_each(|_| async {})
         .await;
 }
 
@@ -339,8 +339,16 @@ async fn ensure_children(
     Ok(())
 }
 
-/// Per-object exponential backoff: 1 s, 2 s, 4 s … up to 5 minutes.
+/// Per-object exponential backoff: 1 s, 2 s, 4 s … up to 5 minutes. A status
+/// write refused because the session changed since it was read (409) is not
+/// a failure: the cache is about to deliver the newer object; retry soon.
 fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    if let Error::Kube { source: kube::Error::Api(status), .. } = error
+        && status.code == 409
+    {
+        tracing::debug!(session = %session.name_any(), "status write conflicted with a newer version; retrying");
+        return Requeue::requeue(Duration::from_millis(200));
+    }
     ctx.metrics
         .errors
         .get_or_create(&crate::metrics::ErrorLabels { category: error.category().into() })

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub transitions: Family<TransitionLabels, Counter>,
     /// Run durations (start to completion) by terminal phase, in seconds.
     pub durations: Family<PhaseLabel, Histogram>,
+    /// Requests sent to the Kubernetes API (watches count once).
+    pub api_requests: Counter,
     registry: Registry,
 }
 
@@ -58,7 +60,9 @@ impl Default for Metrics {
         registry.register("reconcile_errors", "Reconcile failures by category", errors.clone());
         registry.register("phase_transitions", "Session phase transitions", transitions.clone());
         registry.register("session_duration_seconds", "Run durations by terminal phase", durations.clone());
-        Self { reconciles, errors, transitions, durations, registry }
+        let api_requests = Counter::default();
+        registry.register("api_requests", "Requests sent to the Kubernetes API", api_requests.clone());
+        Self { reconciles, errors, transitions, durations, api_requests, registry }
     }
 }
 
@@ -85,4 +89,14 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) -> 
         )
         .route("/healthz", get(|| async { "ok" }));
     axum::serve(listener, app).await
+}
+
+/// A client that counts every request it sends in `metrics.api_requests`.
+pub fn counting_client(config: kube::Config, metrics: &Arc<Metrics>) -> Result<kube::Client, kube::Error> {
+    let counter = metrics.api_requests.clone();
+    let layer = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        counter.inc();
+        request
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build())
 }

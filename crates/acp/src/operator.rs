@@ -105,9 +105,12 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("failed to start the runtime")?;
     runtime.block_on(async {
-        let client = kube::Client::try_default()
+        let metrics = std::sync::Arc::new(acp_operator::metrics::Metrics::default());
+        let kube_config = kube::Config::infer()
             .await
-            .context("failed to connect to Kubernetes (KUBECONFIG or in-cluster)")?;
+            .context("failed to find Kubernetes credentials (KUBECONFIG or in-cluster)")?;
+        let client = acp_operator::metrics::counting_client(kube_config, &metrics)
+            .context("failed to build the Kubernetes client")?;
         let leadership = if args.leader_elect {
             let namespace = args
                 .leader_election_namespace
@@ -150,7 +153,6 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
                 () = lost => {}
             }
         };
-        let metrics = std::sync::Arc::new(acp_operator::metrics::Metrics::default());
         let listener = tokio::net::TcpListener::bind(args.metrics_addr)
             .await
             .with_context(|| format!("failed to listen on {}", args.metrics_addr))?;

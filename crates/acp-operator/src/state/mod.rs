@@ -207,6 +207,15 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         return finish(status, before, actions, events);
     }
     if let Secrets::Missing(message) = &obs.secrets {
+        let already = acp_api::condition::find(&status.conditions, ct::SECRETS_READY)
+            .is_some_and(|c| !c.is_true() && c.message.as_deref() == Some(message.as_str()));
+        if !already {
+            events.push(Event {
+                warning: true,
+                reason: reasons::SECRET_MISSING.into(),
+                message: message.clone(),
+            });
+        }
         status.phase = Some(SessionPhase::Pending);
         status.message = Some(message.clone());
         cond(&mut status, ct::SECRETS_READY, false, reasons::SECRET_MISSING, message.clone(), obs);

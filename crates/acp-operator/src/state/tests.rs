@@ -79,6 +79,10 @@ fn missing_secret_keeps_the_session_pending_then_recovers() {
     assert!(!c.is_true());
     assert_eq!(c.reason.as_deref(), Some("SecretMissing"));
     assert_eq!(c.message.as_deref(), Some("secret ambient-runner-secrets not found"));
+    assert!(d.events.iter().any(|e| e.warning && e.reason == "SecretMissing"));
+    let mut again = o.clone();
+    again.status = &d.status;
+    assert!(!decide(&again).events.iter().any(|e| e.reason == "SecretMissing"), "warned once, not per retry");
 
     o.secrets = Secrets::Ready;
     let d2 = step(&d.status, &o);

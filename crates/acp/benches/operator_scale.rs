@@ -1,0 +1,179 @@
+//! Operator at scale, against the real control plane:
+//! - N sessions applied at once → time until N Jobs exist, against the
+//!   baseline of `kubectl apply --server-side` of the same N Jobs directly;
+//!   API requests the operator made; its peak RSS;
+//! - RSS with M sessions in the operator's cache (sessions held Stopped, so
+//!   no Jobs are made).
+//!
+//! Run: `cargo bench -p acp --bench operator_scale` (after scripts/setup).
+//! Env: ACP_BENCH_SESSIONS (1000), ACP_BENCH_CACHED (10000).
+
+use std::fmt::Write as _;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use acp_api::AgenticSession;
+use acp_operator::children::{ChildConfig, job};
+use acp_testenv::{TestEnv, TestNamespace};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn session_doc(name: &str, stopped: bool) -> String {
+    let annotations = if stopped { "\n  annotations: {ambient-code.io/desired-phase: Stopped}" } else { "" };
+    format!(
+        "---\napiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: {name}{annotations}\nspec:\n  initialPrompt: benchmark {name}\n  repos:\n  - url: https://github.com/acme/app.git\n"
+    )
+}
+
+fn kubectl_apply(env: &TestEnv, ns: &str, file: &std::path::Path) {
+    let out =
+        env.kubectl().args(["apply", "--server-side", "-n", ns, "-f"]).arg(file).output().expect("kubectl");
+    assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn count_jobs(ns: &TestNamespace) -> usize {
+    let jobs: Api<Job> = ns.api();
+    jobs.list_metadata(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0)
+}
+
+async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn start_operator(env: &TestEnv, ns: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_acp"))
+        .args(["operator", "--namespace", ns, "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("acp operator starts")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+}
+
+fn api_requests(port: u16) -> u64 {
+    let out = Command::new("curl")
+        .args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("acp_operator_api_requests_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_usize("ACP_BENCH_SESSIONS", 1000);
+    let cached = env_usize("ACP_BENCH_CACHED", 10_000);
+    let env = TestEnv::get();
+    let tmp = tempfile::tempdir().expect("tempdir");
+
+    // Baseline: the same N Jobs, applied directly.
+    let base = env.namespace("bench-base").await;
+    env.install_crds(&base.client).await;
+    let mut jobs = String::new();
+    for i in 0..n {
+        let mut session = AgenticSession::new(&format!("s-{i:05}"), Default::default());
+        session.metadata.namespace = Some(base.name.clone());
+        session.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+        let mut j = job(&session, 1, &ChildConfig::default(), &["ANTHROPIC_API_KEY".into()]).expect("job");
+        j.metadata.owner_references = None;
+        let _ = writeln!(jobs, "---\n{}", serde_json::to_string(&j).expect("json"));
+    }
+    let jobs_file = tmp.path().join("jobs.yaml");
+    std::fs::write(&jobs_file, jobs).expect("write");
+    let started = Instant::now();
+    kubectl_apply(env, &base.name, &jobs_file);
+    wait_until("baseline jobs", Duration::from_secs(600), async || count_jobs(&base).await >= n).await;
+    let baseline = started.elapsed();
+
+    // The operator: N sessions applied at once.
+    let ns = env.namespace("bench-op").await;
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "ambient-runner-secrets"}, "stringData": {"ANTHROPIC_API_KEY": "sk-bench"}})).expect("secret");
+    ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
+    let sessions_file = tmp.path().join("sessions.yaml");
+    std::fs::write(
+        &sessions_file,
+        (0..n).map(|i| session_doc(&format!("s-{i:05}"), false)).collect::<String>(),
+    )
+    .expect("write");
+    let port = free_port();
+    let mut operator = start_operator(env, &ns.name, port);
+    wait_until("operator metrics", Duration::from_secs(60), async || {
+        Command::new("curl")
+            .args(["-fsS", &format!("http://127.0.0.1:{port}/healthz")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+    .await;
+    let before = api_requests(port);
+    let started = Instant::now();
+    kubectl_apply(env, &ns.name, &sessions_file);
+    wait_until("operator jobs", Duration::from_secs(900), async || count_jobs(&ns).await >= n).await;
+    let with_operator = started.elapsed();
+    let requests = api_requests(port) - before;
+    let peak = status_kib(operator.id(), "VmHWM");
+    let _ = operator.kill();
+    let _ = operator.wait();
+
+    // RSS with M sessions cached (held Stopped: no Jobs).
+    let big = env.namespace("bench-cache").await;
+    let cached_file = tmp.path().join("cached.yaml");
+    std::fs::write(
+        &cached_file,
+        (0..cached).map(|i| session_doc(&format!("c-{i:05}"), true)).collect::<String>(),
+    )
+    .expect("write");
+    kubectl_apply(env, &big.name, &cached_file);
+    let port = free_port();
+    let mut operator = start_operator(env, &big.name, port);
+    let sessions: Api<AgenticSession> = big.api();
+    let settle = wait_until("cached sessions to settle", Duration::from_secs(1200), async || {
+        let list = sessions.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+        list.iter().filter(|s| s.status.as_ref().is_some_and(|st| st.phase.is_some())).count() >= cached
+    })
+    .await;
+    let rss = status_kib(operator.id(), "VmRSS");
+    let peak_cached = status_kib(operator.id(), "VmHWM");
+    let _ = operator.kill();
+    let _ = operator.wait();
+
+    println!("operator_scale: sessions={n} cached={cached}");
+    println!("  baseline kubectl apply --server-side of {n} Jobs: {:.1} s", baseline.as_secs_f64());
+    println!("  {n} sessions applied -> {n} Jobs via the operator: {:.1} s", with_operator.as_secs_f64());
+    println!("  ratio operator/baseline: {:.2}", with_operator.as_secs_f64() / baseline.as_secs_f64());
+    println!("  operator API requests: {requests} ({:.1} per session)", requests as f64 / n as f64);
+    println!("  operator peak RSS: {:.1} MiB", peak as f64 / 1024.0);
+    println!(
+        "  {cached} sessions cached: settled in {:.1} s, RSS {:.1} MiB (peak {:.1} MiB)",
+        settle.as_secs_f64(),
+        rss as f64 / 1024.0,
+        peak_cached as f64 / 1024.0
+    );
+}
