@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use acp_operator::lease::{LeaseConfig, acquire, try_acquire};
-use acp_testenv::{DEFAULT_TIMEOUT, TestEnv};
+use acp_testenv::{DEFAULT_TIMEOUT, TestEnv, eventually};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 
@@ -18,6 +18,24 @@ fn config(ns: &str, identity: &str) -> LeaseConfig {
     }
 }
 
+fn renewed(lease: &Lease) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime> {
+    lease.spec.as_ref().and_then(|s| s.renew_time.clone())
+}
+
+/// Waits until the holder renews the lease, asserting on every poll that
+/// candidate "b" cannot take it.
+async fn wait_for_renewal_while_b_loses(api: &Api<Lease>, ns: &str) {
+    let before = renewed(&api.get("acp-operator").await.expect("lease"));
+    eventually("the leader to renew while b keeps losing", DEFAULT_TIMEOUT, || {
+        let (api, b, before) = (api.clone(), config(ns, "b"), before.clone());
+        async move {
+            assert!(!try_acquire(&api, &b).await.expect("round"), "b must not lead while a holds the lease");
+            (renewed(&api.get("acp-operator").await.expect("lease")) != before).then_some(())
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn only_one_candidate_leads_and_a_release_hands_over() {
     let env = TestEnv::get();
@@ -27,13 +45,9 @@ async fn only_one_candidate_leads_and_a_release_hands_over() {
     let a = tokio::time::timeout(DEFAULT_TIMEOUT, acquire(ns.client.clone(), config(&ns.name, "a")))
         .await
         .expect("a leads");
-    // B keeps losing while A renews.
-    for _ in 0..5 {
-        assert!(
-            !try_acquire(&api, &config(&ns.name, "b")).await.expect("round"),
-            "b must not lead while a holds the lease"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // B keeps losing every round while A renews its lease twice.
+    for _ in 0..2 {
+        wait_for_renewal_while_b_loses(&api, &ns.name).await;
     }
     let b = tokio::spawn(acquire(ns.client.clone(), config(&ns.name, "b")));
     a.release().await;

@@ -205,8 +205,7 @@ async fn pipeline(
     let transcript = std::fs::File::create(layout.transcript()).map_err(|e| {
         failure(RunOutcome::PrerequisiteFailed, format!("failed to create the transcript: {e}"))
     })?;
-    let redactor = reporter.redactor().clone();
-    let mut handler = Handler { transcript, redactor, reporter, model: config.model.clone(), todos: None };
+    let mut handler = Handler { transcript, reporter, model: config.model.clone(), todos: None };
     let outcome = crate::agent::run(&command, config.inactivity_timeout, stop.clone(), &mut handler).await;
     let mut result = agent_result(&outcome, config);
     if result.outcome == Some(RunOutcome::Stopped) || result.outcome == Some(RunOutcome::PrerequisiteFailed) {
@@ -395,7 +394,6 @@ fn safe_join(base: &Path, rel: &str) -> Option<PathBuf> {
 
 struct Handler<'r, 's> {
     transcript: std::fs::File,
-    redactor: Redactor,
     reporter: &'r mut Reporter<'s>,
     model: String,
     todos: Option<Vec<crate::events::Todo>>,
@@ -403,7 +401,7 @@ struct Handler<'r, 's> {
 
 impl LineHandler for Handler<'_, '_> {
     fn line(&mut self, raw: &str, parsed: &Line, truncated: bool) {
-        let mut record = self.redactor.redact(raw);
+        let mut record = self.reporter.redactor().redact(raw);
         if truncated {
             record.push_str(" [line truncated]");
         }
