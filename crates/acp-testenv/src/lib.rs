@@ -16,6 +16,7 @@ pub mod env;
 pub mod githttp;
 mod kubelet;
 pub mod model;
+pub mod policies;
 pub mod sshd;
 mod wait;
 

@@ -1,0 +1,102 @@
+//! Offline admission for AgenticSession manifests: the same verdict the API
+//! server gives, without a cluster.
+//!
+//! [`Checker`] runs what the API server runs on a create, in its order: strict
+//! decoding (unknown fields), null pruning and defaulting from the CRD schema,
+//! the structural schema and its CEL rules ([`schema`]), then the
+//! ValidatingAdmissionPolicies of `policies/` ([`vap`]). git-sync runs it before
+//! applying, and `acp validate` and the GitHub Action before a merge.
+//!
+//! This crate does no I/O: policies come in as YAML text. [`embedded`] holds the
+//! repository's `policies/` compiled into the binary as the default set.
+#![forbid(unsafe_code)]
+
+mod cel;
+pub mod embedded;
+pub mod path;
+pub mod schema;
+pub mod vap;
+
+use std::fmt;
+
+use serde_json::Value;
+
+pub use path::{FieldPath, Segment};
+pub use schema::SessionSchema;
+pub use vap::{PolicyError, PolicySet};
+
+/// Where a finding comes from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "name")]
+pub enum Origin {
+    /// The AgenticSession CRD's structural schema or its CEL rules.
+    Schema,
+    /// A ValidatingAdmissionPolicy, by name.
+    Policy(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Schema => f.write_str("schema"),
+            Origin::Policy(name) => write!(f, "policy {name}"),
+        }
+    }
+}
+
+/// One reason a manifest would be refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// The field at fault, when one is known.
+    #[serde(skip_serializing_if = "FieldPath::is_empty")]
+    pub field: FieldPath,
+    /// What is wrong and what to change.
+    pub message: String,
+    /// Which check refused it.
+    pub origin: Origin,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{} ({})", self.message, self.origin)
+        } else {
+            write!(f, "{}: {} ({})", self.field, self.message, self.origin)
+        }
+    }
+}
+
+/// Schema plus policies: everything an AgenticSession must pass.
+#[derive(Debug)]
+pub struct Checker {
+    schema: SessionSchema,
+    policies: PolicySet,
+}
+
+impl Checker {
+    /// A checker with the AgenticSession schema and `policies`.
+    pub fn new(policies: PolicySet) -> Self {
+        Self { schema: SessionSchema::new(), policies }
+    }
+
+    /// A checker with the schema and the policies built into this binary.
+    pub fn with_embedded_policies() -> Result<Self, PolicyError> {
+        Ok(Self::new(embedded::policies()?))
+    }
+
+    /// The policies this checker enforces.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// Every finding for `object` (an AgenticSession as JSON) created in
+    /// `namespace`. Policies run only on objects the schema accepts, as in the
+    /// API server, where admission follows validation.
+    pub fn check(&self, object: &Value, namespace: &str) -> Vec<Finding> {
+        let (defaulted, findings) = self.schema.check(object);
+        if !findings.is_empty() {
+            return findings;
+        }
+        self.policies.evaluate(&defaulted, namespace, Some(self.schema.schema()))
+    }
+}
