@@ -287,7 +287,7 @@ fn is_qualified_name(text: &str) -> bool {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, text),
     };
-    prefix.is_none_or(|p| is_dns_subdomain(p)) && !name.is_empty() && is_label_value(name)
+    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
 }
 
 #[cfg(test)]
