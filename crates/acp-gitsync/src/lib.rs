@@ -1,0 +1,13 @@
+//! git-sync: the SessionSource controller.
+//!
+//! A sync is a pipeline: fetch the revision with git2 ([`fetch`]) → select the
+//! manifest files ([`files`]) → parse them with positions ([`manifest`]) →
+//! check each against the schema and policies and diff against the cluster
+//! ([`plan`], pure) → server-side apply and prune ([`apply`]) → status
+//! ([`status`], pure; written by [`controller`]). [`webhook`] turns GitHub push
+//! deliveries into immediate syncs.
+#![forbid(unsafe_code)]
+
+pub mod files;
+pub mod manifest;
+pub mod plan;

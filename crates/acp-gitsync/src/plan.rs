@@ -1,0 +1,284 @@
+//! What a sync does, decided without I/O: which manifests are valid sessions
+//! (with every file error), the stamped objects to apply, and the diff against
+//! what the cluster holds: create, update, unchanged, prune.
+//!
+//! "Unchanged" is decided by two checks, so that a no-op sync sends no write:
+//! the live object carries the digest of the desired manifest (a field removed
+//! from git changes the digest), and every field the manifest sets still has
+//! its value in the live object (drift made by hand is corrected).
+
+use std::collections::{BTreeMap, HashMap};
+
+use acp_api::constants::{annotations, labels};
+use acp_api::source::{FileError, InventoryEntry};
+use acp_policy::Checker;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::files::{Entry, MAX_FILE_BYTES};
+use crate::manifest;
+
+/// Annotation holding the digest of the manifest an object was applied from.
+pub const DIGEST_ANNOTATION: &str = "ambient-code.io/source-digest";
+
+/// The SessionSource a sync runs for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceRef {
+    /// Source namespace.
+    pub namespace: String,
+    /// Source name.
+    pub name: String,
+}
+
+impl SourceRef {
+    /// Label selector of the objects this source applied.
+    pub fn selector(&self) -> String {
+        format!("{}={},{}={}", labels::SOURCE_NAMESPACE, self.namespace, labels::SOURCE_NAME, self.name)
+    }
+
+    /// Whether `object` carries this source's labels.
+    pub fn owns(&self, object: &Value) -> bool {
+        let labels_of = &object["metadata"]["labels"];
+        labels_of[labels::SOURCE_NAMESPACE] == self.namespace.as_str() && labels_of[labels::SOURCE_NAME] == self.name.as_str()
+    }
+}
+
+/// A valid session to apply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// Object name (in the target namespace).
+    pub name: String,
+    /// File it came from.
+    pub path: String,
+    /// Line of its document.
+    pub line: u32,
+    /// The object as applied, stamped, without the revision annotation.
+    pub object: Value,
+    /// Digest of the manifest (before stamping).
+    pub digest: String,
+}
+
+impl Desired {
+    /// The object with the revision stamp, as sent to the API server.
+    pub fn at_revision(&self, revision: &str) -> Value {
+        let mut object = self.object.clone();
+        object["metadata"]["annotations"][annotations::SOURCE_REVISION] = json!(revision);
+        object
+    }
+}
+
+/// Valid sessions and per-file errors of one revision.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    /// Sessions to apply, sorted by name.
+    pub desired: Vec<Desired>,
+    /// One entry per problem.
+    pub errors: Vec<FileError>,
+}
+
+fn file_error(path: &str, message: String) -> FileError {
+    FileError { path: path.to_string(), line: None, column: None, message }
+}
+
+/// Turns the files of a revision into sessions for `target_namespace`,
+/// checking each with `checker`; every bad document becomes a [`FileError`]
+/// and never stops the others.
+pub fn manifests(entries: &[Entry], source: &SourceRef, target_namespace: &str, checker: &Checker) -> Manifests {
+    let mut out = Manifests::default();
+    let mut seen: HashMap<String, (String, u32)> = HashMap::new();
+    for entry in entries {
+        let (path, bytes) = match entry {
+            Entry::File { path, bytes } => (path, bytes),
+            Entry::Symlink { path, target } => {
+                out.errors.push(file_error(
+                    path,
+                    format!("symlink to {target:?} is not followed; commit the manifest itself at this path"),
+                ));
+                continue;
+            }
+            Entry::TooLarge { path, size } => {
+                out.errors.push(file_error(
+                    path,
+                    format!("file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for manifests; split it or remove it"),
+                ));
+                continue;
+            }
+        };
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            out.errors.push(file_error(path, "file is not UTF-8 text".into()));
+            continue;
+        };
+        let documents = match manifest::parse(path, text) {
+            Ok(documents) => documents,
+            Err(error) => {
+                out.errors.push(error);
+                continue;
+            }
+        };
+        for doc in documents {
+            let root = acp_policy::FieldPath::root();
+            let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
+            let kind = doc.object["kind"].as_str().unwrap_or_default();
+            if api_version != acp_api::constants::API_VERSION || kind != "AgenticSession" {
+                out.errors.push(doc.error_at(
+                    &root.key("kind"),
+                    format!(
+                        "{kind:?} ({api_version:?}) is not synced: a session source holds only {} AgenticSession manifests",
+                        acp_api::constants::API_VERSION
+                    ),
+                ));
+                continue;
+            }
+            if let Some(ns) = doc.object["metadata"]["namespace"].as_str()
+                && ns != target_namespace
+            {
+                out.errors.push(doc.error_at(
+                    &root.key("metadata").key("namespace"),
+                    format!("metadata.namespace is {ns:?} but this source applies into {target_namespace:?}; remove metadata.namespace"),
+                ));
+                continue;
+            }
+            let findings = checker.check(&doc.object, target_namespace);
+            if !findings.is_empty() {
+                out.errors.extend(findings.iter().map(|f| doc.error_at(&f.field, f.to_string())));
+                continue;
+            }
+            let name = doc.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            if let Some((first_path, first_line)) = seen.get(&name) {
+                out.errors.push(doc.error_at(
+                    &root.key("metadata").key("name"),
+                    format!("AgenticSession {name:?} is also defined at {first_path}:{first_line}; names must be unique, rename one"),
+                ));
+                continue;
+            }
+            seen.insert(name.clone(), (doc.path.clone(), doc.line));
+            out.desired.push(stamp(&doc, name, source, target_namespace));
+        }
+    }
+    out.desired.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn stamp(doc: &manifest::Document, name: String, source: &SourceRef, target_namespace: &str) -> Desired {
+    let digest = digest(&doc.object);
+    let mut object = doc.object.clone();
+    object.as_object_mut().map(|o| o.remove("status"));
+    let meta = &mut object["metadata"];
+    meta["namespace"] = json!(target_namespace);
+    meta["labels"][labels::SOURCE_NAMESPACE] = json!(source.namespace);
+    meta["labels"][labels::SOURCE_NAME] = json!(source.name);
+    meta["labels"][labels::MANAGED_BY] = json!(labels::MANAGED_BY_VALUE);
+    meta["annotations"][annotations::SOURCE] = json!(format!("{}/{}", source.namespace, source.name));
+    meta["annotations"][annotations::SOURCE_PATH] = json!(doc.path);
+    meta["annotations"][DIGEST_ANNOTATION] = json!(digest);
+    Desired { name, path: doc.path.clone(), line: doc.line, object, digest }
+}
+
+/// A short, stable digest of a manifest.
+pub fn digest(object: &Value) -> String {
+    let canonical = serde_json::to_vec(&sorted(object)).unwrap_or_default();
+    let hash = Sha256::digest(&canonical);
+    hex::encode(&hash[..8])
+}
+
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), sorted(v))).collect::<BTreeMap<_, _>>().into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Whether every field of `want` has the same value in `live` (lists must
+/// match element by element; the API server's defaults may add fields).
+pub fn contains(live: &Value, want: &Value) -> bool {
+    match (live, want) {
+        (Value::Object(live), Value::Object(want)) => {
+            want.iter().all(|(k, v)| live.get(k).is_some_and(|l| contains(l, v)))
+        }
+        (Value::Array(live), Value::Array(want)) => {
+            live.len() == want.len() && live.iter().zip(want).all(|(l, w)| contains(l, w))
+        }
+        (Value::Number(l), Value::Number(w)) => l.as_f64() == w.as_f64(),
+        _ => live == want,
+    }
+}
+
+/// What a sync changes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Sessions that do not exist yet.
+    pub create: Vec<Desired>,
+    /// Sessions that differ from git.
+    pub update: Vec<Desired>,
+    /// Sessions already as git says: `(desired, revision recorded on them)`.
+    pub unchanged: Vec<(Desired, String)>,
+    /// Sessions this source applied that left git (names).
+    pub prune: Vec<String>,
+    /// Names taken by objects this source does not own.
+    pub conflicts: Vec<FileError>,
+}
+
+/// Diffs `desired` against the `live` sessions of the target namespace.
+/// Pruning considers only objects in `inventory` that still carry this
+/// source's labels; objects it does not own are never touched, and neither
+/// are sessions whose file has errors in this revision (`broken_paths`): a
+/// typo must not delete a running session.
+pub fn diff(
+    desired: Vec<Desired>,
+    live: &[Value],
+    inventory: &[InventoryEntry],
+    source: &SourceRef,
+    broken_paths: &std::collections::HashSet<&str>,
+) -> Plan {
+    let by_name: HashMap<&str, &Value> =
+        live.iter().filter_map(|o| o["metadata"]["name"].as_str().map(|n| (n, o))).collect();
+    let mut plan = Plan::default();
+    for want in desired {
+        match by_name.get(want.name.as_str()) {
+            None => plan.create.push(want),
+            Some(live) if !source.owns(live) => plan.conflicts.push(FileError {
+                path: want.path.clone(),
+                line: Some(want.line.into()),
+                column: Some(1),
+                message: format!(
+                    "AgenticSession {:?} already exists and was not created by this source; rename the manifest or delete the existing session",
+                    want.name
+                ),
+            }),
+            Some(live) => {
+                let same_digest = live["metadata"]["annotations"][DIGEST_ANNOTATION] == want.digest.as_str();
+                if same_digest && contains(live, &want.object) {
+                    let revision = live["metadata"]["annotations"][annotations::SOURCE_REVISION]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    plan.unchanged.push((want, revision));
+                } else {
+                    plan.update.push(want);
+                }
+            }
+        }
+    }
+    let wanted: std::collections::HashSet<&str> = plan
+        .create
+        .iter()
+        .chain(&plan.update)
+        .chain(plan.unchanged.iter().map(|(d, _)| d))
+        .map(|d| d.name.as_str())
+        .collect();
+    for entry in inventory {
+        if wanted.contains(entry.name.as_str()) || broken_paths.contains(entry.path.as_str()) {
+            continue;
+        }
+        if by_name.get(entry.name.as_str()).is_some_and(|live| source.owns(live)) {
+            plan.prune.push(entry.name.clone());
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+use std::collections::HashSet;
+
+use acp_api::source::InventoryEntry;
+use acp_policy::Checker;
+use serde_json::json;
+
+use super::*;
+
+fn source() -> SourceRef {
+    SourceRef { namespace: "team".into(), name: "repo".into() }
+}
+
+fn file(path: &str, text: &str) -> Entry {
+    Entry::File { path: path.into(), bytes: text.as_bytes().to_vec() }
+}
+
+fn session(name: &str, prompt: &str) -> String {
+    format!(
+        "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: {name}\nspec:\n  initialPrompt: {prompt}\n"
+    )
+}
+
+fn checker() -> Checker {
+    Checker::with_embedded_policies().expect("policies")
+}
+
+#[test]
+fn valid_sessions_are_stamped_and_bad_files_reported_one_each() {
+    let entries = vec![
+        file("a.yaml", &session("a", "one")),
+        file("b.yaml", &format!("{}---\n{}", session("b", "two"), session("c", "three"))),
+        file("bad-yaml.yaml", "a: [1,\n"),
+        file("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"),
+        file("dup.yaml", &session("a", "again")),
+        file("policy.yaml", &format!("{}  timeout: 5\n", session("p", "short"))),
+        Entry::Symlink { path: "link.yaml".into(), target: "../../etc/passwd".into() },
+        Entry::TooLarge { path: "huge.yaml".into(), size: 10 << 20 },
+    ];
+    let out = manifests(&entries, &source(), "team", &checker());
+    let names: Vec<_> = out.desired.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    let errors: Vec<String> = out.errors.iter().map(|e| format!("{}:{:?} {}", e.path, e.line, e.message)).collect();
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+    for (path, text) in [
+        ("bad-yaml.yaml", "invalid YAML"),
+        ("cm.yaml", "is not synced"),
+        ("dup.yaml", "also defined at a.yaml:1"),
+        ("policy.yaml", "spec.timeout is 5 seconds"),
+        ("link.yaml", "symlink"),
+        ("huge.yaml", "over the 1048576-byte limit"),
+    ] {
+        assert!(errors.iter().any(|e| e.starts_with(path) && e.contains(text)), "{path}: {errors:#?}");
+    }
+    let policy = out.errors.iter().find(|e| e.path == "policy.yaml").expect("policy error");
+    assert_eq!(policy.line, Some(7), "points at the timeout line");
+    let a = &out.desired[0].object;
+    assert_eq!(a["metadata"]["namespace"], "team");
+    assert_eq!(a["metadata"]["labels"][labels::SOURCE_NAME], "repo");
+    assert_eq!(a["metadata"]["annotations"][annotations::SOURCE_PATH], "a.yaml");
+    assert_eq!(out.desired[0].at_revision("abc")["metadata"]["annotations"][annotations::SOURCE_REVISION], "abc");
+}
+
+#[test]
+fn a_foreign_namespace_is_refused() {
+    let text = session("a", "x").replace("  name: a\n", "  name: a\n  namespace: other\n");
+    let out = manifests(&[file("a.yaml", &text)], &source(), "team", &checker());
+    assert!(out.desired.is_empty());
+    assert!(out.errors[0].message.contains("applies into \"team\""));
+}
+
+fn live_from(desired: &Desired, revision: &str) -> Value {
+    let mut live = desired.at_revision(revision);
+    // What the API server adds: defaults and bookkeeping.
+    live["spec"]["timeout"] = json!(300);
+    live["metadata"]["generation"] = json!(1);
+    live["status"] = json!({"phase": "Pending"});
+    live
+}
+
+#[test]
+fn diff_sorts_into_create_update_unchanged_and_prune() {
+    let entries = vec![file("a.yaml", &session("a", "one")), file("b.yaml", &session("b", "two"))];
+    let desired = manifests(&entries, &source(), "team", &checker()).desired;
+    let mut live_b = live_from(&desired[1], "rev1");
+    let live_a = live_from(&desired[0], "rev1");
+    let old = manifests(&[file("gone.yaml", &session("gone", "bye"))], &source(), "team", &checker()).desired;
+    let live_gone = live_from(&old[0], "rev1");
+    let inventory: Vec<InventoryEntry> = ["a", "b", "gone"]
+        .iter()
+        .map(|n| InventoryEntry { kind: "AgenticSession".into(), namespace: "team".into(), name: n.to_string(), path: format!("{n}.yaml"), revision: "rev1".into() })
+        .collect();
+
+    let plan = diff(desired.clone(), &[live_a.clone(), live_b.clone(), live_gone.clone()], &inventory, &source(), &HashSet::new());
+    assert!(plan.create.is_empty() && plan.update.is_empty());
+    assert_eq!(plan.unchanged.len(), 2);
+    assert_eq!(plan.unchanged[0].1, "rev1");
+    assert_eq!(plan.prune, ["gone"]);
+
+    // Drift by hand on a field git sets is an update; a file with errors is kept.
+    live_b["spec"]["initialPrompt"] = json!("edited by hand");
+    let broken = HashSet::from(["gone.yaml"]);
+    let plan = diff(desired.clone(), &[live_a.clone(), live_b, live_gone], &inventory, &source(), &broken);
+    assert_eq!(plan.update.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert!(plan.prune.is_empty());
+
+    // An object of the same name not made by this source is a conflict, not an update.
+    let mut foreign = live_a;
+    foreign["metadata"]["labels"] = json!({});
+    let plan = diff(desired, &[foreign], &[], &source(), &HashSet::new());
+    assert_eq!(plan.conflicts.len(), 1);
+    assert_eq!(plan.create.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["b"]);
+}
+
+#[test]
+fn removing_a_field_changes_the_digest() {
+    let with = manifests(&[file("a.yaml", &format!("{}  maxTurns: 5\n", session("a", "x")))], &source(), "team", &checker());
+    let without = manifests(&[file("a.yaml", &session("a", "x"))], &source(), "team", &checker());
+    let live = live_from(&with.desired[0], "r");
+    let plan = diff(without.desired, &[live], &[], &source(), &HashSet::new());
+    assert_eq!(plan.update.len(), 1, "the live object still has maxTurns; the digest tells");
+}
