@@ -121,6 +121,10 @@ pub mod reasons {
     pub const APPLY_FAILED: &str = "ApplyFailed";
     /// The object is suspended.
     pub const SUSPENDED: &str = "Suspended";
+    /// git-sync: some manifests are invalid (the valid ones were applied).
+    pub const VALIDATION_FAILED: &str = "ValidationFailed";
+    /// git-sync: the SessionSource itself is unusable (bad ignore pattern, ref).
+    pub const INVALID_SOURCE: &str = "InvalidSource";
 }
 
 /// Default branch git-sync never applies from and the status bot writes to.

@@ -85,13 +85,12 @@ impl Filter {
                 forms.push(format!("**/{base}/**"));
             }
             for form in forms {
-                let glob = Glob::new(&form)
-                    .map_err(|source| PatternError { pattern: pattern.clone(), source })?;
+                let glob =
+                    Glob::new(&form).map_err(|source| PatternError { pattern: pattern.clone(), source })?;
                 builder.add(glob);
             }
         }
-        let ignore =
-            builder.build().map_err(|source| PatternError { pattern: ignore.join(", "), source })?;
+        let ignore = builder.build().map_err(|source| PatternError { pattern: ignore.join(", "), source })?;
         Ok(Self {
             root: normalize(root),
             ignore,
@@ -110,7 +109,11 @@ impl Filter {
 }
 
 /// The manifest files of commit `tree` in `repo`, sorted by path.
-pub fn from_tree(repo: &git2::Repository, tree: &git2::Tree<'_>, filter: &Filter) -> Result<Vec<Entry>, git2::Error> {
+pub fn from_tree(
+    repo: &git2::Repository,
+    tree: &git2::Tree<'_>,
+    filter: &Filter,
+) -> Result<Vec<Entry>, git2::Error> {
     let odb = repo.odb()?;
     let mut wanted = Vec::new();
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {

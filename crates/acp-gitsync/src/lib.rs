@@ -8,6 +8,10 @@
 //! deliveries into immediate syncs.
 #![forbid(unsafe_code)]
 
+pub mod apply;
+pub mod controller;
+pub mod fetch;
 pub mod files;
 pub mod manifest;
 pub mod plan;
+pub mod status;

@@ -108,7 +108,9 @@ impl Document {
         let mut node = &self.root;
         for segment in &field.0 {
             let next = match (&node.value, segment) {
-                (Node::Map(entries), Segment::Key(key)) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                (Node::Map(entries), Segment::Key(key)) => {
+                    entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+                }
                 (Node::Seq(items), Segment::Index(i)) => items.get(*i),
                 _ => None,
             };
@@ -138,7 +140,8 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<Document>, FileError> {
     let roots: Vec<Spanned<Node>> = serde_saphyr::from_multiple(text).map_err(|e| {
         let location = e.location();
         // The first line of serde-saphyr's message is the summary; the rest is a snippet.
-        let message = e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+        let message =
+            e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
         FileError {
             path: path.to_string(),
             line: location.map(|l| position(&l).0.into()),

@@ -39,7 +39,8 @@ impl SourceRef {
     /// Whether `object` carries this source's labels.
     pub fn owns(&self, object: &Value) -> bool {
         let labels_of = &object["metadata"]["labels"];
-        labels_of[labels::SOURCE_NAMESPACE] == self.namespace.as_str() && labels_of[labels::SOURCE_NAME] == self.name.as_str()
+        labels_of[labels::SOURCE_NAMESPACE] == self.namespace.as_str()
+            && labels_of[labels::SOURCE_NAME] == self.name.as_str()
     }
 }
 
@@ -83,7 +84,12 @@ fn file_error(path: &str, message: String) -> FileError {
 /// Turns the files of a revision into sessions for `target_namespace`,
 /// checking each with `checker`; every bad document becomes a [`FileError`]
 /// and never stops the others.
-pub fn manifests(entries: &[Entry], source: &SourceRef, target_namespace: &str, checker: &Checker) -> Manifests {
+pub fn manifests(
+    entries: &[Entry],
+    source: &SourceRef,
+    target_namespace: &str,
+    checker: &Checker,
+) -> Manifests {
     let mut out = Manifests::default();
     let mut seen: HashMap<String, (String, u32)> = HashMap::new();
     for entry in entries {
@@ -183,9 +189,9 @@ pub fn digest(object: &Value) -> String {
 
 fn sorted(value: &Value) -> Value {
     match value {
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), sorted(v))).collect::<BTreeMap<_, _>>().into_iter().collect())
-        }
+        Value::Object(map) => Value::Object(
+            map.iter().map(|(k, v)| (k.clone(), sorted(v))).collect::<BTreeMap<_, _>>().into_iter().collect(),
+        ),
         Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
         other => other.clone(),
     }

@@ -61,11 +61,15 @@ impl TestEnv {
 
     /// A client with the admin credential, bound to the calling runtime.
     pub async fn client(&self) -> Client {
+        Client::try_from(self.config().await).expect("client from kubeconfig")
+    }
+
+    /// The admin client configuration (for impersonating clients).
+    pub async fn config(&self) -> Config {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
-            .expect("valid kubeconfig");
-        Client::try_from(config).expect("client from kubeconfig")
+            .expect("valid kubeconfig")
     }
 
     /// `kubectl` (built with the control plane) pointed at this environment.

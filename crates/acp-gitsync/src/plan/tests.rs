@@ -39,7 +39,8 @@ fn valid_sessions_are_stamped_and_bad_files_reported_one_each() {
     let out = manifests(&entries, &source(), "team", &checker());
     let names: Vec<_> = out.desired.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["a", "b", "c"]);
-    let errors: Vec<String> = out.errors.iter().map(|e| format!("{}:{:?} {}", e.path, e.line, e.message)).collect();
+    let errors: Vec<String> =
+        out.errors.iter().map(|e| format!("{}:{:?} {}", e.path, e.line, e.message)).collect();
     assert_eq!(errors.len(), 6, "{errors:#?}");
     for (path, text) in [
         ("bad-yaml.yaml", "invalid YAML"),
@@ -57,7 +58,10 @@ fn valid_sessions_are_stamped_and_bad_files_reported_one_each() {
     assert_eq!(a["metadata"]["namespace"], "team");
     assert_eq!(a["metadata"]["labels"][labels::SOURCE_NAME], "repo");
     assert_eq!(a["metadata"]["annotations"][annotations::SOURCE_PATH], "a.yaml");
-    assert_eq!(out.desired[0].at_revision("abc")["metadata"]["annotations"][annotations::SOURCE_REVISION], "abc");
+    assert_eq!(
+        out.desired[0].at_revision("abc")["metadata"]["annotations"][annotations::SOURCE_REVISION],
+        "abc"
+    );
 }
 
 #[test]
@@ -87,10 +91,22 @@ fn diff_sorts_into_create_update_unchanged_and_prune() {
     let live_gone = live_from(&old[0], "rev1");
     let inventory: Vec<InventoryEntry> = ["a", "b", "gone"]
         .iter()
-        .map(|n| InventoryEntry { kind: "AgenticSession".into(), namespace: "team".into(), name: n.to_string(), path: format!("{n}.yaml"), revision: "rev1".into() })
+        .map(|n| InventoryEntry {
+            kind: "AgenticSession".into(),
+            namespace: "team".into(),
+            name: n.to_string(),
+            path: format!("{n}.yaml"),
+            revision: "rev1".into(),
+        })
         .collect();
 
-    let plan = diff(desired.clone(), &[live_a.clone(), live_b.clone(), live_gone.clone()], &inventory, &source(), &HashSet::new());
+    let plan = diff(
+        desired.clone(),
+        &[live_a.clone(), live_b.clone(), live_gone.clone()],
+        &inventory,
+        &source(),
+        &HashSet::new(),
+    );
     assert!(plan.create.is_empty() && plan.update.is_empty());
     assert_eq!(plan.unchanged.len(), 2);
     assert_eq!(plan.unchanged[0].1, "rev1");
@@ -113,7 +129,12 @@ fn diff_sorts_into_create_update_unchanged_and_prune() {
 
 #[test]
 fn removing_a_field_changes_the_digest() {
-    let with = manifests(&[file("a.yaml", &format!("{}  maxTurns: 5\n", session("a", "x")))], &source(), "team", &checker());
+    let with = manifests(
+        &[file("a.yaml", &format!("{}  maxTurns: 5\n", session("a", "x")))],
+        &source(),
+        "team",
+        &checker(),
+    );
     let without = manifests(&[file("a.yaml", &session("a", "x"))], &source(), "team", &checker());
     let live = live_from(&with.desired[0], "r");
     let plan = diff(without.desired, &[live], &[], &source(), &HashSet::new());

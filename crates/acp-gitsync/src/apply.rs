@@ -1,0 +1,98 @@
+//! The Kubernetes side of a sync: list the target namespace's sessions, apply
+//! with server-side apply under git-sync's field manager (optionally as the
+//! source's ServiceAccount), and delete pruned sessions with a UID
+//! precondition so that only the object that was listed is removed.
+
+use acp_api::constants::{GROUP, VERSION, field_managers};
+use futures_util::{StreamExt as _, stream};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions, ValidationDirective,
+};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use crate::plan::Desired;
+
+/// Requests in flight at once during an apply.
+pub const CONCURRENCY: usize = 32;
+
+/// The AgenticSession resource for dynamic clients.
+pub fn session_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GROUP, VERSION, "AgenticSession"),
+        "agenticsessions",
+    )
+}
+
+/// Sessions of `namespace`.
+pub fn sessions(client: Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client, namespace, &session_resource())
+}
+
+/// A client acting as ServiceAccount `name` of `namespace`.
+pub fn impersonating(config: &Config, namespace: &str, name: &str) -> Result<Client, kube::Error> {
+    let mut config = config.clone();
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{name}"));
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".into(),
+    ]);
+    Client::try_from(config)
+}
+
+/// Every session in the API's namespace, as JSON.
+pub async fn list(api: &Api<DynamicObject>) -> Result<Vec<Value>, kube::Error> {
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list.items.iter().filter_map(|o| serde_json::to_value(o).ok()).collect())
+}
+
+/// Applies each of `desired` at `revision`; returns the failures.
+pub async fn apply(
+    api: &Api<DynamicObject>,
+    desired: Vec<Desired>,
+    revision: &str,
+) -> Vec<(Desired, kube::Error)> {
+    let mut params = PatchParams::apply(field_managers::GIT_SYNC).force();
+    params.field_validation = Some(ValidationDirective::Strict);
+    let results: Vec<Option<(Desired, kube::Error)>> =
+        stream::iter(desired)
+            .map(|want| {
+                let (api, params) = (api.clone(), params.clone());
+                let object = want.at_revision(revision);
+                async move {
+                    api.patch(&want.name, &params, &Patch::Apply(&object)).await.err().map(|e| (want, e))
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+    results.into_iter().flatten().collect()
+}
+
+/// Deletes `(name, uid)` pairs; an object already gone is fine. Returns the failures.
+pub async fn prune(
+    api: &Api<DynamicObject>,
+    victims: Vec<(String, Option<String>)>,
+) -> Vec<(String, kube::Error)> {
+    let results: Vec<Option<(String, kube::Error)>> = stream::iter(victims)
+        .map(|(name, uid)| {
+            let api = api.clone();
+            async move {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions { uid, resource_version: None }),
+                    ..DeleteParams::background()
+                };
+                match api.delete(&name, &params).await {
+                    Ok(_) => None,
+                    Err(kube::Error::Api(status)) if status.code == 404 => None,
+                    Err(e) => Some((name, e)),
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().flatten().collect()
+}

@@ -1,0 +1,443 @@
+//! The kube-runtime shell of git-sync: one reconcile per SessionSource runs
+//! fetch → files → plan → apply → prune → status, then requeues after the
+//! source's interval (with jitter). Status is written with server-side apply
+//! only when it changed; a sync that changes nothing writes nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use acp_api::SessionSource;
+use acp_api::constants::{
+    API_VERSION, DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, reasons,
+};
+use acp_api::source::{FileError, InventoryEntry, SessionSourceStatus};
+use acp_policy::Checker;
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource as _, ResourceExt as _};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::apply;
+use crate::fetch::{self, Credentials};
+use crate::files::{self, Filter};
+use crate::plan::{self, SourceRef};
+use crate::status::{self, Failed, Synced};
+
+/// Default sync interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default fetch timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// git-sync settings.
+#[derive(Clone)]
+pub struct Config {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    /// Where bare mirrors of the sources' repositories are kept.
+    pub cache_dir: PathBuf,
+    /// Schema and policies every manifest must pass.
+    pub checker: Arc<Checker>,
+}
+
+/// A reconcile failure (sync problems are reported in status instead).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("failed to {action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: &'static str,
+        /// The client error.
+        source: kube::Error,
+    },
+    /// The object is unusable.
+    #[error("failed to read source: {0}")]
+    Invalid(&'static str),
+}
+
+impl Error {
+    /// Bounded category for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    client: Client,
+    kube_config: kube::Config,
+    config: Config,
+    recorder: Recorder,
+    /// When each source last synced, and the trigger key it synced for.
+    last: Mutex<HashMap<ObjectRef<SessionSource>, (Instant, u64)>>,
+}
+
+/// Runs git-sync until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    kube_config: kube::Config,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let sources: Api<SessionSource> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "acp-git-sync".into(), instance: None });
+    let ctx = Arc::new(Context { client, kube_config, config, recorder, last: Mutex::default() });
+    Controller::new(sources, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(4))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn error_policy(source: Arc<SessionSource>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(source = %source.name_any(), category = error.category(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// What makes a sync due before its interval: a spec change or a trigger.
+fn trigger_key(source: &SessionSource) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    source.metadata.generation.hash(&mut hasher);
+    source.annotations().get(annotations::RECONCILE_REQUESTED_AT).hash(&mut hasher);
+    hasher.finish()
+}
+
+fn jittered(interval: Duration) -> Duration {
+    let factor = rand::random_range(0.9..1.1);
+    interval.mul_f64(factor)
+}
+
+/// One reconcile of a SessionSource.
+#[instrument(skip_all, fields(source = %source.name_any(), namespace = source.namespace().as_deref().unwrap_or_default()))]
+pub async fn reconcile(source: Arc<SessionSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = source.namespace().ok_or(Error::Invalid("a SessionSource must be namespaced"))?;
+    let name = source.name_any();
+    let generation = source.metadata.generation;
+    let current = source.status.clone().unwrap_or_default();
+    let interval = source.spec.interval.map(Duration::from).unwrap_or(DEFAULT_INTERVAL);
+    if source.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if source.spec.suspend {
+        write_status(&ctx, &source, &current, status::suspended(&current, generation, &now())).await?;
+        return Ok(Action::await_change());
+    }
+    let oref = ObjectRef::from(&*source);
+    let key = trigger_key(&source);
+    let last = ctx.last.lock().ok().and_then(|l| l.get(&oref).copied());
+    if let Some((at, last_key)) = last
+        && last_key == key
+        && at.elapsed() < interval
+    {
+        // A status write or another no-op event: the next sync is already scheduled.
+        return Ok(Action::requeue(interval - at.elapsed()));
+    }
+    let next = match sync(&ctx, &source, &ns, &name, &current).await? {
+        Ok(synced) => {
+            let mut next = status::after_sync(&current, generation, synced, &now());
+            next.last_handled_reconcile_at =
+                source.annotations().get(annotations::RECONCILE_REQUESTED_AT).cloned();
+            announce_errors(&ctx, &source, &current.errors, &next.errors).await;
+            next
+        }
+        Err(failed) => {
+            warn!(reason = failed.reason, message = %failed.message, "sync failed");
+            publish(&ctx, &source, failed.reason, &failed.message).await;
+            status::after_failure(&current, generation, &failed, &now())
+        }
+    };
+    write_status(&ctx, &source, &current, next).await?;
+    if let Ok(mut last) = ctx.last.lock() {
+        last.insert(oref, (Instant::now(), key));
+    }
+    Ok(Action::requeue(jittered(interval)))
+}
+
+async fn write_status(
+    ctx: &Context,
+    source: &SessionSource,
+    current: &SessionSourceStatus,
+    next: SessionSourceStatus,
+) -> Result<(), Error> {
+    if &next == current {
+        return Ok(());
+    }
+    let api: Api<SessionSource> =
+        Api::namespaced(ctx.client.clone(), &source.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": API_VERSION, "kind": "SessionSource", "status": next});
+    api.patch_status(
+        &source.name_any(),
+        &PatchParams::apply(field_managers::GIT_SYNC).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Kube { action: "write source status", source })?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, source: &SessionSource, reason: &str, note: &str) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
+        warn!(%error, "failed to publish event");
+    }
+}
+
+/// One Warning event per file error that is new in this sync (bounded).
+/// Created directly rather than through the `Recorder`, which folds events of
+/// one reason into a single series and would keep only the first file's note.
+/// The name is derived from the error, so a repeated report is the same event.
+async fn announce_errors(ctx: &Context, source: &SessionSource, before: &[FileError], after: &[FileError]) {
+    let ns = source.namespace().unwrap_or_default();
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(ctx.client.clone(), &ns);
+    for error in after.iter().filter(|e| !before.contains(e)).take(20) {
+        let at = match (error.line, error.column) {
+            (Some(line), Some(column)) => format!("{}:{line}:{column}", error.path),
+            (Some(line), None) => format!("{}:{line}", error.path),
+            _ => error.path.clone(),
+        };
+        let note: String = format!("{at}: {}", error.message).chars().take(1000).collect();
+        let name = format!("{}.{}", source.name_any(), crate::plan::digest(&json!([&note])));
+        let event = json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "eventTime": Timestamp::now().to_string(),
+            "type": "Warning", "reason": reasons::VALIDATION_FAILED, "action": "Sync", "note": note,
+            "reportingController": "acp-git-sync", "reportingInstance": "acp-git-sync",
+            "regarding": source.object_ref(&()),
+        });
+        let event = match serde_json::from_value(event) {
+            Ok(event) => event,
+            Err(error) => {
+                warn!(%error, "failed to build event");
+                continue;
+            }
+        };
+        match api.create(&Default::default(), &event).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => warn!(%error, "failed to publish event"),
+        }
+    }
+}
+
+fn failed(reason: &'static str, message: String, retryable: bool) -> Failed {
+    Failed { reason, message, retryable }
+}
+
+/// Fetch, plan, apply, prune. `Err(Failed)` is a sync problem for status;
+/// the outer `Err` is an API failure to retry.
+async fn sync(
+    ctx: &Context,
+    source: &SessionSource,
+    ns: &str,
+    name: &str,
+    current: &SessionSourceStatus,
+) -> Result<Result<Synced, Failed>, Error> {
+    let spec = &source.spec;
+    let started = Instant::now();
+    let started_at = now();
+    let write_back = spec.write_back.clone().unwrap_or_default();
+    let write_back_on = write_back.enabled.unwrap_or(true);
+    let write_back_branch = write_back.branch.clone().unwrap_or_else(|| DEFAULT_WRITE_BACK_BRANCH.into());
+    let branch = spec.git_ref.as_ref().and_then(|r| r.branch.clone());
+    if write_back_on && branch.as_deref() == Some(write_back_branch.as_str()) {
+        return Ok(Err(failed(
+            reasons::INVALID_SOURCE,
+            format!(
+                "spec.ref.branch is the write-back branch {write_back_branch:?}; sync a different branch"
+            ),
+            false,
+        )));
+    }
+    let excluded = if write_back_on {
+        vec![write_back.path.clone().unwrap_or_else(|| DEFAULT_WRITE_BACK_PATH.into())]
+    } else {
+        Vec::new()
+    };
+    let filter = match Filter::new(spec.path.as_deref().unwrap_or_default(), &spec.ignore, &excluded) {
+        Ok(filter) => filter,
+        Err(e) => return Ok(Err(failed(reasons::INVALID_SOURCE, e.to_string(), false))),
+    };
+
+    let creds = match &spec.secret_ref {
+        None => Credentials::default(),
+        Some(secret_ref) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            match secrets.get_opt(&secret_ref.name).await {
+                Ok(Some(secret)) => Credentials::from_secret_data(&secret.data.unwrap_or_default()),
+                Ok(None) => {
+                    let message = format!("secret {ns}/{} (spec.secretRef) not found", secret_ref.name);
+                    return Ok(Err(failed(reasons::FETCH_FAILED, message, true)));
+                }
+                Err(source) => return Err(Error::Kube { action: "read the source's credentials", source }),
+            }
+        }
+    };
+    let dir = ctx.config.cache_dir.join(ns).join(name);
+    let url = spec.url.clone();
+    let git_ref = spec.git_ref.clone();
+    let timeout = spec.timeout.map(Duration::from).unwrap_or(DEFAULT_TIMEOUT);
+    let read = tokio::task::spawn_blocking(move || {
+        let revision =
+            fetch::fetch(&dir, &url, git_ref.as_ref(), &creds, timeout).map_err(|e| e.to_string())?;
+        let repo = git2::Repository::open_bare(&dir).map_err(|e| e.to_string())?;
+        let tree = repo.find_commit(revision).and_then(|c| c.tree()).map_err(|e| e.to_string())?;
+        let entries = files::from_tree(&repo, &tree, &filter).map_err(|e| e.to_string())?;
+        Ok::<_, String>((revision.to_string(), entries))
+    });
+    let (revision, entries) = match tokio::time::timeout(timeout + Duration::from_secs(5), read).await {
+        Ok(Ok(Ok(read))) => read,
+        Ok(Ok(Err(message))) => return Ok(Err(failed(reasons::FETCH_FAILED, message, true))),
+        Ok(Err(join)) => {
+            return Ok(Err(failed(reasons::FETCH_FAILED, format!("fetch task failed: {join}"), true)));
+        }
+        Err(_) => {
+            return Ok(Err(failed(reasons::FETCH_FAILED, format!("fetch timed out after {timeout:?}"), true)));
+        }
+    };
+
+    let source_ref = SourceRef { namespace: ns.to_string(), name: name.to_string() };
+    let target = spec.target_namespace.clone().unwrap_or_else(|| ns.to_string());
+    let manifests = plan::manifests(&entries, &source_ref, &target, &ctx.config.checker);
+    let client = match &spec.service_account_name {
+        Some(sa) => match apply::impersonating(&ctx.kube_config, ns, sa) {
+            Ok(client) => client,
+            Err(e) => {
+                return Ok(Err(failed(
+                    reasons::APPLY_FAILED,
+                    format!("failed to impersonate {sa}: {e}"),
+                    true,
+                )));
+            }
+        },
+        None => ctx.client.clone(),
+    };
+    let api = apply::sessions(client, &target);
+    let live = match apply::list(&api).await {
+        Ok(live) => live,
+        Err(e) => {
+            let message = format!("failed to list AgenticSessions in {target}: {}", api_message(&e));
+            return Ok(Err(failed(reasons::APPLY_FAILED, message, true)));
+        }
+    };
+    let broken: HashSet<&str> = manifests.errors.iter().map(|e| e.path.as_str()).collect();
+    let plan = plan::diff(manifests.desired.clone(), &live, &current.inventory, &source_ref, &broken);
+    let to_apply: Vec<_> = plan.create.iter().chain(&plan.update).cloned().collect();
+    let apply_failures = apply::apply(&api, to_apply, &revision).await;
+    let failed_names: HashSet<&str> = apply_failures.iter().map(|(d, _)| d.name.as_str()).collect();
+    let mut errors = manifests.errors.clone();
+    errors.extend(plan.conflicts.iter().cloned());
+    errors.extend(apply_failures.iter().map(|(d, e)| FileError {
+        path: d.path.clone(),
+        line: Some(d.line.into()),
+        column: Some(1),
+        message: format!("failed to apply AgenticSession {:?}: {}", d.name, api_message(e)),
+    }));
+
+    let uid_of = |name: &str| {
+        live.iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .and_then(|o| o["metadata"]["uid"].as_str().map(String::from))
+    };
+    let mut pruned = 0;
+    let mut kept_by_failure = HashSet::new();
+    if spec.prune && !plan.prune.is_empty() {
+        let victims: Vec<_> = plan.prune.iter().map(|n| (n.clone(), uid_of(n))).collect();
+        let count = victims.len();
+        let failures = apply::prune(&api, victims).await;
+        for (victim, error) in &failures {
+            kept_by_failure.insert(victim.clone());
+            errors.push(FileError {
+                path: current
+                    .inventory
+                    .iter()
+                    .find(|i| &i.name == victim)
+                    .map(|i| i.path.clone())
+                    .unwrap_or_default(),
+                line: None,
+                column: None,
+                message: format!("failed to prune AgenticSession {victim:?}: {}", api_message(error)),
+            });
+        }
+        pruned = (count - failures.len()) as i64;
+        info!(pruned, "pruned sessions that left git");
+    }
+
+    let entry = |d: &plan::Desired, revision: &str| InventoryEntry {
+        kind: "AgenticSession".into(),
+        namespace: target.clone(),
+        name: d.name.clone(),
+        path: d.path.clone(),
+        revision: revision.to_string(),
+    };
+    let mut inventory: Vec<InventoryEntry> = Vec::new();
+    for d in plan.create.iter().chain(&plan.update).filter(|d| !failed_names.contains(d.name.as_str())) {
+        inventory.push(entry(d, &revision));
+    }
+    for (d, recorded) in &plan.unchanged {
+        inventory.push(entry(d, if recorded.is_empty() { &revision } else { recorded }));
+    }
+    // Still ours and still live: kept for a broken file, a failed update or prune, or prune off.
+    let listed: HashSet<String> = inventory.iter().map(|i| i.name.clone()).collect();
+    for old in &current.inventory {
+        let live_and_ours =
+            live.iter().any(|o| o["metadata"]["name"] == old.name.as_str() && source_ref.owns(o));
+        let kept = failed_names.contains(old.name.as_str())
+            || broken.contains(old.path.as_str())
+            || kept_by_failure.contains(&old.name)
+            || (!spec.prune && plan.prune.contains(&old.name));
+        if live_and_ours && kept && !listed.contains(&old.name) {
+            inventory.push(old.clone());
+        }
+    }
+    inventory.sort_by(|a, b| a.name.cmp(&b.name));
+
+    Ok(Ok(Synced {
+        revision,
+        started_at: Some(started_at),
+        duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        applied: (plan.create.len() + plan.update.len() - failed_names.len()) as i64,
+        unchanged: plan.unchanged.len() as i64,
+        pruned,
+        apply_failed: !apply_failures.is_empty() || !kept_by_failure.is_empty(),
+        errors,
+        inventory,
+    }))
+}
+
+/// The API server's message, without the client's wrapping.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,212 @@
+//! Fetching a source's revision with git2 into a bare mirror kept between
+//! syncs: incremental (only new objects travel), shallow over the network,
+//! force-pushes followed (`+` refspecs), and only the configured ref fetched,
+//! so the write-back branch is never even downloaded.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use acp_api::source::GitRef;
+use git2::{CertificateCheckStatus, Cred, CredentialType, FetchOptions, RemoteCallbacks, Repository};
+
+/// Branch fetched when a source names no ref.
+pub const DEFAULT_BRANCH: &str = "main";
+
+/// Credentials from a source's `secretRef` (Flux's key names).
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    /// https user (`username`; `x-access-token` with `token`).
+    pub username: Option<String>,
+    /// https password or token (`password` or `token`).
+    pub password: Option<String>,
+    /// ssh private key (`identity`).
+    pub identity: Option<String>,
+    /// ssh known hosts (`known_hosts`).
+    pub known_hosts: Option<String>,
+}
+
+impl Credentials {
+    /// Reads the keys of a Secret's data.
+    pub fn from_secret_data(data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>) -> Self {
+        let get = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(&v.0).into_owned());
+        let token = get("token");
+        Self {
+            username: get("username").or_else(|| token.as_ref().map(|_| "x-access-token".to_string())),
+            password: get("password").or(token),
+            identity: get("identity"),
+            known_hosts: get("known_hosts"),
+        }
+    }
+}
+
+/// A fetch failure.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// libgit2 failed (network, auth, missing ref…).
+    #[error("failed to fetch {url} ({what}): {source}")]
+    Git {
+        /// Repository URL.
+        url: String,
+        /// What was asked for.
+        what: String,
+        /// libgit2's error.
+        source: git2::Error,
+    },
+    /// The fetch took longer than the source's timeout.
+    #[error("failed to fetch {url}: timed out after {timeout:?}")]
+    Timeout {
+        /// Repository URL.
+        url: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The mirror directory could not be prepared.
+    #[error("failed to prepare the mirror at {path}: {source}")]
+    Mirror {
+        /// Directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl FetchError {
+    /// A bounded label for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            FetchError::Git { source, .. } if source.class() == git2::ErrorClass::Ssh => "ssh",
+            FetchError::Git { source, .. } if source.code() == git2::ErrorCode::Auth => "auth",
+            FetchError::Git { .. } => "git",
+            FetchError::Timeout { .. } => "timeout",
+            FetchError::Mirror { .. } => "mirror",
+        }
+    }
+}
+
+/// What was asked for, resolved to refspecs and a ref to read.
+fn wanted(git_ref: Option<&GitRef>) -> (Vec<String>, Option<String>, String) {
+    let git_ref = git_ref.cloned().unwrap_or_default();
+    if let Some(commit) = git_ref.commit {
+        // Servers rarely allow fetching an unadvertised commit: fetch every branch.
+        return (vec!["+refs/heads/*:refs/remotes/origin/*".into()], None, commit);
+    }
+    if let Some(tag) = git_ref.tag {
+        let local = format!("refs/tags/{tag}");
+        return (vec![format!("+{local}:{local}")], Some(local), format!("tag {tag}"));
+    }
+    let branch = git_ref.branch.unwrap_or_else(|| DEFAULT_BRANCH.into());
+    let local = format!("refs/remotes/origin/{branch}");
+    (vec![format!("+refs/heads/{branch}:{local}")], Some(local), format!("branch {branch}"))
+}
+
+fn is_local(url: &str) -> bool {
+    url.starts_with("file://") || url.starts_with('/')
+}
+
+/// Fetches `git_ref` of `url` into the bare mirror `dir` and returns the commit.
+pub fn fetch(
+    dir: &Path,
+    url: &str,
+    git_ref: Option<&GitRef>,
+    creds: &Credentials,
+    timeout: Duration,
+) -> Result<git2::Oid, FetchError> {
+    let (refspecs, local_ref, what) = wanted(git_ref);
+    let err = |source| FetchError::Git { url: url.to_string(), what: what.clone(), source };
+    std::fs::create_dir_all(dir).map_err(|source| FetchError::Mirror { path: dir.to_path_buf(), source })?;
+    let repo = match Repository::open_bare(dir) {
+        Ok(repo) => repo,
+        Err(_) => Repository::init_bare(dir).map_err(err)?,
+    };
+    let mut remote = repo.remote_anonymous(url).map_err(err)?;
+    let deadline = Instant::now() + timeout;
+    let attempts = Cell::new(0);
+    let timed_out = Cell::new(false);
+    let mut callbacks = callbacks(creds, &attempts);
+    callbacks.transfer_progress(|_| {
+        let on_time = Instant::now() < deadline;
+        timed_out.set(!on_time);
+        on_time
+    });
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(callbacks);
+    options.download_tags(git2::AutotagOption::None);
+    if !is_local(url) {
+        options.depth(1);
+    }
+    if let Err(source) = remote.fetch(&refspecs, Some(&mut options), None) {
+        if timed_out.get() {
+            return Err(FetchError::Timeout { url: url.to_string(), timeout });
+        }
+        return Err(err(source));
+    }
+    drop(remote);
+    let commit = match local_ref {
+        Some(name) => repo.revparse_single(&name).and_then(|o| o.peel_to_commit()).map_err(err)?,
+        None => git2::Oid::from_str(&what).and_then(|oid| repo.find_commit(oid)).map_err(err)?,
+    };
+    Ok(commit.id())
+}
+
+/// Callbacks answering one credential question (a second means rejection)
+/// and checking ssh host keys against `known_hosts`.
+fn callbacks<'a>(creds: &'a Credentials, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(move |_url, username, allowed| {
+        attempts.set(attempts.get() + 1);
+        if attempts.get() > 1 {
+            return Err(git2::Error::from_str("authentication failed: the credentials were rejected"));
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            return match &creds.identity {
+                Some(key) => Cred::ssh_key_from_memory(username.unwrap_or("git"), None, key, None),
+                None => {
+                    Err(git2::Error::from_str("authentication required: the secret has no 'identity' key"))
+                }
+            };
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+            && let Some(password) = &creds.password
+        {
+            let user = creds.username.as_deref().or(username).unwrap_or("git");
+            return Cred::userpass_plaintext(user, password);
+        }
+        Err(git2::Error::from_str(
+            "authentication required: set secretRef to a secret with 'token' or 'username'/'password'",
+        ))
+    });
+    callbacks.certificate_check(move |cert, host| {
+        let Some(hostkey) = cert.as_hostkey() else {
+            return Ok(CertificateCheckStatus::CertificatePassthrough);
+        };
+        let Some(known_hosts) = &creds.known_hosts else {
+            return Err(git2::Error::from_str(
+                "cannot verify the ssh host key: the secret has no 'known_hosts' key",
+            ));
+        };
+        match hostkey.hostkey() {
+            Some(key) if acp_runner::known_hosts::matches(known_hosts, host, key) => {
+                Ok(CertificateCheckStatus::CertificateOk)
+            }
+            _ => Err(git2::Error::from_str(&format!("ssh host key of {host} is not in known_hosts"))),
+        }
+    });
+    callbacks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_resolve_to_narrow_refspecs() {
+        let (specs, local, _) = wanted(None);
+        assert_eq!(specs, ["+refs/heads/main:refs/remotes/origin/main"]);
+        assert_eq!(local.as_deref(), Some("refs/remotes/origin/main"));
+        let tag = GitRef { tag: Some("v1".into()), ..Default::default() };
+        assert_eq!(wanted(Some(&tag)).0, ["+refs/tags/v1:refs/tags/v1"]);
+        let commit = GitRef { commit: Some("a".repeat(40)), ..Default::default() };
+        assert_eq!(wanted(Some(&commit)).1, None);
+    }
+}
