@@ -321,7 +321,11 @@ async fn sync(
             return Ok(Err(failed(reasons::FETCH_FAILED, format!("fetch task failed: {join}"), true)));
         }
         Err(_) => {
-            return Ok(Err(failed(reasons::FETCH_FAILED, format!("fetch timed out after {timeout:?}"), true)));
+            return Ok(Err(failed(
+                reasons::FETCH_FAILED,
+                format!("fetch timed out after {timeout:?}"),
+                true,
+            )));
         }
     };
 

@@ -15,3 +15,4 @@ pub mod files;
 pub mod manifest;
 pub mod plan;
 pub mod status;
+pub mod webhook;

@@ -1,0 +1,250 @@
+//! The GitHub webhook receiver: `POST /hooks/github`.
+//!
+//! In order, before anything is trusted: a global rate limit (429), a body
+//! size limit (413), then the `X-Hub-Signature-256` HMAC checked in constant
+//! time against the webhook secret of every SessionSource that has one (401
+//! when none matches). Only then is the body parsed. A `push` to a source's
+//! ref triggers that source at once by setting its reconcile-requested-at
+//! annotation to the delivery id; a repeated `X-GitHub-Delivery` is
+//! acknowledged and ignored.
+
+use std::collections::{HashSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use acp_api::SessionSource;
+use acp_api::constants::annotations;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hmac::{Hmac, Mac};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt as _};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tracing::{info, warn};
+
+/// Default largest accepted delivery (GitHub caps payloads at 25 MB; pushes of
+/// manifests are far smaller).
+pub const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
+/// Delivery ids remembered for de-duplication.
+const REMEMBERED: usize = 4096;
+
+/// Receiver settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Sources of one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    /// Largest body accepted.
+    pub max_body: usize,
+    /// Deliveries accepted per second (burst of the same size).
+    pub per_second: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { namespace: None, max_body: DEFAULT_MAX_BODY, per_second: 50 }
+    }
+}
+
+/// Shared state of the receiver.
+pub struct Receiver {
+    client: Client,
+    config: Config,
+    limiter: DefaultDirectRateLimiter,
+    seen: Mutex<(HashSet<String>, VecDeque<String>)>,
+}
+
+impl Receiver {
+    /// A receiver acting with `client`.
+    pub fn new(client: Client, config: Config) -> Arc<Self> {
+        let rate = NonZeroU32::new(config.per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        Arc::new(Self {
+            client,
+            config,
+            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            seen: Mutex::default(),
+        })
+    }
+
+    /// The receiver's routes.
+    pub fn router(self: Arc<Self>) -> Router {
+        let limit = self.config.max_body;
+        Router::new()
+            .route("/hooks/github", post(deliver))
+            .layer(DefaultBodyLimit::max(limit))
+            .with_state(self)
+    }
+
+    /// Records `id`; false when it was seen before.
+    fn first_delivery(&self, id: &str) -> bool {
+        let Ok(mut seen) = self.seen.lock() else { return true };
+        let (set, order) = &mut *seen;
+        if !set.insert(id.to_string()) {
+            return false;
+        }
+        order.push_back(id.to_string());
+        if order.len() > REMEMBERED
+            && let Some(old) = order.pop_front()
+        {
+            set.remove(&old);
+        }
+        true
+    }
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// Whether `signature` (`sha256=<hex>`) is the HMAC of `body` under `secret`.
+pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let Some(hex_sig) = signature.strip_prefix("sha256=") else { return false };
+    let Ok(expected) = hex::decode(hex_sig) else { return false };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// `sha256=<hex>` of `body` under `secret`, as GitHub sends it.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Sources with a webhook secret whose secret signs `body` as `signature`.
+async fn verified_sources(
+    receiver: &Receiver,
+    body: &[u8],
+    signature: &str,
+) -> Result<Vec<SessionSource>, kube::Error> {
+    let api: Api<SessionSource> = match &receiver.config.namespace {
+        Some(ns) => Api::namespaced(receiver.client.clone(), ns),
+        None => Api::all(receiver.client.clone()),
+    };
+    let mut matched = Vec::new();
+    for source in api.list(&ListParams::default()).await?.items {
+        let Some(secret_ref) = source.spec.github.as_ref().and_then(|g| g.webhook_secret_ref.clone()) else {
+            continue;
+        };
+        let secrets: Api<Secret> =
+            Api::namespaced(receiver.client.clone(), &source.namespace().unwrap_or_default());
+        let Some(secret) = secrets.get_opt(&secret_ref.name).await? else { continue };
+        let key = secret_ref.key.as_deref().unwrap_or("token");
+        let Some(value) = secret.data.as_ref().and_then(|d| d.get(key)) else { continue };
+        if verify(&value.0, body, signature) {
+            matched.push(source);
+        }
+    }
+    Ok(matched)
+}
+
+fn normalize_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/').trim_end_matches(".git").to_ascii_lowercase();
+    let url =
+        url.replace("ssh://git@", "").replace("git@", "").replace("https://", "").replace("http://", "");
+    url.replacen(':', "/", 1)
+}
+
+/// Whether a push of `git_ref` to `repository` concerns `source`.
+pub fn concerns(source: &SessionSource, repository: &Value, git_ref: &str) -> bool {
+    let full_name = repository["full_name"].as_str().unwrap_or_default();
+    let named = source.spec.github.as_ref().is_some_and(|g| g.repository.eq_ignore_ascii_case(full_name));
+    let source_url = normalize_url(&source.spec.url);
+    let same_url = ["clone_url", "ssh_url", "html_url", "git_url"]
+        .iter()
+        .filter_map(|k| repository[k].as_str())
+        .any(|u| normalize_url(u) == source_url);
+    let wanted = match &source.spec.git_ref {
+        Some(r) if r.commit.is_some() => return false,
+        Some(r) if r.tag.is_some() => format!("refs/tags/{}", r.tag.as_deref().unwrap_or_default()),
+        Some(r) => format!("refs/heads/{}", r.branch.as_deref().unwrap_or(crate::fetch::DEFAULT_BRANCH)),
+        None => format!("refs/heads/{}", crate::fetch::DEFAULT_BRANCH),
+    };
+    (named || same_url) && git_ref == wanted
+}
+
+async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
+    if receiver.limiter.check().is_err() {
+        return reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": "rate limited; retry later"}));
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let signature = header("x-hub-signature-256");
+    if signature.is_empty() {
+        return reply(StatusCode::UNAUTHORIZED, json!({"error": "missing X-Hub-Signature-256"}));
+    }
+    let sources = match verified_sources(&receiver, &body, &signature).await {
+        Ok(sources) => sources,
+        Err(error) => {
+            warn!(%error, "failed to list sources for a delivery");
+            return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "cannot read sources"}));
+        }
+    };
+    if sources.is_empty() {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "signature does not match any source's webhook secret"}),
+        );
+    }
+    let delivery = header("x-github-delivery");
+    if !delivery.is_empty() && !receiver.first_delivery(&delivery) {
+        return reply(StatusCode::OK, json!({"duplicate": true, "delivery": delivery}));
+    }
+    let event = header("x-github-event");
+    if event == "ping" {
+        return reply(StatusCode::OK, json!({"pong": true}));
+    }
+    if event != "push" {
+        return reply(StatusCode::ACCEPTED, json!({"ignored": event}));
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return reply(StatusCode::BAD_REQUEST, json!({"error": "body is not JSON"}));
+    };
+    let git_ref = payload["ref"].as_str().unwrap_or_default();
+    let token = if delivery.is_empty() {
+        payload["after"].as_str().unwrap_or_default().to_string()
+    } else {
+        delivery
+    };
+    let mut triggered = Vec::new();
+    for source in sources.iter().filter(|s| concerns(s, &payload["repository"], git_ref)) {
+        let ns = source.namespace().unwrap_or_default();
+        let api: Api<SessionSource> = Api::namespaced(receiver.client.clone(), &ns);
+        let patch = json!({"metadata": {"annotations": {annotations::RECONCILE_REQUESTED_AT: token}}});
+        match api.patch(&source.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => triggered.push(format!("{ns}/{}", source.name_any())),
+            Err(error) => warn!(%error, source = %source.name_any(), "failed to trigger a sync"),
+        }
+    }
+    info!(git_ref, ?triggered, "push delivery");
+    reply(StatusCode::ACCEPTED, json!({"triggered": triggered}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_only_with_the_right_secret_and_body() {
+        let signature = sign(b"s3cret", b"{}");
+        assert!(verify(b"s3cret", b"{}", &signature));
+        assert!(!verify(b"other", b"{}", &signature));
+        assert!(!verify(b"s3cret", b"{ }", &signature));
+        assert!(!verify(b"s3cret", b"{}", "sha1=abc"));
+        assert!(!verify(b"s3cret", b"{}", "sha256=zz"));
+    }
+
+    #[test]
+    fn urls_compare_across_forms() {
+        let https = normalize_url("https://github.com/Acme/Sessions.git");
+        assert_eq!(https, normalize_url("git@github.com:acme/sessions"));
+        assert_eq!(https, normalize_url("ssh://git@github.com/acme/sessions.git"));
+    }
+}

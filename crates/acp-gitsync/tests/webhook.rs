@@ -1,0 +1,129 @@
+//! The push webhook against the real API server: a bad signature is refused
+//! and syncs nothing; a good delivery syncs at once; a repeated delivery is
+//! acknowledged once; pushes to other refs (the write-back branch) and
+//! oversized bodies trigger nothing.
+
+mod common;
+
+use std::sync::Arc;
+
+use acp_gitsync::webhook::{Config, Receiver, sign};
+use axum::body::Body;
+use common::{Fixture, session};
+use http::{Request, StatusCode};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt as _;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const SECRET: &[u8] = b"webhook-s3cret";
+
+async fn post(receiver: &Arc<Receiver>, body: &[u8], signature: &str, delivery: &str) -> (StatusCode, Value) {
+    let request = Request::post("/hooks/github")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_vec()))
+        .expect("request");
+    let response = receiver.clone().router().oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn push(git_ref: &str, after: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": git_ref, "after": after,
+        "repository": {"full_name": "acme/sessions", "clone_url": "https://github.com/acme/sessions.git"},
+    }))
+    .expect("json")
+}
+
+#[tokio::test]
+async fn deliveries_are_verified_deduplicated_and_trigger_syncs() {
+    let f = Fixture::start("gitsync-webhook").await;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"token": std::str::from_utf8(SECRET).expect("utf-8")}});
+    f.ns.api::<Secret>()
+        .patch("hook", &PatchParams::apply("test"), &Patch::Apply(&secret))
+        .await
+        .expect("secret");
+    f.repo.write("a.yaml", &session("a", "x"));
+    let rev1 = f.repo.commit("a");
+    f.source(
+        "repo",
+        json!({"github": {"repository": "acme/sessions", "webhookSecretRef": {"name": "hook"}}}),
+    )
+    .await;
+    f.synced("repo", &rev1, None).await;
+    let receiver = Receiver::new(
+        f.ns.client.clone(),
+        Config { namespace: Some(f.ns.name.clone()), max_body: 64 * 1024, per_second: 1000 },
+    );
+
+    f.repo.write("b.yaml", &session("b", "x"));
+    let rev2 = f.repo.commit("b");
+    let body = push("refs/heads/main", &rev2);
+
+    // Bad signature: 401 and nothing happens.
+    let (status, _) = post(&receiver, &body, &sign(b"wrong", &body), "d-bad").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = post(&receiver, &body, "", "d-none").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let source = f.sources().get("repo").await.expect("source");
+    assert!(
+        !source
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(acp_api::constants::annotations::RECONCILE_REQUESTED_AT)
+    );
+
+    // A good delivery syncs the new commit at once (the interval is an hour).
+    let (status, reply) = post(&receiver, &body, &sign(SECRET, &body), "d-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    assert_eq!(reply["triggered"], json!([format!("{}/repo", f.ns.name)]));
+    let synced = f.synced("repo", &rev2, Some("d-1")).await;
+    assert_eq!(f.names().await, ["a", "b"]);
+    let history = synced.history.len();
+
+    // The same delivery again is acknowledged and ignored.
+    let (status, reply) = post(&receiver, &body, &sign(SECRET, &body), "d-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reply["duplicate"], true);
+    let source = f.sources().get("repo").await.expect("source");
+    assert_eq!(
+        source.annotations().get(acp_api::constants::annotations::RECONCILE_REQUESTED_AT).map(String::as_str),
+        Some("d-1")
+    );
+    assert_eq!(source.status.expect("status").history.len(), history, "synced once");
+
+    // A push to the write-back branch concerns no source.
+    let status_push = push("refs/heads/acp/status", "0000");
+    let (status, reply) = post(&receiver, &status_push, &sign(SECRET, &status_push), "d-2").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(reply["triggered"], json!([]));
+
+    // Oversized bodies are refused before anything else.
+    let big = vec![b'x'; 128 * 1024];
+    let (status, _) = post(&receiver, &big, &sign(SECRET, &big), "d-3").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn deliveries_beyond_the_rate_limit_are_refused() {
+    let f = Fixture::start("gitsync-webhook-rate").await;
+    let receiver = Receiver::new(
+        f.ns.client.clone(),
+        Config { namespace: Some(f.ns.name.clone()), max_body: 1024, per_second: 2 },
+    );
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        codes.push(post(&receiver, b"{}", "sha256=00", &format!("r-{i}")).await.0);
+    }
+    assert!(codes.contains(&StatusCode::TOO_MANY_REQUESTS), "{codes:?}");
+    assert_eq!(codes[0], StatusCode::UNAUTHORIZED, "within the limit, the signature decides");
+    f.stop().await;
+}
