@@ -331,7 +331,7 @@ async fn sync(
 
     let source_ref = SourceRef { namespace: ns.to_string(), name: name.to_string() };
     let target = spec.target_namespace.clone().unwrap_or_else(|| ns.to_string());
-    let manifests = plan::manifests(&entries, &source_ref, &target, &ctx.config.checker);
+    let manifests = plan::manifests(&entries, &source_ref, Some(target.as_str()), &ctx.config.checker);
     let client = match &spec.service_account_name {
         Some(sa) => match apply::impersonating(&ctx.kube_config, ns, sa) {
             Ok(client) => client,

@@ -87,7 +87,7 @@ fn file_error(path: &str, message: String) -> FileError {
 pub fn manifests(
     entries: &[Entry],
     source: &SourceRef,
-    target_namespace: &str,
+    target_namespace: Option<&str>,
     checker: &Checker,
 ) -> Manifests {
     let mut out = Manifests::default();
@@ -135,7 +135,9 @@ pub fn manifests(
                 ));
                 continue;
             }
-            if let Some(ns) = doc.object["metadata"]["namespace"].as_str()
+            let own_namespace = doc.object["metadata"]["namespace"].as_str();
+            let target_namespace = target_namespace.or(own_namespace).unwrap_or("default");
+            if let Some(ns) = own_namespace
                 && ns != target_namespace
             {
                 out.errors.push(doc.error_at(

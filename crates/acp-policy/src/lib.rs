@@ -58,7 +58,7 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
+        if self.field.is_empty() || self.message.contains(&self.field.to_string()) {
             write!(f, "{} ({})", self.message, self.origin)
         } else {
             write!(f, "{}: {} ({})", self.field, self.message, self.origin)

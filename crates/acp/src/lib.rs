@@ -5,9 +5,13 @@
 #![forbid(unsafe_code)]
 
 mod crds;
+mod gitsync;
 mod operator;
+mod plan;
+mod policies;
 mod runner;
 mod tty;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -72,6 +76,33 @@ pub enum Command {
     /// the session, and keeps the session's status. Uses KUBECONFIG or the
     /// in-cluster service account.
     Operator(Box<operator::OperatorArgs>),
+    /// Run git-sync: apply the AgenticSessions of every SessionSource's repository.
+    ///
+    /// For each SessionSource it fetches the configured ref (https with a token,
+    /// ssh with a key and known_hosts, or file://) into a mirror under
+    /// --cache-dir, selects `*.yaml`/`*.yml` under `spec.path` (minus `ignore`
+    /// globs and the write-back path), checks every document against the
+    /// AgenticSession schema and the policies, and server-side applies the valid
+    /// ones (field manager acp-git-sync, as `spec.serviceAccountName` when set).
+    /// Bad files are reported in status and as Warning events; the others still
+    /// apply. With `prune`, sessions whose file left git are deleted. GitHub push
+    /// deliveries to `POST /hooks/github` trigger a sync at once.
+    GitSync(gitsync::GitSyncArgs),
+    /// Check manifests against the AgenticSession schema and the policies, offline.
+    ///
+    /// Reports every problem with file:line:col and what to change: invalid YAML,
+    /// other kinds, unknown fields, schema bounds, policy violations, duplicate
+    /// names, oversized files and symlinks. Exit code 1 when there is any finding.
+    /// `--format github` prints workflow commands that annotate a pull request.
+    Validate(validate::ValidateArgs),
+    /// Show what a sync would create, update, leave unchanged or prune.
+    ///
+    /// Offline, compares the directory with a git revision (`--base origin/main`:
+    /// what merging changes) or, without --base, lists every valid session as a
+    /// create. With `--cluster`, compares with the namespace's sessions and
+    /// dry-runs each create and update on the API server (server-side policies
+    /// included). Exit code 1 when there are findings.
+    Plan(plan::PlanArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -81,6 +112,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => runner::run(&args),
         Command::Runner => runner::runner(),
         Command::Operator(args) => operator::run(&args),
+        Command::GitSync(args) => gitsync::run(&args),
+        Command::Validate(args) => validate::run(&args),
+        Command::Plan(args) => plan::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -58,8 +58,8 @@ pub struct OperatorArgs {
     runner_resources: Option<String>,
 }
 
-/// Runs the operator until SIGTERM or SIGINT.
-pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
+/// Logs to stderr, filtered by RUST_LOG (default `info,kube=warn`).
+pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
@@ -67,6 +67,24 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
         )
         .init();
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Runs the operator until SIGTERM or SIGINT.
+pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
+    init_tracing();
     let resources = args
         .runner_resources
         .as_deref()

@@ -36,7 +36,7 @@ fn valid_sessions_are_stamped_and_bad_files_reported_one_each() {
         Entry::Symlink { path: "link.yaml".into(), target: "../../etc/passwd".into() },
         Entry::TooLarge { path: "huge.yaml".into(), size: 10 << 20 },
     ];
-    let out = manifests(&entries, &source(), "team", &checker());
+    let out = manifests(&entries, &source(), Some("team"), &checker());
     let names: Vec<_> = out.desired.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["a", "b", "c"]);
     let errors: Vec<String> =
@@ -67,7 +67,7 @@ fn valid_sessions_are_stamped_and_bad_files_reported_one_each() {
 #[test]
 fn a_foreign_namespace_is_refused() {
     let text = session("a", "x").replace("  name: a\n", "  name: a\n  namespace: other\n");
-    let out = manifests(&[file("a.yaml", &text)], &source(), "team", &checker());
+    let out = manifests(&[file("a.yaml", &text)], &source(), Some("team"), &checker());
     assert!(out.desired.is_empty());
     assert!(out.errors[0].message.contains("applies into \"team\""));
 }
@@ -84,10 +84,11 @@ fn live_from(desired: &Desired, revision: &str) -> Value {
 #[test]
 fn diff_sorts_into_create_update_unchanged_and_prune() {
     let entries = vec![file("a.yaml", &session("a", "one")), file("b.yaml", &session("b", "two"))];
-    let desired = manifests(&entries, &source(), "team", &checker()).desired;
+    let desired = manifests(&entries, &source(), Some("team"), &checker()).desired;
     let mut live_b = live_from(&desired[1], "rev1");
     let live_a = live_from(&desired[0], "rev1");
-    let old = manifests(&[file("gone.yaml", &session("gone", "bye"))], &source(), "team", &checker()).desired;
+    let old =
+        manifests(&[file("gone.yaml", &session("gone", "bye"))], &source(), Some("team"), &checker()).desired;
     let live_gone = live_from(&old[0], "rev1");
     let inventory: Vec<InventoryEntry> = ["a", "b", "gone"]
         .iter()
@@ -132,10 +133,10 @@ fn removing_a_field_changes_the_digest() {
     let with = manifests(
         &[file("a.yaml", &format!("{}  maxTurns: 5\n", session("a", "x")))],
         &source(),
-        "team",
+        Some("team"),
         &checker(),
     );
-    let without = manifests(&[file("a.yaml", &session("a", "x"))], &source(), "team", &checker());
+    let without = manifests(&[file("a.yaml", &session("a", "x"))], &source(), Some("team"), &checker());
     let live = live_from(&with.desired[0], "r");
     let plan = diff(without.desired, &[live], &[], &source(), &HashSet::new());
     assert_eq!(plan.update.len(), 1, "the live object still has maxTurns; the digest tells");

@@ -1,0 +1,232 @@
+//! `acp plan`: what a sync of a directory would create, update, leave
+//! unchanged or prune, offline against a git revision (`--base`) or against
+//! a cluster (`--cluster`, with server-side dry-run).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use acp_api::source::{FileError, InventoryEntry};
+use acp_gitsync::files::{self, Filter};
+use acp_gitsync::plan::{self, Desired, SourceRef};
+use anyhow::{Context as _, bail};
+use kube::api::{Patch, PatchParams, ValidationDirective};
+
+use crate::validate::position;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable lines and a summary.
+    Text,
+    /// One JSON document.
+    Json,
+    /// A Markdown section, as posted on pull requests.
+    Markdown,
+}
+
+/// Options of `acp plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Directory of manifests (as a SessionSource's `path` would select).
+    path: PathBuf,
+    /// Compare with this git revision of the same directory (e.g. origin/main):
+    /// what merging the working tree would change. Offline.
+    #[arg(long, conflicts_with = "cluster")]
+    base: Option<String>,
+    /// Compare with the cluster (KUBECONFIG): list the namespace's sessions and
+    /// dry-run every create and update on the API server.
+    #[arg(long)]
+    cluster: bool,
+    /// Namespace the sessions are applied into.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// With --cluster: the SessionSource (`namespace/name`) whose sessions may
+    /// be pruned; without it nothing is pruned.
+    #[arg(long)]
+    source: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Policies directory (default: built in).
+    #[arg(long, env = "ACP_POLICIES")]
+    policies: Option<PathBuf>,
+}
+
+/// A computed plan.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Summary {
+    /// Sessions to create.
+    pub create: Vec<String>,
+    /// Sessions to update.
+    pub update: Vec<String>,
+    /// Sessions unchanged.
+    pub unchanged: Vec<String>,
+    /// Sessions to prune.
+    pub prune: Vec<String>,
+    /// Errors: invalid files and server-side refusals.
+    pub errors: Vec<FileError>,
+}
+
+fn names(list: &[Desired]) -> Vec<String> {
+    list.iter().map(|d| format!("{} ({}:{})", d.name, d.path, d.line)).collect()
+}
+
+fn offline(args: &PlanArgs, desired: Vec<Desired>, checker: &acp_policy::Checker) -> anyhow::Result<Summary> {
+    let mut summary = Summary::default();
+    let base: BTreeMap<String, Desired> = match &args.base {
+        None => BTreeMap::new(),
+        Some(rev) => {
+            let repo = git2::Repository::discover(&args.path)
+                .with_context(|| format!("{} is not in a git repository", args.path.display()))?;
+            let workdir = repo.workdir().context("the repository has no working tree")?;
+            let absolute = std::fs::canonicalize(&args.path)?;
+            let prefix = absolute.strip_prefix(std::fs::canonicalize(workdir)?).unwrap_or(&absolute);
+            let tree = repo
+                .revparse_single(rev)
+                .and_then(|o| o.peel_to_tree())
+                .with_context(|| format!("failed to resolve revision {rev}"))?;
+            let filter = Filter::new(&prefix.to_string_lossy(), &[], &[])?;
+            let entries = files::from_tree(&repo, &tree, &filter)?;
+            let source = SourceRef { namespace: "local".into(), name: "plan".into() };
+            let old = plan::manifests(&entries, &source, Some(&args.namespace), checker);
+            old.desired.into_iter().map(|d| (d.name.clone(), d)).collect()
+        }
+    };
+    let mut seen = HashSet::new();
+    for want in desired {
+        seen.insert(want.name.clone());
+        let label = format!("{} ({}:{})", want.name, want.path, want.line);
+        match base.get(&want.name) {
+            None => summary.create.push(label),
+            Some(old) if old.digest != want.digest => summary.update.push(label),
+            Some(_) => summary.unchanged.push(label),
+        }
+    }
+    summary.prune = base.keys().filter(|n| !seen.contains(*n)).cloned().collect();
+    Ok(summary)
+}
+
+async fn against_cluster(args: &PlanArgs, desired: Vec<Desired>) -> anyhow::Result<Summary> {
+    let client =
+        kube::Client::try_default().await.context("failed to connect to the cluster (KUBECONFIG)")?;
+    let api = acp_gitsync::apply::sessions(client, &args.namespace);
+    let live = acp_gitsync::apply::list(&api).await.context("failed to list sessions")?;
+    let source = match &args.source {
+        Some(s) => {
+            let Some((namespace, name)) = s.split_once('/') else { bail!("--source must be namespace/name") };
+            SourceRef { namespace: namespace.into(), name: name.into() }
+        }
+        None => SourceRef { namespace: String::new(), name: String::new() },
+    };
+    let inventory: Vec<InventoryEntry> = if args.source.is_some() {
+        live.iter()
+            .filter(|o| source.owns(o))
+            .filter_map(|o| o["metadata"]["name"].as_str())
+            .map(|name| InventoryEntry { name: name.into(), ..Default::default() })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut plan = plan::diff(desired, &live, &inventory, &source, &HashSet::new());
+    if args.source.is_none() {
+        // Without a source, objects of the same name are treated as this plan's.
+        plan.conflicts.clear();
+    }
+    let mut params = PatchParams::apply(acp_api::constants::field_managers::GIT_SYNC).force();
+    params.dry_run = true;
+    params.field_validation = Some(ValidationDirective::Strict);
+    let mut errors = plan.conflicts.clone();
+    for want in plan.create.iter().chain(&plan.update) {
+        if let Err(error) = api.patch(&want.name, &params, &Patch::Apply(&want.at_revision("plan"))).await {
+            let message = match error {
+                kube::Error::Api(status) => status.message,
+                other => other.to_string(),
+            };
+            errors.push(FileError {
+                path: want.path.clone(),
+                line: Some(want.line.into()),
+                column: Some(1),
+                message,
+            });
+        }
+    }
+    Ok(Summary {
+        create: names(&plan.create),
+        update: names(&plan.update),
+        unchanged: plan
+            .unchanged
+            .iter()
+            .map(|(d, _)| format!("{} ({}:{})", d.name, d.path, d.line))
+            .collect(),
+        prune: plan.prune,
+        errors,
+    })
+}
+
+/// Renders `summary` as Markdown (used for pull request comments).
+pub fn markdown(summary: &Summary) -> String {
+    let mut out = format!(
+        "**Plan:** {} to create, {} to update, {} to prune, {} unchanged.\n",
+        summary.create.len(),
+        summary.update.len(),
+        summary.prune.len(),
+        summary.unchanged.len()
+    );
+    for (title, list) in [("Create", &summary.create), ("Update", &summary.update), ("Prune", &summary.prune)]
+    {
+        if !list.is_empty() {
+            out.push_str(&format!("\n**{title}**\n"));
+            for item in list {
+                out.push_str(&format!("- `{item}`\n"));
+            }
+        }
+    }
+    if !summary.errors.is_empty() {
+        out.push_str("\n**Findings**\n");
+        for error in &summary.errors {
+            out.push_str(&format!("- `{}`: {}\n", position(error), error.message));
+        }
+    }
+    out
+}
+
+/// Runs `acp plan`.
+pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let checker = crate::policies::checker(args.policies.as_deref())?;
+    let entries = crate::validate::entries(std::slice::from_ref(&args.path))?;
+    let source = SourceRef { namespace: "local".into(), name: "plan".into() };
+    let manifests = plan::manifests(&entries, &source, Some(&args.namespace), &checker);
+    let mut summary = if args.cluster {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(against_cluster(args, manifests.desired))?
+    } else {
+        offline(args, manifests.desired, &checker)?
+    };
+    summary.errors.splice(0..0, manifests.errors);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Format::Markdown => print!("{}", markdown(&summary)),
+        Format::Text => {
+            for (sign, list) in
+                [("+ create", &summary.create), ("~ update", &summary.update), ("- prune ", &summary.prune)]
+            {
+                for item in list {
+                    println!("{sign}  {item}");
+                }
+            }
+            for error in &summary.errors {
+                println!("{}: error: {}", position(error), error.message);
+            }
+            println!(
+                "Plan: {} to create, {} to update, {} to prune, {} unchanged, {} errors.",
+                summary.create.len(),
+                summary.update.len(),
+                summary.prune.len(),
+                summary.unchanged.len(),
+                summary.errors.len()
+            );
+        }
+    }
+    Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

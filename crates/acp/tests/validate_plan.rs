@@ -1,0 +1,122 @@
+//! `acp validate` and `acp plan` as users run them: exit codes, positions,
+//! GitHub annotations, and a plan against a git base revision.
+
+use std::path::Path;
+use std::process::Command;
+
+use acp_testenv::githttp::git;
+
+fn acp() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_acp"))
+}
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn session(name: &str, prompt: &str) -> String {
+    format!(
+        "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: {name}\nspec:\n  initialPrompt: {prompt}\n"
+    )
+}
+
+#[test]
+fn validate_passes_the_examples_and_fails_the_denied_corpus() {
+    let out = acp().arg("validate").arg(repo().join("examples/sessions")).output().expect("acp runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 sessions valid, 0 errors"));
+
+    let denied = repo().join("crates/acp-policy/tests/corpus/denied");
+    let out = acp().arg("validate").arg(&denied).args(["--format", "github"]).output().expect("acp runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let files = std::fs::read_dir(&denied).expect("corpus").count();
+    let annotated: std::collections::HashSet<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("::error file="))
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert_eq!(annotated.len(), files, "every denied file is annotated:\n{stdout}");
+    assert!(
+        stdout.contains(
+            "max-turns.yaml,line=8,col=13,title=acp validate::spec.maxTurns is 500; set it to at most 200"
+        ),
+        "{stdout}"
+    );
+
+    let out = acp()
+        .arg("validate")
+        .arg(denied.join("unknown-field.yaml"))
+        .args(["--format", "json"])
+        .output()
+        .expect("acp runs");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["errors"][0]["line"], 7);
+    assert!(
+        report["errors"][0]["message"].as_str().unwrap_or_default().contains("unknown field \"spec.prompt\"")
+    );
+}
+
+#[test]
+fn validate_with_a_policies_directory_uses_those_policies() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let params = std::fs::read_to_string(repo().join("policies/params.yaml")).expect("params");
+    std::fs::write(dir.path().join("params.yaml"), params.replace("maxTurns: \"200\"", "maxTurns: \"1000\""))
+        .expect("write");
+    std::fs::copy(repo().join("policies/session-max-turns.yaml"), dir.path().join("turns.yaml"))
+        .expect("copy");
+    let manifest = repo().join("crates/acp-policy/tests/corpus/denied/max-turns.yaml");
+    let out =
+        acp().arg("validate").arg(&manifest).arg("--policies").arg(dir.path()).output().expect("acp runs");
+    assert!(
+        out.status.success(),
+        "500 turns allowed under a 1000 bound: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn plan_against_a_base_revision_lists_create_update_prune() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let work = dir.path();
+    git(work, &["init", "-q", "-b", "main"]);
+    std::fs::create_dir(work.join("sessions")).expect("mkdir");
+    for (name, prompt) in [("keep", "same"), ("edit", "before"), ("gone", "bye")] {
+        std::fs::write(work.join(format!("sessions/{name}.yaml")), session(name, prompt)).expect("write");
+    }
+    git(work, &["add", "-A"]);
+    git(work, &["-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", "base"]);
+    std::fs::write(work.join("sessions/edit.yaml"), session("edit", "after")).expect("write");
+    std::fs::remove_file(work.join("sessions/gone.yaml")).expect("rm");
+    std::fs::write(work.join("sessions/new.yaml"), session("new", "hello")).expect("write");
+
+    let out = acp()
+        .current_dir(work)
+        .args(["plan", "sessions", "--base", "HEAD", "--format", "json"])
+        .output()
+        .expect("acp runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let first = |key: &str| {
+        plan[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().unwrap_or_default().split(' ').next().unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(first("create"), ["new"]);
+    assert_eq!(first("update"), ["edit"]);
+    assert_eq!(first("unchanged"), ["keep"]);
+    assert_eq!(first("prune"), ["gone"]);
+
+    let out = acp()
+        .current_dir(work)
+        .args(["plan", "sessions", "--base", "HEAD", "--format", "markdown"])
+        .output()
+        .expect("acp runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("**Plan:** 1 to create, 1 to update, 1 to prune, 1 unchanged."), "{text}");
+}
