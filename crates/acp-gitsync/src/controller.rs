@@ -48,6 +48,8 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Schema and policies every manifest must pass.
     pub checker: Arc<Checker>,
+    /// Where to count syncs.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A reconcile failure (sync problems are reported in status instead).
@@ -155,8 +157,20 @@ pub async fn reconcile(source: Arc<SessionSource>, ctx: Arc<Context>) -> Result<
         // A status write or another no-op event: the next sync is already scheduled.
         return Ok(Action::requeue(interval - at.elapsed()));
     }
-    let next = match sync(&ctx, &source, &ns, &name, &current).await? {
+    let started = Instant::now();
+    let outcome = sync(&ctx, &source, &ns, &name, &current).await?;
+    let metrics = &ctx.config.metrics;
+    metrics.syncs.inc();
+    metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
+    let next = match outcome {
         Ok(synced) => {
+            metrics.applied.inc_by(u64::try_from(synced.applied).unwrap_or_default());
+            metrics.pruned.inc_by(u64::try_from(synced.pruned).unwrap_or_default());
+            if !synced.errors.is_empty() {
+                let reason =
+                    if synced.apply_failed { reasons::APPLY_FAILED } else { reasons::VALIDATION_FAILED };
+                metrics.failures.get_or_create(&crate::metrics::ReasonLabel { reason: reason.into() }).inc();
+            }
             let mut next = status::after_sync(&current, generation, synced, &now());
             next.last_handled_reconcile_at =
                 source.annotations().get(annotations::RECONCILE_REQUESTED_AT).cloned();
@@ -164,6 +178,10 @@ pub async fn reconcile(source: Arc<SessionSource>, ctx: Arc<Context>) -> Result<
             next
         }
         Err(failed) => {
+            metrics
+                .failures
+                .get_or_create(&crate::metrics::ReasonLabel { reason: failed.reason.into() })
+                .inc();
             warn!(reason = failed.reason, message = %failed.message, "sync failed");
             publish(&ctx, &source, failed.reason, &failed.message).await;
             status::after_failure(&current, generation, &failed, &now())

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod fetch;
 pub mod files;
 pub mod manifest;
+pub mod metrics;
 pub mod plan;
 pub mod status;
 pub mod webhook;

@@ -18,7 +18,7 @@ pub struct GitSyncArgs {
     /// Policies directory (default: the policies built into acp).
     #[arg(long, env = "ACP_POLICIES")]
     policies: Option<PathBuf>,
-    /// Address of the webhook receiver (`POST /hooks/github`) and `/healthz`.
+    /// Address of the webhook receiver (`POST /hooks/github`), `/metrics` and `/healthz`.
     #[arg(long, env = "ACP_WEBHOOK_ADDR", default_value = "0.0.0.0:9292")]
     webhook_addr: std::net::SocketAddr,
     /// Largest webhook body accepted, in bytes.
@@ -49,7 +49,8 @@ pub fn run(args: &GitSyncArgs) -> anyhow::Result<ExitCode> {
                 per_second: args.webhook_rate,
             },
         );
-        let app = receiver.router().route("/healthz", axum::routing::get(|| async { "ok" }));
+        let metrics = Arc::new(acp_gitsync::metrics::Metrics::default());
+        let app = receiver.router().merge(metrics.clone().router());
         let listener = tokio::net::TcpListener::bind(args.webhook_addr)
             .await
             .with_context(|| format!("failed to listen on {}", args.webhook_addr))?;
@@ -59,6 +60,7 @@ pub fn run(args: &GitSyncArgs) -> anyhow::Result<ExitCode> {
             namespace: args.namespace.clone(),
             cache_dir: args.cache_dir.clone(),
             checker,
+            metrics,
         };
         acp_gitsync::controller::run(client, kube_config, config, crate::operator::shutdown_signal()).await;
         anyhow::Ok(())

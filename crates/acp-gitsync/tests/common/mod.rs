@@ -102,6 +102,7 @@ impl Fixture {
             namespace: Some(ns.name.clone()),
             cache_dir: cache.path().to_path_buf(),
             checker: Arc::new(acp_policy::Checker::with_embedded_policies().expect("policies")),
+            metrics: Arc::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let client = ns.client.clone();
