@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::plan::Desired;
 
 /// Requests in flight at once during an apply.
-pub const CONCURRENCY: usize = 32;
+pub const CONCURRENCY: usize = 64;
 
 /// The AgenticSession resource for dynamic clients.
 pub fn session_resource() -> ApiResource {

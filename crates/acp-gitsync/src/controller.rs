@@ -86,6 +86,8 @@ pub struct Context {
     recorder: Recorder,
     /// When each source last synced, and the trigger key it synced for.
     last: Mutex<HashMap<ObjectRef<SessionSource>, (Instant, u64)>>,
+    /// Check results of each source's last revision, reused for unchanged files.
+    checked: Mutex<HashMap<ObjectRef<SessionSource>, Arc<plan::CheckCache>>>,
 }
 
 /// Runs git-sync until `shutdown` completes.
@@ -101,7 +103,14 @@ pub async fn run(
     };
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "acp-git-sync".into(), instance: None });
-    let ctx = Arc::new(Context { client, kube_config, config, recorder, last: Mutex::default() });
+    let ctx = Arc::new(Context {
+        client,
+        kube_config,
+        config,
+        recorder,
+        last: Mutex::default(),
+        checked: Mutex::default(),
+    });
     Controller::new(sources, watcher::Config::default().any_semantic())
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .graceful_shutdown_on(shutdown)
@@ -347,9 +356,16 @@ async fn sync(
         }
     };
 
+    let fetched_ms = started.elapsed().as_millis();
     let source_ref = SourceRef { namespace: ns.to_string(), name: name.to_string() };
     let target = spec.target_namespace.clone().unwrap_or_else(|| ns.to_string());
-    let manifests = plan::manifests(&entries, &source_ref, Some(target.as_str()), &ctx.config.checker);
+    let oref = ObjectRef::from(source);
+    let previous = ctx.checked.lock().ok().and_then(|c| c.get(&oref).cloned()).unwrap_or_default();
+    let (manifests, cache) =
+        plan::manifests_cached(&entries, &source_ref, Some(target.as_str()), &ctx.config.checker, &previous);
+    if let Ok(mut checked) = ctx.checked.lock() {
+        checked.insert(oref, Arc::new(cache));
+    }
     let client = match &spec.service_account_name {
         Some(sa) => match apply::impersonating(&ctx.kube_config, ns, sa) {
             Ok(client) => client,
@@ -371,10 +387,22 @@ async fn sync(
             return Ok(Err(failed(reasons::APPLY_FAILED, message, true)));
         }
     };
+    let checked_ms = started.elapsed().as_millis();
     let broken: HashSet<&str> = manifests.errors.iter().map(|e| e.path.as_str()).collect();
     let plan = plan::diff(manifests.desired.clone(), &live, &current.inventory, &source_ref, &broken);
     let to_apply: Vec<_> = plan.create.iter().chain(&plan.update).cloned().collect();
     let apply_failures = apply::apply(&api, to_apply, &revision).await;
+    info!(
+        %revision,
+        files = entries.len(),
+        create = plan.create.len(),
+        update = plan.update.len(),
+        unchanged = plan.unchanged.len(),
+        fetched_ms,
+        checked_ms,
+        applied_ms = started.elapsed().as_millis(),
+        "synced"
+    );
     let failed_names: HashSet<&str> = apply_failures.iter().map(|(d, _)| d.name.as_str()).collect();
     let mut errors = manifests.errors.clone();
     errors.extend(plan.conflicts.iter().cloned());

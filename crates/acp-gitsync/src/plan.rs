@@ -57,6 +57,8 @@ pub struct Desired {
     pub object: Value,
     /// Digest of the manifest (before stamping).
     pub digest: String,
+    /// Line and column of its `metadata.name`.
+    pub name_at: (u32, u32),
 }
 
 impl Desired {
@@ -81,89 +83,148 @@ fn file_error(path: &str, message: String) -> FileError {
     FileError { path: path.to_string(), line: None, column: None, message }
 }
 
+/// The outcome of checking one file: its valid sessions and its errors.
+#[derive(Clone, Debug, Default)]
+pub struct FileChecked {
+    desired: Vec<Desired>,
+    errors: Vec<FileError>,
+}
+
+/// Check results by `(path, target namespace, content digest)`, so that a
+/// re-sync checks only the files that changed.
+pub type CheckCache = HashMap<(String, String, [u8; 32]), FileChecked>;
+
 /// Turns the files of a revision into sessions for `target_namespace`,
 /// checking each with `checker`; every bad document becomes a [`FileError`]
-/// and never stops the others.
+/// and never stops the others. Without a target namespace (offline
+/// validation), each manifest keeps its own namespace (or `default`).
 pub fn manifests(
     entries: &[Entry],
     source: &SourceRef,
     target_namespace: Option<&str>,
     checker: &Checker,
 ) -> Manifests {
+    manifests_cached(entries, source, target_namespace, checker, &CheckCache::new()).0
+}
+
+/// [`manifests`], reusing the results of unchanged files from `previous`;
+/// returns the cache for the next sync (this revision's files only).
+pub fn manifests_cached(
+    entries: &[Entry],
+    source: &SourceRef,
+    target_namespace: Option<&str>,
+    checker: &Checker,
+    previous: &CheckCache,
+) -> (Manifests, CheckCache) {
     let mut out = Manifests::default();
+    let mut cache = CheckCache::new();
     let mut seen: HashMap<String, (String, u32)> = HashMap::new();
     for entry in entries {
-        let (path, bytes) = match entry {
-            Entry::File { path, bytes } => (path, bytes),
-            Entry::Symlink { path, target } => {
-                out.errors.push(file_error(
+        let checked = match entry {
+            Entry::File { path, bytes } => {
+                let key = (
+                    path.clone(),
+                    target_namespace.unwrap_or_default().to_string(),
+                    Sha256::digest(bytes).into(),
+                );
+                let checked = match previous.get(&key) {
+                    Some(hit) => hit.clone(),
+                    None => check_file(path, bytes, source, target_namespace, checker),
+                };
+                cache.insert(key, checked.clone());
+                checked
+            }
+            Entry::Symlink { path, target } => FileChecked {
+                desired: Vec::new(),
+                errors: vec![file_error(
                     path,
                     format!("symlink to {target:?} is not followed; commit the manifest itself at this path"),
-                ));
-                continue;
-            }
-            Entry::TooLarge { path, size } => {
-                out.errors.push(file_error(
+                )],
+            },
+            Entry::TooLarge { path, size } => FileChecked {
+                desired: Vec::new(),
+                errors: vec![file_error(
                     path,
-                    format!("file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for manifests; split it or remove it"),
-                ));
-                continue;
-            }
-        };
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            out.errors.push(file_error(path, "file is not UTF-8 text".into()));
-            continue;
-        };
-        let documents = match manifest::parse(path, text) {
-            Ok(documents) => documents,
-            Err(error) => {
-                out.errors.push(error);
-                continue;
-            }
-        };
-        for doc in documents {
-            let root = acp_policy::FieldPath::root();
-            let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
-            let kind = doc.object["kind"].as_str().unwrap_or_default();
-            if api_version != acp_api::constants::API_VERSION || kind != "AgenticSession" {
-                out.errors.push(doc.error_at(
-                    &root.key("kind"),
                     format!(
-                        "{kind:?} ({api_version:?}) is not synced: a session source holds only {} AgenticSession manifests",
-                        acp_api::constants::API_VERSION
+                        "file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for manifests; split it or remove it"
                     ),
-                ));
+                )],
+            },
+        };
+        out.errors.extend(checked.errors);
+        for desired in checked.desired {
+            if let Some((first_path, first_line)) = seen.get(&desired.name) {
+                out.errors.push(FileError {
+                    path: desired.path.clone(),
+                    line: Some(desired.name_at.0.into()),
+                    column: Some(desired.name_at.1.into()),
+                    message: format!(
+                        "AgenticSession {:?} is also defined at {first_path}:{first_line}; names must be unique, rename one",
+                        desired.name
+                    ),
+                });
                 continue;
             }
-            let own_namespace = doc.object["metadata"]["namespace"].as_str();
-            let target_namespace = target_namespace.or(own_namespace).unwrap_or("default");
-            if let Some(ns) = own_namespace
-                && ns != target_namespace
-            {
-                out.errors.push(doc.error_at(
-                    &root.key("metadata").key("namespace"),
-                    format!("metadata.namespace is {ns:?} but this source applies into {target_namespace:?}; remove metadata.namespace"),
-                ));
-                continue;
-            }
-            let findings = checker.check(&doc.object, target_namespace);
-            if !findings.is_empty() {
-                out.errors.extend(findings.iter().map(|f| doc.error_at(&f.field, f.to_string())));
-                continue;
-            }
-            let name = doc.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            if let Some((first_path, first_line)) = seen.get(&name) {
-                out.errors.push(doc.error_at(
-                    &root.key("metadata").key("name"),
-                    format!("AgenticSession {name:?} is also defined at {first_path}:{first_line}; names must be unique, rename one"),
-                ));
-                continue;
-            }
-            seen.insert(name.clone(), (doc.path.clone(), doc.line));
-            out.desired.push(stamp(&doc, name, source, target_namespace));
+            seen.insert(desired.name.clone(), (desired.path.clone(), desired.line));
+            out.desired.push(desired);
         }
     }
     out.desired.sort_by(|a, b| a.name.cmp(&b.name));
+    (out, cache)
+}
+
+fn check_file(
+    path: &str,
+    bytes: &[u8],
+    source: &SourceRef,
+    target_namespace: Option<&str>,
+    checker: &Checker,
+) -> FileChecked {
+    let mut out = FileChecked::default();
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        out.errors.push(file_error(path, "file is not UTF-8 text".into()));
+        return out;
+    };
+    let documents = match manifest::parse(path, text) {
+        Ok(documents) => documents,
+        Err(error) => {
+            out.errors.push(error);
+            return out;
+        }
+    };
+    for doc in documents {
+        let root = acp_policy::FieldPath::root();
+        let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
+        let kind = doc.object["kind"].as_str().unwrap_or_default();
+        if api_version != acp_api::constants::API_VERSION || kind != "AgenticSession" {
+            out.errors.push(doc.error_at(
+                &root.key("kind"),
+                format!(
+                    "{kind:?} ({api_version:?}) is not synced: a session source holds only {} AgenticSession manifests",
+                    acp_api::constants::API_VERSION
+                ),
+            ));
+            continue;
+        }
+        let own_namespace = doc.object["metadata"]["namespace"].as_str();
+        let target_namespace = target_namespace.or(own_namespace).unwrap_or("default");
+        if let Some(ns) = own_namespace
+            && ns != target_namespace
+        {
+            out.errors.push(doc.error_at(
+                &root.key("metadata").key("namespace"),
+                format!("metadata.namespace is {ns:?} but this source applies into {target_namespace:?}; remove metadata.namespace"),
+            ));
+            continue;
+        }
+        let findings = checker.check(&doc.object, target_namespace);
+        if !findings.is_empty() {
+            out.errors.extend(findings.iter().map(|f| doc.error_at(&f.field, f.to_string())));
+            continue;
+        }
+        let name = doc.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        out.desired.push(stamp(&doc, name, source, target_namespace));
+    }
     out
 }
 
@@ -179,7 +240,8 @@ fn stamp(doc: &manifest::Document, name: String, source: &SourceRef, target_name
     meta["annotations"][annotations::SOURCE] = json!(format!("{}/{}", source.namespace, source.name));
     meta["annotations"][annotations::SOURCE_PATH] = json!(doc.path);
     meta["annotations"][DIGEST_ANNOTATION] = json!(digest);
-    Desired { name, path: doc.path.clone(), line: doc.line, object, digest }
+    let name_at = doc.locate(&acp_policy::FieldPath::root().key("metadata").key("name"));
+    Desired { name, path: doc.path.clone(), line: doc.line, object, digest, name_at }
 }
 
 /// A short, stable digest of a manifest.

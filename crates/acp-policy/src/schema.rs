@@ -34,6 +34,8 @@ pub struct SessionSchema {
     schema: Value,
     validator: Option<Validator>,
     cel: CompiledSchema,
+    /// kube-cel's evaluator (its function library is registered once).
+    rules: kube_cel::Validator,
 }
 
 impl std::fmt::Debug for SessionSchema {
@@ -64,7 +66,7 @@ impl SessionSchema {
         // unknown-field and CEL checks in place.
         let validator = jsonschema::validator_for(&schema).ok();
         let cel = compile_schema(&schema);
-        Self { schema, validator, cel }
+        Self { schema, validator, cel, rules: kube_cel::Validator::new() }
     }
 
     /// The CRD's `openAPIV3Schema` as JSON.
@@ -100,7 +102,7 @@ impl SessionSchema {
                 });
             }
         }
-        if let Err(errors) = kube_cel::Validator::new().validate_compiled(&self.cel, &defaulted, None) {
+        if let Err(errors) = self.rules.validate_compiled(&self.cel, &defaulted, None) {
             for error in errors.iter() {
                 findings.push(Finding {
                     field: FieldPath::parse(&error.field_path),

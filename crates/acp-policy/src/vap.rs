@@ -94,11 +94,24 @@ struct Policy {
 }
 
 /// A loaded set of policies, bindings and parameter objects.
-#[derive(Default)]
 pub struct PolicySet {
     policies: Vec<Policy>,
     bindings: Vec<ValidatingAdmissionPolicyBinding>,
     params: BTreeMap<(String, String), Value>,
+    /// The Kubernetes CEL library, registered once; each evaluation adds its
+    /// variables in an inner scope.
+    base: kube_cel::cel::Context<'static>,
+}
+
+impl Default for PolicySet {
+    fn default() -> Self {
+        Self {
+            policies: Vec::new(),
+            bindings: Vec::new(),
+            params: BTreeMap::new(),
+            base: context(Vec::new()),
+        }
+    }
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -211,7 +224,11 @@ impl PolicySet {
                     }
                 }
             }
-            findings.extend(policy.evaluate(&context(bindings)));
+            let mut ctx = self.base.new_inner_scope();
+            for (name, value) in bindings {
+                ctx.add_variable_from_value(name, value);
+            }
+            findings.extend(policy.evaluate(&ctx));
         }
         findings
     }

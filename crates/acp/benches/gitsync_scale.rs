@@ -80,7 +80,7 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
     let started = Instant::now();
     while !check().await {
         assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     started.elapsed()
 }
@@ -106,7 +106,7 @@ fn start(env: &TestEnv, ns: &str, cache: &Path, port: u16) -> Child {
         .arg("--cache-dir")
         .arg(cache)
         .env("KUBECONFIG", env.kubeconfig())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("ACP_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
         .spawn()
         .expect("acp git-sync starts")
 }

@@ -141,3 +141,22 @@ fn removing_a_field_changes_the_digest() {
     let plan = diff(without.desired, &[live], &[], &source(), &HashSet::new());
     assert_eq!(plan.update.len(), 1, "the live object still has maxTurns; the digest tells");
 }
+
+#[test]
+fn unchanged_files_reuse_their_check_results() {
+    let entries = vec![file("a.yaml", &session("a", "x")), file("b.yaml", &session("b", "x"))];
+    let (first, mut cache) = manifests_cached(&entries, &source(), Some("team"), &checker(), &CheckCache::new());
+    assert_eq!(first.desired.len(), 2);
+    assert_eq!(cache.len(), 2);
+    // Mark a.yaml's cached result, then change b.yaml: a comes from the cache, b is checked.
+    for (key, checked) in cache.iter_mut() {
+        if key.0 == "a.yaml" {
+            checked.desired[0].name = "from-cache".into();
+        }
+    }
+    let entries = vec![file("a.yaml", &session("a", "x")), file("b.yaml", &session("b", "changed"))];
+    let (second, next) = manifests_cached(&entries, &source(), Some("team"), &checker(), &cache);
+    let names: Vec<_> = second.desired.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["b", "from-cache"]);
+    assert_eq!(next.len(), 2, "only this revision's files are kept");
+}
