@@ -145,7 +145,8 @@ fn removing_a_field_changes_the_digest() {
 #[test]
 fn unchanged_files_reuse_their_check_results() {
     let entries = vec![file("a.yaml", &session("a", "x")), file("b.yaml", &session("b", "x"))];
-    let (first, mut cache) = manifests_cached(&entries, &source(), Some("team"), &checker(), &CheckCache::new());
+    let (first, mut cache) =
+        manifests_cached(&entries, &source(), Some("team"), &checker(), &CheckCache::new());
     assert_eq!(first.desired.len(), 2);
     assert_eq!(cache.len(), 2);
     // Mark a.yaml's cached result, then change b.yaml: a comes from the cache, b is checked.
