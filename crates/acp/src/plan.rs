@@ -117,8 +117,18 @@ async fn against_cluster(args: &PlanArgs, desired: Vec<Desired>) -> anyhow::Resu
             let Some((namespace, name)) = s.split_once('/') else { bail!("--source must be namespace/name") };
             SourceRef { namespace: namespace.into(), name: name.into() }
         }
-        None => SourceRef { namespace: String::new(), name: String::new() },
+        None => plan_source(args),
     };
+    let mut live = live;
+    if args.source.is_none() {
+        // Without a source, every session of the namespace is this plan's to compare.
+        for object in &mut live {
+            object["metadata"]["labels"][acp_api::constants::labels::SOURCE_NAMESPACE] =
+                source.namespace.clone().into();
+            object["metadata"]["labels"][acp_api::constants::labels::SOURCE_NAME] =
+                source.name.clone().into();
+        }
+    }
     let inventory: Vec<InventoryEntry> = if args.source.is_some() {
         live.iter()
             .filter(|o| source.owns(o))
@@ -128,11 +138,7 @@ async fn against_cluster(args: &PlanArgs, desired: Vec<Desired>) -> anyhow::Resu
     } else {
         Vec::new()
     };
-    let mut plan = plan::diff(desired, &live, &inventory, &source, &HashSet::new());
-    if args.source.is_none() {
-        // Without a source, objects of the same name are treated as this plan's.
-        plan.conflicts.clear();
-    }
+    let plan = plan::diff(desired, &live, &inventory, &source, &HashSet::new());
     let mut params = PatchParams::apply(acp_api::constants::field_managers::GIT_SYNC).force();
     params.dry_run = true;
     params.field_validation = Some(ValidationDirective::Strict);
@@ -162,6 +168,14 @@ async fn against_cluster(args: &PlanArgs, desired: Vec<Desired>) -> anyhow::Resu
         prune: plan.prune,
         errors,
     })
+}
+
+/// The source the sessions are stamped with: `--source`, or a local stand-in.
+fn plan_source(args: &PlanArgs) -> SourceRef {
+    match args.source.as_deref().and_then(|s| s.split_once('/')) {
+        Some((namespace, name)) => SourceRef { namespace: namespace.into(), name: name.into() },
+        None => SourceRef { namespace: "local".into(), name: "plan".into() },
+    }
 }
 
 /// Renders `summary` as Markdown (used for pull request comments).
@@ -195,8 +209,7 @@ pub fn markdown(summary: &Summary) -> String {
 pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let checker = crate::policies::checker(args.policies.as_deref())?;
     let entries = crate::validate::entries(std::slice::from_ref(&args.path))?;
-    let source = SourceRef { namespace: "local".into(), name: "plan".into() };
-    let manifests = plan::manifests(&entries, &source, Some(&args.namespace), &checker);
+    let manifests = plan::manifests(&entries, &plan_source(args), Some(&args.namespace), &checker);
     let mut summary = if args.cluster {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(against_cluster(args, manifests.desired))?

@@ -120,3 +120,34 @@ fn plan_against_a_base_revision_lists_create_update_prune() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("**Plan:** 1 to create, 1 to update, 1 to prune, 1 unchanged."), "{text}");
 }
+
+#[tokio::test]
+async fn plan_against_the_cluster_dry_runs_on_the_api_server() {
+    let env = acp_testenv::TestEnv::get();
+    let ns = env.namespace("plan-cluster").await;
+    env.install_crds(&ns.client).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("live.yaml"), session("live", "same")).expect("write");
+    let out = env
+        .kubectl()
+        .args(["apply", "--server-side", "-n", &ns.name, "-f"])
+        .arg(dir.path())
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.path().join("new.yaml"), session("new", "hello")).expect("write");
+    let out = acp()
+        .args(["plan", "--cluster", "--namespace", &ns.name, "--format", "json"])
+        .arg(dir.path())
+        .env("KUBECONFIG", env.kubeconfig())
+        .output()
+        .expect("acp runs");
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(out.status.success(), "{plan}");
+    assert_eq!(plan["create"].as_array().map(Vec::len), Some(1), "{plan}");
+    assert!(plan["create"][0].as_str().unwrap_or_default().starts_with("new "));
+    assert_eq!(plan["update"].as_array().map(Vec::len), Some(1), "live lacks git-sync's stamps: {plan}");
+    // The dry run created nothing.
+    let sessions = acp_gitsync::apply::sessions(ns.client.clone(), &ns.name);
+    assert!(sessions.get_opt("new").await.expect("get").is_none());
+}
