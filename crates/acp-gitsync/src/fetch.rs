@@ -151,7 +151,7 @@ pub fn fetch(
 
 /// Callbacks answering one credential question (a second means rejection)
 /// and checking ssh host keys against `known_hosts`.
-fn callbacks<'a>(creds: &'a Credentials, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+pub fn callbacks<'a>(creds: &'a Credentials, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     callbacks.credentials(move |_url, username, allowed| {
         attempts.set(attempts.get() + 1);

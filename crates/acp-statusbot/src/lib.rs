@@ -1,0 +1,14 @@
+//! The status bot: results of git-synced sessions back to where the work was
+//! asked for.
+//!
+//! [`report`] turns an AgenticSession into what is reported (pure);
+//! [`render`] renders the pull request comment from minijinja templates kept
+//! in the repository (users may override them); [`writeback`] commits one
+//! status file per session to the write-back branch with git2, only when its
+//! content changed, rebasing onto the remote tip when another writer got there
+//! first and never rewriting anyone's history.
+#![forbid(unsafe_code)]
+
+pub mod render;
+pub mod report;
+pub mod writeback;

@@ -1,0 +1,65 @@
+//! Rendering the pull request comment from minijinja templates: the default
+//! `templates/comment.md.j2` of this crate, or a file of the same name in an
+//! override directory. The hidden marker that finds the comment again is
+//! added here, outside the template, so an override cannot lose it.
+
+use std::path::Path;
+
+use minijinja::Environment;
+
+use crate::report::Report;
+
+/// The comment template's file name.
+pub const COMMENT: &str = "comment.md.j2";
+/// The built-in comment template.
+pub const DEFAULT_COMMENT: &str = include_str!("../templates/comment.md.j2");
+
+/// A template problem.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The override could not be read.
+    #[error("failed to read template {path}: {source}")]
+    Read {
+        /// Template path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The template does not compile or fails to render.
+    #[error("failed to render {COMMENT}: {0:#}")]
+    Template(#[from] minijinja::Error),
+}
+
+/// The hidden marker identifying a session's comment.
+pub fn marker(namespace: &str, name: &str) -> String {
+    format!("<!-- acp:session {namespace}/{name} -->")
+}
+
+/// Compiled templates.
+#[derive(Debug)]
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Renderer {
+    /// The built-in templates, or those in `overrides` where present.
+    pub fn new(overrides: Option<&Path>) -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        let source = match overrides.map(|d| d.join(COMMENT)).filter(|p| p.exists()) {
+            Some(path) => std::fs::read_to_string(&path)
+                .map_err(|source| RenderError::Read { path: path.display().to_string(), source })?,
+            None => DEFAULT_COMMENT.to_string(),
+        };
+        env.add_template_owned(COMMENT, source)?;
+        Ok(Self { env })
+    }
+
+    /// The comment body for `report`, starting with its marker.
+    pub fn comment(&self, report: &Report) -> Result<String, RenderError> {
+        let body = self.env.get_template(COMMENT)?.render(minijinja::value::Serde(report))?;
+        Ok(format!("{}\n{}\n", marker(&report.namespace, &report.name), body.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

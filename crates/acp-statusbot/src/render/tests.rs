@@ -1,0 +1,82 @@
+use acp_api::AgenticSession;
+use serde_json::json;
+
+use super::*;
+use crate::report::{commit_status, report, status_file};
+
+fn session(phase: &str, result: Option<serde_json::Value>) -> AgenticSession {
+    let mut status = json!({"phase": phase, "run": 1, "startTime": "2026-11-24T01:00:00Z"});
+    if let Some(result) = result {
+        status["result"] = result;
+        status["completionTime"] = json!("2026-11-24T01:10:00Z");
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
+        "metadata": {"name": "fix-login", "namespace": "team",
+            "annotations": {"ambient-code.io/source-path": "sessions/fix-login.yaml", "ambient-code.io/source-revision": "0123456789abcdef0123"}},
+        "spec": {"initialPrompt": "Fix it", "displayName": "Fix the login"},
+        "status": status,
+    }))
+    .expect("session")
+}
+
+fn done() -> serde_json::Value {
+    json!({"outcome": "success", "summary": "Fixed the redirect.", "isError": false, "numTurns": 7, "totalCostUsd": 0.0421,
+           "durationMs": 61234, "usage": {"input_tokens": 1200, "output_tokens": 340},
+           "pushedBranches": [{"repo": "https://github.com/acme/app", "branch": "ambient/fix-login", "commit": "abcdef1234567890"}],
+           "pullRequests": ["https://github.com/acme/app/pull/9"]})
+}
+
+#[test]
+fn every_phase_renders_with_its_marker() {
+    let renderer = Renderer::new(None).expect("default template");
+    for phase in ["Pending", "Creating", "Running", "Stopping", "Stopped", "Completed", "Failed"] {
+        let result = matches!(phase, "Completed" | "Failed" | "Stopped").then(done);
+        let body =
+            renderer.comment(&report(&session(phase, result), Some("https://acp.example"))).expect(phase);
+        assert!(body.starts_with("<!-- acp:session team/fix-login -->\n"), "{phase}: {body}");
+        assert!(body.contains(&format!("**Phase:** {phase} (run 1)")), "{phase}: {body}");
+        assert!(body.contains("from `sessions/fix-login.yaml` at 0123456789ab"), "{body}");
+        assert!(body.contains("https://acp.example/sessions/team/fix-login"));
+    }
+}
+
+#[test]
+fn the_final_comment_holds_the_result_and_how_to_rerun() {
+    let renderer = Renderer::new(None).expect("default template");
+    let body = renderer.comment(&report(&session("Completed", Some(done())), None)).expect("renders");
+    for part in [
+        "| success | 61.2 s | 7 | $0.0421 | 1540 |",
+        "Fixed the redirect.",
+        "`ambient/fix-login`",
+        "https://github.com/acme/app/pull/9",
+        "desired-phase=Running",
+    ] {
+        assert!(body.contains(part), "missing {part:?} in:\n{body}");
+    }
+    let running = renderer.comment(&report(&session("Running", None), None)).expect("renders");
+    assert!(running.contains("desired-phase=Stopped") && !running.contains("| outcome"), "{running}");
+}
+
+#[test]
+fn an_override_replaces_the_template_but_not_the_marker() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join(COMMENT), "custom {{ name }} is {{ phase }}").expect("write");
+    let renderer = Renderer::new(Some(dir.path())).expect("override");
+    let body = renderer.comment(&report(&session("Running", None), None)).expect("renders");
+    assert_eq!(body, "<!-- acp:session team/fix-login -->\ncustom fix-login is Running\n");
+    std::fs::write(dir.path().join(COMMENT), "{% if %}").expect("write");
+    assert!(Renderer::new(Some(dir.path())).is_err(), "a broken override is refused at start");
+}
+
+#[test]
+fn commit_status_and_status_file_follow_the_phase() {
+    assert_eq!(commit_status(&report(&session("Running", None), None)).0, "pending");
+    assert_eq!(commit_status(&report(&session("Completed", Some(done())), None)).0, "success");
+    let mut failed = done();
+    failed["outcome"] = json!("agentError");
+    assert_eq!(commit_status(&report(&session("Failed", Some(failed)), None)).0, "failure");
+    let file = status_file(&report(&session("Completed", Some(done())), None));
+    assert!(file.contains("phase: Completed") && file.contains("numTurns: 7"), "{file}");
+    assert_eq!(file, status_file(&report(&session("Completed", Some(done())), None)), "stable");
+}
