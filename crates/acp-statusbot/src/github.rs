@@ -1,0 +1,187 @@
+//! The GitHub side of the status bot, through octocrab: which pull request
+//! brought a commit in, the session's comment (found by its hidden marker,
+//! created once, then edited), and commit statuses. octocrab's
+//! `HandleRateLimits` retry policy honours `x-ratelimit-*` and `retry-after`
+//! (primary and secondary limits) and retries server errors.
+
+use std::sync::Arc;
+
+use octocrab::Octocrab;
+use octocrab::service::middleware::retry::{NoOpRateLimitMetrics, RetryConfig};
+use serde_json::{Value, json};
+
+/// A GitHub API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    /// The client could not be built (bad base URL).
+    #[error("failed to set up the GitHub client for {api_url}: {source}")]
+    Setup {
+        /// API base URL.
+        api_url: String,
+        /// octocrab's error.
+        source: octocrab::Error,
+    },
+    /// A request failed after retries.
+    #[error("failed to {action}: {source}")]
+    Request {
+        /// What was being done.
+        action: String,
+        /// octocrab's error.
+        source: octocrab::Error,
+    },
+    /// A response lacked what it should hold.
+    #[error("failed to {action}: unexpected response")]
+    Shape {
+        /// What was being done.
+        action: String,
+    },
+}
+
+impl GitHubError {
+    /// A bounded label for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            GitHubError::Setup { .. } => "setup",
+            GitHubError::Request { .. } => "request",
+            GitHubError::Shape { .. } => "shape",
+        }
+    }
+}
+
+/// A repository on GitHub (or GitHub Enterprise).
+#[derive(Clone)]
+pub struct GitHub {
+    client: Octocrab,
+    repository: String,
+}
+
+impl std::fmt::Debug for GitHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHub").field("repository", &self.repository).finish_non_exhaustive()
+    }
+}
+
+/// The pull request number a merge or squash commit message names
+/// (`Merge pull request #12 from …`, `Title (#12)`).
+pub fn pull_from_message(message: &str) -> Option<u64> {
+    let first = message.lines().next().unwrap_or_default();
+    if let Some(rest) = first.strip_prefix("Merge pull request #") {
+        return rest.split_whitespace().next()?.parse().ok();
+    }
+    let open = first.rfind("(#")?;
+    first[open + 2..].strip_suffix(')')?.parse().ok()
+}
+
+impl GitHub {
+    /// A client for `repository` (`owner/name`) at `api_url` with `token`.
+    pub fn new(api_url: &str, token: &str, repository: &str) -> Result<Self, GitHubError> {
+        let retry = RetryConfig::HandleRateLimits {
+            metrics: Arc::new(NoOpRateLimitMetrics),
+            max_retries: 5,
+            min_wait_seconds: 1,
+            retry_on_forbidden: false,
+        };
+        let client = Octocrab::builder()
+            .base_uri(api_url)
+            .and_then(|b| b.personal_token(token.to_string()).add_retry_config(retry).build())
+            .map_err(|source| GitHubError::Setup { api_url: api_url.to_string(), source })?;
+        Ok(Self { client, repository: repository.to_string() })
+    }
+
+    fn route(&self, tail: &str) -> String {
+        format!("/repos/{}/{tail}", self.repository)
+    }
+
+    async fn get(&self, action: &str, route: String) -> Result<Value, GitHubError> {
+        self.client
+            .get::<Value, _, ()>(route, None)
+            .await
+            .map_err(|source| GitHubError::Request { action: action.to_string(), source })
+    }
+
+    /// Pull requests containing `sha` (GitHub's commit→pulls lookup), falling
+    /// back to the number a merge commit's message names.
+    pub async fn pull_for_commit(&self, sha: &str) -> Result<Option<u64>, GitHubError> {
+        let pulls =
+            self.get("list pull requests of a commit", self.route(&format!("commits/{sha}/pulls"))).await?;
+        let numbers: Vec<u64> =
+            pulls.as_array().into_iter().flatten().filter_map(|p| p["number"].as_u64()).collect();
+        if let Some(first) = numbers.first() {
+            return Ok(Some(*first));
+        }
+        let commit = self.get("read a commit", self.route(&format!("commits/{sha}"))).await?;
+        Ok(commit["commit"]["message"].as_str().and_then(pull_from_message))
+    }
+
+    /// The id of the comment on `pull` whose body contains `marker`.
+    pub async fn find_comment(&self, pull: u64, marker: &str) -> Result<Option<u64>, GitHubError> {
+        for page in 1..=20 {
+            let route = self.route(&format!("issues/{pull}/comments?per_page=100&page={page}"));
+            let comments = self.get("list pull request comments", route).await?;
+            let Some(list) = comments.as_array() else { break };
+            if let Some(found) = list.iter().find(|c| c["body"].as_str().is_some_and(|b| b.contains(marker)))
+            {
+                return Ok(found["id"].as_u64());
+            }
+            if list.len() < 100 {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Creates a comment on `pull`; returns its id.
+    pub async fn create_comment(&self, pull: u64, body: &str) -> Result<u64, GitHubError> {
+        let action = "create the session comment";
+        let created: Value = self
+            .client
+            .post(self.route(&format!("issues/{pull}/comments")), Some(&json!({"body": body})))
+            .await
+            .map_err(|source| GitHubError::Request { action: action.into(), source })?;
+        created["id"].as_u64().ok_or(GitHubError::Shape { action: action.into() })
+    }
+
+    /// Replaces the body of comment `id`.
+    pub async fn update_comment(&self, id: u64, body: &str) -> Result<(), GitHubError> {
+        let _: Value = self
+            .client
+            .patch(self.route(&format!("issues/comments/{id}")), Some(&json!({"body": body})))
+            .await
+            .map_err(|source| GitHubError::Request { action: "edit the session comment".into(), source })?;
+        Ok(())
+    }
+
+    /// Sets commit status `context` on `sha`.
+    pub async fn set_status(
+        &self,
+        sha: &str,
+        context: &str,
+        state: &str,
+        description: &str,
+        target_url: Option<&str>,
+    ) -> Result<(), GitHubError> {
+        let mut body = json!({"state": state, "context": context, "description": description});
+        if let Some(url) = target_url {
+            body["target_url"] = json!(url);
+        }
+        let _: Value = self
+            .client
+            .post(self.route(&format!("statuses/{sha}")), Some(&body))
+            .await
+            .map_err(|source| GitHubError::Request { action: "set the commit status".into(), source })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_numbers_come_from_merge_and_squash_messages() {
+        assert_eq!(pull_from_message("Merge pull request #42 from acme/fix\n\nFix"), Some(42));
+        assert_eq!(pull_from_message("Fix the login (#7)\n\n* details"), Some(7));
+        assert_eq!(pull_from_message("Plain commit"), None);
+        assert_eq!(pull_from_message("Mentions (#x)"), None);
+    }
+}
