@@ -49,6 +49,9 @@ pub mod annotations {
     /// On a SessionSource: any new value triggers an immediate sync
     /// (like Flux's `reconcile.fluxcd.io/requestedAt`).
     pub const RECONCILE_REQUESTED_AT: &str = "ambient-code.io/reconcile-requested-at";
+    /// The status bot's progress on a session (JSON: pull request, comment id,
+    /// digests of what was posted and written), so a restart resumes it.
+    pub const STATUS_BOT_STATE: &str = "ambient-code.io/status-bot";
 }
 
 /// Server-side apply field managers, one per writer, so ownership is visible in

@@ -9,6 +9,7 @@
 //! first and never rewriting anyone's history.
 #![forbid(unsafe_code)]
 
+pub mod controller;
 pub mod github;
 pub mod render;
 pub mod report;

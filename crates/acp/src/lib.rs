@@ -10,6 +10,7 @@ mod operator;
 mod plan;
 mod policies;
 mod runner;
+mod statusbot;
 mod tty;
 mod validate;
 
@@ -103,6 +104,18 @@ pub enum Command {
     /// dry-runs each create and update on the API server (server-side policies
     /// included). Exit code 1 when there are findings.
     Plan(plan::PlanArgs),
+    /// Run the status bot: results of git-synced sessions back to GitHub and git.
+    ///
+    /// For each session git-sync applied, it sets a commit status `acp/<session>`
+    /// on the source revision (pending, then success or failure, linking to the
+    /// dashboard), keeps one comment per session on the pull request that
+    /// brought it in (found by a hidden marker; created on first progress,
+    /// edited in place, debounced), and commits a status file
+    /// `<writeBack.path>/<namespace>/<session>.yaml` to the write-back branch
+    /// when a run ends. The GitHub token comes from the source's
+    /// `github.tokenSecretRef`; progress is kept in the session's
+    /// `ambient-code.io/status-bot` annotation, so a restart resumes.
+    Statusbot(statusbot::StatusBotArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -115,6 +128,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::GitSync(args) => gitsync::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Statusbot(args) => statusbot::run(&args),
     };
     match result {
         Ok(code) => code,

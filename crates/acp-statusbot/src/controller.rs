@@ -1,0 +1,319 @@
+//! The kube-runtime shell of the status bot. For each AgenticSession that
+//! git-sync applied: report it, set the commit status when its state changes,
+//! create (on first progress) or edit the pull request comment when its body
+//! changes (debounced while running), and write the status file back to git
+//! when the run ends. What was done is kept in the session's
+//! `ambient-code.io/status-bot` annotation, so a restart resumes where it
+//! stopped: nothing is posted twice and no final result is lost.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use acp_api::constants::{
+    DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, labels,
+};
+use acp_api::{AgenticSession, SessionSource};
+use acp_gitsync::fetch::Credentials;
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt as _};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tracing::{info, instrument, warn};
+
+use crate::github::{GitHub, GitHubError};
+use crate::render::{RenderError, Renderer, marker};
+use crate::report::{Report, commit_status, report, status_file};
+use crate::writeback::{WriteBack, WriteBackError, Written, status_file as status_path};
+
+/// Status bot settings.
+#[derive(Clone)]
+pub struct Config {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    /// GitHub API base URL (GitHub Enterprise: `https://host/api/v3`).
+    pub github_api_url: String,
+    /// Dashboard base URL used in links.
+    pub dashboard_url: Option<String>,
+    /// Comment templates.
+    pub renderer: Arc<Renderer>,
+    /// Where write-back mirrors are kept.
+    pub cache_dir: PathBuf,
+    /// Least time between two edits of a running session's comment.
+    pub debounce: Duration,
+    /// Author of write-back commits.
+    pub author: (String, String),
+}
+
+/// A reconcile failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("failed to {action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: &'static str,
+        /// The client error.
+        source: kube::Error,
+    },
+    /// GitHub refused or failed.
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
+    /// The write-back commit failed.
+    #[error(transparent)]
+    WriteBack(#[from] WriteBackError),
+    /// The comment template failed.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// A blocking task panicked or was cancelled.
+    #[error("failed to run the write-back task: {0}")]
+    Task(String),
+}
+
+impl Error {
+    /// Bounded category for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::GitHub(e) => e.category(),
+            Error::WriteBack(e) => e.category(),
+            Error::Render(_) => "render",
+            Error::Task(_) => "task",
+        }
+    }
+}
+
+/// What the bot has done for one session (persisted in an annotation).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BotState {
+    /// Pull request number; 0 when the commit came without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<u64>,
+    /// The comment's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<u64>,
+    /// Digest of the comment body last posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posted: Option<String>,
+    /// When it was posted (seconds since the epoch), for debouncing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posted_at: Option<u64>,
+    /// Commit status state last set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Digest of the status file last written back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<String>,
+}
+
+fn digest(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+fn epoch() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+struct Context {
+    client: Client,
+    config: Config,
+    /// One lock per write-back mirror: writes to one branch are serialized in
+    /// this process (other processes are handled by rebase-and-retry).
+    mirrors: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<std::sync::Mutex<()>>>>,
+}
+
+/// Runs the status bot until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let sessions: Api<AgenticSession> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let ctx = Arc::new(Context { client, config, mirrors: Default::default() });
+    Controller::new(sessions, watcher::Config::default().labels(labels::SOURCE_NAME).any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(8))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn error_policy(session: Arc<AgenticSession>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(session = %session.name_any(), category = error.category(), %error, "status bot reconcile failed");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> Result<Option<String>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret =
+        secrets.get_opt(name).await.map_err(|source| Error::Kube { action: "read a secret", source })?;
+    Ok(secret
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned())))
+}
+
+#[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().as_deref().unwrap_or_default()))]
+async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = session.namespace().unwrap_or_default();
+    let name = session.name_any();
+    let Some((source_ns, source_name)) =
+        session.annotations().get(annotations::SOURCE).and_then(|s| s.split_once('/'))
+    else {
+        return Ok(Action::await_change());
+    };
+    let sources: Api<SessionSource> = Api::namespaced(ctx.client.clone(), source_ns);
+    let Some(source) = sources
+        .get_opt(source_name)
+        .await
+        .map_err(|source| Error::Kube { action: "read the session's source", source })?
+    else {
+        return Ok(Action::await_change());
+    };
+    let revision = session.annotations().get(annotations::SOURCE_REVISION).cloned().unwrap_or_default();
+    let report = report(&session, ctx.config.dashboard_url.as_deref());
+    let state: BotState = session
+        .annotations()
+        .get(annotations::STATUS_BOT_STATE)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let mut next = state.clone();
+    let mut requeue = Action::await_change();
+
+    // Write-back: the final state of each run, once.
+    let write_back = source.spec.write_back.clone().unwrap_or_default();
+    if write_back.enabled.unwrap_or(true) && report.terminal {
+        let content = status_file(&report);
+        let wanted = digest(&content);
+        if state.written.as_deref() != Some(wanted.as_str()) {
+            let creds = match &source.spec.secret_ref {
+                Some(r) => {
+                    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), source_ns);
+                    let secret = secrets
+                        .get_opt(&r.name)
+                        .await
+                        .map_err(|source| Error::Kube { action: "read git credentials", source })?;
+                    Credentials::from_secret_data(&secret.and_then(|s| s.data).unwrap_or_default())
+                }
+                None => Credentials::default(),
+            };
+            let target = WriteBack {
+                dir: ctx.config.cache_dir.join(source_ns).join(source_name),
+                url: source.spec.url.clone(),
+                branch: write_back.branch.clone().unwrap_or_else(|| DEFAULT_WRITE_BACK_BRANCH.into()),
+                credentials: creds,
+                author_name: ctx.config.author.0.clone(),
+                author_email: ctx.config.author.1.clone(),
+            };
+            let path = status_path(write_back.path.as_deref().unwrap_or(DEFAULT_WRITE_BACK_PATH), &ns, &name);
+            let message = format!("status: {ns}/{name} {}", report.phase);
+            let lock = ctx
+                .mirrors
+                .lock()
+                .map(|mut m| m.entry(target.dir.clone()).or_default().clone())
+                .unwrap_or_default();
+            let written = tokio::task::spawn_blocking(move || {
+                let _serial = lock.lock();
+                target.write(&[(path, content.into_bytes())], &message)
+            })
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+            if let Written::Committed { commit, retries } = written {
+                info!(%commit, retries, "status written back");
+            }
+            next.written = Some(wanted);
+        }
+    }
+
+    // GitHub: commit status and the pull request comment.
+    if let Some(github) = source.spec.github.as_ref().filter(|_| !revision.is_empty()) {
+        let token = match &github.token_secret_ref {
+            Some(r) => {
+                secret_value(&ctx.client, source_ns, &r.name, r.key.as_deref().unwrap_or("token")).await?
+            }
+            None => None,
+        };
+        if let Some(token) = token {
+            let gh = GitHub::new(&ctx.config.github_api_url, &token, &github.repository)?;
+            requeue = post(&gh, github, &report, &revision, &state, &mut next, &ctx.config).await?;
+        }
+    }
+
+    if next != state {
+        let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), &ns);
+        let value = serde_json::to_string(&next).unwrap_or_default();
+        let patch = json!({"metadata": {"annotations": {annotations::STATUS_BOT_STATE: value}}});
+        let params =
+            PatchParams { field_manager: Some(field_managers::STATUS_BOT.into()), ..Default::default() };
+        api.patch(&name, &params, &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Kube { action: "record the status bot's progress", source })?;
+    }
+    Ok(requeue)
+}
+
+/// Posts what changed on GitHub; returns when to look again (debounce).
+async fn post(
+    gh: &GitHub,
+    settings: &acp_api::source::GitHubSettings,
+    report: &Report,
+    revision: &str,
+    state: &BotState,
+    next: &mut BotState,
+    config: &Config,
+) -> Result<Action, Error> {
+    if settings.commit_statuses.unwrap_or(true) {
+        let (wanted, description) = commit_status(report);
+        if state.status.as_deref() != Some(wanted) {
+            let context = format!("acp/{}", report.name);
+            gh.set_status(revision, &context, wanted, &description, report.dashboard_url.as_deref()).await?;
+            next.status = Some(wanted.to_string());
+        }
+    }
+    // The comment starts with the first progress, not while the session waits.
+    let started = !matches!(report.phase.as_str(), "Pending" | "Creating");
+    if !settings.comments.unwrap_or(true) || !started {
+        return Ok(Action::await_change());
+    }
+    let pull = match state.pull {
+        Some(pull) => pull,
+        None => gh.pull_for_commit(revision).await?.unwrap_or(0),
+    };
+    next.pull = Some(pull);
+    if pull == 0 {
+        return Ok(Action::await_change());
+    }
+    let body = config.renderer.comment(report)?;
+    let wanted = digest(&body);
+    if state.posted.as_deref() == Some(wanted.as_str()) {
+        return Ok(Action::await_change());
+    }
+    let since = state.posted_at.map(|at| epoch().saturating_sub(at)).unwrap_or(u64::MAX);
+    if !report.terminal && state.posted.is_some() && Duration::from_secs(since) < config.debounce {
+        return Ok(Action::requeue(config.debounce - Duration::from_secs(since)));
+    }
+    let existing = match state.comment {
+        Some(id) => Some(id),
+        // After a restart before the id was recorded: find the comment again.
+        None => gh.find_comment(pull, &marker(&report.namespace, &report.name)).await?,
+    };
+    let id = match existing {
+        Some(id) => {
+            gh.update_comment(id, &body).await?;
+            id
+        }
+        None => gh.create_comment(pull, &body).await?,
+    };
+    next.comment = Some(id);
+    next.posted = Some(wanted);
+    next.posted_at = Some(epoch());
+    Ok(Action::await_change())
+}
