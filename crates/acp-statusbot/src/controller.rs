@@ -126,6 +126,9 @@ struct Context {
     /// One lock per write-back mirror: writes to one branch are serialized in
     /// this process (other processes are handled by rebase-and-retry).
     mirrors: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<std::sync::Mutex<()>>>>,
+    /// The state this process last saved per session. The watch cache may
+    /// still hold the object from before that save; this never does.
+    saved: std::sync::Mutex<std::collections::HashMap<(String, String), BotState>>,
 }
 
 /// Runs the status bot until `shutdown` completes.
@@ -138,7 +141,7 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let ctx = Arc::new(Context { client, config, mirrors: Default::default() });
+    let ctx = Arc::new(Context { client, config, mirrors: Default::default(), saved: Default::default() });
     Controller::new(sessions, watcher::Config::default().labels(labels::SOURCE_NAME).any_semantic())
         .with_config(kube::runtime::controller::Config::default().concurrency(8))
         .graceful_shutdown_on(shutdown)
@@ -180,11 +183,14 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     };
     let revision = session.annotations().get(annotations::SOURCE_REVISION).cloned().unwrap_or_default();
     let report = report(&session, ctx.config.dashboard_url.as_deref());
-    let state: BotState = session
-        .annotations()
-        .get(annotations::STATUS_BOT_STATE)
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default();
+    let remembered = ctx.saved.lock().ok().and_then(|m| m.get(&(ns.clone(), name.clone())).cloned());
+    let state: BotState = remembered.unwrap_or_else(|| {
+        session
+            .annotations()
+            .get(annotations::STATUS_BOT_STATE)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    });
     let mut next = state.clone();
     let mut requeue = Action::await_change();
 
@@ -243,21 +249,34 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         };
         if let Some(token) = token {
             let gh = GitHub::new(&ctx.config.github_api_url, &token, &github.repository)?;
-            requeue = post(&gh, github, &report, &revision, &state, &mut next, &ctx.config).await?;
+            let posted = post(&gh, github, &report, &revision, &state, &mut next, &ctx.config).await;
+            // Record what did happen before reporting what failed: a retry must
+            // not post again what was already posted.
+            save(&ctx, &ns, &name, &state, &next).await?;
+            requeue = posted?;
+            return Ok(requeue);
         }
     }
+    save(&ctx, &ns, &name, &state, &next).await?;
+    Ok(requeue)
+}
 
+/// Persists `next` in the session's annotation when it differs from `state`.
+async fn save(ctx: &Context, ns: &str, name: &str, state: &BotState, next: &BotState) -> Result<(), Error> {
     if next != state {
-        let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), &ns);
-        let value = serde_json::to_string(&next).unwrap_or_default();
+        let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
+        let value = serde_json::to_string(next).unwrap_or_default();
         let patch = json!({"metadata": {"annotations": {annotations::STATUS_BOT_STATE: value}}});
         let params =
             PatchParams { field_manager: Some(field_managers::STATUS_BOT.into()), ..Default::default() };
-        api.patch(&name, &params, &Patch::Merge(&patch))
+        api.patch(name, &params, &Patch::Merge(&patch))
             .await
             .map_err(|source| Error::Kube { action: "record the status bot's progress", source })?;
+        if let Ok(mut saved) = ctx.saved.lock() {
+            saved.insert((ns.to_string(), name.to_string()), next.clone());
+        }
     }
-    Ok(requeue)
+    Ok(())
 }
 
 /// Posts what changed on GitHub; returns when to look again (debounce).

@@ -26,8 +26,10 @@ pub struct StatusBotArgs {
     /// Where write-back mirrors are kept.
     #[arg(long, env = "ACP_STATUSBOT_CACHE", default_value = "/var/cache/acp/statusbot")]
     cache_dir: PathBuf,
-    /// Least seconds between two edits of a running session's comment.
-    #[arg(long, default_value_t = 60)]
+    /// Least seconds between two edits of a running session's comment (the
+    /// end of a run is always posted at once). The default keeps a ten-minute
+    /// session at four GitHub writes.
+    #[arg(long, default_value_t = 900)]
     debounce_seconds: u64,
     /// Author name of write-back commits.
     #[arg(long, default_value = "acp status bot")]

@@ -59,6 +59,16 @@ fn the_final_comment_holds_the_result_and_how_to_rerun() {
 }
 
 #[test]
+fn a_result_without_figures_still_renders() {
+    let renderer = Renderer::new(None).expect("default template");
+    let bare = json!({"outcome": "success", "isError": false, "summary": "done"});
+    let body = renderer
+        .comment(&report(&session("Completed", Some(bare)), None))
+        .expect("renders without cost or turns");
+    assert!(body.contains("| success | – | – | – | – |"), "{body}");
+}
+
+#[test]
 fn an_override_replaces_the_template_but_not_the_marker() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join(COMMENT), "custom {{ name }} is {{ phase }}").expect("write");
