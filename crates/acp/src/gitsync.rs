@@ -62,7 +62,7 @@ pub fn run(args: &GitSyncArgs) -> anyhow::Result<ExitCode> {
             checker,
             metrics,
         };
-        acp_gitsync::controller::run(client, kube_config, config, crate::operator::shutdown_signal()).await;
+        crate::operator::until_signal(|stop| acp_gitsync::controller::run(client, kube_config, config, stop)).await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

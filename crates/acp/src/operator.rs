@@ -82,6 +82,35 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// How long a controller may take to finish its work after SIGTERM.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `controller` (given a future that completes on SIGTERM or SIGINT)
+/// until it returns, or until [`GRACE`] after the signal if it does not.
+pub async fn until_signal<F>(
+    controller: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>) -> F,
+) where
+    F: std::future::Future<Output = ()>,
+{
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    let mut signalled = rx.clone();
+    let stop = Box::pin(async move {
+        let _ = signalled.wait_for(|s| *s).await;
+    });
+    let mut late = rx;
+    tokio::select! {
+        () = controller(stop) => {}
+        () = async move {
+            let _ = late.wait_for(|s| *s).await;
+            tokio::time::sleep(GRACE).await;
+        } => tracing::warn!(grace = ?GRACE, "work still in flight after the grace period; exiting"),
+    }
+}
+
 /// Runs the operator until SIGTERM or SIGINT.
 pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
     init_tracing();

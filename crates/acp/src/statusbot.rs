@@ -62,7 +62,7 @@ pub fn run(args: &StatusBotArgs) -> anyhow::Result<ExitCode> {
             author: (args.author_name.clone(), args.author_email.clone()),
         };
         tracing::info!(namespace = ?args.namespace, github = %args.github_api_url, "acp statusbot starting");
-        acp_statusbot::controller::run(client, config, crate::operator::shutdown_signal()).await;
+        crate::operator::until_signal(|stop| acp_statusbot::controller::run(client, config, stop)).await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
