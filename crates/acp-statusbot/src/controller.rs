@@ -183,14 +183,24 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     };
     let revision = session.annotations().get(annotations::SOURCE_REVISION).cloned().unwrap_or_default();
     let report = report(&session, ctx.config.dashboard_url.as_deref());
-    let remembered = ctx.saved.lock().ok().and_then(|m| m.get(&(ns.clone(), name.clone())).cloned());
-    let state: BotState = remembered.unwrap_or_else(|| {
-        session
-            .annotations()
-            .get(annotations::STATUS_BOT_STATE)
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default()
-    });
+    let annotated: BotState = session
+        .annotations()
+        .get(annotations::STATUS_BOT_STATE)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let key = (ns.clone(), name.clone());
+    let state = match ctx.saved.lock() {
+        Ok(mut saved) => match saved.get(&key) {
+            // The watch cache caught up: forget it, keeping the map to sessions in flight.
+            Some(remembered) if *remembered == annotated => {
+                saved.remove(&key);
+                annotated
+            }
+            Some(remembered) => remembered.clone(),
+            None => annotated,
+        },
+        Err(_) => annotated,
+    };
     let mut next = state.clone();
     let mut requeue = Action::await_change();
 
