@@ -30,6 +30,14 @@ pub fn sessions(client: Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client, namespace, &session_resource())
 }
 
+/// The API server's message of a failed request, without the client's wrapping.
+pub fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// A client acting as ServiceAccount `name` of `namespace`.
 pub fn impersonating(config: &Config, namespace: &str, name: &str) -> Result<Client, kube::Error> {
     let mut config = config.clone();

@@ -28,7 +28,7 @@ use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::apply;
+use crate::apply::{self, api_message};
 use crate::fetch::{self, Credentials};
 use crate::files::{self, Filter};
 use crate::plan::{self, SourceRef};
@@ -482,12 +482,4 @@ async fn sync(
         errors,
         inventory,
     }))
-}
-
-/// The API server's message, without the client's wrapping.
-fn api_message(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
-    }
 }

@@ -7,7 +7,7 @@
 //! from git changes the digest), and every field the manifest sets still has
 //! its value in the live object (drift made by hand is corrected).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use acp_api::constants::{annotations, labels};
 use acp_api::source::{FileError, InventoryEntry};
@@ -244,21 +244,11 @@ fn stamp(doc: &manifest::Document, name: String, source: &SourceRef, target_name
     Desired { name, path: doc.path.clone(), line: doc.line, object, digest, name_at }
 }
 
-/// A short, stable digest of a manifest.
+/// A short, stable digest of a manifest. serde_json's map keeps keys sorted
+/// (the `preserve_order` feature is off), so the JSON text is canonical.
 pub fn digest(object: &Value) -> String {
-    let canonical = serde_json::to_vec(&sorted(object)).unwrap_or_default();
-    let hash = Sha256::digest(&canonical);
+    let hash = Sha256::digest(serde_json::to_vec(object).unwrap_or_default());
     hex::encode(&hash[..8])
-}
-
-fn sorted(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter().map(|(k, v)| (k.clone(), sorted(v))).collect::<BTreeMap<_, _>>().into_iter().collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
-    }
 }
 
 /// Whether every field of `want` has the same value in `live` (lists must

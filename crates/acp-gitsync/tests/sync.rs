@@ -63,27 +63,11 @@ async fn commits_sync_update_and_prune_only_what_left_git() {
     );
 
     // Re-sync of the same commit: nothing is written.
-    let versions: Vec<_> = f
-        .sessions()
-        .list(&Default::default())
-        .await
-        .expect("list")
-        .items
-        .into_iter()
-        .map(|o| o.metadata.resource_version)
-        .collect();
+    let versions = f.resource_versions().await;
     let source_version = f.sources().get("repo").await.expect("source").metadata.resource_version;
     f.trigger("repo", "again").await;
     f.synced("repo", &rev2, Some("again")).await;
-    let after: Vec<_> = f
-        .sessions()
-        .list(&Default::default())
-        .await
-        .expect("list")
-        .items
-        .into_iter()
-        .map(|o| o.metadata.resource_version)
-        .collect();
+    let after = f.resource_versions().await;
     assert_eq!(after, versions, "a no-op sync writes no session");
     let status = f.sources().get("repo").await.expect("source").status.expect("status");
     assert_eq!(status.history.len(), 2, "a no-op sync adds no history: {:?}", status.history);

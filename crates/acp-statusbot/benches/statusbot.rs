@@ -9,12 +9,13 @@
 //! Run: `cargo bench -p acp-statusbot --bench statusbot`. Env: ACP_BENCH_SESSIONS (1000).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use acp_api::AgenticSession;
 use acp_api::constants::annotations;
 use acp_statusbot::controller::{Config, run};
 use acp_statusbot::render::Renderer;
+use acp_testenv::bench::{env_usize, wait_until};
 use acp_testenv::githttp::git;
 use acp_testenv::{TestEnv, TestNamespace};
 use k8s_openapi::api::core::v1::Secret;
@@ -26,19 +27,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 /// Time compression: one bench second is 100 session seconds.
 const SCALE: u64 = 100;
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    started.elapsed()
-}
 
 fn start(
     ns: &TestNamespace,
@@ -172,21 +160,12 @@ async fn lifecycle(env: &TestEnv, debounce_session_seconds: u64) -> usize {
             .is_some_and(|s| s.contains("success") && s.contains("posted"))
     })
     .await;
-    // Final edit lands after the status; wait for the PATCH carrying the result.
+    // The final comment (edit, or creation when the run was that short) carries the result.
     wait_until("final comment", Duration::from_secs(60), async || {
-        github
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .any(|r| r.method.as_str() == "PATCH" && String::from_utf8_lossy(&r.body).contains("done"))
-            || github
-                .received_requests()
-                .await
-                .unwrap_or_default()
-                .iter()
-                .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/comments"))
-                .any(|r| String::from_utf8_lossy(&r.body).contains("done"))
+        github.received_requests().await.unwrap_or_default().iter().any(|r| {
+            let comment = r.method.as_str() == "PATCH" || r.url.path().ends_with("/comments");
+            comment && r.method.as_str() != "GET" && String::from_utf8_lossy(&r.body).contains("done")
+        })
     })
     .await;
     let calls = mutating(&github).await;
@@ -213,7 +192,6 @@ async fn main() {
     for i in 0..n {
         session(&ns, &format!("s-{i:05}")).await;
     }
-    let started = Instant::now();
     let done = json!({"phase": "Completed", "run": 1, "result": {"outcome": "success", "isError": false, "summary": "done"}});
     futures_util::future::join_all((0..n).map(|i| {
         let (ns, done) = (&ns, done.clone());
@@ -230,7 +208,6 @@ async fn main() {
             && count() >= n
     })
     .await;
-    let _ = started;
     let _ = stop.send(());
     let commits = count();
 

@@ -6,6 +6,7 @@
 //! `ambient-code.io/status-bot` annotation, so a restart resumes where it
 //! stopped: nothing is posted twice and no final result is lost.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,6 +17,7 @@ use acp_api::constants::{
 use acp_api::{AgenticSession, SessionSource};
 use acp_gitsync::fetch::Credentials;
 use futures_util::StreamExt as _;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -155,13 +157,12 @@ fn error_policy(session: Arc<AgenticSession>, error: &Error, _ctx: Arc<Context>)
     Action::requeue(Duration::from_secs(10))
 }
 
-async fn secret_value(client: &Client, ns: &str, name: &str, key: &str) -> Result<Option<String>, Error> {
+/// The data of Secret `name` in `ns` (empty when it does not exist).
+async fn secret_data(client: &Client, ns: &str, name: &str) -> Result<BTreeMap<String, ByteString>, Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let secret =
         secrets.get_opt(name).await.map_err(|source| Error::Kube { action: "read a secret", source })?;
-    Ok(secret
-        .and_then(|s| s.data)
-        .and_then(|d| d.get(key).map(|v| String::from_utf8_lossy(&v.0).into_owned())))
+    Ok(secret.and_then(|s| s.data).unwrap_or_default())
 }
 
 #[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().as_deref().unwrap_or_default()))]
@@ -212,12 +213,7 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         if state.written.as_deref() != Some(wanted.as_str()) {
             let creds = match &source.spec.secret_ref {
                 Some(r) => {
-                    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), source_ns);
-                    let secret = secrets
-                        .get_opt(&r.name)
-                        .await
-                        .map_err(|source| Error::Kube { action: "read git credentials", source })?;
-                    Credentials::from_secret_data(&secret.and_then(|s| s.data).unwrap_or_default())
+                    Credentials::from_secret_data(&secret_data(&ctx.client, source_ns, &r.name).await?)
                 }
                 None => Credentials::default(),
             };
@@ -252,9 +248,10 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     // GitHub: commit status and the pull request comment.
     if let Some(github) = source.spec.github.as_ref().filter(|_| !revision.is_empty()) {
         let token = match &github.token_secret_ref {
-            Some(r) => {
-                secret_value(&ctx.client, source_ns, &r.name, r.key.as_deref().unwrap_or("token")).await?
-            }
+            Some(r) => secret_data(&ctx.client, source_ns, &r.name)
+                .await?
+                .get(r.key.as_deref().unwrap_or("token"))
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned()),
             None => None,
         };
         if let Some(token) = token {

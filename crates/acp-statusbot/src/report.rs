@@ -3,7 +3,6 @@
 //! comment, the status file written back to git, and the commit status.
 
 use acp_api::AgenticSession;
-use acp_api::SessionPhase;
 use acp_api::constants::annotations;
 use kube::ResourceExt as _;
 use serde::Serialize;
@@ -92,21 +91,13 @@ pub struct Report {
     pub dashboard_url: Option<String>,
 }
 
-fn phase_name(phase: Option<&SessionPhase>) -> String {
-    phase
-        .and_then(|p| serde_json::to_value(p).ok())
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_else(|| "Pending".into())
-}
-
 /// The report of `session`; `dashboard` is the dashboard's base URL.
 pub fn report(session: &AgenticSession, dashboard: Option<&str>) -> Report {
     let status = session.status.clone().unwrap_or_default();
     let namespace = session.namespace().unwrap_or_default();
     let name = session.name_any();
-    let phase = phase_name(status.phase.as_ref());
-    let terminal =
-        matches!(status.phase, Some(SessionPhase::Completed | SessionPhase::Failed | SessionPhase::Stopped));
+    let phase = status.phase.unwrap_or_default();
+    let terminal = phase.is_terminal();
     let result = status.result.as_ref().filter(|_| terminal).map(|r| Outcome {
         outcome: r
             .outcome
@@ -138,7 +129,7 @@ pub fn report(session: &AgenticSession, dashboard: Option<&str>) -> Report {
         completed_at: status.completion_time.as_ref().map(|t| t.0.to_string()),
         message: status.message.clone(),
         result,
-        phase,
+        phase: phase.as_str().to_string(),
         terminal,
         name,
         namespace,

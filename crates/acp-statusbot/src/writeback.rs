@@ -111,21 +111,19 @@ impl WriteBack {
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks(&self.credentials, &attempts));
         options.download_tags(git2::AutotagOption::None);
-        // Connect first to learn whether the branch exists yet.
         let wanted = format!("refs/heads/{}", self.branch);
-        let exists = {
-            let attempts = Cell::new(0);
-            let connection = remote
-                .connect_auth(git2::Direction::Fetch, Some(callbacks(&self.credentials, &attempts)), None)
-                .map_err(self.err("connect"))?;
-            connection.list().map_err(self.err("list refs"))?.iter().any(|head| head.name() == wanted)
-        };
-        if !exists {
-            return Ok(None);
+        // Forget the last tip, so that a branch gone from the remote reads as absent:
+        // libgit2 leaves the local ref alone when the remote has no such branch.
+        if let Ok(mut stale) = repo.find_reference(&local) {
+            stale.delete().map_err(self.err("reset the tracking ref"))?;
         }
         remote.fetch(&[format!("+{wanted}:{local}")], Some(&mut options), None).map_err(self.err("fetch"))?;
-        let tip = repo.refname_to_id(&local).map_err(self.err("read the fetched tip"))?;
-        Ok(Some(tip))
+        match repo.refname_to_id(&local) {
+            Ok(tip) => Ok(Some(tip)),
+            // The branch does not exist yet: the first write creates it.
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(self.err("read the fetched tip")(e)),
+        }
     }
 
     /// Writes `files` (`(path in the repository, content)`) in one commit with
@@ -175,7 +173,7 @@ impl WriteBack {
                 .commit(None, &signature, &signature, message, &tree, &parents)
                 .map_err(self.err("commit"))?;
             before_push(attempt);
-            if self.push(&repo, commit)? && self.landed(&repo, commit)? {
+            if self.push(&repo, commit)? {
                 return Ok(Written::Committed { commit, retries: attempt });
             }
         }
@@ -184,18 +182,6 @@ impl WriteBack {
             branch: self.branch.clone(),
             attempts: ATTEMPTS,
         })
-    }
-
-    /// Whether the branch now contains `commit`. A server updates refs with a
-    /// compare-and-swap, but libgit2's local transport does not: two writers
-    /// may both "succeed" and one commit vanish. Checking costs one fetch and
-    /// makes a lost commit just another retry.
-    fn landed(&self, repo: &Repository, commit: Oid) -> Result<bool, WriteBackError> {
-        match self.fetch_tip(repo)? {
-            Some(tip) if tip == commit => Ok(true),
-            Some(tip) => repo.graph_descendant_of(tip, commit).map_err(self.err("compare with the tip")),
-            None => Ok(false),
-        }
     }
 
     /// Pushes `commit` to the branch without force; false when refused.

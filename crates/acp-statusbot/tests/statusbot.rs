@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -82,10 +82,7 @@ async fn setup(prefix: &str, pulls: Value) -> Setup {
         .await;
     Mock::given(method("GET"))
         .and(path_regex(r"^/repos/acme/sessions/issues/\d+/comments$"))
-        .respond_with(move |request: &Request| {
-            let _ = request;
-            ResponseTemplate::new(200).set_body_json(json!([]))
-        })
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
         .mount(&github)
         .await;
     Mock::given(method("POST"))

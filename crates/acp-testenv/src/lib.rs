@@ -12,6 +12,7 @@
 //! where a failed precondition should fail the test loudly.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod env;
 pub mod githttp;
 mod kubelet;

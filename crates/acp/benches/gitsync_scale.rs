@@ -16,33 +16,16 @@ use std::time::{Duration, Instant};
 
 use acp_api::SessionSource;
 use acp_testenv::TestEnv;
+use acp_testenv::bench::{env_usize, free_port, status_kib, wait_until};
 use acp_testenv::githttp::git;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn session(name: &str) -> String {
     format!(
         "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: {name}\nspec:\n  initialPrompt: benchmark {name}\n  repos:\n  - url: https://github.com/acme/app.git\n"
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Write requests on acp's resources and events, as the API server counts them.
@@ -74,15 +57,6 @@ fn metric(port: u16, name: &str) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
-}
-
-async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
 }
 
 fn commit(work: &Path, message: &str) -> String {
@@ -210,7 +184,7 @@ async fn main() {
     let peak = status_kib(gitsync.id(), "VmHWM");
 
     // Webhook delivery → session applied.
-    let client = reqwest_free_post(port);
+    let client = deliver(port);
     let sessions = acp_gitsync::apply::sessions(ns.client.clone(), &ns.name);
     let mut latencies = Vec::new();
     for i in 0..deliveries {
@@ -250,7 +224,7 @@ async fn main() {
 }
 
 /// A signed delivery sender over real HTTP (curl, a separate client).
-fn reqwest_free_post(port: u16) -> impl Fn(&[u8], &str) {
+fn deliver(port: u16) -> impl Fn(&[u8], &str) {
     move |body: &[u8], delivery: &str| {
         let signature = acp_gitsync::webhook::sign(b"bench", body);
         let out = Command::new("curl")

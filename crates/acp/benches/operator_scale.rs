@@ -14,15 +14,12 @@ use std::time::{Duration, Instant};
 
 use acp_api::AgenticSession;
 use acp_operator::children::{ChildConfig, job};
+use acp_testenv::bench::{env_usize, free_port, status_kib, wait_until};
 use acp_testenv::{TestEnv, TestNamespace};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn session_doc(name: &str, stopped: bool) -> String {
     let annotations = if stopped { "\n  annotations: {ambient-code.io/desired-phase: Stopped}" } else { "" };
@@ -42,25 +39,6 @@ async fn count_jobs(ns: &TestNamespace) -> usize {
     jobs.list_metadata(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0)
 }
 
-async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    started.elapsed()
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn start_operator(env: &TestEnv, ns: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_acp"))
         .args(["operator", "--namespace", ns, "--metrics-addr", &format!("127.0.0.1:{port}")])
@@ -68,10 +46,6 @@ fn start_operator(env: &TestEnv, ns: &str, port: u16) -> Child {
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("acp operator starts")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
 }
 
 fn api_requests(port: u16) -> u64 {

@@ -182,12 +182,6 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
         };
         let lost = leadership.clone();
         let shutdown = async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            else {
-                return std::future::pending().await;
-            };
             let lost = async {
                 match &lost {
                     Some(leadership) => leadership.lost().await,
@@ -195,8 +189,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
                 }
             };
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                () = shutdown_signal() => {}
                 () = lost => {}
             }
         };

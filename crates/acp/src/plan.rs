@@ -68,8 +68,13 @@ pub struct Summary {
     pub errors: Vec<FileError>,
 }
 
+/// `name (path:line)`, as plans list sessions.
+fn label(desired: &Desired) -> String {
+    format!("{} ({}:{})", desired.name, desired.path, desired.line)
+}
+
 fn names(list: &[Desired]) -> Vec<String> {
-    list.iter().map(|d| format!("{} ({}:{})", d.name, d.path, d.line)).collect()
+    list.iter().map(label).collect()
 }
 
 fn offline(args: &PlanArgs, desired: Vec<Desired>, checker: &acp_policy::Checker) -> anyhow::Result<Summary> {
@@ -96,11 +101,10 @@ fn offline(args: &PlanArgs, desired: Vec<Desired>, checker: &acp_policy::Checker
     let mut seen = HashSet::new();
     for want in desired {
         seen.insert(want.name.clone());
-        let label = format!("{} ({}:{})", want.name, want.path, want.line);
         match base.get(&want.name) {
-            None => summary.create.push(label),
-            Some(old) if old.digest != want.digest => summary.update.push(label),
-            Some(_) => summary.unchanged.push(label),
+            None => summary.create.push(label(&want)),
+            Some(old) if old.digest != want.digest => summary.update.push(label(&want)),
+            Some(_) => summary.unchanged.push(label(&want)),
         }
     }
     summary.prune = base.keys().filter(|n| !seen.contains(*n)).cloned().collect();

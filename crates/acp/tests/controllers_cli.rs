@@ -3,7 +3,7 @@
 //! a source, and both stop cleanly (exit 0) on SIGTERM.
 
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use acp_testenv::githttp::git;
 use acp_testenv::{TestEnv, eventually};
@@ -19,17 +19,14 @@ fn curl(url: &str) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn terminate(mut child: Child) -> std::process::ExitStatus {
+async fn terminate(mut child: Child) -> std::process::ExitStatus {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "did not stop within 15 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("exit after SIGTERM", Duration::from_secs(15), || {
+        let status = child.try_wait().expect("wait");
+        async move { status }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -98,6 +95,6 @@ async fn git_sync_and_statusbot_run_as_processes_and_stop_on_sigterm() {
     assert!(syncs >= 1.0, "{metrics}");
     assert!(metrics.contains("acp_git_sync_applied_total 1"), "{metrics}");
 
-    assert!(terminate(gitsync).success(), "git-sync exits 0 on SIGTERM");
-    assert!(terminate(statusbot).success(), "statusbot exits 0 on SIGTERM");
+    assert!(terminate(gitsync).await.success(), "git-sync exits 0 on SIGTERM");
+    assert!(terminate(statusbot).await.success(), "statusbot exits 0 on SIGTERM");
 }

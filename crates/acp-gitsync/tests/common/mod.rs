@@ -168,18 +168,19 @@ impl Fixture {
         .await
     }
 
+    /// The namespace's sessions, sorted by name.
+    pub async fn listed(&self) -> Vec<DynamicObject> {
+        let mut items = self.sessions().list(&Default::default()).await.expect("list").items;
+        items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        items
+    }
+
     pub async fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .sessions()
-            .list(&Default::default())
-            .await
-            .expect("list")
-            .items
-            .into_iter()
-            .filter_map(|o| o.metadata.name)
-            .collect();
-        names.sort();
-        names
+        self.listed().await.into_iter().filter_map(|o| o.metadata.name).collect()
+    }
+
+    pub async fn resource_versions(&self) -> Vec<Option<String>> {
+        self.listed().await.into_iter().map(|o| o.metadata.resource_version).collect()
     }
 
     pub async fn stop(mut self) {
