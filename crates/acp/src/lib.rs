@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod crds;
+mod dashboard;
 mod gitsync;
 mod operator;
 mod plan;
@@ -116,6 +117,18 @@ pub enum Command {
     /// `github.tokenSecretRef`; progress is kept in the session's
     /// `ambient-code.io/status-bot` annotation, so a restart resumes.
     Statusbot(statusbot::StatusBotArgs),
+    /// Run the read-only dashboard and its JSON API.
+    ///
+    /// Pages: /sessions (filter by namespace, phase and source; search, sort,
+    /// pages), /sessions/NS/NAME (spec, conditions, result, links, live runner
+    /// output), /sources and /sources/NS/NAME. API under /api/v1 (list, get and
+    /// server-sent-event watch of sessions and sources; a session's log);
+    /// its OpenAPI document at /api/v1/openapi.json. Operations: /healthz,
+    /// /readyz (caches loaded), /metrics. Everything is served from watch
+    /// caches. The dashboard's own service account needs list/watch on
+    /// agenticsessions and sessionsources, create on tokenreviews and
+    /// subjectaccessreviews (token auth), and get on pods/log.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -129,6 +142,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Statusbot(args) => statusbot::run(&args),
+        Command::Dashboard(args) => dashboard::run(&args),
     };
     match result {
         Ok(code) => code,

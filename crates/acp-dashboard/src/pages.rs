@@ -1,0 +1,253 @@
+//! Server-rendered pages (minijinja templates under `templates/`, compiled
+//! into the binary): the session list and detail, the source list and detail,
+//! and error pages. They read as plain HTML; `static/live.js` adds live updates.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use acp_api::SessionPhase;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use k8s_openapi::jiff::Timestamp;
+use minijinja::{Environment, context, value::Serde};
+use serde::Serialize;
+
+use crate::api::{query, ready, session_page, source_rows};
+use crate::auth::Caller;
+use crate::server::{Shared, WebError};
+use crate::view::{self, SessionQuery, SessionRow, SourceRow};
+
+/// Most inventory rows a source page lists.
+const INVENTORY_SHOWN: usize = 500;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("macros.html", include_str!("../templates/macros.html")),
+    ("sessions.html", include_str!("../templates/sessions.html")),
+    ("session.html", include_str!("../templates/session.html")),
+    ("sources.html", include_str!("../templates/sources.html")),
+    ("source.html", include_str!("../templates/source.html")),
+    ("error.html", include_str!("../templates/error.html")),
+];
+
+/// The compiled page templates.
+pub struct Pages {
+    env: Environment<'static>,
+}
+
+impl Pages {
+    /// Compiles the templates; fails on a template error.
+    pub fn new() -> Result<Self, minijinja::Error> {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)?;
+        }
+        env.add_filter("duration", |ms: i64| view::human_duration(ms));
+        env.add_filter("usd", |usd: f64| format!("${usd:.4}"));
+        env.add_filter("short_revision", |r: String| view::short_revision(&r));
+        env.add_filter("ago", |t: String| {
+            t.parse::<Timestamp>().map(|t| view::ago(t, Timestamp::now())).unwrap_or(t)
+        });
+        env.add_filter("urlencode", |s: String| view::percent_encode(&s));
+        env.set_formatter(escape);
+        Ok(Self { env })
+    }
+
+    /// Renders template `name` with `ctx`.
+    pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(ctx)
+    }
+}
+
+/// HTML escaping of `&<>"'` only: minijinja's default also escapes `/`,
+/// which makes every URL in the page source unreadable.
+fn escape(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    match (state.auto_escape(), value.as_str()) {
+        (minijinja::AutoEscape::Html, Some(text)) if !value.is_safe() => {
+            for c in text.chars() {
+                let escaped = match c {
+                    '&' => "&amp;",
+                    '<' => "&lt;",
+                    '>' => "&gt;",
+                    '"' => "&quot;",
+                    '\'' => "&#39;",
+                    _ => {
+                        out.write_char(c).map_err(|_| fmt_error())?;
+                        continue;
+                    }
+                };
+                out.write_str(escaped).map_err(|_| fmt_error())?;
+            }
+            Ok(())
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+fn fmt_error() -> minijinja::Error {
+    minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "failed to write the page")
+}
+
+/// An error answered as an HTML page.
+pub struct PageError {
+    app: Shared,
+    error: WebError,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.error.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self.error.chain(), "page failed");
+        }
+        let ctx = context! {
+            status => format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")),
+            message => self.error.chain(),
+            banner => self.app.banner.clone(),
+        };
+        let body = self.app.pages.render("error.html", ctx).unwrap_or_else(|_| self.error.chain());
+        let mut response = (status, Html(body)).into_response();
+        if status == axum::http::StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+fn render(
+    app: &Shared,
+    name: &str,
+    caller: Option<&Caller>,
+    section: &str,
+    ctx: minijinja::Value,
+) -> Result<Response, WebError> {
+    let base = context! {
+        user => caller.map(Caller::username),
+        banner => app.banner.clone(),
+        section => section,
+    };
+    let body = app.pages.render(name, context! { ..ctx, ..base }).map_err(WebError::Render)?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(body)).into_response())
+}
+
+/// `GET /sessions`.
+pub async fn sessions(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    params: Result<Query<SessionQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let fail = |error| PageError { app: app.clone(), error };
+    let query = query(params).map_err(fail)?;
+    let (caller, access, page) = session_page(&app, &headers, &query).await.map_err(fail)?;
+    let namespaces: Vec<String> = app.cache.namespaces().into_iter().filter(|ns| access.allows(ns)).collect();
+    let mut sources: Vec<String> = app
+        .cache
+        .sources
+        .state()
+        .iter()
+        .filter_map(|s| Some(format!("{}/{}", s.metadata.namespace.as_deref()?, s.metadata.name.as_deref()?)))
+        .filter(|s| s.split('/').next().is_some_and(|ns| access.allows(ns)))
+        .collect();
+    sources.sort();
+    let pages = page.pages();
+    let ctx = context! {
+        page => context! { items => Serde(&page.items), total => page.total, page => page.page, pages => pages },
+        query => Serde(&query),
+        sort => Serde(query.sort_key()),
+        order => Serde(query.order()),
+        prev => query.with_page(page.page.saturating_sub(1).max(1)),
+        next => query.with_page(page.page + 1),
+        namespaces => namespaces,
+        sources => sources,
+        phases => SessionPhase::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+    };
+    render(&app, "sessions.html", caller.as_ref(), "sessions", ctx).map_err(fail)
+}
+
+#[derive(Serialize)]
+struct BranchLink {
+    repo: String,
+    branch: String,
+    commit: String,
+    url: Option<String>,
+}
+
+/// `GET /sessions/{namespace}/{name}`.
+pub async fn session(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let fail = |error| PageError { app: app.clone(), error };
+    ready(&app).map_err(fail)?;
+    let caller = app.check(&headers, &namespace).await.map_err(fail)?;
+    let session = app.cache.session(&namespace, &name).ok_or(WebError::NotFound).map_err(fail)?;
+    let row = SessionRow::new(&session);
+    let source = app.cache.source_of(&session);
+    let links = view::links(&session, source.as_deref());
+    let status = session.status.clone().unwrap_or_default();
+    let branches: Vec<BranchLink> = status
+        .result
+        .iter()
+        .flat_map(|r| &r.pushed_branches)
+        .map(|b| BranchLink {
+            url: view::web_url(&b.repo).map(|w| view::branch_url(&w, &b.branch)),
+            repo: b.repo.clone(),
+            branch: b.branch.clone(),
+            commit: b.commit.clone(),
+        })
+        .collect();
+    let spec =
+        serde_saphyr::to_string(&session.spec).unwrap_or_else(|e| format!("(failed to show the spec: {e})"));
+    let ctx = context! {
+        s => Serde(&row),
+        links => Serde(&links),
+        result => Serde(&status.result),
+        branches => Serde(&branches),
+        conditions => Serde(view::timeline(&status.conditions)),
+        terminal => row.phase.is_terminal(),
+        has_run => status.job_name.is_some(),
+        spec => spec,
+    };
+    render(&app, "session.html", caller.as_ref(), "sessions", ctx).map_err(fail)
+}
+
+/// `GET /sources`.
+pub async fn sources(State(app): State<Shared>, headers: HeaderMap) -> Result<Response, PageError> {
+    let fail = |error| PageError { app: app.clone(), error };
+    let (caller, rows) = source_rows(&app, &headers).await.map_err(fail)?;
+    render(&app, "sources.html", caller.as_ref(), "sources", context! { sources => Serde(&rows) })
+        .map_err(fail)
+}
+
+/// `GET /sources/{namespace}/{name}`.
+pub async fn source(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let fail = |error| PageError { app: app.clone(), error };
+    ready(&app).map_err(fail)?;
+    let caller = app.check(&headers, &namespace).await.map_err(fail)?;
+    let source: Arc<acp_api::SessionSource> =
+        app.cache.source(&namespace, &name).ok_or(WebError::NotFound).map_err(fail)?;
+    let status = source.status.clone().unwrap_or_default();
+    let mut history = status.history.clone();
+    history.reverse();
+    let inventory_more = status.inventory.len().saturating_sub(INVENTORY_SHOWN);
+    let ctx = context! {
+        s => Serde(SourceRow::new(&source)),
+        errors => Serde(&status.errors),
+        inventory => Serde(&status.inventory[..status.inventory.len().min(INVENTORY_SHOWN)]),
+        inventory_more => inventory_more,
+        history => Serde(&history),
+        conditions => Serde(view::timeline(&status.conditions)),
+    };
+    render(&app, "source.html", caller.as_ref(), "sources", ctx).map_err(fail)
+}

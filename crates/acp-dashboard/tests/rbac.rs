@@ -1,0 +1,147 @@
+//! Token auth against the real API server: two users (ServiceAccounts with
+//! real tokens) in two namespaces each see only what RBAC lets them list, in
+//! the API, the watches and the pages.
+
+mod common;
+
+use acp_dashboard::auth::Mode;
+use acp_dashboard::logs::LogSource;
+use common::*;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+/// A ServiceAccount in `ns`, allowed to list sessions and sources there when
+/// `can_list`, and a token for it.
+async fn user(client: &kube::Client, ns: &str, name: &str, can_list: bool) -> String {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("account");
+    accounts.create(&PostParams::default(), &account).await.expect("account created");
+    if can_list {
+        let role: Role = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}-reader")},
+            "rules": [{"apiGroups": ["vteam.ambient-code"], "resources": ["agenticsessions", "sessionsources"],
+                       "verbs": ["get", "list", "watch"]}]
+        }))
+        .expect("role");
+        Api::<Role>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &role)
+            .await
+            .expect("role");
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}-reader")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("{name}-reader")},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
+        }))
+        .expect("binding");
+        Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("binding");
+    }
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).expect("token request");
+    let token = accounts.create_token_request(name, &PostParams::default(), &request).await.expect("token");
+    token.status.and_then(|s| s.token).expect("a token")
+}
+
+fn names(page: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| format!("{}/{}", r["namespace"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or("")))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Object names of the watch's initial events, up to `synced`.
+async fn watched(url: &str, token: &str) -> Vec<String> {
+    let mut watch = Sse::open(url, Some(token)).await.expect("watch opens");
+    let mut seen = Vec::new();
+    loop {
+        let event = watch.until("an initial event", |_| true).await;
+        if event.event == "synced" {
+            seen.sort();
+            return seen;
+        }
+        let object: serde_json::Value = serde_json::from_str(&event.data).expect("JSON");
+        seen.push(format!(
+            "{}/{}",
+            object["metadata"]["namespace"].as_str().unwrap_or(""),
+            object["metadata"]["name"].as_str().unwrap_or("")
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_user_sees_only_what_rbac_allows() {
+    let (env, client) = env().await;
+    let (a, b) = (env.namespace("dash-rbac-a").await.name, env.namespace("dash-rbac-b").await.name);
+    for (ns, name) in [(&a, "a1"), (&a, "a2"), (&b, "b1")] {
+        create_session(&client, ns, name, &format!("{ns}/src")).await;
+    }
+    let alice = user(&client, &a, "alice", true).await;
+    let bob = user(&client, &b, "bob", true).await;
+    let nobody = user(&client, &a, "nobody", false).await;
+    let dashboard = Dashboard::start(client.clone(), Mode::Token, LogSource::Pods(client.clone())).await;
+    let url = &dashboard.url;
+    let (a1, a2, b1) = (format!("{a}/a1"), format!("{a}/a2"), format!("{b}/b1"));
+
+    // No token, or one the API server rejects: 401, for the API and the pages.
+    for path in ["/api/v1/sessions", "/sessions", "/sources", "/api/v1/sessions/watch"] {
+        assert_eq!(get(&format!("{url}{path}"), None).await.0, 401, "{path} without a token");
+        assert_eq!(get(&format!("{url}{path}"), Some("not-a-token")).await.0, 401, "{path} with a bad token");
+    }
+
+    // Each user lists exactly the sessions of their namespace, whatever else
+    // the cache holds (other tests' namespaces included).
+    assert_eq!(
+        names(&get_json(&format!("{url}/api/v1/sessions"), Some(&alice)).await),
+        [a1.clone(), a2.clone()]
+    );
+    assert_eq!(names(&get_json(&format!("{url}/api/v1/sessions"), Some(&bob)).await), [b1.as_str()]);
+    assert_eq!(get_json(&format!("{url}/api/v1/sessions"), Some(&nobody)).await["total"], 0);
+    let filtered = get_json(&format!("{url}/api/v1/sessions?namespace={b}"), Some(&alice)).await;
+    assert_eq!(filtered["total"], 0, "a namespace filter does not widen access");
+    // The proxy header works like the bearer token.
+    let (status, body) =
+        get_with(&format!("{url}/api/v1/sessions"), &[("x-forwarded-access-token", bob.clone())]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"b1\"") && !body.contains("\"a1\""), "{body}");
+
+    // Objects elsewhere are not found, so their existence does not leak.
+    assert_eq!(get(&format!("{url}/api/v1/sessions/{a}/a1"), Some(&alice)).await.0, 200);
+    assert_eq!(get(&format!("{url}/api/v1/sessions/{b}/b1"), Some(&alice)).await.0, 404);
+    assert_eq!(get(&format!("{url}/api/v1/sessions/{a}/a1"), Some(&bob)).await.0, 404);
+    assert_eq!(get(&format!("{url}/api/v1/sessions/{a}/a1"), Some(&nobody)).await.0, 404);
+    assert_eq!(get(&format!("{url}/api/v1/sessions/{b}/b1/log"), Some(&alice)).await.0, 404);
+
+    // Watches: only visible objects, and no watch of a hidden namespace.
+    assert_eq!(watched(&format!("{url}/api/v1/sessions/watch"), &alice).await, [a1.clone(), a2.clone()]);
+    assert_eq!(watched(&format!("{url}/api/v1/sessions/watch"), &bob).await, [b1.as_str()]);
+    assert_eq!(
+        Sse::open(&format!("{url}/api/v1/sessions/watch?namespace={b}"), Some(&alice)).await.err(),
+        Some(404)
+    );
+
+    // Pages.
+    let (status, html) = get(&format!("{url}/sessions"), Some(&alice)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Session a1") && html.contains("Session a2") && !html.contains("Session b1"));
+    assert!(html.contains("system:serviceaccount:") && html.contains(":alice"), "the page names the caller");
+    assert!(!html.contains(&format!(">{b}<")), "bob's namespace is not offered as a filter to alice");
+    let (status, html) = get(&format!("{url}/sessions"), Some(&bob)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Session b1") && !html.contains("Session a1"));
+    assert_eq!(get(&format!("{url}/sessions/{b}/b1"), Some(&alice)).await.0, 404);
+    assert_eq!(get(&format!("{url}/sessions/{b}/b1"), Some(&bob)).await.0, 200);
+    let (status, html) = get(&format!("{url}/sessions"), Some(&nobody)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("No sessions match."));
+    dashboard.stop().await;
+}
