@@ -233,7 +233,8 @@ pub fn start(client: Client, namespace: Option<String>) -> (Arc<Cache>, impl Fut
     let run = {
         let cache = cache.clone();
         async move {
-            let sessions = watch(sessions_api, session_writer).map(|e| e.map(|e| Either::Session(Box::new(e))));
+            let sessions =
+                watch(sessions_api, session_writer).map(|e| e.map(|e| Either::Session(Box::new(e))));
             let sources = watch(sources_api, source_writer).map(|e| e.map(|e| Either::Source(Box::new(e))));
             let mut events = std::pin::pin!(futures_util::stream::select(sessions, sources));
             while let Some(event) = events.next().await {
