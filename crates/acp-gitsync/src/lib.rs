@@ -15,5 +15,6 @@ pub mod files;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;
+pub mod serve;
 pub mod status;
 pub mod webhook;

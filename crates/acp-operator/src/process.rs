@@ -146,6 +146,28 @@ pub fn ensure(
     Ok(())
 }
 
+/// Stops every run still alive under the root (when the process that owns
+/// them shuts down for good, as `acp all` does on Ctrl-C); returns how many
+/// were signalled.
+pub fn stop_all(config: &ProcessConfig) -> Vec<i32> {
+    let mut signalled = Vec::new();
+    let dirs = std::fs::read_dir(&config.root).into_iter().flatten().flatten();
+    for ns in dirs.filter(|d| d.path().is_dir()) {
+        for run in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            if let Some(pid) = read_pid(&run.path()).filter(|p| alive(*p)) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+                signalled.push(pid);
+            }
+        }
+    }
+    signalled
+}
+
+/// True while process `pid` runs.
+pub fn is_alive(pid: i32) -> bool {
+    alive(pid)
+}
+
 /// Stops a run: SIGTERM to its process group (the runner kills the agent).
 pub fn stop(config: &ProcessConfig, ns: &str, job: &str) {
     if let Some(pid) = read_pid(&run_dir(config, ns, job)).filter(|p| alive(*p)) {

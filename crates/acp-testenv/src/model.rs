@@ -9,15 +9,14 @@
 //! do not consume the script. Every request is recorded for assertions.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
@@ -46,19 +45,8 @@ pub enum Step {
     Hang,
 }
 
-/// A content block of a scripted message.
-#[derive(Clone, Debug)]
-pub enum Block {
-    /// Assistant text.
-    Text(String),
-    /// A tool call the CLI will execute; `id` is generated.
-    ToolUse {
-        /// Tool name, e.g. `Write`, `Edit`, `Bash`.
-        name: String,
-        /// Tool input.
-        input: Value,
-    },
-}
+/// A content block of a scripted message (text or a tool call).
+pub use acp_replay::Block;
 
 impl Step {
     /// A final text answer.
@@ -201,7 +189,7 @@ impl Drop for ScriptedModel {
 }
 
 async fn count_tokens() -> Response {
-    axum::Json(json!({"input_tokens": 12})).into_response()
+    acp_replay::count_tokens().await
 }
 
 async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -235,65 +223,6 @@ async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
     }
 }
 
-/// The SSE events of one assistant message, as the real API streams them.
-fn events(model: &str, id: u64, blocks: &[Block]) -> Vec<(&'static str, Value)> {
-    let stop_reason =
-        if blocks.iter().any(|b| matches!(b, Block::ToolUse { .. })) { "tool_use" } else { "end_turn" };
-    let mut out = vec![
-        (
-            "message_start",
-            json!({"type": "message_start", "message": {
-                "id": format!("msg_{id:024}"), "type": "message", "role": "assistant", "model": model,
-                "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 100, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-            }}),
-        ),
-        ("ping", json!({"type": "ping"})),
-    ];
-    let mut output_tokens = 1;
-    for (index, block) in blocks.iter().enumerate() {
-        match block {
-            Block::Text(text) => {
-                out.push(("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
-                out.push(("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}})));
-                output_tokens += text.split_whitespace().count().max(1);
-            }
-            Block::ToolUse { name, input } => {
-                let tool_id = format!("toolu_{id:04}_{index:02}");
-                out.push(("content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}})));
-                let json = input.to_string();
-                let mid = json.char_indices().nth(json.chars().count() / 2).map_or(0, |(i, _)| i);
-                for part in [&json[..mid], &json[mid..]] {
-                    out.push(("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}})));
-                }
-                output_tokens += 20;
-            }
-        }
-        out.push(("content_block_stop", json!({"type": "content_block_stop", "index": index})));
-    }
-    out.push(("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output_tokens}})));
-    out.push(("message_stop", json!({"type": "message_stop"})));
-    out
-}
-
 fn stream_message(model: &str, id: u64, blocks: Vec<Block>, delay: Duration) -> Response {
-    let frames: Vec<Bytes> = events(model, id, &blocks)
-        .into_iter()
-        .map(|(event, data)| Bytes::from(format!("event: {event}\ndata: {data}\n\n")))
-        .collect();
-    let stream =
-        futures_util::stream::unfold((frames.into_iter(), delay), |(mut frames, delay)| async move {
-            let frame = frames.next()?;
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            Some((Ok::<_, Infallible>(frame), (frames, delay)))
-        });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("request-id", format!("req_{id}"))
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    acp_replay::stream(model, id, &blocks, delay)
 }

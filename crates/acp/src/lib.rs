@@ -4,6 +4,7 @@
 //! component lives in its own crate; this crate wires them to the command line.
 #![forbid(unsafe_code)]
 
+mod all;
 mod crds;
 mod dashboard;
 mod gitsync;
@@ -129,6 +130,17 @@ pub enum Command {
     /// agenticsessions and sessionsources, create on tokenreviews and
     /// subjectaccessreviews (token auth), and get on pods/log.
     Dashboard(dashboard::DashboardArgs),
+    /// Run every controller in one process: the local GitOps loop.
+    ///
+    /// git-sync, the operator with the `process` executor (runners are child
+    /// processes of this one; their workspaces and logs live under
+    /// --state-dir), the status bot writing back to the sources' repositories,
+    /// and the dashboard (no auth: bind it to loopback). With --serve-git it
+    /// also serves local bare repositories over `git http-backend`. Without
+    /// ANTHROPIC_API_KEY, sessions use acp's scripted replay model, labelled as
+    /// such on every page and in every result. `scripts/quickstart` sets all of
+    /// this up. Ctrl-C stops everything, runners included.
+    All(Box<all::AllArgs>),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -143,6 +155,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan::run(&args),
         Command::Statusbot(args) => statusbot::run(&args),
         Command::Dashboard(args) => dashboard::run(&args),
+        Command::All(args) => all::run(&args),
     };
     match result {
         Ok(code) => code,

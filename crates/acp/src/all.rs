@@ -1,0 +1,229 @@
+//! `acp all`: every controller in one process, for the local GitOps loop and
+//! small installations: git-sync, the operator (with the `process` executor),
+//! the status bot and the dashboard; optionally a git server for local bare
+//! repositories and the scripted replay model.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use acp_api::constants::{RUNNER_SECRETS, field_managers};
+use acp_operator::children::ChildConfig;
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+
+/// Options of `acp all`.
+#[derive(Debug, clap::Args)]
+pub struct AllArgs {
+    /// Namespace of the sessions and sources (the loop's namespace).
+    #[arg(long, env = "ACP_NAMESPACE", default_value = "acp-local")]
+    pub namespace: String,
+    /// Directory for git-sync's mirrors, the status bot's clones and the runs.
+    #[arg(long, env = "ACP_STATE_DIR", default_value = ".acp/state")]
+    pub state_dir: PathBuf,
+    /// Address of the dashboard.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub dashboard_addr: SocketAddr,
+    /// Address of git-sync's webhook, /metrics and /healthz.
+    #[arg(long, default_value = "127.0.0.1:9292")]
+    pub webhook_addr: SocketAddr,
+    /// Address of the operator's /metrics and /healthz.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Serve the bare repositories under this directory over `git http-backend`
+    /// (no authentication: bind it to loopback).
+    #[arg(long)]
+    pub serve_git: Option<PathBuf>,
+    /// Address of that git server.
+    #[arg(long, default_value = "127.0.0.1:9418")]
+    pub git_addr: SocketAddr,
+    /// The Claude Code CLI runners use (default: `claude` on PATH).
+    #[arg(long, env = "CLAUDE_BIN")]
+    pub claude_bin: Option<PathBuf>,
+    /// Extra environment for runners, `KEY=VALUE` (repeatable).
+    #[arg(long = "runner-env", value_name = "KEY=VALUE")]
+    pub runner_env: Vec<String>,
+    /// Model credentials: with ANTHROPIC_API_KEY set, sessions use the real
+    /// model API (ANTHROPIC_BASE_URL optional); without it, acp serves its
+    /// scripted replay model on loopback, labelled as such on every page and
+    /// in every result.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+    /// Model API base URL (with ANTHROPIC_API_KEY).
+    #[arg(long, env = "ANTHROPIC_BASE_URL")]
+    pub anthropic_base_url: Option<String>,
+    /// Seconds between two edits of a running session's PR comment.
+    #[arg(long, default_value_t = 60)]
+    pub debounce_seconds: u64,
+}
+
+const REPLAY_BANNER: &str = "Model: acp's scripted replay (ANTHROPIC_API_KEY is not set). Results on this \
+dashboard come from a replay, not from a real model.";
+
+/// The namespace's runner secret: the real key, or the replay model's URL.
+async fn runner_secret(
+    client: &kube::Client,
+    namespace: &str,
+    key: &str,
+    base_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut data = serde_json::json!({ "ANTHROPIC_API_KEY": key });
+    if let Some(url) = base_url {
+        data["ANTHROPIC_BASE_URL"] = url.into();
+    }
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": RUNNER_SECRETS, "namespace": namespace},
+        "stringData": data
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .patch(RUNNER_SECRETS, &PatchParams::apply(field_managers::CLI).force(), &Patch::Apply(&secret))
+        .await
+        .with_context(|| format!("failed to write secret {namespace}/{RUNNER_SECRETS}"))?;
+    Ok(())
+}
+
+async fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr} ({what})"))
+}
+
+/// Runs everything until SIGTERM or SIGINT.
+pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
+    crate::operator::init_tracing();
+    let state = std::path::absolute(&args.state_dir).context("failed to resolve --state-dir")?;
+    std::fs::create_dir_all(&state).with_context(|| format!("failed to create {}", state.display()))?;
+    let checker = Arc::new(crate::policies::checker(None)?);
+    let renderer =
+        Arc::new(acp_statusbot::render::Renderer::new(None).context("failed to load the templates")?);
+    let mut runner_env: Vec<(String, String)> = Vec::new();
+    for pair in &args.runner_env {
+        let (k, v) =
+            pair.split_once('=').with_context(|| format!("--runner-env {pair:?} is not KEY=VALUE"))?;
+        runner_env.push((k.to_owned(), v.to_owned()));
+    }
+    if let Some(bin) = &args.claude_bin {
+        runner_env.push(("CLAUDE_BIN".into(), bin.to_string_lossy().into_owned()));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the runtime")?;
+    runtime.block_on(async {
+        let kube_config =
+            kube::Config::infer().await.context("failed to find Kubernetes credentials (KUBECONFIG or in-cluster)")?;
+        let client = kube::Client::try_from(kube_config.clone()).context("failed to build the Kubernetes client")?;
+        let ns = args.namespace.clone();
+
+        // The model: the real API, or the replay on loopback.
+        let banner = match &args.anthropic_api_key {
+            Some(key) => {
+                runner_secret(&client, &ns, key, args.anthropic_base_url.as_deref()).await?;
+                tracing::info!("sessions use the real model API (ANTHROPIC_API_KEY is set)");
+                None
+            }
+            None => {
+                let listener = listen("127.0.0.1:0".parse()?, "replay model").await?;
+                let url = format!("http://{}", listener.local_addr()?);
+                tokio::spawn(async move { axum::serve(listener, acp_replay::replay_router()).await });
+                runner_secret(&client, &ns, "replay-model-no-key", Some(&url)).await?;
+                tracing::warn!(%url, "ANTHROPIC_API_KEY is not set: sessions use acp's scripted replay model");
+                Some(REPLAY_BANNER.to_owned())
+            }
+        };
+        if let Some(root) = &args.serve_git {
+            let listener = listen(args.git_addr, "git server").await?;
+            let router = acp_gitsync::serve::router(std::path::absolute(root)?, None);
+            tokio::spawn(async move { axum::serve(listener, router).await });
+            tracing::info!(addr = %args.git_addr, root = %root.display(), "serving git repositories");
+        }
+
+        let gitsync_metrics = Arc::new(acp_gitsync::metrics::Metrics::default());
+        let receiver = acp_gitsync::webhook::Receiver::new(
+            client.clone(),
+            acp_gitsync::webhook::Config {
+                namespace: Some(ns.clone()),
+                max_body: acp_gitsync::webhook::DEFAULT_MAX_BODY,
+                per_second: 50,
+            },
+        );
+        let hooks = receiver.router().merge(gitsync_metrics.clone().router());
+        let hooks_listener = listen(args.webhook_addr, "git-sync webhook").await?;
+        tokio::spawn(async move { axum::serve(hooks_listener, hooks).await });
+        let operator_metrics = Arc::new(acp_operator::metrics::Metrics::default());
+        let metrics_listener = listen(args.metrics_addr, "operator metrics").await?;
+        tokio::spawn(acp_operator::metrics::serve(metrics_listener, operator_metrics.clone()));
+        let dashboard_listener = listen(args.dashboard_addr, "dashboard").await?;
+
+        let runs = state.join("runs");
+        let gitsync = acp_gitsync::controller::Config {
+            namespace: Some(ns.clone()),
+            cache_dir: state.join("git-sync"),
+            checker,
+            metrics: gitsync_metrics,
+        };
+        let process = acp_operator::process::ProcessConfig {
+            root: runs.clone(),
+            acp: std::env::current_exe().context("failed to locate the acp binary")?,
+            env: runner_env,
+        };
+        let operator = acp_operator::controller::Config {
+            process: Some(process.clone()),
+            namespace: Some(ns.clone()),
+            children: ChildConfig::default(),
+        };
+        let dashboard_url = format!("http://{}", args.dashboard_addr);
+        let statusbot = acp_statusbot::controller::Config {
+            namespace: Some(ns.clone()),
+            github_api_url: "https://api.github.com".into(),
+            dashboard_url: Some(dashboard_url.clone()),
+            renderer,
+            cache_dir: state.join("statusbot"),
+            debounce: Duration::from_secs(args.debounce_seconds),
+            author: ("acp status bot".into(), "acp-status-bot@users.noreply.github.com".into()),
+        };
+        let dashboard = acp_dashboard::Config {
+            namespace: Some(ns.clone()),
+            auth: acp_dashboard::auth::Mode::None,
+            logs: acp_dashboard::logs::LogSource::Files(runs),
+            banner,
+        };
+        tracing::info!(namespace = %ns, dashboard = %dashboard_url, state = %state.display(), "acp all: git-sync, operator (process executor), status bot and dashboard starting");
+        eprintln!("acp: dashboard at {dashboard_url}  (Ctrl-C stops everything)");
+        crate::operator::until_signal(|stop| async move {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                stop.await;
+                tx.send_replace(true);
+            });
+            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                // An error means the sender is gone: stopping too.
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let (_, _, _, served) = tokio::join!(
+                acp_gitsync::controller::run(client.clone(), kube_config, gitsync, stopped(rx.clone())),
+                acp_operator::controller::run_with_metrics(client.clone(), operator, operator_metrics, stopped(rx.clone())),
+                acp_statusbot::controller::run(client.clone(), statusbot, stopped(rx.clone())),
+                acp_dashboard::run(client, dashboard, dashboard_listener, stopped(rx)),
+            );
+            if let Err(e) = served {
+                tracing::error!(error = %e, "dashboard failed");
+            }
+        })
+        .await;
+        // Runners outlive an operator restart by design; here the loop ends.
+        let runners = acp_operator::process::stop_all(&process);
+        if !runners.is_empty() {
+            eprintln!("acp: stopping {} runner(s)", runners.len());
+            let deadline = std::time::Instant::now() + crate::operator::GRACE;
+            while runners.iter().any(|p| acp_operator::process::is_alive(*p)) && std::time::Instant::now() < deadline {
+                // Waiting for other processes to exit: there is nothing to subscribe to.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

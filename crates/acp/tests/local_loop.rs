@@ -1,0 +1,176 @@
+//! The local GitOps loop end to end, as `scripts/quickstart` runs it: `acp all`
+//! (git-sync, operator with the process executor, status bot, dashboard, git
+//! server, replay model) against the real control plane, the real Claude Code
+//! CLI and real git. A session committed and pushed to the local repository
+//! runs to Completed, its status commit lands on the write-back branch, the
+//! dashboard API shows it, and Ctrl-C stops everything.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use acp_testenv::bench::free_port;
+use acp_testenv::githttp::git;
+use acp_testenv::{TestEnv, eventually};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn bare(root: &Path, path: &str, files: &[(&str, &str)]) {
+    let work = tempfile::tempdir().expect("tempdir");
+    git(work.path(), &["init", "-q", "-b", "main"]);
+    for (name, content) in files {
+        std::fs::write(work.path().join(name), content).expect("write");
+    }
+    git(work.path(), &["add", "-A"]);
+    git(work.path(), &["-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", "seed"]);
+    let target = root.join(path);
+    std::fs::create_dir_all(target.parent().expect("parent")).expect("dirs");
+    git(
+        root,
+        &["clone", "-q", "--bare", work.path().to_str().expect("utf-8"), target.to_str().expect("utf-8")],
+    );
+    git(&target, &["config", "http.receivepack", "true"]);
+}
+
+fn curl(url: &str) -> Option<String> {
+    let out = Command::new("curl").args(["-fsS", url]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
+    let env = TestEnv::get();
+    let client = env.client().await;
+    env.install_crds(&client).await;
+    let ns = env.namespace("loop").await.name;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (root, state, xdg) = (dir.path().join("git"), dir.path().join("state"), dir.path().join("xdg"));
+    let (git_port, dash_port) = (free_port(), free_port());
+    let git_url = format!("http://127.0.0.1:{git_port}");
+    bare(&root, "sessions.git", &[("README.md", "sessions\n")]);
+    bare(&root, "github.com/acme/app.git", &[("README.md", "app\n")]);
+    std::fs::create_dir_all(xdg.join("git")).expect("xdg");
+    std::fs::write(
+        xdg.join("git/config"),
+        format!("[url \"{git_url}/github.com/\"]\n\tinsteadOf = https://github.com/\n"),
+    )
+    .expect("git config");
+
+    let mut all = Command::new(env!("CARGO_BIN_EXE_acp"))
+        .args(["all", "--namespace", &ns, "--state-dir"])
+        .arg(&state)
+        .args(["--dashboard-addr", &format!("127.0.0.1:{dash_port}")])
+        .args(["--webhook-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+        .arg("--serve-git")
+        .arg(&root)
+        .args(["--git-addr", &format!("127.0.0.1:{git_port}")])
+        .arg("--claude-bin")
+        .arg(acp_testenv::claude_bin())
+        .arg("--runner-env")
+        .arg(format!("XDG_CONFIG_HOME={}", xdg.display()))
+        .env("KUBECONFIG", env.kubeconfig())
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_BASE_URL")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("acp-all.log")).expect("log file"))
+        .spawn()
+        .expect("acp all starts");
+    let dashboard = format!("http://127.0.0.1:{dash_port}");
+    eventually("the dashboard to be ready", Duration::from_secs(60), || async {
+        curl(&format!("{dashboard}/readyz")).map(|_| ())
+    })
+    .await;
+
+    let sources: Api<acp_api::SessionSource> = Api::namespaced(client.clone(), &ns);
+    let source = json!({
+        "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource",
+        "metadata": {"name": "local", "namespace": ns},
+        "spec": {"url": format!("{git_url}/sessions.git"), "interval": "2s", "prune": true,
+                 "writeBack": {"branch": "acp/status", "path": "status"}}
+    });
+    sources.patch("local", &PatchParams::apply("test"), &Patch::Apply(&source)).await.expect("source");
+
+    // A developer commits a session and pushes it.
+    let work = dir.path().join("work");
+    git(dir.path(), &["clone", "-q", &format!("{git_url}/sessions.git"), "work"]);
+    std::fs::write(
+        work.join("hello.yaml"),
+        "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: hello\nspec:\n  \
+         displayName: Hello from the loop\n  initialPrompt: Say hello in a file\n  timeout: 300\n  repos:\n  \
+         - url: https://github.com/acme/app.git\n    autoPush: true\n",
+    )
+    .expect("session file");
+    git(&work, &["add", "-A"]);
+    git(
+        &work,
+        &["-c", "user.name=Dev", "-c", "user.email=dev@example.invalid", "commit", "-qm", "Add hello"],
+    );
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+
+    // It runs to Completed, as the dashboard API shows.
+    let url = format!("{dashboard}/api/v1/sessions/{ns}/hello");
+    let session: serde_json::Value = eventually("the session to end", RUN_TIMEOUT, || async {
+        let body = curl(&url)?;
+        let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let phase = value["status"]["phase"].as_str().unwrap_or_default().to_owned();
+        ["Completed", "Failed", "Stopped"].contains(&phase.as_str()).then_some(value)
+    })
+    .await;
+    let log = std::fs::read_to_string(dir.path().join("acp-all.log")).unwrap_or_default();
+    assert_eq!(session["status"]["phase"], "Completed", "{session:#}\n--- acp all log ---\n{log}");
+    let summary = session["status"]["result"]["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("[replay model]"), "the replay is labelled in the result: {summary}");
+    let list = curl(&format!("{dashboard}/api/v1/sessions?namespace={ns}&phase=Completed")).expect("list");
+    assert!(list.contains("\"hello\""), "{list}");
+    let page = curl(&format!("{dashboard}/sessions/{ns}/hello")).expect("page");
+    assert!(page.contains("scripted replay"), "the dashboard labels the replay model");
+
+    // The agent's change was pushed to ambient/hello of the (local) app repository.
+    let app = root.join("github.com/acme/app.git");
+    let files = git(&app, &["ls-tree", "--name-only", "ambient/hello"]);
+    assert!(files.contains("ACP_REPLAY.md"), "pushed branch holds the replay's file: {files}");
+
+    // Its status commit lands on the write-back branch.
+    let status = eventually("the status commit", Duration::from_secs(60), || async {
+        // The branch appears with the first status commit: until then the fetch fails.
+        let fetched = Command::new("git")
+            .current_dir(&work)
+            .args(["fetch", "-q", "origin", "+refs/heads/acp/status:refs/remotes/origin/acp/status"])
+            .status()
+            .ok()?;
+        if !fetched.success() {
+            return None;
+        }
+        let out = Command::new("git")
+            .current_dir(&work)
+            .args(["show", &format!("origin/acp/status:status/{ns}/hello.yaml")])
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await;
+    assert!(status.contains("Completed"), "{status}");
+    let main = git(&work, &["ls-remote", &format!("{git_url}/sessions.git"), "refs/heads/main"]);
+    assert!(main.starts_with(git(&work, &["rev-parse", "HEAD"]).trim()), "main is never written by the bot");
+
+    // Ctrl-C stops everything cleanly.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(all.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT");
+    let exited = eventually("acp all to exit", Duration::from_secs(20), || {
+        let status = all.try_wait().expect("wait");
+        async move { status }
+    })
+    .await;
+    assert!(exited.success(), "exit status {exited}");
+    for run in std::fs::read_dir(state.join("runs").join(&ns)).expect("runs").flatten() {
+        let pid = std::fs::read_to_string(run.path().join("pid")).unwrap_or_default();
+        assert!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists() || pid.trim().is_empty(),
+            "runner {} is gone",
+            pid.trim()
+        );
+    }
+}
