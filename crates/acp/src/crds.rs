@@ -27,6 +27,10 @@ pub fn run(args: &CrdsArgs) -> anyhow::Result<ExitCode> {
             fs::write(&path, yaml).with_context(|| format!("failed to write {}", path.display()))?;
             eprintln!("wrote {}", path.display());
         }
+        let path = dir.join("kustomization.yaml");
+        fs::write(&path, acp_api::crds::kustomization())
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(dir) = &args.check {
@@ -59,6 +63,12 @@ pub fn drift(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
         }
         expected.insert(name);
     }
+    match fs::read_to_string(dir.join("kustomization.yaml")) {
+        Ok(have) if have == acp_api::crds::kustomization() => {}
+        Ok(_) => differing.push("kustomization.yaml (changed)".to_owned()),
+        Err(_) => differing.push("kustomization.yaml (missing)".to_owned()),
+    }
+    expected.insert("kustomization.yaml".to_owned());
     let entries = fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))?;
     for entry in entries {
         let name = entry.context("failed to list CRD directory")?.file_name().to_string_lossy().into_owned();

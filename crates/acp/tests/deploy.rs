@@ -1,0 +1,357 @@
+//! `deploy/kustomize/`: every overlay builds, the base applies to the real
+//! control plane, each component works as its own ServiceAccount
+//! (impersonated, so only the base's RBAC grants it anything), and actions
+//! outside a component's RBAC are denied.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use acp_api::AgenticSession;
+use acp_testenv::bench::free_port;
+use acp_testenv::githttp::git;
+use acp_testenv::{Kubelet, TestEnv, eventually};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn kustomize(env: &TestEnv, dir: &str) -> Vec<Value> {
+    let path = acp_testenv::env::repo_root().join("deploy/kustomize").join(dir);
+    let out = env.kubectl().arg("kustomize").arg(&path).output().expect("kubectl runs");
+    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    serde_saphyr::from_multiple::<Value>(&text).expect("kustomize prints YAML")
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} is missing"))
+}
+
+#[test]
+fn every_overlay_builds_hardened() {
+    let env = TestEnv::get();
+    for overlay in ["base", "overlays/dev", "overlays/production"] {
+        let docs = kustomize(env, overlay);
+        let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
+        assert_eq!(deployments.len(), 4, "{overlay}: one Deployment per component");
+        for d in &deployments {
+            let pod = &d["spec"]["template"]["spec"];
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{overlay} {name}");
+            let container = &pod["containers"][0]["securityContext"];
+            assert_eq!(container["readOnlyRootFilesystem"], true, "{overlay} {name}");
+            assert_eq!(container["allowPrivilegeEscalation"], false, "{overlay} {name}");
+            assert_eq!(container["capabilities"]["drop"][0], "ALL", "{overlay} {name}");
+            assert_eq!(
+                pod["serviceAccountName"], name,
+                "{overlay}: each component has its own ServiceAccount"
+            );
+            assert_eq!(d["metadata"]["namespace"], "acp-system");
+        }
+        // The runner gets no RBAC: no binding names anything but the four components.
+        for binding in docs.iter().filter(|d| d["kind"] == "ClusterRoleBinding" || d["kind"] == "RoleBinding")
+        {
+            for subject in binding["subjects"].as_array().into_iter().flatten() {
+                let name = subject["name"].as_str().unwrap_or_default();
+                assert!(
+                    ["acp-git-sync", "acp-operator", "acp-statusbot", "acp-dashboard"].contains(&name),
+                    "{overlay}: unexpected subject {name}"
+                );
+            }
+        }
+        find(&docs, "CustomResourceDefinition", "agenticsessions.vteam.ambient-code");
+        find(&docs, "ValidatingAdmissionPolicy", "acp-session-timeout");
+    }
+    let prod = kustomize(env, "overlays/production");
+    let operator = find(&prod, "Deployment", "acp-operator");
+    assert_eq!(operator["spec"]["replicas"], 2);
+    let args = operator["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--leader-elect"), "{args}");
+    assert!(
+        operator["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"].is_string()
+    );
+    find(&prod, "PodDisruptionBudget", "acp-operator");
+    find(&prod, "PodDisruptionBudget", "acp-dashboard");
+    find(&prod, "NetworkPolicy", "acp-default-deny-ingress");
+    let egress = kustomize(env, "overlays/production/runner-egress");
+    let policy = find(&egress, "NetworkPolicy", "acp-runner-egress");
+    assert!(policy["spec"]["policyTypes"].to_string().contains("Egress"));
+    let dev = kustomize(env, "overlays/dev");
+    assert!(
+        find(&dev, "Deployment", "acp-dashboard").to_string().contains("\"none\""),
+        "dev dashboard has no auth"
+    );
+}
+
+/// A kubeconfig acting as `system:serviceaccount:acp-system:<name>`.
+fn impersonating_kubeconfig(env: &TestEnv, dir: &Path, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(env.kubeconfig()).expect("kubeconfig");
+    let mut config: Value = serde_saphyr::from_str(&text).expect("kubeconfig YAML");
+    for user in config["users"].as_array_mut().expect("users") {
+        user["user"]["as"] = json!(format!("system:serviceaccount:acp-system:{name}"));
+        user["user"]["as-groups"] =
+            json!(["system:serviceaccounts", "system:serviceaccounts:acp-system", "system:authenticated"]);
+    }
+    let path = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, serde_json::to_string(&config).expect("JSON")).expect("write kubeconfig");
+    path
+}
+
+async fn client_as(env: &TestEnv, name: &str) -> kube::Client {
+    let mut config = env.config().await;
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:acp-system:{name}"));
+    config.auth_info.impersonate_groups =
+        Some(vec!["system:serviceaccounts".into(), "system:serviceaccounts:acp-system".into()]);
+    kube::Client::try_from(config).expect("impersonating client")
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(kubeconfig: &Path, args: &[&str], log: &Path) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_acp"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log"))
+            .spawn()
+            .expect("acp starts"),
+    )
+}
+
+fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn base_applies_and_each_component_works_with_only_its_rbac() {
+    let env = TestEnv::get();
+    let admin = env.client().await;
+    env.install_crds(&admin).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Apply the base for real, except the policy bindings, which would bind
+    // the policies cluster-wide under every other test: those are checked by
+    // the API server with a server-side dry run.
+    let docs = kustomize(env, "base");
+    let (bindings, rest): (Vec<Value>, Vec<Value>) =
+        docs.into_iter().partition(|d| d["kind"] == "ValidatingAdmissionPolicyBinding");
+    for (objects, dry_run) in [(rest, false), (bindings, true)] {
+        let file = dir.path().join(if dry_run { "bindings.json" } else { "base.json" });
+        std::fs::write(
+            &file,
+            serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": objects}))
+                .expect("JSON"),
+        )
+        .expect("write");
+        let mut apply = env.kubectl();
+        apply
+            .args(["apply", "--server-side", "--force-conflicts", "--field-manager", "acp-deploy-test", "-f"])
+            .arg(&file);
+        if dry_run {
+            apply.arg("--dry-run=server");
+        }
+        let out = apply.output().expect("kubectl apply");
+        assert!(out.status.success(), "applying the base failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // A source repository with one session.
+    let ns = env.namespace("deploy-rbac").await.name;
+    let bare = dir.path().join("sessions.git");
+    let work = dir.path().join("work");
+    git(dir.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().expect("utf-8")]);
+    git(dir.path(), &["init", "-q", "-b", "main", work.to_str().expect("utf-8")]);
+    std::fs::write(
+        work.join("s.yaml"),
+        "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: rbac\nspec:\n  initialPrompt: hi\n",
+    )
+    .expect("write");
+    git(&work, &["add", "-A"]);
+    git(&work, &["-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", "s"]);
+    git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(admin.clone(), &ns);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ambient-runner-secrets"},
+        "stringData": {"ANTHROPIC_API_KEY": "sk-test"}});
+    secrets
+        .patch("ambient-runner-secrets", &PatchParams::apply("test"), &Patch::Apply(&secret))
+        .await
+        .expect("secret");
+
+    let logs = |n: &str| dir.path().join(format!("{n}.log"));
+    let kc = |n: &str| impersonating_kubeconfig(env, dir.path(), n);
+    let (hook_port, op_port, dash_port) = (free_port(), free_port(), free_port());
+    let _gitsync = start(
+        &kc("acp-git-sync"),
+        &[
+            "git-sync",
+            "--namespace",
+            &ns,
+            "--webhook-addr",
+            &format!("127.0.0.1:{hook_port}"),
+            "--cache-dir",
+            &dir.path().join("gs").to_string_lossy(),
+        ],
+        &logs("git-sync"),
+    );
+    let _operator = start(
+        &kc("acp-operator"),
+        &[
+            "operator",
+            "--namespace",
+            &ns,
+            "--metrics-addr",
+            &format!("127.0.0.1:{op_port}"),
+            "--workspace",
+            "emptydir",
+        ],
+        &logs("operator"),
+    );
+    let _statusbot = start(
+        &kc("acp-statusbot"),
+        &["statusbot", "--namespace", &ns, "--cache-dir", &dir.path().join("bot").to_string_lossy()],
+        &logs("statusbot"),
+    );
+    let _dashboard = start(
+        &kc("acp-dashboard"),
+        &["dashboard", "--namespace", &ns, "--auth", "token", "--listen", &format!("127.0.0.1:{dash_port}")],
+        &logs("dashboard"),
+    );
+    let read_log = |n: &str| std::fs::read_to_string(logs(n)).unwrap_or_default();
+
+    // git-sync, as acp-git-sync, applies the session.
+    let source = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource", "metadata": {"name": "repo"},
+        "spec": {"url": format!("file://{}", bare.display()), "interval": "1h"}});
+    Api::<acp_api::SessionSource>::namespaced(admin.clone(), &ns)
+        .patch("repo", &PatchParams::apply("test"), &Patch::Apply(&source))
+        .await
+        .expect("source");
+    let sessions: Api<AgenticSession> = Api::namespaced(admin.clone(), &ns);
+    eventually("git-sync (as its ServiceAccount) to apply the session", TIMEOUT, || async {
+        sessions.get_opt("rbac").await.ok().flatten().map(|_| ())
+    })
+    .await;
+
+    // The operator, as acp-operator, creates the Job; the run completes.
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
+    let job = eventually("the operator (as its ServiceAccount) to create the Job", TIMEOUT, || async {
+        let list = jobs.list(&Default::default()).await.ok()?;
+        list.items.into_iter().next()
+    })
+    .await;
+    let job_name = job.metadata.name.clone().expect("job name");
+    let kubelet = Kubelet::new(admin.clone(), &ns);
+    let pod = kubelet.job_pod(&job_name, TIMEOUT).await;
+    let pod_name = pod.metadata.name.expect("pod name");
+    kubelet.run(&pod_name).await;
+    kubelet.terminate(&pod_name, 0, &json!({"outcome": "success", "summary": "done"}).to_string()).await;
+    eventually("the session to complete", TIMEOUT, || async {
+        let s = sessions.get("rbac").await.ok()?;
+        (s.status?.phase? == acp_api::SessionPhase::Completed).then_some(())
+    })
+    .await;
+
+    // The status bot, as acp-statusbot, writes the result back.
+    eventually("the status bot (as its ServiceAccount) to write back", TIMEOUT, || async {
+        let out = Command::new("git")
+            .current_dir(&bare)
+            .args(["show", &format!("acp/status:status/{ns}/rbac.yaml")])
+            .output()
+            .ok()?;
+        out.status.success().then_some(())
+    })
+    .await;
+
+    // The dashboard, as acp-dashboard, reviews a caller's token and serves.
+    let token = {
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+        accounts
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "viewer"}})).expect("sa"),
+            )
+            .await
+            .expect("sa");
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "viewer", "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": ns}]});
+        Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), &ns)
+            .patch("viewer", &PatchParams::apply("test"), &Patch::Apply(&role))
+            .await
+            .expect("binding");
+        let request: k8s_openapi::api::authentication::v1::TokenRequest =
+            serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).expect("request");
+        accounts
+            .create_token_request("viewer", &PostParams::default(), &request)
+            .await
+            .expect("token")
+            .status
+            .and_then(|s| s.token)
+            .expect("token")
+    };
+    let list = format!("http://127.0.0.1:{dash_port}/api/v1/sessions");
+    let body = eventually("the dashboard (as its ServiceAccount) to answer", TIMEOUT, || async {
+        let out = Command::new("curl")
+            .args(["-fsS", "-H", &format!("Authorization: Bearer {token}"), &list])
+            .output()
+            .ok()?;
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && body.contains("\"rbac\"")).then_some(body)
+    })
+    .await;
+    assert!(body.contains("\"Completed\""), "{body}\n{}", read_log("dashboard"));
+
+    // Outside their RBAC, the components are refused.
+    let as_gitsync = client_as(env, "acp-git-sync").await;
+    forbidden(
+        Api::<Job>::namespaced(as_gitsync, &ns).list(&Default::default()).await,
+        "git-sync listing Jobs",
+    );
+    let as_dashboard = client_as(env, "acp-dashboard").await;
+    forbidden(
+        Api::<AgenticSession>::namespaced(as_dashboard.clone(), &ns)
+            .patch(
+                "rbac",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+            )
+            .await,
+        "the dashboard patching a session",
+    );
+    forbidden(
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(as_dashboard, &ns)
+            .get("ambient-runner-secrets")
+            .await,
+        "the dashboard reading a Secret",
+    );
+    let as_statusbot = client_as(env, "acp-statusbot").await;
+    forbidden(
+        Api::<AgenticSession>::namespaced(as_statusbot, &ns).delete("rbac", &Default::default()).await,
+        "the status bot deleting a session",
+    );
+    let as_operator = client_as(env, "acp-operator").await;
+    forbidden(
+        Api::<acp_api::SessionSource>::namespaced(as_operator.clone(), &ns)
+            .delete("repo", &Default::default())
+            .await,
+        "the operator deleting a source",
+    );
+    forbidden(
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(as_operator).delete(&ns, &Default::default()).await,
+        "the operator deleting a namespace",
+    );
+}
