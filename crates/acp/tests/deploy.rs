@@ -355,3 +355,23 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
         "the operator deleting a namespace",
     );
 }
+
+#[test]
+fn images_are_multi_stage_non_root_and_pin_the_cli() {
+    let root = acp_testenv::env::repo_root();
+    let pinned = std::fs::read_to_string(root.join("hack/claude-code-version")).expect("pin");
+    for image in ["images/acp/Dockerfile", "images/runner/Dockerfile"] {
+        let text = std::fs::read_to_string(root.join(image)).expect("Dockerfile");
+        assert!(text.lines().filter(|l| l.starts_with("FROM ")).count() >= 2, "{image} is multi-stage");
+        let last_stage = text.rsplit("\nFROM ").next().unwrap_or_default();
+        let user = last_stage.lines().find_map(|l| l.strip_prefix("USER ")).unwrap_or("root");
+        assert!(!user.starts_with('0') && !user.starts_with("root"), "{image} runs as {user}");
+        assert!(text.contains("--locked"), "{image} builds from Cargo.lock");
+    }
+    let runner = std::fs::read_to_string(root.join("images/runner/Dockerfile")).expect("Dockerfile");
+    assert!(
+        runner.contains(&format!("ARG CLAUDE_CODE_VERSION={}", pinned.trim())),
+        "images/runner/Dockerfile pins the Claude Code CLI of hack/claude-code-version ({})",
+        pinned.trim()
+    );
+}
