@@ -4,6 +4,7 @@
 //! component lives in its own crate; this crate wires them to the command line.
 #![forbid(unsafe_code)]
 
+mod action;
 mod all;
 mod crds;
 mod dashboard;
@@ -141,6 +142,13 @@ pub enum Command {
     /// such on every page and in every result. `scripts/quickstart` sets all of
     /// this up. Ctrl-C stops everything, runners included.
     All(Box<all::AllArgs>),
+    /// The GitHub Action's entrypoint (action.yml): validate, plan, submit, wait.
+    ///
+    /// Inputs are INPUT_* environment variables (INPUT_COMMAND, INPUT_PATH,
+    /// INPUT_GITHUB_TOKEN, INPUT_PROMPT, INPUT_REPOS, INPUT_DASHBOARD_URL, …;
+    /// each also a --flag), the workflow context GITHUB_*; outputs go to
+    /// GITHUB_OUTPUT and a report to GITHUB_STEP_SUMMARY.
+    Action(Box<action::ActionArgs>),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -156,6 +164,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Statusbot(args) => statusbot::run(&args),
         Command::Dashboard(args) => dashboard::run(&args),
         Command::All(args) => all::run(&args),
+        Command::Action(args) => action::run(&args),
     };
     match result {
         Ok(code) => code,

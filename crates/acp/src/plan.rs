@@ -209,8 +209,20 @@ pub fn markdown(summary: &Summary) -> String {
     out
 }
 
-/// Runs `acp plan`.
-pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+impl PlanArgs {
+    /// An offline plan of `path` against `base` (none: everything is created).
+    pub fn offline(
+        path: PathBuf,
+        base: Option<String>,
+        namespace: String,
+        policies: Option<PathBuf>,
+    ) -> Self {
+        Self { path, base, cluster: false, namespace, source: None, format: Format::Markdown, policies }
+    }
+}
+
+/// Computes the plan `args` describe (findings included).
+pub fn summarize(args: &PlanArgs) -> anyhow::Result<Summary> {
     let checker = crate::policies::checker(args.policies.as_deref())?;
     let entries = crate::validate::entries(std::slice::from_ref(&args.path))?;
     let manifests = plan::manifests(&entries, &plan_source(args), Some(&args.namespace), &checker);
@@ -221,6 +233,12 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         offline(args, manifests.desired, &checker)?
     };
     summary.errors.splice(0..0, manifests.errors);
+    Ok(summary)
+}
+
+/// Runs `acp plan`.
+pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let summary = summarize(args)?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
         Format::Markdown => print!("{}", markdown(&summary)),
