@@ -2,13 +2,15 @@
 //!
 //! Two kube-runtime reflectors cache every AgenticSession and SessionSource
 //! ([`store`]); pages ([`pages`]) and the API ([`api`]) are answered from them,
-//! filtered per caller by [`auth`]; the runner's output is streamed by
+//! filtered per caller by [`auth`]; the runner's output is streamed from
 //! [`logs`]. [`view`] holds the pure parts (rows, queries, links).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
-pub mod logs;
+/// The runner's output, shared with the status bot (it lives with the operator,
+/// which owns the runs).
+pub use acp_operator::output as logs;
 pub mod metrics;
 pub mod pages;
 pub mod server;

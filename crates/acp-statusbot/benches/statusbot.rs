@@ -42,6 +42,7 @@ fn start(
         cache_dir: cache.to_path_buf(),
         debounce,
         author: ("acp status bot".into(), "acp@example.invalid".into()),
+        output: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(run(ns.client.clone(), config, async move {

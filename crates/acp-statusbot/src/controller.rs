@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use acp_api::constants::{
     DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, labels,
 };
-use acp_api::{AgenticSession, SessionSource};
+use acp_api::{AgenticSession, SessionPhase, SessionSource};
 use acp_gitsync::fetch::Credentials;
 use futures_util::StreamExt as _;
 use k8s_openapi::ByteString;
@@ -26,7 +26,7 @@ use kube::{Client, ResourceExt as _};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::github::{GitHub, GitHubError};
 use crate::render::{RenderError, Renderer, marker};
@@ -50,6 +50,8 @@ pub struct Config {
     pub debounce: Duration,
     /// Author of write-back commits.
     pub author: (String, String),
+    /// Where runner output is read for the agent's todo list (none: no list).
+    pub output: Option<acp_operator::output::LogSource>,
 }
 
 /// A reconcile failure.
@@ -66,6 +68,9 @@ pub enum Error {
     /// GitHub refused or failed.
     #[error(transparent)]
     GitHub(#[from] GitHubError),
+    /// GitHub App authentication failed.
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
     /// The write-back commit failed.
     #[error(transparent)]
     WriteBack(#[from] WriteBackError),
@@ -83,6 +88,7 @@ impl Error {
         match self {
             Error::Kube { .. } => "kube",
             Error::GitHub(e) => e.category(),
+            Error::App(_) => "github_app",
             Error::WriteBack(e) => e.category(),
             Error::Render(_) => "render",
             Error::Task(_) => "task",
@@ -131,6 +137,8 @@ struct Context {
     /// The state this process last saved per session. The watch cache may
     /// still hold the object from before that save; this never does.
     saved: std::sync::Mutex<std::collections::HashMap<(String, String), BotState>>,
+    /// GitHub App installation tokens, reused until shortly before they expire.
+    tokens: crate::app::Tokens,
 }
 
 /// Runs the status bot until `shutdown` completes.
@@ -143,7 +151,13 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let ctx = Arc::new(Context { client, config, mirrors: Default::default(), saved: Default::default() });
+    let ctx = Arc::new(Context {
+        client,
+        config,
+        mirrors: Default::default(),
+        saved: Default::default(),
+        tokens: Default::default(),
+    });
     Controller::new(sessions, watcher::Config::default().labels(labels::SOURCE_NAME).any_semantic())
         .with_config(kube::runtime::controller::Config::default().concurrency(8))
         .graceful_shutdown_on(shutdown)
@@ -183,7 +197,12 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     };
     let revision = session.annotations().get(annotations::SOURCE_REVISION).cloned().unwrap_or_default();
-    let report = report(&session, ctx.config.dashboard_url.as_deref());
+    let mut report = report(&session, ctx.config.dashboard_url.as_deref());
+    if let (Some(output), Some(SessionPhase::Running)) =
+        (&ctx.config.output, session.status.as_ref().and_then(|s| s.phase))
+    {
+        report.todos = todos(output, &session).await;
+    }
     let annotated: BotState = session
         .annotations()
         .get(annotations::STATUS_BOT_STATE)
@@ -247,11 +266,19 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
 
     // GitHub: commit status and the pull request comment.
     if let Some(github) = source.spec.github.as_ref().filter(|_| !revision.is_empty()) {
+        // The Secret holds a token, or a GitHub App (appId, privateKey).
         let token = match &github.token_secret_ref {
-            Some(r) => secret_data(&ctx.client, source_ns, &r.name)
-                .await?
-                .get(r.key.as_deref().unwrap_or("token"))
-                .map(|v| String::from_utf8_lossy(&v.0).into_owned()),
+            Some(r) => {
+                let data = secret_data(&ctx.client, source_ns, &r.name).await?;
+                match crate::app::App::from_secret_data(&data) {
+                    Some(app) => {
+                        Some(ctx.tokens.token(&ctx.config.github_api_url, &app?, &github.repository).await?)
+                    }
+                    None => data
+                        .get(r.key.as_deref().unwrap_or("token"))
+                        .map(|v| String::from_utf8_lossy(&v.0).into_owned()),
+                }
+            }
             None => None,
         };
         if let Some(token) = token {
@@ -266,6 +293,22 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     }
     save(&ctx, &ns, &name, &state, &next).await?;
     Ok(requeue)
+}
+
+/// The agent's current todo list, from its runner's output (none when the
+/// output cannot be read: the comment then simply has no list).
+async fn todos(
+    output: &acp_operator::output::LogSource,
+    session: &AgenticSession,
+) -> Vec<acp_operator::output::Todo> {
+    let lines: Vec<String> = match output.lines(session, false).await {
+        Ok(lines) => lines.filter_map(|l| async move { l.ok() }).collect().await,
+        Err(e) => {
+            debug!(error = %e, "no runner output for the todo list");
+            return Vec::new();
+        }
+    };
+    acp_operator::output::latest_todos(&lines).unwrap_or_default()
 }
 
 /// Persists `next` in the session's annotation when it differs from `state`.

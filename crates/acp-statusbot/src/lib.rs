@@ -6,9 +6,11 @@
 //! in the repository (users may override them); [`writeback`] commits one
 //! status file per session to the write-back branch with git2, only when its
 //! content changed, rebasing onto the remote tip when another writer got there
-//! first and never rewriting anyone's history.
+//! first and never rewriting anyone's history. [`app`] authenticates as a
+//! GitHub App (installation tokens) when the Secret holds one.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod controller;
 pub mod github;
 pub mod render;

@@ -89,6 +89,9 @@ pub struct Report {
     /// Link to the session on the dashboard.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
+    /// The agent's todo list while it runs (from the runner's output).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub todos: Vec<acp_operator::output::Todo>,
 }
 
 /// The report of `session`; `dashboard` is the dashboard's base URL.
@@ -133,6 +136,7 @@ pub fn report(session: &AgenticSession, dashboard: Option<&str>) -> Report {
         terminal,
         name,
         namespace,
+        todos: Vec::new(),
     }
 }
 

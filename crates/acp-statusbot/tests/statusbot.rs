@@ -30,6 +30,15 @@ struct Bot {
 
 impl Bot {
     fn start(ns: &TestNamespace, github: &MockServer, cache: &std::path::Path) -> Self {
+        Self::start_with(ns, github, cache, None)
+    }
+
+    fn start_with(
+        ns: &TestNamespace,
+        github: &MockServer,
+        cache: &std::path::Path,
+        output: Option<acp_operator::output::LogSource>,
+    ) -> Self {
         let config = Config {
             namespace: Some(ns.name.clone()),
             github_api_url: github.uri(),
@@ -38,6 +47,7 @@ impl Bot {
             cache_dir: cache.to_path_buf(),
             debounce: Duration::from_secs(30),
             author: ("acp status bot".into(), "acp@example.invalid".into()),
+            output,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let client = ns.client.clone();
@@ -301,5 +311,32 @@ async fn without_a_pull_request_there_is_a_status_and_a_commit_but_no_comment() 
             .iter()
             .any(|r| r.url.path().contains("/comments"))
     );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_running_session_shows_the_agents_todo_list() {
+    let s = setup("statusbot-todos", json!([{"number": 7}])).await;
+    let cache = tempfile::tempdir().expect("tmp");
+    let runs = tempfile::tempdir().expect("runs");
+    let run_dir = runs.path().join(&s.ns.name).join("fix-login-1");
+    std::fs::create_dir_all(&run_dir).expect("run dir");
+    std::fs::write(
+        run_dir.join("runner.log"),
+        concat!(
+            r#"{"event":"todos","todos":[{"content":"Read the failing test","status":"in_progress"}]}"#, "\n",
+            r#"{"event":"todos","todos":[{"content":"Read the failing test","status":"completed"},{"content":"Fix the redirect","status":"in_progress"},{"content":"Run the suite","status":"pending"}]}"#, "\n",
+        ),
+    )
+    .expect("log");
+    let output = acp_operator::output::LogSource::Files(runs.path().to_owned());
+    let bot = Bot::start_with(&s.ns, &s.github, cache.path(), Some(output));
+    set_phase(&s.ns, json!({"phase": "Running", "run": 1, "jobName": "fix-login-1"})).await;
+    let writes = wait_writes(&s.github, "the comment", 2).await;
+    let comment = writes.iter().find(|(m, p, _)| m == "POST" && p.ends_with("/comments")).expect("a comment");
+    let body = comment.2["body"].as_str().unwrap_or_default();
+    assert!(body.contains("- [x] Read the failing test"), "{body}");
+    assert!(body.contains("- [ ] **Fix the redirect** (in progress)"), "{body}");
+    assert!(body.contains("- [ ] Run the suite"), "{body}");
     bot.stop().await;
 }

@@ -183,6 +183,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             cache_dir: state.join("statusbot"),
             debounce: Duration::from_secs(args.debounce_seconds),
             author: ("acp status bot".into(), "acp-status-bot@users.noreply.github.com".into()),
+            output: Some(acp_dashboard::logs::LogSource::Files(runs.clone())),
         };
         let dashboard = acp_dashboard::Config {
             namespace: Some(ns.clone()),

@@ -37,6 +37,10 @@ pub struct StatusBotArgs {
     /// Author email of write-back commits.
     #[arg(long, default_value = "acp-status-bot@users.noreply.github.com")]
     author_email: String,
+    /// Read runner output (for the agent's todo list in comments) from the
+    /// `process` executor's run directory instead of pod logs.
+    #[arg(long, env = "ACP_RUNS_DIR")]
+    runs_dir: Option<PathBuf>,
 }
 
 /// Runs the status bot until SIGTERM or SIGINT.
@@ -60,6 +64,10 @@ pub fn run(args: &StatusBotArgs) -> anyhow::Result<ExitCode> {
             cache_dir: args.cache_dir.clone(),
             debounce: Duration::from_secs(args.debounce_seconds),
             author: (args.author_name.clone(), args.author_email.clone()),
+            output: Some(match &args.runs_dir {
+                Some(dir) => acp_operator::output::LogSource::Files(dir.clone()),
+                None => acp_operator::output::LogSource::Pods(client.clone()),
+            }),
         };
         tracing::info!(namespace = ?args.namespace, github = %args.github_api_url, "acp statusbot starting");
         crate::operator::until_signal(|stop| acp_statusbot::controller::run(client, config, stop)).await;

@@ -90,3 +90,17 @@ fn commit_status_and_status_file_follow_the_phase() {
     assert!(file.contains("phase: Completed") && file.contains("numTurns: 7"), "{file}");
     assert_eq!(file, status_file(&report(&session("Completed", Some(done())), None)), "stable");
 }
+
+#[test]
+fn a_todo_list_renders_as_a_checklist() {
+    let renderer = Renderer::new(None).expect("templates");
+    let mut running = report(&session("Running", None), None);
+    let body = renderer.comment(&running).expect("render");
+    assert!(!body.contains("**Todo**"), "no list without todos");
+    running.todos = vec![
+        acp_operator::output::Todo { content: "Read the test".into(), status: "completed".into() },
+        acp_operator::output::Todo { content: "Fix <it>".into(), status: "in_progress".into() },
+    ];
+    let body = renderer.comment(&running).expect("render");
+    assert!(body.contains("**Todo**\n\n- [x] Read the test\n- [ ] **Fix <it>** (in progress)"), "{body}");
+}

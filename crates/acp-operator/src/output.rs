@@ -1,7 +1,9 @@
-//! The runner's output of a session: from its Job's pod log (the `job`
-//! executor), or from the run directory of the operator's `process` executor
+//! The runner's output of a session's current run: from its Job's pod log
+//! (the `job` executor), or from the run directory of the `process` executor
 //! (`<runs-dir>/<namespace>/<job>/runner.log`). Lines are the runner's JSON
-//! progress events; [`render_line`] turns one into a line for people.
+//! progress events; [`render_line`] turns one into a line for people and
+//! [`latest_todos`] finds the agent's current todo list. The dashboard streams
+//! it; the status bot shows the todo list.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -179,6 +181,26 @@ pub fn render_line(line: &str) -> String {
     format!("[{kind}] {}", main.chain(rest).collect::<Vec<_>>().join(" "))
 }
 
+/// One item of the agent's todo list.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Todo {
+    /// What to do.
+    pub content: String,
+    /// `pending`, `in_progress` or `completed`.
+    pub status: String,
+}
+
+/// The todo list of the last `todos` progress event among `lines`.
+pub fn latest_todos<S: AsRef<str>>(lines: &[S]) -> Option<Vec<Todo>> {
+    lines.iter().rev().find_map(|line| {
+        let event: serde_json::Value = serde_json::from_str(line.as_ref()).ok()?;
+        if event.get("event")?.as_str()? != "todos" {
+            return None;
+        }
+        serde_json::from_value(event.get("todos")?.clone()).ok()
+    })
+}
+
 /// Fields shown first and without their name, in this order.
 const MAIN_FIELDS: [&str; 4] = ["step", "message", "text", "summary"];
 
@@ -195,6 +217,20 @@ mod tests {
         assert_eq!(render_line(r#"{"event":"turn","turns":3}"#), "[turn] turns=3");
         assert_eq!(render_line("plain text"), "plain text");
         assert_eq!(render_line(r#"{"no":"event"}"#), r#"{"no":"event"}"#);
+    }
+
+    #[test]
+    fn the_last_todo_list_wins() {
+        let lines = [
+            r#"{"event":"todos","todos":[{"content":"a","status":"pending"}]}"#,
+            r#"{"event":"text","text":"working"}"#,
+            r#"{"event":"todos","todos":[{"content":"a","status":"completed"},{"content":"b","status":"in_progress"}]}"#,
+            "not json",
+        ];
+        let todos = latest_todos(&lines).expect("todos");
+        assert_eq!(todos.len(), 2);
+        assert_eq!(todos[0], Todo { content: "a".into(), status: "completed".into() });
+        assert_eq!(latest_todos(&lines[1..2]), None);
     }
 
     #[tokio::test]

@@ -1,0 +1,165 @@
+//! GitHub App authentication: a JSON Web Token signed with the App's private
+//! key (RS256) is exchanged for an installation token of the repository's
+//! installation, cached until shortly before it expires.
+//!
+//! The JWT is signed with `ring` (already in the build for TLS) rather than a
+//! JWT crate: the token is three base64url parts and one RSA signature, and
+//! the JWT crates would add a second RSA implementation or a C toolchain.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use k8s_openapi::ByteString;
+use octocrab::Octocrab;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use serde_json::{Value, json};
+
+/// Renew an installation token this long before GitHub expires it.
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// Failures of App authentication.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The Secret's `appId` is not a number.
+    #[error("failed to read the GitHub App id: {0:?} is not a number")]
+    AppId(String),
+    /// The private key is not an RSA key in PEM (PKCS#1 or PKCS#8).
+    #[error("failed to read the GitHub App private key: {0}")]
+    Key(String),
+    /// Signing failed.
+    #[error("failed to sign the GitHub App token")]
+    Sign,
+    /// GitHub refused or answered unexpectedly.
+    #[error("failed to {action}")]
+    Request {
+        /// What was being done.
+        action: &'static str,
+        /// The client's error.
+        #[source]
+        source: octocrab::Error,
+    },
+    /// GitHub's answer lacked a field.
+    #[error("failed to {0}: unexpected answer")]
+    Shape(&'static str),
+}
+
+/// A GitHub App's credentials.
+#[derive(Clone)]
+pub struct App {
+    id: u64,
+    key: Arc<RsaKeyPair>,
+    installation: Option<u64>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("id", &self.id)
+            .field("installation", &self.installation)
+            .finish_non_exhaustive()
+    }
+}
+
+fn text(data: &std::collections::BTreeMap<String, ByteString>, key: &str) -> Option<String> {
+    data.get(key).map(|v| String::from_utf8_lossy(&v.0).trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+impl App {
+    /// The App in a Secret's data (`appId`, `privateKey`, optional
+    /// `installationId`); `None` when the Secret holds no App.
+    pub fn from_secret_data(
+        data: &std::collections::BTreeMap<String, ByteString>,
+    ) -> Option<Result<Self, AppError>> {
+        let (id, pem) = (text(data, "appId")?, text(data, "privateKey")?);
+        let installation = text(data, "installationId").and_then(|i| i.parse().ok());
+        Some(Self::new(&id, &pem, installation))
+    }
+
+    /// An App from its id and PEM private key.
+    pub fn new(id: &str, pem: &str, installation: Option<u64>) -> Result<Self, AppError> {
+        let id = id.parse().map_err(|_| AppError::AppId(id.to_owned()))?;
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
+        let der = STANDARD.decode(body).map_err(|e| AppError::Key(e.to_string()))?;
+        let key = if pem.contains("BEGIN RSA PRIVATE KEY") {
+            RsaKeyPair::from_der(&der)
+        } else {
+            RsaKeyPair::from_pkcs8(&der)
+        }
+        .map_err(|e| AppError::Key(e.to_string()))?;
+        Ok(Self { id, key: Arc::new(key), installation })
+    }
+
+    /// The App's JWT at `now` (seconds since the epoch): valid from a minute
+    /// ago (clock skew) for nine minutes, under GitHub's ten-minute limit.
+    pub fn jwt(&self, now: u64) -> Result<String, AppError> {
+        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "typ": "JWT"}).to_string());
+        let claims = URL_SAFE_NO_PAD.encode(
+            json!({"iat": now.saturating_sub(60), "exp": now + 540, "iss": self.id.to_string()}).to_string(),
+        );
+        let signed = format!("{header}.{claims}");
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(&RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), signed.as_bytes(), &mut signature)
+            .map_err(|_| AppError::Sign)?;
+        Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+/// Whose token: (API URL, App id, repository).
+type TokenKey = (String, u64, String);
+
+/// Installation tokens with their expiry (seconds since the epoch).
+#[derive(Default)]
+pub struct Tokens {
+    cached: Mutex<HashMap<TokenKey, (String, u64)>>,
+}
+
+impl Tokens {
+    /// An installation token of `app` for `repository` (`owner/name`).
+    pub async fn token(&self, api_url: &str, app: &App, repository: &str) -> Result<String, AppError> {
+        let key = (api_url.to_owned(), app.id, repository.to_owned());
+        if let Ok(cached) = self.cached.lock()
+            && let Some((token, expires)) = cached.get(&key)
+            && now() + RENEW_BEFORE.as_secs() < *expires
+        {
+            return Ok(token.clone());
+        }
+        let jwt = app.jwt(now())?;
+        let client = Octocrab::builder()
+            .base_uri(api_url)
+            .and_then(|b| b.personal_token(jwt).build())
+            .map_err(|source| AppError::Request { action: "set up the GitHub App client", source })?;
+        let installation = match app.installation {
+            Some(id) => id,
+            None => {
+                let action = "find the GitHub App's installation on the repository";
+                let found: Value = client
+                    .get(format!("/repos/{repository}/installation"), None::<&()>)
+                    .await
+                    .map_err(|source| AppError::Request { action, source })?;
+                found["id"].as_u64().ok_or(AppError::Shape(action))?
+            }
+        };
+        let action = "create a GitHub App installation token";
+        let created: Value = client
+            .post(format!("/app/installations/{installation}/access_tokens"), None::<&()>)
+            .await
+            .map_err(|source| AppError::Request { action, source })?;
+        let token = created["token"].as_str().ok_or(AppError::Shape(action))?.to_owned();
+        let expires = created["expires_at"]
+            .as_str()
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .map_or(now() + 3600, |t| t.as_second().max(0) as u64);
+        if let Ok(mut cached) = self.cached.lock() {
+            cached.insert(key, (token.clone(), expires));
+        }
+        Ok(token)
+    }
+}

@@ -1,0 +1,138 @@
+//! GitHub App authentication against a request-asserting fake GitHub: the
+//! JWT is a valid RS256 token of the App (checked with the public key), the
+//! installation is looked up once, and installation tokens are reused until
+//! shortly before they expire.
+
+use std::process::Command;
+
+use acp_statusbot::app::{App, Tokens};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use wiremock::matchers::{method, path};
+use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+
+/// A fresh 2048-bit RSA key: (PKCS#1 PEM, PKCS#1 public key DER).
+fn key(dir: &std::path::Path) -> (String, Vec<u8>) {
+    let pem = dir.join("key.pem");
+    let ok = Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&pem)
+        .arg("2048")
+        .output()
+        .expect("openssl");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let public = dir.join("pub.der");
+    let ok = Command::new("openssl")
+        .args(["rsa", "-RSAPublicKey_out", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .arg("-out")
+        .arg(&public)
+        .output()
+        .expect("openssl");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    (std::fs::read_to_string(pem).expect("pem"), std::fs::read(public).expect("der"))
+}
+
+/// Matches requests whose bearer token is a JWT of App `app_id` signed by `public`.
+struct SignedBy {
+    public: Vec<u8>,
+    app_id: &'static str,
+}
+
+impl Match for SignedBy {
+    fn matches(&self, request: &Request) -> bool {
+        let Some(jwt) =
+            request.headers.get("authorization").and_then(|v| v.to_str().ok()?.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let [header, claims, signature] = parts.as_slice() else { return false };
+        let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else { return false };
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            &self.public,
+        );
+        if key.verify(format!("{header}.{claims}").as_bytes(), &signature).is_err() {
+            return false;
+        }
+        let claims: serde_json::Value = URL_SAFE_NO_PAD
+            .decode(claims)
+            .ok()
+            .and_then(|c| serde_json::from_slice(&c).ok())
+            .unwrap_or_default();
+        let (iat, exp) = (claims["iat"].as_u64().unwrap_or(0), claims["exp"].as_u64().unwrap_or(0));
+        claims["iss"] == self.app_id && exp > iat && exp - iat <= 600
+    }
+}
+
+fn in_seconds(secs: i64) -> String {
+    (k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(secs)).to_string()
+}
+
+#[tokio::test]
+async fn installation_tokens_from_a_signed_app_jwt_are_cached_until_they_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, public) = key(dir.path());
+    let github = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/app/installation"))
+        .and(SignedBy { public: public.clone(), app_id: "123" })
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": 4242})))
+        .expect(1)
+        .mount(&github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/app/installations/4242/access_tokens"))
+        .and(SignedBy { public: public.clone(), app_id: "123" })
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(
+                serde_json::json!({"token": "ghs_installation", "expires_at": in_seconds(3600)}),
+            ),
+        )
+        .expect(1)
+        .mount(&github)
+        .await;
+    let app = App::new("123", &pem, None).expect("app");
+    let tokens = Tokens::default();
+    assert_eq!(tokens.token(&github.uri(), &app, "acme/app").await.expect("token"), "ghs_installation");
+    assert_eq!(tokens.token(&github.uri(), &app, "acme/app").await.expect("cached"), "ghs_installation");
+    github.verify().await;
+
+    // A token about to expire is renewed; a known installation id skips the lookup.
+    let soon = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/app/installations/7/access_tokens"))
+        .and(SignedBy { public, app_id: "123" })
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(serde_json::json!({"token": "ghs_short", "expires_at": in_seconds(60)})),
+        )
+        .expect(2)
+        .mount(&soon)
+        .await;
+    let known = App::new("123", &pem, Some(7)).expect("app");
+    for _ in 0..2 {
+        assert_eq!(tokens.token(&soon.uri(), &known, "acme/app").await.expect("token"), "ghs_short");
+    }
+    soon.verify().await;
+}
+
+#[test]
+fn secrets_name_the_app_or_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, _) = key(dir.path());
+    let data = |pairs: &[(&str, &str)]| {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), k8s_openapi::ByteString(v.as_bytes().to_vec()))).collect()
+    };
+    assert!(App::from_secret_data(&data(&[("token", "ghp_x")])).is_none(), "a token Secret is not an App");
+    assert!(
+        App::from_secret_data(&data(&[("appId", "123"), ("privateKey", &pem)])).is_some_and(|a| a.is_ok())
+    );
+    let bad = App::from_secret_data(&data(&[
+        ("appId", "123"),
+        ("privateKey", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----"),
+    ]));
+    assert!(matches!(bad, Some(Err(acp_statusbot::app::AppError::Key(_)))));
+    assert!(matches!(App::new("abc", &pem, None), Err(acp_statusbot::app::AppError::AppId(_))));
+}
