@@ -392,17 +392,16 @@ async fn sync(
     let plan = plan::diff(manifests.desired.clone(), &live, &current.inventory, &source_ref, &broken);
     let to_apply: Vec<_> = plan.create.iter().chain(&plan.update).cloned().collect();
     let apply_failures = apply::apply(&api, to_apply, &revision).await;
-    info!(
-        %revision,
-        files = entries.len(),
-        create = plan.create.len(),
-        update = plan.update.len(),
-        unchanged = plan.unchanged.len(),
-        fetched_ms,
-        checked_ms,
-        applied_ms = started.elapsed().as_millis(),
-        "synced"
-    );
+    // A sync that changes nothing (every interval) is logged at debug.
+    let level_info = !plan.create.is_empty() || !plan.update.is_empty() || !plan.prune.is_empty();
+    let (files, create, update, unchanged) =
+        (entries.len(), plan.create.len(), plan.update.len(), plan.unchanged.len());
+    let applied_ms = started.elapsed().as_millis();
+    if level_info {
+        info!(%revision, files, create, update, unchanged, fetched_ms, checked_ms, applied_ms, "synced");
+    } else {
+        tracing::debug!(%revision, files, unchanged, fetched_ms, checked_ms, applied_ms, "synced, nothing changed");
+    }
     let failed_names: HashSet<&str> = apply_failures.iter().map(|(d, _)| d.name.as_str()).collect();
     let mut errors = manifests.errors.clone();
     errors.extend(plan.conflicts.iter().cloned());
