@@ -19,6 +19,16 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const SESSION: &str = "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: NAME\nspec:\n  initialPrompt: PROMPT\n  repos:\n  - url: https://github.com/acme/webapp.git\n";
 
+/// A child process killed on drop, so a failing test leaves nothing behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn session(name: &str, prompt: &str) -> String {
     SESSION.replace("NAME", name).replace("PROMPT", prompt)
 }
@@ -295,12 +305,22 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
         sessions.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.expect("status");
     }
     let port = free_port();
-    let mut dashboard = Command::new(env!("CARGO_BIN_EXE_acp"))
-        .args(["dashboard", "--auth", "none", "--namespace", &ns, "--listen", &format!("127.0.0.1:{port}")])
-        .env("KUBECONFIG", env.kubeconfig())
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("dashboard");
+    let _dashboard = Killed(
+        Command::new(env!("CARGO_BIN_EXE_acp"))
+            .args([
+                "dashboard",
+                "--auth",
+                "none",
+                "--namespace",
+                &ns,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("KUBECONFIG", env.kubeconfig())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("dashboard"),
+    );
     let url = format!("http://127.0.0.1:{port}");
     eventually("the dashboard", Duration::from_secs(30), || async {
         let ok =
@@ -348,6 +368,4 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
     assert_eq!(run.outputs.get("session-phase").map(String::as_str), Some("Failed"));
     assert_eq!(run.outputs.get("session-result").map(String::as_str), Some("broken summary"));
     assert!(run.summary.contains("| `broken` | Failed |"), "{}", run.summary);
-    let _ = dashboard.kill();
-    let _ = dashboard.wait();
 }

@@ -34,6 +34,18 @@ fn bare(root: &Path, path: &str, files: &[(&str, &str)]) {
     git(&target, &["config", "http.receivepack", "true"]);
 }
 
+/// `acp all`, killed if the test fails before stopping it.
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn curl(url: &str) -> Option<String> {
     let out = Command::new("curl").args(["-fsS", url]).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
@@ -58,26 +70,28 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
     )
     .expect("git config");
 
-    let mut all = Command::new(env!("CARGO_BIN_EXE_acp"))
-        .args(["all", "--namespace", &ns, "--state-dir"])
-        .arg(&state)
-        .args(["--dashboard-addr", &format!("127.0.0.1:{dash_port}")])
-        .args(["--webhook-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-        .arg("--serve-git")
-        .arg(&root)
-        .args(["--git-addr", &format!("127.0.0.1:{git_port}")])
-        .arg("--claude-bin")
-        .arg(acp_testenv::claude_bin())
-        .arg("--runner-env")
-        .arg(format!("XDG_CONFIG_HOME={}", xdg.display()))
-        .env("KUBECONFIG", env.kubeconfig())
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("ANTHROPIC_BASE_URL")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("acp-all.log")).expect("log file"))
-        .spawn()
-        .expect("acp all starts");
+    let mut guard = Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_acp"))
+            .args(["all", "--namespace", &ns, "--state-dir"])
+            .arg(&state)
+            .args(["--dashboard-addr", &format!("127.0.0.1:{dash_port}")])
+            .args(["--webhook-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .arg("--serve-git")
+            .arg(&root)
+            .args(["--git-addr", &format!("127.0.0.1:{git_port}")])
+            .arg("--claude-bin")
+            .arg(acp_testenv::claude_bin())
+            .arg("--runner-env")
+            .arg(format!("XDG_CONFIG_HOME={}", xdg.display()))
+            .env("KUBECONFIG", env.kubeconfig())
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("ANTHROPIC_BASE_URL")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("acp-all.log")).expect("log file"))
+            .spawn()
+            .expect("acp all starts"),
+    ));
     let dashboard = format!("http://127.0.0.1:{dash_port}");
     eventually("the dashboard to be ready", Duration::from_secs(60), || async {
         curl(&format!("{dashboard}/readyz")).map(|_| ())
@@ -157,6 +171,7 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
     assert!(main.starts_with(git(&work, &["rev-parse", "HEAD"]).trim()), "main is never written by the bot");
 
     // Ctrl-C stops everything cleanly.
+    let mut all = guard.0.take().expect("acp all is running");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(all.id() as i32), nix::sys::signal::Signal::SIGINT)
         .expect("SIGINT");
     let exited = eventually("acp all to exit", Duration::from_secs(20), || {
