@@ -116,6 +116,12 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             kube::Config::infer().await.context("failed to find Kubernetes credentials (KUBECONFIG or in-cluster)")?;
         let client = kube::Client::try_from(kube_config.clone()).context("failed to build the Kubernetes client")?;
         let ns = args.namespace.clone();
+        let namespace: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))?;
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .patch(&ns, &PatchParams::apply(field_managers::CLI), &Patch::Apply(&namespace))
+            .await
+            .with_context(|| format!("failed to create namespace {ns}"))?;
 
         // The model: the real API, or the replay on loopback.
         let banner = match &args.anthropic_api_key {
