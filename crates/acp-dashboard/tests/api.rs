@@ -211,3 +211,43 @@ async fn api_pages_logs_and_watches_from_the_caches() {
     dashboard.stop().await;
     assert!(watch.next().await.is_none(), "the watch ended with the server");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runner_output_streams_from_the_pod_log_through_the_api_server() {
+    let (env, client) = env().await;
+    let ns = env.namespace("dash-podlog").await.name;
+    let kubelet = acp_testenv::kubelet_logs::LogServer::start().await;
+    let node = format!("acp-fake-kubelet-{}", std::process::id());
+    kubelet.register_node(&client, &node).await;
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "run-1-x7k2p", "labels": {"batch.kubernetes.io/job-name": "run-1"}},
+        "spec": {"nodeName": node, "containers": [{"name": "runner", "image": "acp-runner"}]}
+    }))
+    .expect("pod");
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created");
+    create_session(&client, &ns, "run", &format!("{ns}/src")).await;
+    set_status(&client, &ns, "run", json!({"phase": "Running", "jobName": "run-1", "run": 1})).await;
+    kubelet.write(&ns, "run-1-x7k2p", r#"{"event":"step","step":"clone","message":"cloning 1 repository"}"#);
+    let dashboard = Dashboard::start(client.clone(), Mode::None, LogSource::Pods(client.clone())).await;
+    let url = &dashboard.url;
+    let log = format!("{url}/api/v1/sessions/{ns}/run/log");
+    let text = eventually("the session in the cache with its job", TIMEOUT, || {
+        let log = log.clone();
+        async move {
+            let (status, text) = get(&format!("{log}?format=text"), None).await;
+            (status == 200).then_some(text)
+        }
+    })
+    .await;
+    assert_eq!(text, "[step] clone cloning 1 repository");
+    let mut follow = Sse::open(&format!("{log}?follow=true"), None).await.expect("follow");
+    follow.until("the first line", |e| e.event == "line" && e.data.contains("cloning")).await;
+    kubelet.write(&ns, "run-1-x7k2p", r#"{"event":"text","text":"tests pass"}"#);
+    follow.until("the new line", |e| e.event == "line" && e.data.contains("tests pass")).await;
+    kubelet.finish(&ns, "run-1-x7k2p");
+    follow.until("the end of the log", |e| e.event == "end").await;
+    dashboard.stop().await;
+}

@@ -16,6 +16,7 @@ pub mod bench;
 pub mod env;
 pub mod githttp;
 mod kubelet;
+pub mod kubelet_logs;
 pub mod model;
 pub mod policies;
 pub mod sshd;
