@@ -26,10 +26,6 @@ use crate::view::{self, Page, SessionQuery, SessionRow, SourceRow};
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-pub(crate) fn ready(app: &Shared) -> Result<(), WebError> {
-    if app.cache.ready() { Ok(()) } else { Err(WebError::NotReady) }
-}
-
 pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, WebError> {
     query.map(|Query(q)| q).map_err(|e| WebError::BadRequest(e.body_text()))
 }
@@ -45,7 +41,7 @@ pub(crate) async fn session_page(
     headers: &HeaderMap,
     query: &SessionQuery,
 ) -> Result<(Option<Caller>, Access, Page<Arc<SessionRow>>), WebError> {
-    ready(app)?;
+    app.ready()?;
     let (caller, access) = app.access(headers).await?;
     let snapshot = app.cache.snapshot();
     let page = view::select(&snapshot.rows, query, |ns| access.allows(ns));
@@ -69,9 +65,7 @@ pub async fn get_session(
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    ready(&app)?;
-    app.check(&headers, &namespace).await?;
-    let session = app.cache.session(&namespace, &name).ok_or(WebError::NotFound)?;
+    let (_, session) = app.session(&headers, &namespace, &name).await?;
     Ok(Json(&*session).into_response())
 }
 
@@ -80,7 +74,7 @@ pub(crate) async fn source_rows(
     app: &Shared,
     headers: &HeaderMap,
 ) -> Result<(Option<Caller>, Vec<SourceRow>), WebError> {
-    ready(app)?;
+    app.ready()?;
     let (caller, access) = app.access(headers).await?;
     let mut rows: Vec<SourceRow> = app
         .cache
@@ -106,9 +100,7 @@ pub async fn get_source(
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    ready(&app)?;
-    app.check(&headers, &namespace).await?;
-    let source = app.cache.source(&namespace, &name).ok_or(WebError::NotFound)?;
+    let (_, source) = app.source(&headers, &namespace, &name).await?;
     Ok(Json(&*source).into_response())
 }
 
@@ -192,8 +184,10 @@ impl Watch {
 }
 
 async fn watch(app: Shared, headers: HeaderMap, query: WatchQuery, kind: Kind) -> Result<Response, ApiError> {
-    ready(&app)?;
-    let (caller, _) = app.access(&headers).await?;
+    // Only the caller: access is decided per event (cached), not for every
+    // namespace up front.
+    app.ready()?;
+    let caller = app.auth.caller(&headers).await?;
     if let Some(ns) = &query.namespace {
         app.check(&headers, ns).await?;
     }
@@ -246,9 +240,7 @@ pub async fn session_log(
     params: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query(params)?;
-    ready(&app)?;
-    app.check(&headers, &namespace).await?;
-    let session = app.cache.session(&namespace, &name).ok_or(WebError::NotFound)?;
+    let (_, session) = app.session(&headers, &namespace, &name).await?;
     let text = params.format.as_deref() == Some("text");
     let shape = move |line: String| if text { render_line(&line) } else { line };
     if !params.follow {

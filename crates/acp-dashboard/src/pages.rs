@@ -3,7 +3,6 @@
 //! and error pages. They read as plain HTML; `static/live.js` adds live updates.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use acp_api::SessionPhase;
 use axum::extract::rejection::QueryRejection;
@@ -14,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use minijinja::{Environment, context, value::Serde};
 use serde::Serialize;
 
-use crate::api::{query, ready, session_page, source_rows};
+use crate::api::{query, session_page, source_rows};
 use crate::auth::Caller;
 use crate::server::{Shared, WebError};
 use crate::view::{self, SessionQuery, SessionRow, SourceRow};
@@ -185,9 +184,7 @@ pub async fn session(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     let fail = |error| PageError { app: app.clone(), error };
-    ready(&app).map_err(fail)?;
-    let caller = app.check(&headers, &namespace).await.map_err(fail)?;
-    let session = app.cache.session(&namespace, &name).ok_or(WebError::NotFound).map_err(fail)?;
+    let (caller, session) = app.session(&headers, &namespace, &name).await.map_err(fail)?;
     let row = SessionRow::new(&session);
     let source = app.cache.source_of(&session);
     let links = view::links(&session, source.as_deref());
@@ -233,10 +230,7 @@ pub async fn source(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     let fail = |error| PageError { app: app.clone(), error };
-    ready(&app).map_err(fail)?;
-    let caller = app.check(&headers, &namespace).await.map_err(fail)?;
-    let source: Arc<acp_api::SessionSource> =
-        app.cache.source(&namespace, &name).ok_or(WebError::NotFound).map_err(fail)?;
+    let (caller, source) = app.source(&headers, &namespace, &name).await.map_err(fail)?;
     let status = source.status.clone().unwrap_or_default();
     let mut history = status.history.clone();
     history.reverse();

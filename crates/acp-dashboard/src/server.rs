@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use acp_api::{AgenticSession, SessionSource};
+
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -58,14 +60,43 @@ impl App {
         Ok((caller, access))
     }
 
-    /// Checks that the caller may see `namespace`; else the object "is not found".
+    /// Fails while the caches are still loading: an empty answer would lie.
+    pub fn ready(&self) -> Result<(), WebError> {
+        if self.cache.ready() { Ok(()) } else { Err(WebError::NotReady) }
+    }
+
+    /// Checks that the caches are loaded and the caller may see `namespace`;
+    /// else the object "is not found".
     pub async fn check(&self, headers: &HeaderMap, namespace: &str) -> Result<Option<Caller>, WebError> {
+        self.ready()?;
         let caller = self.auth.caller(headers).await?;
         if self.auth.can_list(caller.as_ref(), namespace).await? {
             Ok(caller)
         } else {
             Err(WebError::NotFound)
         }
+    }
+
+    /// Session `namespace/name`, if the caller may see it.
+    pub async fn session(
+        &self,
+        headers: &HeaderMap,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(Option<Caller>, Arc<AgenticSession>), WebError> {
+        let caller = self.check(headers, namespace).await?;
+        Ok((caller, self.cache.session(namespace, name).ok_or(WebError::NotFound)?))
+    }
+
+    /// Source `namespace/name`, if the caller may see it.
+    pub async fn source(
+        &self,
+        headers: &HeaderMap,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(Option<Caller>, Arc<SessionSource>), WebError> {
+        let caller = self.check(headers, namespace).await?;
+        Ok((caller, self.cache.source(namespace, name).ok_or(WebError::NotFound)?))
     }
 }
 

@@ -170,24 +170,27 @@ impl Cache {
             }
         }
         drop(rows);
-        match event {
-            Event::Apply(s) => self.send(Change::Upsert(Object::Session(Arc::new(s.clone())))),
-            Event::Delete(s) => self.send(Change::Delete(Object::Session(Arc::new(s.clone())))),
-            Event::InitDone => {
-                self.sessions_ready.store(true, Ordering::Release);
-                self.send(Change::Resync(Kind::Session));
-            }
-            Event::Init | Event::InitApply(_) => {}
-        }
+        self.announce(event, Object::Session, &self.sessions_ready, Kind::Session);
     }
 
     fn on_source(&self, event: &Event<SessionSource>) {
+        self.announce(event, Object::Source, &self.sources_ready, Kind::Source);
+    }
+
+    /// Broadcasts what `event` changed; marks `ready` once the first list is in.
+    fn announce<K: Clone>(
+        &self,
+        event: &Event<K>,
+        object: fn(Arc<K>) -> Object,
+        ready: &AtomicBool,
+        kind: Kind,
+    ) {
         match event {
-            Event::Apply(s) => self.send(Change::Upsert(Object::Source(Arc::new(s.clone())))),
-            Event::Delete(s) => self.send(Change::Delete(Object::Source(Arc::new(s.clone())))),
+            Event::Apply(o) => self.send(Change::Upsert(object(Arc::new(o.clone())))),
+            Event::Delete(o) => self.send(Change::Delete(object(Arc::new(o.clone())))),
             Event::InitDone => {
-                self.sources_ready.store(true, Ordering::Release);
-                self.send(Change::Resync(Kind::Source));
+                ready.store(true, Ordering::Release);
+                self.send(Change::Resync(kind));
             }
             Event::Init | Event::InitApply(_) => {}
         }
@@ -202,15 +205,10 @@ where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    watcher(api).default_backoff().modify(|o| o.meta_mut().managed_fields = None).reflect(writer)
-}
-
-fn watcher<K>(api: Api<K>) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
     watcher::watcher(api, watcher::Config::default().page_size(1000))
+        .default_backoff()
+        .modify(|o| o.meta_mut().managed_fields = None)
+        .reflect(writer)
 }
 
 /// Starts the caches of `namespace` (all namespaces when `None`): returns the

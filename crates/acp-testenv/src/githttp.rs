@@ -43,29 +43,32 @@ impl GitServer {
     /// Creates bare repository `name` whose `branch` holds `files` in one commit,
     /// using the real git CLI. Returns the bare repository's path.
     pub fn create_repo(&self, name: &str, branch: &str, files: &[(&str, &str)]) -> PathBuf {
-        let bare = self.root.join(format!("{name}.git"));
-        let work = self.root.join(format!(".work-{name}"));
-        std::fs::create_dir_all(&work).expect("work dir");
-        git(&work, &["init", "-q", "-b", branch]);
-        for (path, content) in files {
-            let file = work.join(path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).expect("parent dir");
-            }
-            std::fs::write(file, content).expect("write file");
-        }
-        git(&work, &["add", "-A"]);
-        git(
-            &work,
-            &["-c", "user.name=Seed", "-c", "user.email=seed@example.invalid", "commit", "-qm", "seed"],
-        );
-        git(
-            &self.root,
-            &["clone", "-q", "--bare", work.to_str().expect("utf-8"), bare.to_str().expect("utf-8")],
-        );
-        std::fs::remove_dir_all(&work).expect("remove work dir");
-        bare
+        bare_repo(&self.root, &format!("{name}.git"), branch, files)
     }
+}
+
+/// Creates bare repository `root/path` whose `branch` holds `files` in one
+/// commit, using the real git CLI. Returns its path.
+pub fn bare_repo(root: &Path, path: &str, branch: &str, files: &[(&str, &str)]) -> PathBuf {
+    let bare = root.join(path);
+    let work = root.join(format!(".work-{}", path.replace('/', "-")));
+    std::fs::create_dir_all(&work).expect("work dir");
+    git(&work, &["init", "-q", "-b", branch]);
+    for (file, content) in files {
+        let file = work.join(file);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).expect("parent dir");
+        }
+        std::fs::write(file, content).expect("write file");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["-c", "user.name=Seed", "-c", "user.email=seed@example.invalid", "commit", "-qm", "seed"]);
+    if let Some(parent) = bare.parent() {
+        std::fs::create_dir_all(parent).expect("parent dir");
+    }
+    git(root, &["clone", "-q", "--bare", work.to_str().expect("utf-8"), bare.to_str().expect("utf-8")]);
+    std::fs::remove_dir_all(&work).expect("remove work dir");
+    bare
 }
 
 impl Drop for GitServer {

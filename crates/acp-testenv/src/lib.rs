@@ -19,6 +19,7 @@ mod kubelet;
 pub mod kubelet_logs;
 pub mod model;
 pub mod policies;
+pub mod proc;
 pub mod sshd;
 mod wait;
 

@@ -12,12 +12,13 @@
 //! Run: `cargo bench -p acp --bench dashboard_scale`. Env: ACP_BENCH_SESSIONS
 //! (10000), ACP_BENCH_SECONDS (10 per scenario), ACP_BENCH_CONNECTIONS (32).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use acp_api::AgenticSession;
 use acp_testenv::TestEnv;
 use acp_testenv::bench::{env_usize, free_port, status_kib, wait_until};
+use acp_testenv::proc::{Killed, curl};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -26,15 +27,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const NAMESPACES: usize = 10;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn session(ns: &str, i: usize) -> AgenticSession {
     serde_json::from_value(json!({
@@ -142,10 +134,7 @@ fn start_dashboard(env: &TestEnv, port: u16, auth: &str) -> Killed {
 
 async fn ready(port: u16) -> Duration {
     wait_until("the dashboard's caches", Duration::from_secs(300), async || {
-        Command::new("curl")
-            .args(["-fs", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/readyz")])
-            .status()
-            .is_ok_and(|s| s.success())
+        curl(&format!("http://127.0.0.1:{port}/readyz"), &[]).is_some()
     })
     .await
 }

@@ -144,7 +144,7 @@ pub fn output(name: &str, value: &str) -> anyhow::Result<()> {
         println!("{name}={value}");
         return Ok(());
     };
-    let delimiter = format!("ACP_EOF_{:x}", rand_suffix(value));
+    let delimiter = format!("ACP_EOF_{:x}", unused_suffix(value));
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -155,7 +155,7 @@ pub fn output(name: &str, value: &str) -> anyhow::Result<()> {
 }
 
 /// A delimiter suffix that does not occur in `value`.
-fn rand_suffix(value: &str) -> u64 {
+fn unused_suffix(value: &str) -> u64 {
     let mut n = value.len() as u64 ^ 0x5eed;
     while value.contains(&format!("{n:x}")) {
         n = n.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -177,13 +177,9 @@ pub fn summary(markdown: &str) -> anyhow::Result<()> {
 
 fn validate(args: &ActionArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let dir = ctx.workspace.join(&args.path);
-    let (files, manifests) = crate::validate::check(std::slice::from_ref(&dir), None, Some(&args.namespace))?;
-    for error in &manifests.errors {
-        let mut error = error.clone();
-        // Annotations name files relative to the repository root.
-        error.path = rel(&ctx.workspace, &dir.join(&error.path));
-        println!("{}", crate::validate::github_annotation(&error));
-    }
+    let (files, mut manifests) =
+        crate::validate::check(std::slice::from_ref(&dir), None, Some(&args.namespace))?;
+    annotate(&ctx.workspace, &dir, &mut manifests.errors);
     let line = format!(
         "{files} files, {} sessions valid, {} errors",
         manifests.desired.len(),
@@ -193,6 +189,15 @@ fn validate(args: &ActionArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     summary(&format!("### acp validate\n\n{line}\n"))?;
     output("errors", &manifests.errors.len().to_string())?;
     Ok(if manifests.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints `errors` (found under `dir`) as annotations on files named
+/// relative to the repository root, as GitHub wants them.
+fn annotate(workspace: &Path, dir: &Path, errors: &mut [acp_api::source::FileError]) {
+    for error in errors {
+        error.path = rel(workspace, &dir.join(&error.path));
+        println!("{}", crate::validate::github_annotation(error));
+    }
 }
 
 fn rel(root: &Path, path: &Path) -> String {
@@ -231,10 +236,7 @@ fn plan(args: &ActionArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let dir = ctx.workspace.join(&args.path);
     let plan_args = crate::plan::PlanArgs::offline(dir.clone(), base.clone(), args.namespace.clone(), None);
     let mut plan = crate::plan::summarize(&plan_args)?;
-    for error in &mut plan.errors {
-        error.path = rel(&ctx.workspace, &dir.join(&error.path));
-        println!("{}", crate::validate::github_annotation(error));
-    }
+    annotate(&ctx.workspace, &dir, &mut plan.errors);
     let against =
         base.as_deref().map(|b| format!(" against `{}`", &b[..b.len().min(12)])).unwrap_or_default();
     let body = format!(

@@ -86,10 +86,6 @@ async fn runner_secret(
     Ok(())
 }
 
-async fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr} ({what})"))
-}
-
 /// Runs everything until SIGTERM or SIGINT.
 pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
     crate::operator::init_tracing();
@@ -107,14 +103,9 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
     if let Some(bin) = &args.claude_bin {
         runner_env.push(("CLAUDE_BIN".into(), bin.to_string_lossy().into_owned()));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the runtime")?;
+    let runtime = crate::operator::runtime()?;
     runtime.block_on(async {
-        let kube_config =
-            kube::Config::infer().await.context("failed to find Kubernetes credentials (KUBECONFIG or in-cluster)")?;
-        let client = kube::Client::try_from(kube_config.clone()).context("failed to build the Kubernetes client")?;
+        let (kube_config, client) = crate::operator::kube_client().await?;
         let ns = args.namespace.clone();
         let namespace: k8s_openapi::api::core::v1::Namespace =
             serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))?;
@@ -131,7 +122,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
                 None
             }
             None => {
-                let listener = listen("127.0.0.1:0".parse()?, "replay model").await?;
+                let listener = crate::operator::listen("127.0.0.1:0".parse()?, "replay model").await?;
                 let url = format!("http://{}", listener.local_addr()?);
                 tokio::spawn(async move { axum::serve(listener, acp_replay::replay_router()).await });
                 runner_secret(&client, &ns, "replay-model-no-key", Some(&url)).await?;
@@ -140,28 +131,22 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if let Some(root) = &args.serve_git {
-            let listener = listen(args.git_addr, "git server").await?;
+            let listener = crate::operator::listen(args.git_addr, "git server").await?;
             let router = acp_gitsync::serve::router(std::path::absolute(root)?, None);
             tokio::spawn(async move { axum::serve(listener, router).await });
             tracing::info!(addr = %args.git_addr, root = %root.display(), "serving git repositories");
         }
 
-        let gitsync_metrics = Arc::new(acp_gitsync::metrics::Metrics::default());
-        let receiver = acp_gitsync::webhook::Receiver::new(
-            client.clone(),
-            acp_gitsync::webhook::Config {
-                namespace: Some(ns.clone()),
-                max_body: acp_gitsync::webhook::DEFAULT_MAX_BODY,
-                per_second: 50,
-            },
-        );
-        let hooks = receiver.router().merge(gitsync_metrics.clone().router());
-        let hooks_listener = listen(args.webhook_addr, "git-sync webhook").await?;
-        tokio::spawn(async move { axum::serve(hooks_listener, hooks).await });
+        let webhook = acp_gitsync::webhook::Config {
+            namespace: Some(ns.clone()),
+            max_body: acp_gitsync::webhook::DEFAULT_MAX_BODY,
+            per_second: 50,
+        };
+        let gitsync_metrics = crate::gitsync::serve_webhook(&client, webhook, args.webhook_addr).await?;
         let operator_metrics = Arc::new(acp_operator::metrics::Metrics::default());
-        let metrics_listener = listen(args.metrics_addr, "operator metrics").await?;
+        let metrics_listener = crate::operator::listen(args.metrics_addr, "operator metrics").await?;
         tokio::spawn(acp_operator::metrics::serve(metrics_listener, operator_metrics.clone()));
-        let dashboard_listener = listen(args.dashboard_addr, "dashboard").await?;
+        let dashboard_listener = crate::operator::listen(args.dashboard_addr, "dashboard").await?;
 
         let runs = state.join("runs");
         let gitsync = acp_gitsync::controller::Config {

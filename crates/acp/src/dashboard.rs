@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use acp_dashboard::auth::Mode;
 use acp_dashboard::logs::LogSource;
-use anyhow::Context as _;
 
 /// Options of `acp dashboard`.
 #[derive(Debug, clap::Args)]
@@ -49,18 +48,11 @@ impl DashboardArgs {
 /// Runs the dashboard until SIGTERM or SIGINT.
 pub fn run(args: &DashboardArgs) -> anyhow::Result<ExitCode> {
     crate::operator::init_tracing();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the runtime")?;
+    let runtime = crate::operator::runtime()?;
     runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .context("failed to find Kubernetes credentials (KUBECONFIG or in-cluster)")?;
+        let (_, client) = crate::operator::kube_client().await?;
         let config = args.config(&client)?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("failed to listen on {}", args.listen))?;
+        let listener = crate::operator::listen(args.listen, "dashboard").await?;
         tracing::info!(addr = %args.listen, auth = %args.auth, namespace = ?args.namespace, "acp dashboard serving");
         crate::operator::until_signal(|stop| async move {
             if let Err(e) = acp_dashboard::run(client, config, listener, stop).await {

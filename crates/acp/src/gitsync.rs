@@ -4,8 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 /// Options of `acp git-sync`.
 #[derive(Debug, clap::Args)]
 pub struct GitSyncArgs {
@@ -29,32 +27,34 @@ pub struct GitSyncArgs {
     webhook_rate: u32,
 }
 
+/// Serves git-sync's webhook receiver, `/metrics` and `/healthz` on `addr`;
+/// returns the metrics the controller records into.
+pub async fn serve_webhook(
+    client: &kube::Client,
+    config: acp_gitsync::webhook::Config,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<Arc<acp_gitsync::metrics::Metrics>> {
+    let receiver = acp_gitsync::webhook::Receiver::new(client.clone(), config);
+    let metrics = Arc::new(acp_gitsync::metrics::Metrics::default());
+    let app = receiver.router().merge(metrics.clone().router());
+    let listener = crate::operator::listen(addr, "git-sync webhook").await?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(metrics)
+}
+
 /// Runs git-sync until SIGTERM or SIGINT.
 pub fn run(args: &GitSyncArgs) -> anyhow::Result<ExitCode> {
     crate::operator::init_tracing();
     let checker = Arc::new(crate::policies::checker(args.policies.as_deref())?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the runtime")?;
+    let runtime = crate::operator::runtime()?;
     runtime.block_on(async {
-        let kube_config =
-            kube::Config::infer().await.context("failed to find Kubernetes credentials (KUBECONFIG or in-cluster)")?;
-        let client = kube::Client::try_from(kube_config.clone()).context("failed to build the Kubernetes client")?;
-        let receiver = acp_gitsync::webhook::Receiver::new(
-            client.clone(),
-            acp_gitsync::webhook::Config {
-                namespace: args.namespace.clone(),
-                max_body: args.webhook_max_body,
-                per_second: args.webhook_rate,
-            },
-        );
-        let metrics = Arc::new(acp_gitsync::metrics::Metrics::default());
-        let app = receiver.router().merge(metrics.clone().router());
-        let listener = tokio::net::TcpListener::bind(args.webhook_addr)
-            .await
-            .with_context(|| format!("failed to listen on {}", args.webhook_addr))?;
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (kube_config, client) = crate::operator::kube_client().await?;
+        let webhook = acp_gitsync::webhook::Config {
+            namespace: args.namespace.clone(),
+            max_body: args.webhook_max_body,
+            per_second: args.webhook_rate,
+        };
+        let metrics = serve_webhook(&client, webhook, args.webhook_addr).await?;
         tracing::info!(namespace = ?args.namespace, webhook = %args.webhook_addr, policies = ?checker.policies(), "acp git-sync starting");
         let config = acp_gitsync::controller::Config {
             namespace: args.namespace.clone(),

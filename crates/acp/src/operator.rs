@@ -69,6 +69,25 @@ pub fn init_tracing() {
         .init();
 }
 
+/// The multi-threaded runtime every long-running subcommand runs on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the runtime")
+}
+
+/// Kubernetes credentials (KUBECONFIG or in-cluster) and a client.
+pub async fn kube_client() -> anyhow::Result<(kube::Config, kube::Client)> {
+    let config = kube::Config::infer()
+        .await
+        .context("failed to find Kubernetes credentials (KUBECONFIG or in-cluster)")?;
+    let client = kube::Client::try_from(config.clone()).context("failed to build the Kubernetes client")?;
+    Ok((config, client))
+}
+
+/// Binds `addr` for `what`, naming both on failure.
+pub async fn listen(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr} ({what})"))
+}
+
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -147,10 +166,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
             ..ChildConfig::default()
         },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let metrics = std::sync::Arc::new(acp_operator::metrics::Metrics::default());
         let kube_config = kube::Config::infer()

@@ -48,14 +48,9 @@ pub fn run(args: &StatusBotArgs) -> anyhow::Result<ExitCode> {
     crate::operator::init_tracing();
     let renderer = acp_statusbot::render::Renderer::new(args.templates.as_deref())
         .context("failed to load the templates")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the runtime")?;
+    let runtime = crate::operator::runtime()?;
     runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .context("failed to find Kubernetes credentials (KUBECONFIG or in-cluster)")?;
+        let (_, client) = crate::operator::kube_client().await?;
         let config = acp_statusbot::controller::Config {
             namespace: args.namespace.clone(),
             github_api_url: args.github_api_url.clone(),

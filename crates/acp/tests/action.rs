@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use acp_testenv::bench::free_port;
 use acp_testenv::githttp::git;
+use acp_testenv::proc::{Killed, curl};
 use acp_testenv::{TestEnv, eventually};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -18,16 +19,6 @@ use wiremock::matchers::{any, body_string_contains, header_exists, method, path,
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const SESSION: &str = "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: NAME\nspec:\n  initialPrompt: PROMPT\n  repos:\n  - url: https://github.com/acme/webapp.git\n";
-
-/// A child process killed on drop, so a failing test leaves nothing behind.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn session(name: &str, prompt: &str) -> String {
     SESSION.replace("NAME", name).replace("PROMPT", prompt)
@@ -323,8 +314,7 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
     );
     let url = format!("http://127.0.0.1:{port}");
     eventually("the dashboard", Duration::from_secs(30), || async {
-        let ok =
-            Command::new("curl").args(["-fs", &format!("{url}/readyz")]).status().is_ok_and(|s| s.success());
+        let ok = curl(&format!("{url}/readyz"), &[]).is_some();
         ok.then_some(())
     })
     .await;

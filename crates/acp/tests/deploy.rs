@@ -4,12 +4,13 @@
 //! outside a component's RBAC are denied.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use acp_api::AgenticSession;
 use acp_testenv::bench::free_port;
-use acp_testenv::githttp::git;
+use acp_testenv::githttp::bare_repo;
+use acp_testenv::proc::{Killed, curl};
 use acp_testenv::{Kubelet, TestEnv, eventually};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -109,17 +110,8 @@ async fn client_as(env: &TestEnv, name: &str) -> kube::Client {
     kube::Client::try_from(config).expect("impersonating client")
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(kubeconfig: &Path, args: &[&str], log: &Path) -> Proc {
-    Proc(
+fn start(kubeconfig: &Path, args: &[&str], log: &Path) -> Killed {
+    Killed(
         Command::new(env!("CARGO_BIN_EXE_acp"))
             .args(args)
             .env("KUBECONFIG", kubeconfig)
@@ -172,18 +164,15 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
 
     // A source repository with one session.
     let ns = env.namespace("deploy-rbac").await.name;
-    let bare = dir.path().join("sessions.git");
-    let work = dir.path().join("work");
-    git(dir.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().expect("utf-8")]);
-    git(dir.path(), &["init", "-q", "-b", "main", work.to_str().expect("utf-8")]);
-    std::fs::write(
-        work.join("s.yaml"),
-        "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: rbac\nspec:\n  initialPrompt: hi\n",
-    )
-    .expect("write");
-    git(&work, &["add", "-A"]);
-    git(&work, &["-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", "s"]);
-    git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
+    let bare = bare_repo(
+        dir.path(),
+        "sessions.git",
+        "main",
+        &[(
+            "s.yaml",
+            "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: rbac\nspec:\n  initialPrompt: hi\n",
+        )],
+    );
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(admin.clone(), &ns);
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ambient-runner-secrets"},
         "stringData": {"ANTHROPIC_API_KEY": "sk-test"}});
@@ -305,12 +294,8 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
     };
     let list = format!("http://127.0.0.1:{dash_port}/api/v1/sessions");
     let body = eventually("the dashboard (as its ServiceAccount) to answer", TIMEOUT, || async {
-        let out = Command::new("curl")
-            .args(["-fsS", "-H", &format!("Authorization: Bearer {token}"), &list])
-            .output()
-            .ok()?;
-        let body = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.success() && body.contains("\"rbac\"")).then_some(body)
+        let body = curl(&list, &[&format!("Authorization: Bearer {token}")])?;
+        body.contains("\"rbac\"").then_some(body)
     })
     .await;
     assert!(body.contains("\"Completed\""), "{body}\n{}", read_log("dashboard"));

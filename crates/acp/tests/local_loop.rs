@@ -10,46 +10,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use acp_testenv::bench::free_port;
-use acp_testenv::githttp::git;
+use acp_testenv::githttp::{bare_repo, git};
+use acp_testenv::proc::{Killed, curl};
 use acp_testenv::{TestEnv, eventually};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
-
-fn bare(root: &Path, path: &str, files: &[(&str, &str)]) {
-    let work = tempfile::tempdir().expect("tempdir");
-    git(work.path(), &["init", "-q", "-b", "main"]);
-    for (name, content) in files {
-        std::fs::write(work.path().join(name), content).expect("write");
-    }
-    git(work.path(), &["add", "-A"]);
-    git(work.path(), &["-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", "seed"]);
-    let target = root.join(path);
-    std::fs::create_dir_all(target.parent().expect("parent")).expect("dirs");
-    git(
-        root,
-        &["clone", "-q", "--bare", work.path().to_str().expect("utf-8"), target.to_str().expect("utf-8")],
-    );
-    git(&target, &["config", "http.receivepack", "true"]);
-}
-
-/// `acp all`, killed if the test fails before stopping it.
-struct Running(Option<std::process::Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn curl(url: &str) -> Option<String> {
-    let out = Command::new("curl").args(["-fsS", url]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
@@ -61,8 +28,8 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
     let (root, state, xdg) = (dir.path().join("git"), dir.path().join("state"), dir.path().join("xdg"));
     let (git_port, dash_port) = (free_port(), free_port());
     let git_url = format!("http://127.0.0.1:{git_port}");
-    bare(&root, "sessions.git", &[("README.md", "sessions\n")]);
-    bare(&root, "github.com/acme/app.git", &[("README.md", "app\n")]);
+    bare_repo(&root, "sessions.git", "main", &[("README.md", "sessions\n")]);
+    bare_repo(&root, "github.com/acme/app.git", "main", &[("README.md", "app\n")]);
     std::fs::create_dir_all(xdg.join("git")).expect("xdg");
     std::fs::write(
         xdg.join("git/config"),
@@ -70,7 +37,7 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
     )
     .expect("git config");
 
-    let mut guard = Running(Some(
+    let mut all = Killed(
         Command::new(env!("CARGO_BIN_EXE_acp"))
             .args(["all", "--namespace", &ns, "--state-dir"])
             .arg(&state)
@@ -91,10 +58,10 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
             .stderr(std::fs::File::create(dir.path().join("acp-all.log")).expect("log file"))
             .spawn()
             .expect("acp all starts"),
-    ));
+    );
     let dashboard = format!("http://127.0.0.1:{dash_port}");
     eventually("the dashboard to be ready", Duration::from_secs(60), || async {
-        curl(&format!("{dashboard}/readyz")).map(|_| ())
+        curl(&format!("{dashboard}/readyz"), &[]).map(|_| ())
     })
     .await;
 
@@ -127,7 +94,7 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
     // It runs to Completed, as the dashboard API shows.
     let url = format!("{dashboard}/api/v1/sessions/{ns}/hello");
     let session: serde_json::Value = eventually("the session to end", RUN_TIMEOUT, || async {
-        let body = curl(&url)?;
+        let body = curl(&url, &[])?;
         let value: serde_json::Value = serde_json::from_str(&body).ok()?;
         let phase = value["status"]["phase"].as_str().unwrap_or_default().to_owned();
         ["Completed", "Failed", "Stopped"].contains(&phase.as_str()).then_some(value)
@@ -137,9 +104,10 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
     assert_eq!(session["status"]["phase"], "Completed", "{session:#}\n--- acp all log ---\n{log}");
     let summary = session["status"]["result"]["summary"].as_str().unwrap_or_default();
     assert!(summary.contains("[replay model]"), "the replay is labelled in the result: {summary}");
-    let list = curl(&format!("{dashboard}/api/v1/sessions?namespace={ns}&phase=Completed")).expect("list");
+    let list =
+        curl(&format!("{dashboard}/api/v1/sessions?namespace={ns}&phase=Completed"), &[]).expect("list");
     assert!(list.contains("\"hello\""), "{list}");
-    let page = curl(&format!("{dashboard}/sessions/{ns}/hello")).expect("page");
+    let page = curl(&format!("{dashboard}/sessions/{ns}/hello"), &[]).expect("page");
     assert!(page.contains("scripted replay"), "the dashboard labels the replay model");
 
     // The agent's change was pushed to ambient/hello of the (local) app repository.
@@ -171,11 +139,13 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
     assert!(main.starts_with(git(&work, &["rev-parse", "HEAD"]).trim()), "main is never written by the bot");
 
     // Ctrl-C stops everything cleanly.
-    let mut all = guard.0.take().expect("acp all is running");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(all.id() as i32), nix::sys::signal::Signal::SIGINT)
-        .expect("SIGINT");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(all.child().id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
     let exited = eventually("acp all to exit", Duration::from_secs(20), || {
-        let status = all.try_wait().expect("wait");
+        let status = all.child().try_wait().expect("wait");
         async move { status }
     })
     .await;

@@ -108,13 +108,9 @@ pub fn run(args: &ActionArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     std::fs::write(&file, manifest(args, &name)?)
         .with_context(|| format!("failed to write {}", file.display()))?;
     let relative = super::rel(&ctx.workspace, &file);
-    let (_, checked) = crate::validate::check(std::slice::from_ref(&file), None, Some(&args.namespace))?;
+    let (_, mut checked) = crate::validate::check(std::slice::from_ref(&file), None, Some(&args.namespace))?;
     if !checked.errors.is_empty() {
-        for error in &checked.errors {
-            let mut error = error.clone();
-            error.path = relative.clone();
-            println!("{}", crate::validate::github_annotation(&error));
-        }
+        super::annotate(&ctx.workspace, &dir, &mut checked.errors);
         std::fs::remove_file(&file).ok();
         bail!("the session does not pass validation; nothing was committed");
     }
