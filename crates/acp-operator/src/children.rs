@@ -274,7 +274,6 @@ pub fn job(session: &AgenticSession, run: i64, config: &ChildConfig, secret_keys
                         "name": "runner",
                         "image": config.runner_image,
                         "imagePullPolicy": config.image_pull_policy,
-                        "args": ["runner"],
                         "env": runner_env(session, secret_keys),
                         "terminationMessagePath": "/dev/termination-log",
                         "terminationMessagePolicy": "FallbackToLogsOnError",

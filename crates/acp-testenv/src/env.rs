@@ -1,6 +1,7 @@
-//! Starting (or joining) the control plane and handing out clients and
-//! namespaces.
+//! Starting (or joining) the cluster (control plane and node) and handing out
+//! clients and namespaces.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -15,11 +16,24 @@ use kube::{Client, Config};
 
 use crate::wait::DEFAULT_TIMEOUT;
 
-/// A running control plane: its kubeconfig and binaries.
+/// A running cluster: its kubeconfig, binaries and (usually) its node.
 #[derive(Debug)]
 pub struct TestEnv {
     kubeconfig: PathBuf,
     bin_dir: PathBuf,
+    node: Option<Node>,
+}
+
+/// The real node of the environment: where pods run, and what they reach.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// An address of this machine that pods reach (`ACP_HOST_ADDRESS`): test
+    /// servers that pods talk to (a scripted model, a git server) listen here.
+    pub host_address: IpAddr,
+    /// The `acp` image built from `images/acp/Dockerfile`, on the node.
+    pub image: String,
+    /// The runner image built from `images/runner/Dockerfile`, on the node.
+    pub runner_image: String,
 }
 
 static ENV: OnceLock<TestEnv> = OnceLock::new();
@@ -48,10 +62,30 @@ impl TestEnv {
                 .output()
                 .expect("failed to run scripts/testenv");
             assert!(out.status.success(), "scripts/testenv up failed (see its output above)");
+            let exports = parse_exports(&String::from_utf8_lossy(&out.stdout));
             let bin_dir =
                 std::fs::read_to_string(dir.join("bin-dir")).expect("testenv wrote bin-dir").trim().into();
-            TestEnv { kubeconfig: dir.join("kubeconfig"), bin_dir }
+            let node = exports.get("ACP_HOST_ADDRESS").map(|address| Node {
+                host_address: address.parse().expect("ACP_HOST_ADDRESS is an IP address"),
+                image: exports.get("ACP_IMAGE").cloned().expect("testenv printed ACP_IMAGE"),
+                runner_image: exports.get("ACP_RUNNER_IMAGE").cloned().expect("testenv printed ACP_RUNNER_IMAGE"),
+            });
+            TestEnv { kubeconfig: dir.join("kubeconfig"), bin_dir, node }
         })
+    }
+
+    /// The node: panics when the environment was started without one
+    /// (`ACP_TESTENV_NODE=0`), since the calling test runs pods.
+    pub fn node(&self) -> &Node {
+        self.node.as_ref().expect(
+            "this test runs pods, but the environment has no node (ACP_TESTENV_NODE=0 or `up --no-node`)",
+        )
+    }
+
+    /// Where test servers should listen: the node's host address when there
+    /// is a node (pods and this process both reach it), else loopback.
+    pub fn host_address(&self) -> IpAddr {
+        self.node.as_ref().map_or(IpAddr::from([127, 0, 0, 1]), |n| n.host_address)
     }
 
     /// Path of the admin kubeconfig.
@@ -125,6 +159,15 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("failed to create namespace {name}: {e}"));
         TestNamespace { name, client }
     }
+}
+
+/// `export NAME=value` lines, as `scripts/testenv up` and `env` print them.
+fn parse_exports(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// A namespace owned by one test, with a client.

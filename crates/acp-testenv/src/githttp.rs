@@ -18,11 +18,17 @@ pub struct GitServer {
 }
 
 impl GitServer {
-    /// Serves bare repositories under `root` to clients presenting `token`.
+    /// Serves bare repositories under `root` on loopback to clients presenting `token`.
     pub async fn start(root: &Path, token: &str) -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), root, token).await
+    }
+
+    /// Like [`GitServer::start`], listening on `ip` (for pods:
+    /// [`crate::TestEnv::host_address`]).
+    pub async fn start_on(ip: std::net::IpAddr, root: &Path, token: &str) -> Self {
         std::fs::create_dir_all(root).expect("create git root");
         let app = acp_gitsync::serve::router(root.to_owned(), Some(token.to_owned()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind the git server");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("git http server");

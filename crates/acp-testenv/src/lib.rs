@@ -23,7 +23,7 @@ pub mod proc;
 pub mod sshd;
 mod wait;
 
-pub use env::{TestEnv, TestNamespace};
+pub use env::{Node, TestEnv, TestNamespace};
 pub use kubelet::Kubelet;
 pub use wait::{DEFAULT_TIMEOUT, eventually};
 

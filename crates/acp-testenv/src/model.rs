@@ -144,8 +144,15 @@ pub struct ScriptedModel {
 }
 
 impl ScriptedModel {
-    /// Starts a server that answers requests for `model` with `steps`, in order.
+    /// Starts a server on loopback that answers requests for `model` with
+    /// `steps`, in order.
     pub async fn start(model: &str, steps: Vec<Step>) -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), model, steps).await
+    }
+
+    /// Like [`ScriptedModel::start`], listening on `ip` (for pods:
+    /// [`crate::TestEnv::host_address`]).
+    pub async fn start_on(ip: std::net::IpAddr, model: &str, steps: Vec<Step>) -> Self {
         let shared = Shared {
             model: model.to_owned(),
             inner: Arc::new(Mutex::new(Inner { steps: steps.into(), ..Inner::default() })),
@@ -154,7 +161,7 @@ impl ScriptedModel {
             .route("/v1/messages", post(messages))
             .route("/v1/messages/count_tokens", post(count_tokens))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind the scripted model");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("scripted model server");
