@@ -12,8 +12,10 @@
 
 images_dir() { printf '%s/images\n' "$cache_root"; }
 
+# buildah with overlay storage under the cache. Builds run in a private mount
+# namespace with a fresh run root (see build_images), so no mount outlives them.
 bah() {
-  buildah --storage-driver vfs --root "$cache_root/buildah/storage" --runroot "$cache_root/buildah/run" "$@"
+  buildah --storage-driver overlay --root "$cache_root/buildah/overlay" --runroot "$buildah_runroot" "$@"
 }
 
 hash_of() { sha256sum "$@" | awk '{print $1}' | sha256sum | cut -c1-12; }
@@ -79,7 +81,7 @@ build_image() {
     say "built $ref in $((SECONDS - started))s"
     # Keep only the newest build of each image (layers stay cached).
     bah images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/$image:" | grep -v ":$key\$" \
-      | xargs -r buildah --storage-driver vfs --root "$cache_root/buildah/storage" --runroot "$cache_root/buildah/run" rmi >/dev/null 2>&1 || true
+      | while read -r old; do bah rmi "$old" >/dev/null 2>&1 || true; done
   fi
   printf '%s %s\n' "$archive" "$ref"
 }
@@ -100,8 +102,16 @@ pause_image() {
   printf '%s %s\n' "$archive" "$ref"
 }
 
-# Builds every image (as needed) and records them in $state_dir/images.
+# Builds every image (as needed) and records them in $state_dir/images. The
+# work happens in a private mount namespace, so buildah's mounts end with it.
 build_images() {
+  if [[ -z ${ACP_IMAGES_NS:-} ]]; then
+    ACP_IMAGES_NS=1 unshare --mount --propagation private -- "$repo/scripts/testenv" --dir "$state_dir" images >/dev/null \
+      || die "building the images failed"
+    return
+  fi
+  buildah_runroot=$(mktemp -d /tmp/acp-buildah-run.XXXXXX)
+  trap 'rm -rf "$buildah_runroot"' EXIT
   local bin base
   bin=$(acp_binary)
   base=$(base_image)
@@ -115,15 +125,24 @@ build_images() {
 
 image_ref() { awk -v n="$1" '$1 == n {print $3}' "$state_dir/images" 2>/dev/null; }
 
-# Imports the recorded images into the node's containerd (those it lacks).
+node_ctr() { node_exec ctr --address "$node_runtime/containerd.sock" -n k8s.io "$@"; }
+
+# Imports the recorded images into the node's containerd (those it lacks) and
+# tags them with the names the deploy overlays use, as an air-gapped cluster
+# would have them preloaded: `acp:dev` / `acp-runner:dev` (overlays/dev) and
+# ghcr.io/acp-dev/…:<version> (base, production).
 load_images() {
-  local name archive ref
+  local name archive ref version
+  version=$(awk -F'"' '/^version = / {print $2; exit}' "$repo/Cargo.toml")
   while read -r name archive ref; do
-    if ! node_exec ctr --address "$node_runtime/containerd.sock" -n k8s.io images ls -q "name==$ref" | grep -q .; then
+    if ! node_ctr images ls -q "name==$ref" | grep -q .; then
       local started=$SECONDS
-      node_exec ctr --address "$node_runtime/containerd.sock" -n k8s.io images import "$archive" >/dev/null \
-        || die "importing $ref into the node failed"
+      node_ctr images import "$archive" >/dev/null || die "importing $ref into the node failed"
       say "loaded $ref into the node in $((SECONDS - started))s"
     fi
+    local image=${ref#localhost/}; image=${image%%:*}
+    [[ $name == pause ]] && continue
+    node_ctr images tag --force "$ref" "docker.io/library/$image:dev" >/dev/null
+    node_ctr images tag --force "$ref" "ghcr.io/acp-dev/$image:$version" >/dev/null
   done < "$state_dir/images"
 }

@@ -212,42 +212,55 @@ async fn api_pages_logs_and_watches_from_the_caches() {
     assert!(watch.next().await.is_none(), "the watch ended with the server");
 }
 
+/// A real pod on the node prints runner progress lines; the test makes it
+/// print more (and end) with `kubectl exec`, so following the log goes
+/// through the API server to the kubelet both ways, as on a cluster.
 #[tokio::test(flavor = "multi_thread")]
 async fn runner_output_streams_from_the_pod_log_through_the_api_server() {
     let (env, client) = env().await;
     let ns = env.namespace("dash-podlog").await.name;
-    let kubelet = acp_testenv::kubelet_logs::LogServer::start().await;
-    let node = format!("acp-fake-kubelet-{}", std::process::id());
-    kubelet.register_node(&client, &node).await;
+    let script = r#"echo '{"event":"step","step":"clone","message":"cloning 1 repository"}'
+until [ -e /tmp/next ]; do sleep 0.1; done
+echo '{"event":"text","text":"tests pass"}'
+until [ -e /tmp/end ]; do sleep 0.1; done"#;
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
         "metadata": {"name": "run-1-x7k2p", "labels": {"batch.kubernetes.io/job-name": "run-1"}},
-        "spec": {"nodeName": node, "containers": [{"name": "runner", "image": "acp-runner"}]}
+        "spec": {"restartPolicy": "Never", "automountServiceAccountToken": false, "containers": [{
+            "name": "runner", "image": env.node().runner_image, "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", script]
+        }]}
     }))
     .expect("pod");
-    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &pod)
-        .await
-        .expect("pod created");
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns);
+    pods.create(&PostParams::default(), &pod).await.expect("pod created");
     create_session(&client, &ns, "run", &format!("{ns}/src")).await;
     set_status(&client, &ns, "run", json!({"phase": "Running", "jobName": "run-1", "run": 1})).await;
-    kubelet.write(&ns, "run-1-x7k2p", r#"{"event":"step","step":"clone","message":"cloning 1 repository"}"#);
     let dashboard = Dashboard::start(client.clone(), Mode::None, LogSource::Pods(client.clone())).await;
     let url = &dashboard.url;
     let log = format!("{url}/api/v1/sessions/{ns}/run/log");
-    let text = eventually("the session in the cache with its job", TIMEOUT, || {
-        let log = log.clone();
-        async move {
-            let (status, text) = get(&format!("{log}?format=text"), None).await;
-            (status == 200).then_some(text)
-        }
-    })
-    .await;
+    let text =
+        eventually("the pod's first line through the dashboard", std::time::Duration::from_secs(120), || {
+            let log = log.clone();
+            async move {
+                let (status, text) = get(&format!("{log}?format=text"), None).await;
+                (status == 200 && !text.is_empty()).then_some(text)
+            }
+        })
+        .await;
     assert_eq!(text, "[step] clone cloning 1 repository");
+    let exec = |file: &str| {
+        let out = env
+            .kubectl()
+            .args(["exec", "-n", &ns, "run-1-x7k2p", "-c", "runner", "--", "touch", file])
+            .output()
+            .expect("kubectl exec");
+        assert!(out.status.success(), "kubectl exec: {}", String::from_utf8_lossy(&out.stderr));
+    };
     let mut follow = Sse::open(&format!("{log}?follow=true"), None).await.expect("follow");
     follow.until("the first line", |e| e.event == "line" && e.data.contains("cloning")).await;
-    kubelet.write(&ns, "run-1-x7k2p", r#"{"event":"text","text":"tests pass"}"#);
+    exec("/tmp/next");
     follow.until("the new line", |e| e.event == "line" && e.data.contains("tests pass")).await;
-    kubelet.finish(&ns, "run-1-x7k2p");
+    exec("/tmp/end");
     follow.until("the end of the log", |e| e.event == "end").await;
     dashboard.stop().await;
 }

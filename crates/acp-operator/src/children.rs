@@ -37,10 +37,13 @@ pub const RUNNER_SECRET_ANNOTATION: &str = "ambient-code.io/runner-secret";
 /// Where the session Secret is mounted in the runner (for key files).
 pub const SECRET_MOUNT: &str = "/var/run/acp/secrets";
 
+/// The runner image of this release (built from `images/runner`).
+pub const DEFAULT_RUNNER_IMAGE: &str = concat!("ghcr.io/acp-dev/acp-runner:", env!("CARGO_PKG_VERSION"));
+
 /// How the operator shapes runner Jobs.
 #[derive(Clone, Debug)]
 pub struct ChildConfig {
-    /// Runner image (contains `acp`, git, node and the claude CLI).
+    /// Runner image (its entrypoint is `acp runner`; it holds git, node and the claude CLI).
     pub runner_image: String,
     /// Image pull policy.
     pub image_pull_policy: Option<String>,
@@ -57,7 +60,7 @@ pub struct ChildConfig {
 impl Default for ChildConfig {
     fn default() -> Self {
         Self {
-            runner_image: "ghcr.io/acp-dev/acp-runner:latest".into(),
+            runner_image: DEFAULT_RUNNER_IMAGE.into(),
             image_pull_policy: None,
             workspace: Workspace::Pvc { size: "5Gi".into(), storage_class: None },
             resources: None,

@@ -15,7 +15,17 @@ pub fn progress(job: &Job, pod: Option<&Pod>) -> Progress {
     }
     let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
     let failed = conditions.and_then(|c| c.iter().find(|c| c.type_ == "Failed" && c.status == "True"));
-    if failed.is_some_and(|c| c.reason.as_deref() == Some("DeadlineExceeded")) {
+    // The Job controller records `FailureTarget` before it terminates the pod
+    // past the deadline (and `Failed` only once the pod is gone): the runner's
+    // exit on that SIGTERM (143) must not read as a stop by signal.
+    let deadline = conditions.is_some_and(|c| {
+        c.iter().any(|c| {
+            matches!(c.type_.as_str(), "Failed" | "FailureTarget")
+                && c.status == "True"
+                && c.reason.as_deref() == Some("DeadlineExceeded")
+        })
+    });
+    if deadline {
         return Progress::DeadlineExceeded;
     }
     if let Some(progress) = pod.and_then(pod_progress) {
@@ -111,6 +121,13 @@ mod tests {
         let deadline =
             job(json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}));
         assert_eq!(progress(&deadline, None), Progress::DeadlineExceeded);
+        let terminating = job(
+            json!({"conditions": [{"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"}]}),
+        );
+        let signalled = pod(
+            json!({"containerStatuses": [{"name": "runner", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 143}}}]}),
+        );
+        assert_eq!(progress(&terminating, Some(&signalled)), Progress::DeadlineExceeded);
         let complete = job(json!({"conditions": [{"type": "Complete", "status": "True"}]}));
         assert!(matches!(progress(&complete, None), Progress::Exited { code: 0, .. }));
     }

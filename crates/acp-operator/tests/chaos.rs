@@ -1,7 +1,8 @@
 //! Reliability: the operator is killed (its task aborted mid-flight, as a
 //! crash would) and restarted at pseudo-random points while 50 sessions go
-//! through their lives. It must end with exactly one Job per run, no session
-//! stuck, and every status right.
+//! through their lives on the real node (runner pods, the real CLI against a
+//! scripted model that answers each session by its prompt). It must end with
+//! exactly one Job per run, no session stuck, and every status right.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,8 +11,11 @@ use std::time::Duration;
 
 use acp_api::AgenticSession;
 use acp_api::session::SessionPhase;
+use acp_operator::children::{ChildConfig, Workspace};
 use acp_operator::controller::{self, Config};
-use acp_testenv::{Kubelet, TestEnv, eventually};
+use acp_testenv::githttp::GitServer;
+use acp_testenv::model::{ScriptedModel, Step};
+use acp_testenv::{TestEnv, eventually};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -19,8 +23,23 @@ use serde_json::json;
 
 const SESSIONS: usize = 50;
 
-fn expected(i: usize) -> (i32, SessionPhase) {
-    if i.is_multiple_of(3) { (1, SessionPhase::Failed) } else { (0, SessionPhase::Completed) }
+const MODEL: &str = "claude-sonnet-4-6";
+
+fn expected(i: usize) -> SessionPhase {
+    if i.is_multiple_of(3) { SessionPhase::Failed } else { SessionPhase::Completed }
+}
+
+/// The model's answer to session `s-NN`, recognised by its prompt: a failure
+/// (exit 1) for every third session, else a summary naming it.
+fn answer(body: &serde_json::Value) -> Step {
+    let text = body.to_string();
+    let Some(at) = text.find("chaos task s-") else { return Step::text("(not a chaos task)") };
+    let i: usize = text[at + 13..at + 15].parse().unwrap_or(usize::MAX);
+    if expected(i) == SessionPhase::Failed {
+        Step::error(400, "invalid_request_error", &format!("scripted failure {i}"))
+    } else {
+        Step::text(format!("done {i}"))
+    }
 }
 
 #[tokio::test]
@@ -28,8 +47,13 @@ async fn operator_crashes_lose_nothing_and_duplicate_nothing() {
     let env = TestEnv::get();
     let ns = env.namespace("chaos").await;
     env.install_crds(&ns.client).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let git = GitServer::start_on(env.host_address(), &tmp.path().join("git"), "chaos-token").await;
+    git.create_repo("app", "main", &[("README.md", "hello\n")]);
+    let model = ScriptedModel::start_responding(env.host_address(), MODEL, Arc::new(answer)).await;
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "ambient-runner-secrets"}, "stringData": {"ANTHROPIC_API_KEY": "sk-ant-chaos"}
+        "metadata": {"name": "ambient-runner-secrets"},
+        "stringData": {"ANTHROPIC_API_KEY": "sk-ant-chaos", "ANTHROPIC_BASE_URL": model.url(), "GIT_TOKEN": "chaos-token"}
     }))
     .expect("secret");
     ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
@@ -37,11 +61,21 @@ async fn operator_crashes_lose_nothing_and_duplicate_nothing() {
     // The chaos monkey: run the operator for a pseudo-random 100–1000 ms, abort it, repeat.
     let done = Arc::new(AtomicBool::new(false));
     let (client, namespace, flag) = (ns.client.clone(), ns.name.clone(), done.clone());
+    let children = ChildConfig {
+        runner_image: env.node().runner_image.clone(),
+        image_pull_policy: Some("IfNotPresent".into()),
+        workspace: Workspace::EmptyDir,
+        ..ChildConfig::default()
+    };
     let monkey = tokio::spawn(async move {
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let mut restarts = 0u32;
         while !flag.load(Ordering::Relaxed) {
-            let config = Config { namespace: Some(namespace.clone()), ..Config::default() };
+            let config = Config {
+                namespace: Some(namespace.clone()),
+                children: children.clone(),
+                ..Config::default()
+            };
             let operator = tokio::spawn(controller::run(client.clone(), config, std::future::pending()));
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -59,32 +93,13 @@ async fn operator_crashes_lose_nothing_and_duplicate_nothing() {
         let name = format!("s-{i:02}");
         let manifest = json!({
             "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession", "metadata": {"name": name},
-            "spec": {"initialPrompt": format!("task {i}"), "repos": [{"url": "https://github.com/acme/app.git"}]}
+            "spec": {"initialPrompt": format!("Do chaos task {name}."), "llmSettings": {"model": MODEL},
+                     "repos": [{"url": git.url("app"), "branch": "main"}]}
         });
         sessions.patch(&name, &PatchParams::apply("chaos"), &Patch::Apply(&manifest)).await.expect("apply");
     }
 
-    // The kubelet: every run's pod starts, then exits with its scripted code.
-    let kubelet = Kubelet::new(ns.client.clone(), &ns.name);
-    let lives: Vec<_> = (0..SESSIONS)
-        .map(|i| {
-            let kubelet = kubelet.clone();
-            tokio::spawn(async move {
-                let name = format!("s-{i:02}");
-                let pod = kubelet.job_pod(&format!("{name}-1"), Duration::from_secs(180)).await;
-                let pod = pod.metadata.name.expect("pod name");
-                kubelet.run(&pod).await;
-                let (code, _) = expected(i);
-                let result = json!({"outcome": if code == 0 { "success" } else { "agentError" }, "summary": format!("done {i}")});
-                kubelet.terminate(&pod, code, &result.to_string()).await;
-            })
-        })
-        .collect();
-    for life in lives {
-        life.await.expect("session life");
-    }
-
-    let all_terminal = eventually("every session to reach its final phase", Duration::from_secs(180), || {
+    let all_terminal = eventually("every session to reach its final phase", Duration::from_secs(600), || {
         let sessions = sessions.clone();
         async move {
             let list = sessions.list(&ListParams::default()).await.ok()?;
@@ -104,9 +119,16 @@ async fn operator_crashes_lose_nothing_and_duplicate_nothing() {
         let name = session.metadata.name.clone().expect("name");
         let i: usize = name[2..].parse().expect("index");
         let status = session.status.clone().expect("status");
-        assert_eq!(status.phase, Some(expected(i).1), "{name}: {status:?}");
+        assert_eq!(status.phase, Some(expected(i)), "{name}: {status:?}");
         assert_eq!(status.run, Some(1), "{name} ran exactly once");
-        assert_eq!(status.result.and_then(|r| r.summary), Some(format!("done {i}")), "{name}");
+        let result = status.result.clone().unwrap_or_else(|| panic!("{name} has no result: {status:?}"));
+        match expected(i) {
+            SessionPhase::Completed => assert_eq!(result.summary, Some(format!("done {i}")), "{name}"),
+            _ => assert!(
+                result.error.as_deref().is_some_and(|e| e.contains(&format!("scripted failure {i}"))),
+                "{name}: {result:?}"
+            ),
+        }
         assert_eq!(status.observed_generation, session.metadata.generation);
     }
     let jobs: BTreeSet<String> = ns

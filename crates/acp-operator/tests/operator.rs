@@ -1,45 +1,104 @@
-//! The operator against a real kube-apiserver + kube-controller-manager (Job
-//! controller, garbage collector), with the harness playing the kubelet.
+//! The operator on the real cluster: kube-apiserver, kube-controller-manager
+//! (Job controller, garbage collector), kube-scheduler and a node whose kubelet
+//! runs every run's pod from the runner image built from `images/runner`. In
+//! the pod, `acp runner` clones from a git server on this machine and drives
+//! the real Claude Code CLI against a scripted Messages API; its verdict comes
+//! back through the real termination message and exit code.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use acp_api::AgenticSession;
 use acp_api::session::{SessionPhase, StoppedReason};
+use acp_operator::children::{ChildConfig, Workspace};
 use acp_operator::controller::{self, Config};
-use acp_testenv::{DEFAULT_TIMEOUT, Kubelet, TestEnv, TestNamespace, eventually};
+use acp_testenv::githttp::{GitServer, git};
+use acp_testenv::model::{ScriptedModel, Step};
+use acp_testenv::{DEFAULT_TIMEOUT, TestEnv, TestNamespace, eventually};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+const MODEL: &str = "claude-sonnet-4-6";
+const API_KEY: &str = "sk-ant-operator-test";
+const GIT_TOKEN: &str = "git-operator-token";
+/// Pods start, clone and run the CLI: allow more than an API round trip.
+const POD_TIMEOUT: Duration = Duration::from_secs(120);
+
 struct Operator {
     ns: TestNamespace,
+    model: ScriptedModel,
+    git: GitServer,
     metrics: std::sync::Arc<acp_operator::metrics::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    _tmp: tempfile::TempDir,
 }
 
 impl Operator {
-    async fn start(prefix: &str, with_secret: bool) -> Self {
+    /// An operator for a fresh namespace whose runners reach a git server
+    /// (repository `app`) and a model following `steps`.
+    async fn start(prefix: &str, steps: Vec<Step>, workspace: Workspace, with_secret: bool) -> Self {
         let env = TestEnv::get();
         let ns = env.namespace(prefix).await;
         env.install_crds(&ns.client).await;
-        if with_secret {
-            create_secret(&ns).await;
-        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let git = GitServer::start_on(env.host_address(), &tmp.path().join("git"), GIT_TOKEN).await;
+        git.create_repo("app", "main", &[("README.md", "hello\n")]);
+        let model = ScriptedModel::start_on(env.host_address(), MODEL, steps).await;
         let (tx, rx) = oneshot::channel::<()>();
-        let config = Config { namespace: Some(ns.name.clone()), ..Config::default() };
+        let config = Config {
+            namespace: Some(ns.name.clone()),
+            children: ChildConfig {
+                runner_image: env.node().runner_image.clone(),
+                image_pull_policy: Some("IfNotPresent".into()),
+                workspace,
+                ..ChildConfig::default()
+            },
+            ..Config::default()
+        };
         let metrics = std::sync::Arc::new(acp_operator::metrics::Metrics::default());
         let task =
             tokio::spawn(controller::run_with_metrics(ns.client.clone(), config, metrics.clone(), async {
                 let _ = rx.await;
             }));
-        Self { ns, metrics, stop: Some(tx), task }
+        let op = Self { ns, model, git, metrics, stop: Some(tx), task, _tmp: tmp };
+        if with_secret {
+            op.create_secret().await;
+        }
+        op
+    }
+
+    /// The namespace's `ambient-runner-secrets`: the model's key and address,
+    /// the git token.
+    async fn create_secret(&self) {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "ambient-runner-secrets"},
+            "stringData": {
+                "ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": self.model.url(),
+                "GIT_TOKEN": GIT_TOKEN, "IGNORED": "x"
+            }
+        }))
+        .expect("secret");
+        self.ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("create secret");
     }
 
     fn sessions(&self) -> Api<AgenticSession> {
         self.ns.api()
+    }
+
+    fn spec(&self, repo: &str) -> Value {
+        json!({
+            "initialPrompt": "Write the notes.",
+            "displayName": "Write notes",
+            "repos": [{"url": self.git.url(repo), "branch": "main", "autoPush": true}],
+            "llmSettings": {"model": MODEL},
+            "timeout": 600,
+            "inactivityTimeout": 120,
+            "maxTurns": 9,
+            "environmentVariables": {"LOG_LEVEL": "debug"}
+        })
     }
 
     async fn apply(&self, name: &str, spec: Value) {
@@ -50,9 +109,9 @@ impl Operator {
             .expect("apply session");
     }
 
-    async fn wait_phase(&self, name: &str, phase: SessionPhase) -> AgenticSession {
+    async fn wait_phase(&self, name: &str, phase: SessionPhase, timeout: Duration) -> AgenticSession {
         let api = self.sessions();
-        eventually(&format!("session {name} to be {phase}"), DEFAULT_TIMEOUT, || {
+        eventually(&format!("session {name} to be {phase}"), timeout, || {
             let api = api.clone();
             async move {
                 let s = api.get(name).await.ok()?;
@@ -62,7 +121,16 @@ impl Operator {
         .await
     }
 
+    /// The pods of run `job` that are not being deleted.
+    async fn pods(&self, job: &str) -> Vec<Pod> {
+        let selector = format!("batch.kubernetes.io/job-name={job}");
+        let pods = self.ns.api::<Pod>().list(&ListParams::default().labels(&selector)).await.expect("pods");
+        pods.items
+    }
+
     async fn shutdown(mut self) {
+        // Runs still going end with the session (its Job and pods are owned).
+        let _ = self.sessions().delete_collection(&DeleteParams::foreground(), &ListParams::default()).await;
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -70,37 +138,24 @@ impl Operator {
     }
 }
 
-async fn create_secret(ns: &TestNamespace) {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "ambient-runner-secrets"},
-        "stringData": {"ANTHROPIC_API_KEY": "sk-ant-operator-test", "GITHUB_TOKEN": "ghp_operator", "IGNORED": "x"}
-    }))
-    .expect("secret");
-    ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("create secret");
-}
-
-fn spec() -> Value {
-    json!({
-        "initialPrompt": "Fix the bug.",
-        "displayName": "Fix it",
-        "repos": [{"url": "https://github.com/acme/app.git", "autoPush": true}],
-        "llmSettings": {"model": "claude-sonnet-4-6"},
-        "timeout": 600,
-        "inactivityTimeout": 120,
-        "maxTurns": 9,
-        "environmentVariables": {"LOG_LEVEL": "debug"}
-    })
-}
-
 fn env_value<'a>(job: &'a Value, name: &str) -> Option<&'a Value> {
     job["spec"]["template"]["spec"]["containers"][0]["env"].as_array()?.iter().find(|e| e["name"] == name)
 }
 
 #[tokio::test]
-async fn a_session_gets_its_children_runs_and_completes_with_the_result() {
-    let op = Operator::start("op-life", true).await;
-    op.apply("fix-bug", spec()).await;
-    let creating = op.wait_phase("fix-bug", SessionPhase::Creating).await;
+async fn a_session_runs_in_a_real_pod_and_completes_with_the_runners_result() {
+    let notes = "/workspace/repos/app/NOTES.md";
+    let steps = vec![
+        Step::tool(
+            "Bash",
+            json!({"command": "id -u && touch /home/runner/probe 2>&1; true", "description": "who am I"}),
+        ),
+        Step::tool("Write", json!({"file_path": notes, "content": "Notes from a pod.\n"})),
+        Step::text("Wrote the notes."),
+    ];
+    let op = Operator::start("op-life", steps, Workspace::EmptyDir, true).await;
+    op.apply("fix-bug", op.spec("app")).await;
+    let creating = op.wait_phase("fix-bug", SessionPhase::Creating, DEFAULT_TIMEOUT).await;
     let uid = creating.metadata.uid.clone().expect("uid");
     let status = creating.status.expect("status");
     assert_eq!(status.job_name.as_deref(), Some("fix-bug-1"));
@@ -109,12 +164,9 @@ async fn a_session_gets_its_children_runs_and_completes_with_the_result() {
     // Secret: only the runner keys, owned by the session.
     let secret = op.ns.api::<Secret>().get("fix-bug-runner").await.expect("secret");
     let keys: Vec<_> = secret.data.as_ref().expect("data").keys().cloned().collect();
-    assert_eq!(keys, ["ANTHROPIC_API_KEY", "GITHUB_TOKEN"]);
+    assert_eq!(keys, ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GIT_TOKEN"]);
     let owner = &secret.metadata.owner_references.clone().expect("owner")[0];
     assert_eq!((owner.uid.as_str(), owner.controller), (uid.as_str(), Some(true)));
-    // PVC: the workspace.
-    let pvc = op.ns.api::<PersistentVolumeClaim>().get("fix-bug-workspace").await.expect("pvc");
-    assert_eq!(pvc.metadata.owner_references.expect("owner")[0].uid, uid);
     // Job: every property of the runner contract.
     let job = op.ns.api::<Job>().get("fix-bug-1").await.expect("job");
     assert_eq!(job.metadata.owner_references.clone().expect("owner")[0].uid, uid);
@@ -140,48 +192,60 @@ async fn a_session_gets_its_children_runs_and_completes_with_the_result() {
         .filter_map(|m| m["mountPath"].as_str())
         .collect();
     assert_eq!(mounts, ["/workspace", "/tmp", "/var/run/acp/secrets"]);
-    assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], "fix-bug-workspace");
     assert_eq!(env_value(&job_json, "AGENTIC_SESSION_NAME").expect("name")["value"], "fix-bug");
-    assert_eq!(env_value(&job_json, "INITIAL_PROMPT").expect("prompt")["value"], "Fix the bug.");
+    assert_eq!(env_value(&job_json, "INITIAL_PROMPT").expect("prompt")["value"], "Write the notes.");
     assert_eq!(env_value(&job_json, "MAX_TURNS").expect("turns")["value"], "9");
     assert_eq!(env_value(&job_json, "INACTIVITY_TIMEOUT").expect("inactivity")["value"], "120");
     assert_eq!(env_value(&job_json, "SESSION_ENV_JSON").expect("env")["value"], r#"{"LOG_LEVEL":"debug"}"#);
-    let repos: Value = serde_json::from_str(
-        env_value(&job_json, "REPOS_JSON").expect("repos")["value"].as_str().expect("str"),
-    )
-    .expect("json");
-    assert_eq!(
-        repos,
-        json!([{"url": "https://github.com/acme/app.git", "branch": "main", "autoPush": true, "pullRequest": false}])
-    );
     assert_eq!(
         env_value(&job_json, "ANTHROPIC_API_KEY").expect("key")["valueFrom"]["secretKeyRef"]["name"],
         "fix-bug-runner"
     );
 
-    // The kubelet starts the pod: Running.
-    let kubelet = Kubelet::new(op.ns.client.clone(), &op.ns.name);
-    let pod = kubelet.job_pod("fix-bug-1", DEFAULT_TIMEOUT).await.metadata.name.expect("pod name");
-    kubelet.run(&pod).await;
-    let running = op.wait_phase("fix-bug", SessionPhase::Running).await;
-    assert!(running.status.as_ref().and_then(|s| s.start_time.clone()).is_some());
-
-    // Exit 0 with the runner's result: Completed, result copied.
-    let result = json!({"outcome": "success", "summary": "Fixed the bug.", "numTurns": 5, "totalCostUsd": 0.42,
-        "pushedBranches": [{"repo": "https://github.com/acme/app.git", "branch": "ambient/fix-bug", "commit": "abc123"}]});
-    kubelet.terminate(&pod, 0, &result.to_string()).await;
-    let done = op.wait_phase("fix-bug", SessionPhase::Completed).await;
+    // The kubelet runs the pod; the runner works; its exit and termination
+    // message end the session.
+    let done = op.wait_phase("fix-bug", SessionPhase::Completed, POD_TIMEOUT).await;
     let status = done.status.expect("status");
+    assert!(status.start_time.is_some() && status.completion_time.is_some());
     let result = status.result.expect("result");
-    assert_eq!(result.summary.as_deref(), Some("Fixed the bug."));
-    assert_eq!(result.num_turns, Some(5));
-    assert_eq!(result.pushed_branches[0].branch, "ambient/fix-bug");
-    assert!(status.completion_time.is_some());
+    assert_eq!(result.summary.as_deref(), Some("Wrote the notes."), "{result:?}");
+    assert_eq!(result.num_turns, Some(3));
     assert!(status.conditions.iter().any(|c| c.type_ == "Ready" && c.is_true()));
+    assert!(status.conditions.iter().any(|c| c.type_ == "RunnerStarted" && c.is_true()));
     assert_eq!(status.observed_generation, done.metadata.generation);
 
+    // What the agent saw: the Job's user, a read-only root filesystem, the key.
+    let requests = op.model.requests();
+    assert!(requests.iter().all(|r| r.api_key.as_deref() == Some(API_KEY)));
+    let (_, whoami) = requests[1].tool_results().into_iter().next().expect("Bash result");
+    assert!(whoami.starts_with("1000"), "the runner runs as uid 1000: {whoami}");
+    assert!(whoami.contains("Read-only file system"), "the root filesystem is read-only: {whoami}");
+
+    // The push from the pod: ambient/<session> with the agent's file.
+    let [pushed] = result.pushed_branches.as_slice() else { panic!("one pushed branch: {result:?}") };
+    assert_eq!(pushed.branch, "ambient/fix-bug");
+    let bare = op.git.root().join("app.git");
+    assert_eq!(git(&bare, &["rev-parse", "refs/heads/ambient/fix-bug"]).trim(), pushed.commit);
+    assert_eq!(git(&bare, &["show", "ambient/fix-bug:NOTES.md"]), "Notes from a pod.\n");
+
+    // The pod really ran the image and ended as the Job controller saw it.
+    let pod_status = eventually("the pod to be Succeeded", DEFAULT_TIMEOUT, || async {
+        let pod = op.pods("fix-bug-1").await.into_iter().next()?;
+        pod.status.filter(|s| s.phase.as_deref() == Some("Succeeded"))
+    })
+    .await;
+    let terminated = pod_status.container_statuses.expect("statuses")[0]
+        .state
+        .clone()
+        .and_then(|s| s.terminated)
+        .expect("terminated");
+    assert_eq!(terminated.exit_code, 0);
+    let message: Value = serde_json::from_str(terminated.message.as_deref().expect("termination message"))
+        .expect("the termination message is JSON");
+    assert_eq!(message["summary"], "Wrote the notes.");
+
     // Re-applying the unchanged manifest never re-runs.
-    op.apply("fix-bug", self::spec()).await;
+    op.apply("fix-bug", op.spec("app")).await;
     let again = op.sessions().get("fix-bug").await.expect("get");
     assert_eq!(again.status.and_then(|s| s.run), Some(1));
     assert!(op.ns.api::<Job>().get_opt("fix-bug-2").await.expect("get").is_none());
@@ -193,44 +257,40 @@ async fn a_session_gets_its_children_runs_and_completes_with_the_result() {
         "{text}"
     );
     assert!(text.contains(r#"acp_operator_session_duration_seconds_count{phase="Completed"} 1"#), "{text}");
-    assert!(!text.contains("acp_operator_reconciles_total 0"), "{text}");
     op.shutdown().await;
 }
 
 #[tokio::test]
 async fn exit_codes_1_and_2_fail_with_distinct_reasons() {
-    let op = Operator::start("op-fail", true).await;
-    let kubelet = Kubelet::new(op.ns.client.clone(), &op.ns.name);
-    for (name, code, reason) in [("agent-err", 1, "AgentError"), ("prereq", 2, "PrerequisiteFailed")] {
-        op.apply(name, spec()).await;
-        let pod = kubelet.job_pod(&format!("{name}-1"), DEFAULT_TIMEOUT).await.metadata.name.expect("pod");
-        kubelet.run(&pod).await;
-        kubelet
-            .terminate(
-                &pod,
-                code,
-                &json!({"outcome": "agentError", "error": format!("boom {code}")}).to_string(),
-            )
-            .await;
-        let failed = op.wait_phase(name, SessionPhase::Failed).await;
+    let error = Step::error(400, "invalid_request_error", "messages.0: scripted failure 42");
+    let op = Operator::start("op-fail", vec![error; 6], Workspace::EmptyDir, true).await;
+    // Exit 2: the clone fails (no such repository).
+    op.apply("prereq", op.spec("missing")).await;
+    // Exit 1: the model API refuses every request.
+    op.apply("agent-err", op.spec("app")).await;
+    for (name, reason, says) in
+        [("prereq", "PrerequisiteFailed", "missing.git"), ("agent-err", "AgentError", "scripted failure 42")]
+    {
+        let failed = op.wait_phase(name, SessionPhase::Failed, POD_TIMEOUT).await;
         let status = failed.status.expect("status");
         let condition = status.conditions.iter().find(|c| c.type_ == "Failed").expect("Failed condition");
-        assert_eq!(condition.reason.as_deref(), Some(reason));
-        assert!(status.message.as_deref().is_some_and(|m| m.contains(&format!("boom {code}"))), "{status:?}");
+        assert_eq!(condition.reason.as_deref(), Some(reason), "{status:?}");
+        assert!(status.message.as_deref().is_some_and(|m| m.contains(says)), "{name}: {status:?}");
+        let pod = op.pods(&format!("{name}-1")).await.into_iter().next().expect("pod");
+        let code = pod.status.and_then(|s| s.container_statuses).and_then(|c| c[0].state.clone()?.terminated);
+        assert_eq!(code.map(|t| t.exit_code), Some(if name == "prereq" { 2 } else { 1 }));
     }
     op.shutdown().await;
 }
 
 #[tokio::test]
-async fn the_job_controllers_deadline_fails_the_session_with_timeout() {
-    let op = Operator::start("op-timeout", true).await;
-    let mut short = spec();
-    short["timeout"] = json!(1);
+async fn a_hung_run_is_killed_by_the_jobs_deadline_and_fails_with_timeout() {
+    let op = Operator::start("op-timeout", vec![Step::Hang], Workspace::EmptyDir, true).await;
+    let mut short = op.spec("app");
+    short["timeout"] = json!(15);
     op.apply("slow", short).await;
-    let kubelet = Kubelet::new(op.ns.client.clone(), &op.ns.name);
-    let pod = kubelet.job_pod("slow-1", DEFAULT_TIMEOUT).await.metadata.name.expect("pod");
-    kubelet.run(&pod).await;
-    let failed = op.wait_phase("slow", SessionPhase::Failed).await;
+    op.wait_phase("slow", SessionPhase::Running, POD_TIMEOUT).await;
+    let failed = op.wait_phase("slow", SessionPhase::Failed, POD_TIMEOUT).await;
     let condition = failed
         .status
         .expect("status")
@@ -239,27 +299,44 @@ async fn the_job_controllers_deadline_fails_the_session_with_timeout() {
         .find(|c| c.type_ == "Failed")
         .expect("condition");
     assert_eq!(condition.reason.as_deref(), Some("Timeout"));
+    assert_eq!(op.model.requests().len(), 1, "the agent was waiting on the model");
+    // The deadline really ended the pod.
+    let jobs = op.ns.api::<Job>();
+    let job = jobs.get("slow-1").await.expect("job");
+    assert!(job.status.and_then(|s| s.active).unwrap_or(0) == 0, "no pod still active");
     op.shutdown().await;
 }
 
 #[tokio::test]
-async fn stop_leaves_no_job_and_restart_starts_a_new_run() {
-    let op = Operator::start("op-stop", true).await;
-    op.apply("stoppable", spec()).await;
-    let kubelet = Kubelet::new(op.ns.client.clone(), &op.ns.name);
-    let pod = kubelet.job_pod("stoppable-1", DEFAULT_TIMEOUT).await.metadata.name.expect("pod");
-    kubelet.run(&pod).await;
-    op.wait_phase("stoppable", SessionPhase::Running).await;
+async fn stop_deletes_the_pod_promptly_and_the_model_hears_nothing_after() {
+    let busy = || Step::tool("Bash", json!({"command": "sleep 1", "description": "work"}));
+    let op = Operator::start("op-stop", (0..60).map(|_| busy()).collect(), Workspace::EmptyDir, true).await;
+    op.apply("stoppable", op.spec("app")).await;
+    op.wait_phase("stoppable", SessionPhase::Running, POD_TIMEOUT).await;
+    let model = &op.model;
+    eventually("the agent at work", POD_TIMEOUT, || async { (model.requests().len() >= 2).then_some(()) })
+        .await;
 
     let annotate =
         |phase: &str| json!({"metadata": {"annotations": {"ambient-code.io/desired-phase": phase}}});
+    let asked = Instant::now();
     op.sessions()
         .patch("stoppable", &PatchParams::default(), &Patch::Merge(annotate("Stopped")))
         .await
         .expect("stop");
-    let stopped = op.wait_phase("stoppable", SessionPhase::Stopped).await;
+    // The pod object goes only once the kubelet has killed its containers.
+    eventually("the run's pod to be gone", Duration::from_secs(30), || async {
+        op.pods("stoppable-1").await.is_empty().then_some(())
+    })
+    .await;
+    let gone = Instant::now();
+    let took = gone - asked;
+    assert!(took < Duration::from_secs(20), "stop took {took:?}");
+    let stopped = op.wait_phase("stoppable", SessionPhase::Stopped, DEFAULT_TIMEOUT).await;
     assert_eq!(stopped.status.and_then(|s| s.stopped_reason), Some(StoppedReason::User));
     assert!(op.ns.api::<Job>().get_opt("stoppable-1").await.expect("get").is_none(), "no job left");
+    let late: Vec<_> = op.model.requests().into_iter().filter(|r| r.at > gone).collect();
+    assert!(late.is_empty(), "{} model requests after the pod was gone", late.len());
 
     op.sessions()
         .patch("stoppable", &PatchParams::default(), &Patch::Merge(annotate("Running")))
@@ -274,11 +351,21 @@ async fn stop_leaves_no_job_and_restart_starts_a_new_run() {
     op.shutdown().await;
 }
 
+/// With the PVC workspace, the claim is created and owned. (This node has no
+/// storage provisioner, so the pod stays Pending; only the children matter.)
 #[tokio::test]
 async fn deleting_the_session_lets_the_garbage_collector_remove_its_children() {
-    let op = Operator::start("op-gc", true).await;
-    op.apply("doomed", spec()).await;
-    op.wait_phase("doomed", SessionPhase::Creating).await;
+    let workspace = Workspace::Pvc { size: "1Gi".into(), storage_class: None };
+    let op = Operator::start("op-gc", Vec::new(), workspace, true).await;
+    op.apply("doomed", op.spec("app")).await;
+    let creating = op.wait_phase("doomed", SessionPhase::Creating, DEFAULT_TIMEOUT).await;
+    let uid = creating.metadata.uid.expect("uid");
+    let pvc = op.ns.api::<PersistentVolumeClaim>().get("doomed-workspace").await.expect("pvc");
+    assert_eq!(pvc.metadata.owner_references.expect("owner")[0].uid, uid);
+    let job = op.ns.api::<Job>().get("doomed-1").await.expect("job");
+    let volumes =
+        serde_json::to_value(job.spec.expect("spec").template.spec.expect("pod").volumes).expect("json");
+    assert_eq!(volumes[0]["persistentVolumeClaim"]["claimName"], "doomed-workspace");
     op.sessions().delete("doomed", &DeleteParams::default()).await.expect("delete");
     let ns = op.ns.clone();
     eventually("children to be garbage-collected", DEFAULT_TIMEOUT, || {
@@ -298,9 +385,9 @@ async fn deleting_the_session_lets_the_garbage_collector_remove_its_children() {
 
 #[tokio::test]
 async fn a_missing_secret_keeps_the_session_pending_until_it_appears() {
-    let op = Operator::start("op-secret", false).await;
-    op.apply("waiting", spec()).await;
-    let pending = op.wait_phase("waiting", SessionPhase::Pending).await;
+    let op = Operator::start("op-secret", vec![Step::text("Done.")], Workspace::EmptyDir, false).await;
+    op.apply("waiting", op.spec("app")).await;
+    let pending = op.wait_phase("waiting", SessionPhase::Pending, DEFAULT_TIMEOUT).await;
     let api = op.sessions();
     let status = eventually("SecretsReady=False", DEFAULT_TIMEOUT, || {
         let api = api.clone();
@@ -318,8 +405,8 @@ async fn a_missing_secret_keeps_the_session_pending_until_it_appears() {
     assert!(pending.metadata.name.is_some());
     assert!(op.ns.api::<Job>().get_opt("waiting-1").await.expect("get").is_none());
 
-    create_secret(&op.ns).await;
-    let creating = op.wait_phase("waiting", SessionPhase::Creating).await;
-    assert_eq!(creating.status.and_then(|s| s.run), Some(1));
+    op.create_secret().await;
+    let done = op.wait_phase("waiting", SessionPhase::Completed, POD_TIMEOUT).await;
+    assert_eq!(done.status.and_then(|s| s.run), Some(1));
     op.shutdown().await;
 }

@@ -1,13 +1,14 @@
 //! Starting (or joining) the cluster (control plane and node) and handing out
 //! clients and namespaces.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -39,39 +40,58 @@ pub struct Node {
 static ENV: OnceLock<TestEnv> = OnceLock::new();
 static NAMESPACE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The shared environment's state directory.
+fn base_dir() -> PathBuf {
+    std::env::var_os("ACP_TESTENV_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".testenv/test"))
+}
+
 /// Root of the repository (this crate lives in `crates/acp-testenv`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 impl TestEnv {
-    /// The shared control plane of this test process, started on first use.
+    /// The shared cluster of this test process, started on first use (or
+    /// joined, when another test process or `scripts/test` started it).
     ///
     /// The state directory is `$ACP_TESTENV_DIR`, or `<repo>/.testenv/test`.
     pub fn get() -> &'static TestEnv {
-        ENV.get_or_init(|| {
-            let repo = repo_root();
-            let dir = std::env::var_os("ACP_TESTENV_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| repo.join(".testenv/test"));
-            let out = Command::new(repo.join("scripts/testenv"))
-                .arg("--dir")
-                .arg(&dir)
-                .args(["up", "--owner-pid", &std::process::id().to_string()])
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .expect("failed to run scripts/testenv");
-            assert!(out.status.success(), "scripts/testenv up failed (see its output above)");
-            let exports = parse_exports(&String::from_utf8_lossy(&out.stdout));
-            let bin_dir =
-                std::fs::read_to_string(dir.join("bin-dir")).expect("testenv wrote bin-dir").trim().into();
-            let node = exports.get("ACP_HOST_ADDRESS").map(|address| Node {
-                host_address: address.parse().expect("ACP_HOST_ADDRESS is an IP address"),
-                image: exports.get("ACP_IMAGE").cloned().expect("testenv printed ACP_IMAGE"),
-                runner_image: exports.get("ACP_RUNNER_IMAGE").cloned().expect("testenv printed ACP_RUNNER_IMAGE"),
-            });
-            TestEnv { kubeconfig: dir.join("kubeconfig"), bin_dir, node }
+        ENV.get_or_init(|| Self::up(&base_dir()))
+    }
+
+    /// A cluster of its own for tests that install cluster-wide things (the
+    /// deploy overlays run controllers over every namespace), in the state
+    /// directory `<shared dir>-<name>`; started once per test process.
+    pub fn isolated(name: &str) -> &'static TestEnv {
+        static ISOLATED: Mutex<BTreeMap<String, &'static TestEnv>> = Mutex::new(BTreeMap::new());
+        let mut envs = ISOLATED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        envs.entry(name.to_owned()).or_insert_with(|| {
+            let mut dir = base_dir().into_os_string();
+            dir.push(format!("-{name}"));
+            Box::leak(Box::new(Self::up(Path::new(&dir))))
         })
+    }
+
+    fn up(dir: &Path) -> TestEnv {
+        let out = Command::new(repo_root().join("scripts/testenv"))
+            .arg("--dir")
+            .arg(dir)
+            .args(["up", "--owner-pid", &std::process::id().to_string()])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("failed to run scripts/testenv");
+        assert!(out.status.success(), "scripts/testenv up failed (see its output above)");
+        let exports = parse_exports(&String::from_utf8_lossy(&out.stdout));
+        let bin_dir =
+            std::fs::read_to_string(dir.join("bin-dir")).expect("testenv wrote bin-dir").trim().into();
+        let node = exports.get("ACP_HOST_ADDRESS").map(|address| Node {
+            host_address: address.parse().expect("ACP_HOST_ADDRESS is an IP address"),
+            image: exports.get("ACP_IMAGE").cloned().expect("testenv printed ACP_IMAGE"),
+            runner_image: exports.get("ACP_RUNNER_IMAGE").cloned().expect("testenv printed ACP_RUNNER_IMAGE"),
+        });
+        TestEnv { kubeconfig: dir.join("kubeconfig"), bin_dir, node }
     }
 
     /// The node: panics when the environment was started without one
@@ -157,6 +177,14 @@ impl TestEnv {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("failed to create namespace {name}: {e}"));
+        // Pods are admitted only once the namespace's default ServiceAccount
+        // exists (kube-controller-manager creates it).
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+        crate::eventually(&format!("the default ServiceAccount of {name}"), DEFAULT_TIMEOUT, || {
+            let accounts = accounts.clone();
+            async move { accounts.get_opt("default").await.ok().flatten() }
+        })
+        .await;
         TestNamespace { name, client }
     }
 }

@@ -1,12 +1,12 @@
-//! Test harness for acp: a real Kubernetes control plane on loopback.
+//! Test harness for acp: a real single-node Kubernetes cluster on this machine.
 //!
 //! [`TestEnv::get`] starts `scripts/testenv up` once per test process (or reuses
 //! an environment that is already running) and registers the process as an
-//! owner, so the control plane stops by itself shortly after the last test
-//! process exits. Each test takes a fresh namespace from [`TestEnv::namespace`]
-//! and a [`kube::Client`] bound to its own runtime.
-//!
-//! There is no kubelet; [`Kubelet`] plays one by writing pod status.
+//! owner, so the cluster stops by itself shortly after the last test process
+//! exits. Each test takes a fresh namespace from [`TestEnv::namespace`] and a
+//! [`kube::Client`] bound to its own runtime. The node runs pods for real, from
+//! the images built from `images/` ([`TestEnv::node`]); servers that pods talk
+//! to listen on [`TestEnv::host_address`].
 //!
 //! Helpers panic with a descriptive message on failure: they exist for tests,
 //! where a failed precondition should fail the test loudly.
@@ -15,8 +15,6 @@
 pub mod bench;
 pub mod env;
 pub mod githttp;
-mod kubelet;
-pub mod kubelet_logs;
 pub mod model;
 pub mod policies;
 pub mod proc;
@@ -24,7 +22,6 @@ pub mod sshd;
 mod wait;
 
 pub use env::{Node, TestEnv, TestNamespace};
-pub use kubelet::Kubelet;
 pub use wait::{DEFAULT_TIMEOUT, eventually};
 
 /// The pinned Claude Code CLI installed by `scripts/setup`

@@ -89,6 +89,8 @@ pub struct Recorded {
     pub api_key: Option<String>,
     /// Parsed JSON body.
     pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -123,6 +125,10 @@ fn content_text(content: &Value) -> String {
     }
 }
 
+/// Picks the answer to a request from its body (for many concurrent agents,
+/// each recognisable by its prompt).
+pub type Responder = Arc<dyn Fn(&Value) -> Step + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     steps: VecDeque<Step>,
@@ -134,6 +140,7 @@ struct Inner {
 struct Shared {
     model: String,
     inner: Arc<Mutex<Inner>>,
+    responder: Option<Responder>,
 }
 
 /// A running scripted model server. Stops when dropped.
@@ -153,9 +160,25 @@ impl ScriptedModel {
     /// Like [`ScriptedModel::start`], listening on `ip` (for pods:
     /// [`crate::TestEnv::host_address`]).
     pub async fn start_on(ip: std::net::IpAddr, model: &str, steps: Vec<Step>) -> Self {
+        Self::serve(ip, model, steps, None).await
+    }
+
+    /// A server on `ip` whose every answer for `model` is `responder(body)`
+    /// instead of the next step of a script.
+    pub async fn start_responding(ip: std::net::IpAddr, model: &str, responder: Responder) -> Self {
+        Self::serve(ip, model, Vec::new(), Some(responder)).await
+    }
+
+    async fn serve(
+        ip: std::net::IpAddr,
+        model: &str,
+        steps: Vec<Step>,
+        responder: Option<Responder>,
+    ) -> Self {
         let shared = Shared {
             model: model.to_owned(),
             inner: Arc::new(Mutex::new(Inner { steps: steps.into(), ..Inner::default() })),
+            responder,
         };
         let app = Router::new()
             .route("/v1/messages", post(messages))
@@ -211,9 +234,15 @@ async fn messages(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
             path: "/v1/messages".into(),
             api_key: headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned),
             body,
+            at: std::time::Instant::now(),
         });
         inner.next_id += 1;
-        let step = inner.steps.pop_front().unwrap_or_else(|| Step::text("(script exhausted)"));
+        let step = match &shared.responder {
+            Some(respond) => {
+                inner.requests.last().map_or_else(|| Step::text("(no request)"), |r| respond(&r.body))
+            }
+            None => inner.steps.pop_front().unwrap_or_else(|| Step::text("(script exhausted)")),
+        };
         (step, inner.next_id)
     };
     match step {

@@ -1,7 +1,8 @@
 //! `acp all`: every controller in one process, for the local GitOps loop and
-//! small installations: git-sync, the operator (with the `process` executor),
-//! the status bot and the dashboard; optionally a git server for local bare
-//! repositories and the scripted replay model.
+//! small installations: git-sync, the operator (runs as Jobs on the cluster's
+//! nodes, or as `acp runner` processes on this host), the status bot and the
+//! dashboard; optionally a git server for local bare repositories and the
+//! scripted replay model.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,13 +38,34 @@ pub struct AllArgs {
     /// (no authentication: bind it to loopback).
     #[arg(long)]
     pub serve_git: Option<PathBuf>,
-    /// Address of that git server.
+    /// Address of that git server (with `--executor job`, one the cluster's
+    /// pods reach).
     #[arg(long, default_value = "127.0.0.1:9418")]
     pub git_addr: SocketAddr,
-    /// The Claude Code CLI runners use (default: `claude` on PATH).
+    /// Where runs execute: `job` (a Job per run on the cluster's nodes, from
+    /// `--runner-image`) or `process` (an `acp runner` child process on this
+    /// host, for clusters without nodes).
+    #[arg(long, env = "ACP_EXECUTOR", default_value = "job", value_parser = ["job", "process"])]
+    pub executor: String,
+    /// With `--executor job`: the runner image (images/runner).
+    #[arg(long, env = "ACP_RUNNER_IMAGE", default_value = acp_operator::children::DEFAULT_RUNNER_IMAGE)]
+    pub runner_image: String,
+    /// With `--executor job`: the runner image's pull policy.
+    #[arg(long, env = "ACP_RUNNER_IMAGE_PULL_POLICY")]
+    pub image_pull_policy: Option<String>,
+    /// Address of the replay model (without ANTHROPIC_API_KEY); with
+    /// `--executor job`, one the cluster's pods reach.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub replay_addr: SocketAddr,
+    /// Policies directory for git-sync (default: the policies built into acp).
+    #[arg(long, env = "ACP_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// With `--executor process`: the Claude Code CLI runners use (default:
+    /// `claude` on PATH).
     #[arg(long, env = "CLAUDE_BIN")]
     pub claude_bin: Option<PathBuf>,
-    /// Extra environment for runners, `KEY=VALUE` (repeatable).
+    /// With `--executor process`: extra environment for runners, `KEY=VALUE`
+    /// (repeatable).
     #[arg(long = "runner-env", value_name = "KEY=VALUE")]
     pub runner_env: Vec<String>,
     /// Model credentials: with ANTHROPIC_API_KEY set, sessions use the real
@@ -91,7 +113,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
     crate::operator::init_tracing();
     let state = std::path::absolute(&args.state_dir).context("failed to resolve --state-dir")?;
     std::fs::create_dir_all(&state).with_context(|| format!("failed to create {}", state.display()))?;
-    let checker = Arc::new(crate::policies::checker(None)?);
+    let checker = Arc::new(crate::policies::checker(args.policies.as_deref())?);
     let renderer =
         Arc::new(acp_statusbot::render::Renderer::new(None).context("failed to load the templates")?);
     let mut runner_env: Vec<(String, String)> = Vec::new();
@@ -122,7 +144,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
                 None
             }
             None => {
-                let listener = crate::operator::listen("127.0.0.1:0".parse()?, "replay model").await?;
+                let listener = crate::operator::listen(args.replay_addr, "replay model").await?;
                 let url = format!("http://{}", listener.local_addr()?);
                 tokio::spawn(async move { axum::serve(listener, acp_replay::replay_router()).await });
                 runner_secret(&client, &ns, "replay-model-no-key", Some(&url)).await?;
@@ -155,15 +177,29 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             checker,
             metrics: gitsync_metrics,
         };
-        let process = acp_operator::process::ProcessConfig {
-            root: runs.clone(),
-            acp: std::env::current_exe().context("failed to locate the acp binary")?,
-            env: runner_env,
+        let process = (args.executor == "process").then(|| -> anyhow::Result<_> {
+            Ok(acp_operator::process::ProcessConfig {
+                root: runs.clone(),
+                acp: std::env::current_exe().context("failed to locate the acp binary")?,
+                env: runner_env,
+            })
+        });
+        let process = process.transpose()?;
+        // Runner output: the process runs' files, or the runner pods' logs.
+        let output = match &process {
+            Some(_) => acp_dashboard::logs::LogSource::Files(runs.clone()),
+            None => acp_dashboard::logs::LogSource::Pods(client.clone()),
         };
         let operator = acp_operator::controller::Config {
-            process: Some(process.clone()),
+            process: process.clone(),
             namespace: Some(ns.clone()),
-            children: ChildConfig::default(),
+            children: ChildConfig {
+                runner_image: args.runner_image.clone(),
+                image_pull_policy: args.image_pull_policy.clone(),
+                // One loop on one machine: nothing to keep across runs, no storage class needed.
+                workspace: acp_operator::children::Workspace::EmptyDir,
+                ..ChildConfig::default()
+            },
         };
         let dashboard_url = format!("http://{}", args.dashboard_addr);
         let statusbot = acp_statusbot::controller::Config {
@@ -174,15 +210,15 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             cache_dir: state.join("statusbot"),
             debounce: Duration::from_secs(args.debounce_seconds),
             author: ("acp status bot".into(), "acp-status-bot@users.noreply.github.com".into()),
-            output: Some(acp_dashboard::logs::LogSource::Files(runs.clone())),
+            output: Some(output.clone()),
         };
         let dashboard = acp_dashboard::Config {
             namespace: Some(ns.clone()),
             auth: acp_dashboard::auth::Mode::None,
-            logs: acp_dashboard::logs::LogSource::Files(runs),
+            logs: output,
             banner,
         };
-        tracing::info!(namespace = %ns, dashboard = %dashboard_url, state = %state.display(), "acp all: git-sync, operator (process executor), status bot and dashboard starting");
+        tracing::info!(namespace = %ns, dashboard = %dashboard_url, state = %state.display(), executor = %args.executor, "acp all: git-sync, operator, status bot and dashboard starting");
         eprintln!("acp: dashboard at {dashboard_url}  (Ctrl-C stops everything)");
         crate::operator::until_signal(|stop| async move {
             let (tx, rx) = tokio::sync::watch::channel(false);
@@ -205,7 +241,9 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .await;
-        // Runners outlive an operator restart by design; here the loop ends.
+        // Runner processes outlive an operator restart by design; here the
+        // loop ends. (Runner Jobs stay with the cluster.)
+        let Some(process) = process else { return anyhow::Ok(()) };
         let runners = acp_operator::process::stop_all(&process);
         if !runners.is_empty() {
             eprintln!("acp: stopping {} runner(s)", runners.len());

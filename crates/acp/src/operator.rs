@@ -12,8 +12,9 @@ pub struct OperatorArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "ACP_NAMESPACE")]
     namespace: Option<String>,
-    /// Runner image: holds acp, git, node and the pinned claude CLI.
-    #[arg(long, env = "ACP_RUNNER_IMAGE", default_value = "ghcr.io/acp-dev/acp-runner:latest")]
+    /// Runner image (images/runner): its entrypoint is `acp runner`; it holds
+    /// git, node and the pinned claude CLI. Default: this release's image.
+    #[arg(long, env = "ACP_RUNNER_IMAGE", default_value = acp_operator::children::DEFAULT_RUNNER_IMAGE)]
     runner_image: String,
     /// Image pull policy of runner pods (Always, IfNotPresent, Never).
     #[arg(long, env = "ACP_RUNNER_IMAGE_PULL_POLICY")]
@@ -174,6 +175,10 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
             .context("failed to find Kubernetes credentials (KUBECONFIG or in-cluster)")?;
         let client = acp_operator::metrics::counting_client(kube_config, &metrics)
             .context("failed to build the Kubernetes client")?;
+        // Health and metrics first: a standby waiting for the lease is alive
+        // and ready to take over, and its probes must say so.
+        let listener = listen(args.metrics_addr, "metrics and health").await?;
+        tokio::spawn(acp_operator::metrics::serve(listener, metrics.clone()));
         let leadership = if args.leader_elect {
             let namespace = args
                 .leader_election_namespace
@@ -209,10 +214,6 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
                 () = lost => {}
             }
         };
-        let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-            .await
-            .with_context(|| format!("failed to listen on {}", args.metrics_addr))?;
-        tokio::spawn(acp_operator::metrics::serve(listener, metrics.clone()));
         tracing::info!(namespace = ?config.namespace, metrics = %args.metrics_addr, "acp operator starting");
         controller::run_with_metrics(client, config, metrics, shutdown).await;
         if let Some(leadership) = leadership.and_then(std::sync::Arc::into_inner) {

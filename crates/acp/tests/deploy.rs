@@ -1,7 +1,9 @@
 //! `deploy/kustomize/`: every overlay builds, the base applies to the real
-//! control plane, each component works as its own ServiceAccount
-//! (impersonated, so only the base's RBAC grants it anything), and actions
-//! outside a component's RBAC are denied.
+//! cluster, each component works as its own ServiceAccount (impersonated, so
+//! only the base's RBAC grants it anything; the run itself is a real pod from
+//! the release's runner image, preloaded on the node), and actions outside a
+//! component's RBAC are denied. The overlays running as Deployments are in
+//! `deploy_node.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,13 +12,16 @@ use std::time::Duration;
 use acp_api::AgenticSession;
 use acp_testenv::bench::free_port;
 use acp_testenv::githttp::bare_repo;
+use acp_testenv::model::{ScriptedModel, Step};
 use acp_testenv::proc::{Killed, curl};
-use acp_testenv::{Kubelet, TestEnv, eventually};
+use acp_testenv::{TestEnv, eventually};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// A run: a pod starts and the runner drives the CLI.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn kustomize(env: &TestEnv, dir: &str) -> Vec<Value> {
     let path = acp_testenv::env::repo_root().join("deploy/kustomize").join(dir);
@@ -137,14 +142,17 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
     env.install_crds(&admin).await;
     let dir = tempfile::tempdir().expect("tempdir");
 
-    // Apply the base for real, except the policy bindings, which would bind
-    // the policies cluster-wide under every other test: those are checked by
-    // the API server with a server-side dry run.
+    // Apply the base for real, except what would act on every other test
+    // sharing this cluster: the policy bindings (cluster-wide policies) and
+    // the Deployments (controllers over every namespace, which the node would
+    // run). Those are checked by the API server with a server-side dry run;
+    // deploy_node.rs runs them for real on clusters of their own.
     let docs = kustomize(env, "base");
-    let (bindings, rest): (Vec<Value>, Vec<Value>) =
-        docs.into_iter().partition(|d| d["kind"] == "ValidatingAdmissionPolicyBinding");
+    let (bindings, rest): (Vec<Value>, Vec<Value>) = docs
+        .into_iter()
+        .partition(|d| d["kind"] == "ValidatingAdmissionPolicyBinding" || d["kind"] == "Deployment");
     for (objects, dry_run) in [(rest, false), (bindings, true)] {
-        let file = dir.path().join(if dry_run { "bindings.json" } else { "base.json" });
+        let file = dir.path().join(if dry_run { "dry-run.json" } else { "base.json" });
         std::fs::write(
             &file,
             serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": objects}))
@@ -170,12 +178,14 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
         "main",
         &[(
             "s.yaml",
-            "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: rbac\nspec:\n  initialPrompt: hi\n",
+            "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: rbac\nspec:\n  initialPrompt: hi\n  llmSettings: {model: claude-sonnet-4-6}\n",
         )],
     );
+    let model =
+        ScriptedModel::start_on(env.host_address(), "claude-sonnet-4-6", vec![Step::text("done")]).await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(admin.clone(), &ns);
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ambient-runner-secrets"},
-        "stringData": {"ANTHROPIC_API_KEY": "sk-test"}});
+        "stringData": {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": model.url()}});
     secrets
         .patch("ambient-runner-secrets", &PatchParams::apply("test"), &Patch::Apply(&secret))
         .await
@@ -235,24 +245,21 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
     })
     .await;
 
-    // The operator, as acp-operator, creates the Job; the run completes.
+    // The operator, as acp-operator, creates the Job; its pod runs the
+    // release's runner image and the run completes.
     let jobs: Api<Job> = Api::namespaced(admin.clone(), &ns);
-    let job = eventually("the operator (as its ServiceAccount) to create the Job", TIMEOUT, || async {
+    eventually("the operator (as its ServiceAccount) to create the Job", TIMEOUT, || async {
         let list = jobs.list(&Default::default()).await.ok()?;
         list.items.into_iter().next()
     })
     .await;
-    let job_name = job.metadata.name.clone().expect("job name");
-    let kubelet = Kubelet::new(admin.clone(), &ns);
-    let pod = kubelet.job_pod(&job_name, TIMEOUT).await;
-    let pod_name = pod.metadata.name.expect("pod name");
-    kubelet.run(&pod_name).await;
-    kubelet.terminate(&pod_name, 0, &json!({"outcome": "success", "summary": "done"}).to_string()).await;
-    eventually("the session to complete", TIMEOUT, || async {
+    let result = eventually("the session to complete", RUN_TIMEOUT, || async {
         let s = sessions.get("rbac").await.ok()?;
-        (s.status?.phase? == acp_api::SessionPhase::Completed).then_some(())
+        let status = s.status?;
+        (status.phase? == acp_api::SessionPhase::Completed).then_some(status.result?)
     })
     .await;
+    assert_eq!(result.summary.as_deref(), Some("done"), "{}", read_log("operator"));
 
     // The status bot, as acp-statusbot, writes the result back.
     eventually("the status bot (as its ServiceAccount) to write back", TIMEOUT, || async {

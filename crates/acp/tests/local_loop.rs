@@ -1,9 +1,11 @@
 //! The local GitOps loop end to end, as `scripts/quickstart` runs it: `acp all`
-//! (git-sync, operator with the process executor, status bot, dashboard, git
-//! server, replay model) against the real control plane, the real Claude Code
-//! CLI and real git. A session committed and pushed to the local repository
-//! runs to Completed, its status commit lands on the write-back branch, the
-//! dashboard API shows it, and Ctrl-C stops everything.
+//! (git-sync, operator, status bot, dashboard, git server, replay model)
+//! against the real cluster, the real Claude Code CLI and real git; runs are
+//! Jobs whose pods run the runner image on the node (the quickstart's default),
+//! or `acp runner` processes on this host (`--executor process`). A session
+//! committed and pushed to the local repository runs to Completed, its status
+//! commit lands on the write-back branch, the dashboard API shows it, and
+//! Ctrl-C stops everything.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,39 +21,65 @@ use serde_json::json;
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
+async fn a_committed_session_runs_as_a_job_writes_back_and_shows_on_the_dashboard() {
+    committed_session_runs("job").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_process_executor_the_same_loop_runs_on_this_host() {
+    committed_session_runs("process").await;
+}
+
+/// The policies with the local git server allowed, as the quickstart writes them.
+fn policies_allowing(dir: &Path, prefix: &str) -> std::path::PathBuf {
+    let out = dir.join("policies");
+    std::fs::create_dir_all(&out).expect("policies dir");
+    let source = acp_testenv::env::repo_root().join("policies");
+    for entry in std::fs::read_dir(source).expect("policies").flatten() {
+        let text = std::fs::read_to_string(entry.path()).expect("policy");
+        let text = text.replace(
+            "allowedRepoPrefixes: \"https://github.com/,",
+            &format!("allowedRepoPrefixes: \"{prefix},https://github.com/,"),
+        );
+        std::fs::write(out.join(entry.file_name()), text).expect("write policy");
+    }
+    out
+}
+
+async fn committed_session_runs(executor: &str) {
     let env = TestEnv::get();
     let client = env.client().await;
     env.install_crds(&client).await;
-    let ns = env.namespace("loop").await.name;
+    let ns = env.namespace(&format!("loop-{executor}")).await.name;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (root, state, xdg) = (dir.path().join("git"), dir.path().join("state"), dir.path().join("xdg"));
+    let (root, state) = (dir.path().join("git"), dir.path().join("state"));
     let (git_port, dash_port) = (free_port(), free_port());
-    let git_url = format!("http://127.0.0.1:{git_port}");
+    // Runner pods reach this machine at the node's host address.
+    let host = if executor == "job" { env.host_address() } else { [127, 0, 0, 1].into() };
+    let git_url = format!("http://{host}:{git_port}");
     bare_repo(&root, "sessions.git", "main", &[("README.md", "sessions\n")]);
     bare_repo(&root, "github.com/acme/app.git", "main", &[("README.md", "app\n")]);
-    std::fs::create_dir_all(xdg.join("git")).expect("xdg");
-    std::fs::write(
-        xdg.join("git/config"),
-        format!("[url \"{git_url}/github.com/\"]\n\tinsteadOf = https://github.com/\n"),
-    )
-    .expect("git config");
+    let policies = policies_allowing(dir.path(), &format!("{git_url}/"));
 
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_acp"));
+    cmd.args(["all", "--namespace", &ns, "--executor", executor, "--state-dir"])
+        .arg(&state)
+        .arg("--policies")
+        .arg(&policies)
+        .args(["--dashboard-addr", &format!("127.0.0.1:{dash_port}")])
+        .args(["--webhook-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+        .arg("--serve-git")
+        .arg(&root)
+        .args(["--git-addr", &format!("{host}:{git_port}")])
+        .args(["--replay-addr", &format!("{host}:0")]);
+    if executor == "job" {
+        cmd.args(["--runner-image", &env.node().runner_image, "--image-pull-policy", "IfNotPresent"]);
+    } else {
+        cmd.arg("--claude-bin").arg(acp_testenv::claude_bin());
+    }
     let mut all = Killed(
-        Command::new(env!("CARGO_BIN_EXE_acp"))
-            .args(["all", "--namespace", &ns, "--state-dir"])
-            .arg(&state)
-            .args(["--dashboard-addr", &format!("127.0.0.1:{dash_port}")])
-            .args(["--webhook-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-            .arg("--serve-git")
-            .arg(&root)
-            .args(["--git-addr", &format!("127.0.0.1:{git_port}")])
-            .arg("--claude-bin")
-            .arg(acp_testenv::claude_bin())
-            .arg("--runner-env")
-            .arg(format!("XDG_CONFIG_HOME={}", xdg.display()))
-            .env("KUBECONFIG", env.kubeconfig())
+        cmd.env("KUBECONFIG", env.kubeconfig())
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("ANTHROPIC_BASE_URL")
             .stdout(Stdio::null())
@@ -79,9 +107,11 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
     git(dir.path(), &["clone", "-q", &format!("{git_url}/sessions.git"), "work"]);
     std::fs::write(
         work.join("hello.yaml"),
-        "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: hello\nspec:\n  \
+        format!(
+            "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: hello\nspec:\n  \
          displayName: Hello from the loop\n  initialPrompt: Say hello in a file\n  timeout: 300\n  repos:\n  \
-         - url: https://github.com/acme/app.git\n    autoPush: true\n",
+         - url: {git_url}/github.com/acme/app.git\n    autoPush: true\n"
+        ),
     )
     .expect("session file");
     git(&work, &["add", "-A"]);
@@ -121,6 +151,7 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
         let fetched = Command::new("git")
             .current_dir(&work)
             .args(["fetch", "-q", "origin", "+refs/heads/acp/status:refs/remotes/origin/acp/status"])
+            .stderr(Stdio::null())
             .status()
             .ok()?;
         if !fetched.success() {
@@ -150,6 +181,9 @@ async fn a_committed_session_runs_writes_back_and_shows_on_the_dashboard() {
     })
     .await;
     assert!(exited.success(), "exit status {exited}");
+    if executor == "job" {
+        return;
+    }
     for run in std::fs::read_dir(state.join("runs").join(&ns)).expect("runs").flatten() {
         let pid = std::fs::read_to_string(run.path().join("pid")).unwrap_or_default();
         assert!(
