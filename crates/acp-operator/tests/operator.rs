@@ -40,6 +40,17 @@ impl Operator {
     /// An operator for a fresh namespace whose runners reach a git server
     /// (repository `app`) and a model following `steps`.
     async fn start(prefix: &str, steps: Vec<Step>, workspace: Workspace, with_secret: bool) -> Self {
+        Self::start_with_image(prefix, steps, workspace, with_secret, &TestEnv::get().node().runner_image)
+            .await
+    }
+
+    async fn start_with_image(
+        prefix: &str,
+        steps: Vec<Step>,
+        workspace: Workspace,
+        with_secret: bool,
+        runner_image: &str,
+    ) -> Self {
         let env = TestEnv::get();
         let ns = env.namespace(prefix).await;
         env.install_crds(&ns.client).await;
@@ -51,7 +62,7 @@ impl Operator {
         let config = Config {
             namespace: Some(ns.name.clone()),
             children: ChildConfig {
-                runner_image: env.node().runner_image.clone(),
+                runner_image: runner_image.to_owned(),
                 image_pull_policy: Some("IfNotPresent".into()),
                 workspace,
                 ..ChildConfig::default()
@@ -408,5 +419,25 @@ async fn a_missing_secret_keeps_the_session_pending_until_it_appears() {
     op.create_secret().await;
     let done = op.wait_phase("waiting", SessionPhase::Completed, POD_TIMEOUT).await;
     assert_eq!(done.status.and_then(|s| s.run), Some(1));
+    op.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_image_the_node_cannot_pull_surfaces_in_the_runner_started_condition() {
+    let image = "localhost:1/acp/not-built:0";
+    let op = Operator::start_with_image("op-pull", Vec::new(), Workspace::EmptyDir, true, image).await;
+    op.apply("unpullable", op.spec("app")).await;
+    let api = op.sessions();
+    let condition = eventually("RunnerStarted=False for the pull", POD_TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            let status = api.get("unpullable").await.ok()?.status?;
+            let c = status.conditions.into_iter().find(|c| c.type_ == "RunnerStarted")?;
+            matches!(c.reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff")).then_some(c)
+        }
+    })
+    .await;
+    assert!(!condition.is_true());
+    assert!(condition.message.as_deref().is_some_and(|m| m.contains("localhost:1")), "{condition:?}");
     op.shutdown().await;
 }

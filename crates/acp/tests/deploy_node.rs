@@ -70,6 +70,12 @@ async fn component_pods(client: &kube::Client, name: &str) -> Vec<Pod> {
         .collect()
 }
 
+fn dir_file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
 /// GET `path` of the dashboard Service through the API server's service proxy.
 async fn dashboard_get(client: &kube::Client, path: &str) -> Option<String> {
     let uri = format!("/api/v1/namespaces/acp-system/services/acp-dashboard:http/proxy{path}");
@@ -105,9 +111,12 @@ async fn the_dev_overlay_runs_every_component_in_pods_and_a_committed_session_co
          initialPrompt: Say hello.\n  llmSettings: {{model: {MODEL}}}\n  timeout: 600\n"
     );
     let sessions_repo = server.create_repo("sessions", "main", &[("sessions/hello.yaml", &manifest)]);
-    let model =
-        ScriptedModel::start_on(env.host_address(), MODEL, vec![Step::text("Said hello from the cluster.")])
-            .await;
+    let model = ScriptedModel::start_responding(
+        env.host_address(),
+        MODEL,
+        std::sync::Arc::new(|_| Step::text("Said hello from the cluster.")),
+    )
+    .await;
     for (name, data) in [
         (
             "ambient-runner-secrets",
@@ -131,6 +140,12 @@ async fn the_dev_overlay_runs_every_component_in_pods_and_a_committed_session_co
         .await
         .expect("source");
 
+    // A session created with `kubectl apply` runs too: the operator needs
+    // nothing but the namespace's ambient-runner-secrets.
+    let direct = dir_file(&tmp, "direct.yaml", &manifest.replace("name: hello", "name: direct"));
+    let out = env.kubectl().args(["apply", "-n", &team.name, "-f"]).arg(&direct).output().expect("kubectl");
+    assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+
     // In-cluster git-sync applies it, the in-cluster operator runs it as a pod.
     let sessions: Api<AgenticSession> = team.api();
     let result = eventually("the committed session to complete in the cluster", START_TIMEOUT, || {
@@ -142,6 +157,15 @@ async fn the_dev_overlay_runs_every_component_in_pods_and_a_committed_session_co
     })
     .await;
     assert_eq!(result.summary.as_deref(), Some("Said hello from the cluster."));
+    let direct = eventually("the kubectl-applied session to complete", START_TIMEOUT, || {
+        let sessions = sessions.clone();
+        async move {
+            let status = sessions.get("direct").await.ok()?.status?;
+            (status.phase? == SessionPhase::Completed).then_some(status.result?)
+        }
+    })
+    .await;
+    assert_eq!(direct.summary.as_deref(), Some("Said hello from the cluster."));
     assert!(model.requests().iter().all(|r| r.api_key.as_deref() == Some("sk-ant-deploy")));
 
     // The in-cluster status bot writes the result back to the sessions repository.
