@@ -177,7 +177,7 @@ async fn lifecycle(env: &TestEnv, debounce_session_seconds: u64) -> usize {
 #[tokio::main]
 async fn main() {
     let n = env_usize("ACP_BENCH_SESSIONS", 1000);
-    let env = TestEnv::get();
+    let env = TestEnv::control_plane_only();
 
     let naive = lifecycle(env, 0).await;
     let debounced = lifecycle(env, 900).await;

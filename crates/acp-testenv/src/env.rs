@@ -58,7 +58,20 @@ impl TestEnv {
     ///
     /// The state directory is `$ACP_TESTENV_DIR`, or `<repo>/.testenv/test`.
     pub fn get() -> &'static TestEnv {
-        ENV.get_or_init(|| Self::up(&base_dir()))
+        ENV.get_or_init(|| Self::up(&base_dir(), true))
+    }
+
+    /// The control plane alone (no node: Jobs get pods that never run), in
+    /// `<shared dir>-bench`: for benchmarks that measure the API server's
+    /// side of things, where a node would start running their thousands of
+    /// pods.
+    pub fn control_plane_only() -> &'static TestEnv {
+        static BENCH: OnceLock<TestEnv> = OnceLock::new();
+        BENCH.get_or_init(|| {
+            let mut dir = base_dir().into_os_string();
+            dir.push("-bench");
+            Self::up(Path::new(&dir), false)
+        })
     }
 
     /// A cluster of its own for tests that install cluster-wide things (the
@@ -70,15 +83,17 @@ impl TestEnv {
         envs.entry(name.to_owned()).or_insert_with(|| {
             let mut dir = base_dir().into_os_string();
             dir.push(format!("-{name}"));
-            Box::leak(Box::new(Self::up(Path::new(&dir))))
+            Box::leak(Box::new(Self::up(Path::new(&dir), true)))
         })
     }
 
-    fn up(dir: &Path) -> TestEnv {
-        let out = Command::new(repo_root().join("scripts/testenv"))
-            .arg("--dir")
-            .arg(dir)
-            .args(["up", "--owner-pid", &std::process::id().to_string()])
+    fn up(dir: &Path, node: bool) -> TestEnv {
+        let mut cmd = Command::new(repo_root().join("scripts/testenv"));
+        cmd.arg("--dir").arg(dir).args(["up", "--owner-pid", &std::process::id().to_string()]);
+        if !node {
+            cmd.arg("--no-node");
+        }
+        let out = cmd
             .stderr(std::process::Stdio::inherit())
             .output()
             .expect("failed to run scripts/testenv");

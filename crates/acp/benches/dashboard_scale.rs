@@ -144,7 +144,7 @@ async fn main() {
     let n = env_usize("ACP_BENCH_SESSIONS", 10_000);
     let seconds = env_usize("ACP_BENCH_SECONDS", 10);
     let connections = env_usize("ACP_BENCH_CONNECTIONS", 32);
-    let env = TestEnv::get();
+    let env = TestEnv::control_plane_only();
     let client = env.client().await;
     env.install_crds(&client).await;
     let mut namespaces = Vec::new();

@@ -94,7 +94,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     let n = env_usize("ACP_BENCH_MANIFESTS", 1000);
     let deliveries = env_usize("ACP_BENCH_DELIVERIES", 30);
-    let env = TestEnv::get();
+    let env = TestEnv::control_plane_only();
     let tmp = tempfile::tempdir().expect("tempdir");
     let bare = tmp.path().join("repo.git");
     let work = tmp.path().join("work");

@@ -65,7 +65,7 @@ fn api_requests(port: u16) -> u64 {
 async fn main() {
     let n = env_usize("ACP_BENCH_SESSIONS", 1000);
     let cached = env_usize("ACP_BENCH_CACHED", 10_000);
-    let env = TestEnv::get();
+    let env = TestEnv::control_plane_only();
     let tmp = tempfile::tempdir().expect("tempdir");
 
     // Baseline: the same N Jobs, applied directly.
