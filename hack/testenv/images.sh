@@ -114,7 +114,8 @@ build_images() {
   trap 'rm -rf "$buildah_runroot"' EXIT
   # Every build leaves its layers for the next one to reuse; keep that cache
   # bounded (a full rebuild takes a few minutes).
-  local size_kb; size_kb=$(du -sk "$cache_root/buildah/overlay" 2>/dev/null | cut -f1)
+  local size_kb=0
+  [[ -d $cache_root/buildah/overlay ]] && size_kb=$(du -sk "$cache_root/buildah/overlay" | cut -f1)
   if (( ${size_kb:-0} > 8 * 1024 * 1024 )); then
     say "buildah's layer cache is over 8 GiB: pruning it"
     bah rmi --all --force >/dev/null 2>&1 || true

@@ -1,5 +1,7 @@
 //! acp's API types: the `AgenticSession` and `SessionSource` custom resources,
-//! their conditions, and the constants every component shares.
+//! their conditions, the constants every component shares, and the wire
+//! formats components exchange (the runner's progress events, the status
+//! bot's state).
 //!
 //! This crate does no I/O. CRDs are generated from these types ([`crds`]);
 //! the `crds/` directory of the repository is their output and a test keeps
@@ -9,9 +11,12 @@
 pub mod condition;
 pub mod constants;
 pub mod crds;
+pub mod progress;
+pub mod remote;
 pub mod schema;
 pub mod session;
 pub mod source;
+pub mod status_bot;
 
 pub use condition::{Condition, ConditionStatus};
 pub use session::{AgenticSession, SessionPhase, SessionSpec, SessionStatus};

@@ -17,35 +17,18 @@ use kube::ResourceExt;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::{Access, Caller};
-use crate::logs::render_line;
-use crate::server::{ApiError, Shared, WebError};
+use crate::app::{ApiError, Shared, WebError, query, session_page, source_rows};
+use crate::auth::Caller;
 use crate::store::{Change, Kind, Object};
-use crate::view::{self, Page, SessionQuery, SessionRow, SourceRow};
+use crate::view::{Page, SessionQuery, SessionRow};
+use acp_api::progress::render_line;
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-pub(crate) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, WebError> {
-    query.map(|Query(q)| q).map_err(|e| WebError::BadRequest(e.body_text()))
-}
-
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-/// The visible sessions matching `query`, one page.
-pub(crate) async fn session_page(
-    app: &Shared,
-    headers: &HeaderMap,
-    query: &SessionQuery,
-) -> Result<(Option<Caller>, Access, Page<Arc<SessionRow>>), WebError> {
-    app.ready()?;
-    let (caller, access) = app.access(headers).await?;
-    let snapshot = app.cache.snapshot();
-    let page = view::select(&snapshot.rows, query, |ns| access.allows(ns));
-    Ok((caller, access, page))
 }
 
 /// `GET /api/v1/sessions`: filters `namespace`, `phase`, `source`, `commit`,
@@ -67,25 +50,6 @@ pub async fn get_session(
 ) -> Result<Response, ApiError> {
     let (_, session) = app.session(&headers, &namespace, &name).await?;
     Ok(Json(&*session).into_response())
-}
-
-/// Sources visible to the caller, sorted by namespace and name.
-pub(crate) async fn source_rows(
-    app: &Shared,
-    headers: &HeaderMap,
-) -> Result<(Option<Caller>, Vec<SourceRow>), WebError> {
-    app.ready()?;
-    let (caller, access) = app.access(headers).await?;
-    let mut rows: Vec<SourceRow> = app
-        .cache
-        .sources
-        .state()
-        .iter()
-        .filter(|s| access.allows(&s.namespace().unwrap_or_default()))
-        .map(|s| SourceRow::new(s))
-        .collect();
-    rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    Ok((caller, rows))
 }
 
 /// `GET /api/v1/sources`.

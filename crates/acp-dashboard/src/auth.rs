@@ -3,11 +3,13 @@
 //! `X-Forwarded-Access-Token` from an authenticating proxy); a TokenReview says
 //! who it is, and a SubjectAccessReview per namespace ("may this user list
 //! agenticsessions here?") decides what is shown. Both answers are cached
-//! briefly, keyed by a digest of the token, never the token itself.
+//! briefly (`moka`: time to live, bounded size, and one review for many
+//! concurrent requests of the same caller), keyed by a digest of the token,
+//! never the token itself.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use acp_api::constants::{GROUP, VERSION};
 use axum::http::HeaderMap;
@@ -19,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 /// How long a TokenReview or SubjectAccessReview answer is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
-/// Cached answers kept at most (expired ones are dropped first).
-const CACHE_MAX: usize = 50_000;
+/// Cached answers kept at most, per kind (least recently used go first).
+const CACHE_MAX: u64 = 50_000;
 /// Reviews run at once for one caller.
 const REVIEWS_IN_FLIGHT: usize = 16;
 
@@ -102,36 +104,33 @@ impl Caller {
     }
 }
 
-struct Expiring<T> {
-    value: T,
-    at: Instant,
-}
-
-#[derive(Default)]
-struct Answers {
-    users: HashMap<String, Expiring<Option<UserInfo>>>,
-    decisions: HashMap<(String, String), Expiring<bool>>,
-}
-
-impl Answers {
-    fn prune(&mut self, now: Instant) {
-        if self.users.len() + self.decisions.len() < CACHE_MAX {
-            return;
-        }
-        self.users.retain(|_, e| now.duration_since(e.at) < CACHE_TTL);
-        self.decisions.retain(|_, e| now.duration_since(e.at) < CACHE_TTL);
-        if self.users.len() + self.decisions.len() >= CACHE_MAX {
-            self.users.clear();
-            self.decisions.clear();
-        }
-    }
-}
-
 /// Decides access per request.
 pub struct Authorizer {
     mode: Mode,
     client: kube::Client,
-    answers: Mutex<Answers>,
+    /// Token digest → the user the token is (`None`: not authenticated).
+    users: moka::future::Cache<String, Option<UserInfo>>,
+    /// (token digest, namespace) → may list sessions there.
+    decisions: moka::future::Cache<(String, String), bool>,
+}
+
+fn cache<K, V>() -> moka::future::Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::future::Cache::builder().time_to_live(CACHE_TTL).max_capacity(CACHE_MAX).build()
+}
+
+/// A review's error, shared by every request that waited on it: a failed
+/// review is not cached, and each waiter gets its own error.
+fn unshare(error: Arc<AuthError>) -> AuthError {
+    match &*error {
+        AuthError::Missing => AuthError::Missing,
+        AuthError::Invalid(message) => AuthError::Invalid(message.clone()),
+        // kube::Error is not Clone: keep the message, as an API error.
+        AuthError::Review(source) => AuthError::Review(kube::Error::Service(source.to_string().into())),
+    }
 }
 
 /// The token of a request, if it sent one.
@@ -149,7 +148,7 @@ pub fn token(headers: &HeaderMap) -> Option<&str> {
 impl Authorizer {
     /// An authorizer in `mode`, reviewing with `client`.
     pub fn new(mode: Mode, client: kube::Client) -> Self {
-        Self { mode, client, answers: Mutex::default() }
+        Self { mode, client, users: cache(), decisions: cache() }
     }
 
     /// The mode.
@@ -164,21 +163,7 @@ impl Authorizer {
         }
         let token = token(headers).ok_or(AuthError::Missing)?;
         let key = hex::encode(Sha256::digest(token.as_bytes()));
-        let cached = {
-            let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-            answers.users.get(&key).filter(|e| e.at.elapsed() < CACHE_TTL).map(|e| e.value.clone())
-        };
-        let user = match cached {
-            Some(user) => user,
-            None => {
-                let user = self.review_token(token).await?;
-                let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-                let now = Instant::now();
-                answers.prune(now);
-                answers.users.insert(key.clone(), Expiring { value: user.clone(), at: now });
-                user
-            }
-        };
+        let user = self.users.try_get_with(key.clone(), self.review_token(token)).await.map_err(unshare)?;
         let user = user.ok_or(AuthError::Invalid(None))?;
         Ok(Some(Caller { key, user }))
     }
@@ -204,19 +189,7 @@ impl Authorizer {
     pub async fn can_list(&self, caller: Option<&Caller>, namespace: &str) -> Result<bool, AuthError> {
         let Some(caller) = caller else { return Ok(true) };
         let id = (caller.key.clone(), namespace.to_owned());
-        let cached = {
-            let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-            answers.decisions.get(&id).filter(|e| e.at.elapsed() < CACHE_TTL).map(|e| e.value)
-        };
-        if let Some(allowed) = cached {
-            return Ok(allowed);
-        }
-        let allowed = self.review_access(&caller.user, namespace).await?;
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        answers.prune(now);
-        answers.decisions.insert(id, Expiring { value: allowed, at: now });
-        Ok(allowed)
+        self.decisions.try_get_with(id, self.review_access(&caller.user, namespace)).await.map_err(unshare)
     }
 
     async fn review_access(&self, user: &UserInfo, namespace: &str) -> Result<bool, AuthError> {

@@ -7,19 +7,21 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod app;
 pub mod auth;
 /// The runner's output, shared with the status bot (it lives with the operator,
 /// which owns the runs).
-pub use acp_operator::output as logs;
+pub use acp_kube::output as logs;
 pub mod metrics;
 pub mod pages;
 pub mod server;
 pub mod store;
+pub mod templates;
 pub mod view;
 
 use std::sync::Arc;
 
-use server::App;
+use app::App;
 
 /// Settings of the dashboard.
 pub struct Config {
@@ -54,7 +56,7 @@ pub fn app(
         cache,
         auth: auth::Authorizer::new(config.auth, client),
         logs: config.logs,
-        pages: pages::Pages::new().map_err(Error::Templates)?,
+        pages: templates::Pages::new().map_err(Error::Templates)?,
         metrics: metrics::Metrics::default(),
         banner: config.banner,
         stop: tokio::sync::watch::channel(false).0,

@@ -2,96 +2,20 @@
 //! into the binary): the session list and detail, the source list and detail,
 //! and error pages. They read as plain HTML; `static/live.js` adds live updates.
 
-use std::fmt::Write as _;
-
 use acp_api::SessionPhase;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
-use k8s_openapi::jiff::Timestamp;
-use minijinja::{Environment, context, value::Serde};
+use minijinja::{context, value::Serde};
 use serde::Serialize;
 
-use crate::api::{query, session_page, source_rows};
+use crate::app::{Shared, WebError, query, session_page, source_rows};
 use crate::auth::Caller;
-use crate::server::{Shared, WebError};
 use crate::view::{self, SessionQuery, SessionRow, SourceRow};
 
 /// Most inventory rows a source page lists.
 const INVENTORY_SHOWN: usize = 500;
-
-const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../templates/base.html")),
-    ("macros.html", include_str!("../templates/macros.html")),
-    ("sessions.html", include_str!("../templates/sessions.html")),
-    ("session.html", include_str!("../templates/session.html")),
-    ("sources.html", include_str!("../templates/sources.html")),
-    ("source.html", include_str!("../templates/source.html")),
-    ("error.html", include_str!("../templates/error.html")),
-];
-
-/// The compiled page templates.
-pub struct Pages {
-    env: Environment<'static>,
-}
-
-impl Pages {
-    /// Compiles the templates; fails on a template error.
-    pub fn new() -> Result<Self, minijinja::Error> {
-        let mut env = Environment::new();
-        for (name, source) in TEMPLATES {
-            env.add_template(name, source)?;
-        }
-        env.add_filter("duration", |ms: i64| view::human_duration(ms));
-        env.add_filter("usd", |usd: f64| format!("${usd:.4}"));
-        env.add_filter("short_revision", |r: String| view::short_revision(&r));
-        env.add_filter("ago", |t: String| {
-            t.parse::<Timestamp>().map(|t| view::ago(t, Timestamp::now())).unwrap_or(t)
-        });
-        env.add_filter("urlencode", |s: String| view::percent_encode(&s));
-        env.set_formatter(escape);
-        Ok(Self { env })
-    }
-
-    /// Renders template `name` with `ctx`.
-    pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
-        self.env.get_template(name)?.render(ctx)
-    }
-}
-
-/// HTML escaping of `&<>"'` only: minijinja's default also escapes `/`,
-/// which makes every URL in the page source unreadable.
-fn escape(
-    out: &mut minijinja::Output,
-    state: &mut minijinja::State,
-    value: &minijinja::Value,
-) -> Result<(), minijinja::Error> {
-    match (state.auto_escape(), value.as_str()) {
-        (minijinja::AutoEscape::Html, Some(text)) if !value.is_safe() => {
-            for c in text.chars() {
-                let escaped = match c {
-                    '&' => "&amp;",
-                    '<' => "&lt;",
-                    '>' => "&gt;",
-                    '"' => "&quot;",
-                    '\'' => "&#39;",
-                    _ => {
-                        out.write_char(c).map_err(|_| fmt_error())?;
-                        continue;
-                    }
-                };
-                out.write_str(escaped).map_err(|_| fmt_error())?;
-            }
-            Ok(())
-        }
-        _ => minijinja::escape_formatter(out, state, value),
-    }
-}
-
-fn fmt_error() -> minijinja::Error {
-    minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "failed to write the page")
-}
 
 /// An error answered as an HTML page.
 pub struct PageError {

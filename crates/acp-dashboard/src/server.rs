@@ -1,181 +1,16 @@
-//! The HTTP server: shared state, routes, errors, and the operations
-//! endpoints (`/healthz`, `/readyz`, `/metrics`).
-
-use std::sync::Arc;
-
-use acp_api::{AgenticSession, SessionSource};
+//! The HTTP server: routes (the JSON API, the pages, static files) and the
+//! operations endpoints (`/healthz`, `/readyz`, `/metrics`). The state and
+//! errors handlers share live in [`crate::app`].
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-use crate::auth::{Access, AuthError, Authorizer, Caller};
-use crate::logs::{LogError, LogSource};
-use crate::metrics::Metrics;
-use crate::pages::Pages;
-use crate::store::Cache;
+pub use crate::app::{ApiError, App, Shared, WebError};
 use crate::{api, pages};
-
-/// Everything a request handler reads.
-pub struct App {
-    /// The watch caches.
-    pub cache: Arc<Cache>,
-    /// Access decisions.
-    pub auth: Authorizer,
-    /// Where runner output is read from.
-    pub logs: LogSource,
-    /// The page templates.
-    pub pages: Pages,
-    /// Request metrics.
-    pub metrics: Metrics,
-    /// A notice shown on every page (for example that the model is a replay).
-    pub banner: Option<String>,
-    /// Set on shutdown: long-lived responses (watches, log streams) end.
-    pub stop: tokio::sync::watch::Sender<bool>,
-}
-
-/// Shared state of the handlers.
-pub type Shared = Arc<App>;
-
-impl App {
-    /// Resolves when the server shuts down.
-    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut stop = self.stop.subscribe();
-        async move {
-            // An error means the sender is gone: stopping as well.
-            let _ = stop.wait_for(|s| *s).await;
-        }
-    }
-
-    /// Who is calling and which namespaces they may see.
-    pub async fn access(&self, headers: &HeaderMap) -> Result<(Option<Caller>, Access), WebError> {
-        let caller = self.auth.caller(headers).await?;
-        let access = match caller {
-            None => Access::All,
-            Some(_) => self.auth.access(caller.as_ref(), &self.cache.namespaces()).await?,
-        };
-        Ok((caller, access))
-    }
-
-    /// Fails while the caches are still loading: an empty answer would lie.
-    pub fn ready(&self) -> Result<(), WebError> {
-        if self.cache.ready() { Ok(()) } else { Err(WebError::NotReady) }
-    }
-
-    /// Checks that the caches are loaded and the caller may see `namespace`;
-    /// else the object "is not found".
-    pub async fn check(&self, headers: &HeaderMap, namespace: &str) -> Result<Option<Caller>, WebError> {
-        self.ready()?;
-        let caller = self.auth.caller(headers).await?;
-        if self.auth.can_list(caller.as_ref(), namespace).await? {
-            Ok(caller)
-        } else {
-            Err(WebError::NotFound)
-        }
-    }
-
-    /// Session `namespace/name`, if the caller may see it.
-    pub async fn session(
-        &self,
-        headers: &HeaderMap,
-        namespace: &str,
-        name: &str,
-    ) -> Result<(Option<Caller>, Arc<AgenticSession>), WebError> {
-        let caller = self.check(headers, namespace).await?;
-        Ok((caller, self.cache.session(namespace, name).ok_or(WebError::NotFound)?))
-    }
-
-    /// Source `namespace/name`, if the caller may see it.
-    pub async fn source(
-        &self,
-        headers: &HeaderMap,
-        namespace: &str,
-        name: &str,
-    ) -> Result<(Option<Caller>, Arc<SessionSource>), WebError> {
-        let caller = self.check(headers, namespace).await?;
-        Ok((caller, self.cache.source(namespace, name).ok_or(WebError::NotFound)?))
-    }
-}
-
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum WebError {
-    /// Authentication or a review failed.
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    /// No such object, or not visible to the caller.
-    #[error("failed to find it: no such object, or you may not see it")]
-    NotFound,
-    /// The query string is not understood.
-    #[error("failed to read the query: {0}")]
-    BadRequest(String),
-    /// The caches are still loading.
-    #[error("failed to answer: the dashboard is still loading its caches")]
-    NotReady,
-    /// A page could not be rendered.
-    #[error("failed to render the page")]
-    Render(#[source] minijinja::Error),
-    /// The runner's output could not be read.
-    #[error(transparent)]
-    Logs(#[from] LogError),
-}
-
-impl WebError {
-    /// The HTTP status of this error.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Auth(AuthError::Missing | AuthError::Invalid(_)) => StatusCode::UNAUTHORIZED,
-            Self::Auth(AuthError::Review(_)) => StatusCode::BAD_GATEWAY,
-            Self::NotFound | Self::Logs(LogError::NoRun | LogError::NoPod(_)) => StatusCode::NOT_FOUND,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Logs(_) => StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    /// The message with its sources.
-    pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        text
-    }
-
-    fn log(&self) {
-        if self.status().is_server_error() {
-            tracing::warn!(error = %self.chain(), "request failed");
-        }
-    }
-}
-
-/// An error answered as JSON (`{"error": "…"}`).
-pub struct ApiError(pub WebError);
-
-impl<E: Into<WebError>> From<E> for ApiError {
-    fn from(e: E) -> Self {
-        Self(e.into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        self.0.log();
-        let mut response =
-            (self.0.status(), axum::Json(serde_json::json!({ "error": self.0.chain() }))).into_response();
-        if self.0.status() == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
 
 /// Serves `/metrics`.
 async fn metrics(State(app): State<Shared>) -> impl IntoResponse {
@@ -234,7 +69,24 @@ pub fn router(app: Shared) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(middleware::from_fn(security_headers))
         .with_state(app)
+}
+
+/// What a page may load: only this origin's scripts, styles and connections
+/// (`live.js` and the SSE streams), no framing, no inline code.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Headers on every response: the content security policy, no MIME sniffing,
+/// no referrer leaking session URLs to other sites.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.

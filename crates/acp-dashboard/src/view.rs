@@ -237,11 +237,13 @@ impl SessionQuery {
     pub fn with_page(&self, page: usize) -> String {
         let mut query = self.clone();
         query.page = Some(page);
-        serde_urlencoded(&query)
+        query_string(&query)
     }
 }
 
-fn serde_urlencoded(query: &SessionQuery) -> String {
+/// `key=value&…` in key order, values percent-encoded (a stable form for
+/// links; `serde_urlencoded` would follow field order and encode spaces as `+`).
+fn query_string(query: &SessionQuery) -> String {
     let value = serde_json::to_value(query).unwrap_or_default();
     let mut out = Vec::new();
     if let serde_json::Value::Object(map) = value {
@@ -256,17 +258,13 @@ fn serde_urlencoded(query: &SessionQuery) -> String {
     out.join("&")
 }
 
+/// Characters kept as they are in a path segment: RFC 3986's unreserved.
+const UNRESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Percent-encodes everything but unreserved characters (RFC 3986).
 pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 /// One page of a filtered, sorted list.
@@ -348,28 +346,15 @@ pub fn select(
     Page { items, total, page, limit }
 }
 
+/// Whether `text` may be a link's target: an absolute `http` or `https` URL.
+pub fn is_web_link(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
 /// A web URL for a git remote URL, when it is on a known forge
 /// (`https://host/owner/repo`, `git@host:owner/repo.git`, `ssh://git@host/…`).
 pub fn web_url(remote: &str) -> Option<String> {
-    let remote = remote.trim().trim_end_matches('/').trim_end_matches(".git");
-    let (host, path) = if let Some(rest) = remote.strip_prefix("https://") {
-        rest.split_once('/')?
-    } else if let Some(rest) = remote.strip_prefix("ssh://") {
-        let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
-        let (host, path) = rest.split_once('/')?;
-        (host.split(':').next().unwrap_or(host), path)
-    } else if let Some((user_host, path)) = remote.split_once(':') {
-        let host = user_host.split_once('@').map_or(user_host, |(_, h)| h);
-        if host.contains('/') || path.starts_with("//") {
-            return None;
-        }
-        (host, path)
-    } else {
-        return None;
-    };
-    let known = host == "github.com" || host.starts_with("github.") || host.contains("gitlab");
-    (known && path.split('/').filter(|s| !s.is_empty()).count() >= 2)
-        .then(|| format!("https://{host}/{path}"))
+    acp_api::remote::Remote::parse(remote)?.web_url()
 }
 
 fn is_gitlab(web: &str) -> bool {
@@ -416,9 +401,8 @@ pub fn links(session: &AgenticSession, source: Option<&SessionSource>) -> Links 
         .annotations
         .as_ref()
         .and_then(|a| a.get(annotations::STATUS_BOT_STATE))
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-        .and_then(|v| v.get("pull")?.as_u64())
-        .filter(|n| *n > 0);
+        .and_then(|s| acp_api::status_bot::BotState::parse(s))
+        .and_then(|state| state.pull_request());
     Links {
         file: row.commit.as_deref().zip(row.path.as_deref()).map(|(c, p)| file_url(&web, c, p)),
         commit: row.commit.as_deref().map(|c| commit_url(&web, c)),

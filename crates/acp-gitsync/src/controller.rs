@@ -29,10 +29,11 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::apply::{self, api_message};
-use crate::fetch::{self, Credentials};
 use crate::files::{self, Filter};
 use crate::plan::{self, SourceRef};
 use crate::status::{self, Failed, Synced};
+use acp_git::Credentials;
+use acp_git::mirror as fetch;
 
 /// Default sync interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -320,7 +321,7 @@ async fn sync(
         Some(secret_ref) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
             match secrets.get_opt(&secret_ref.name).await {
-                Ok(Some(secret)) => Credentials::from_secret_data(&secret.data.unwrap_or_default()),
+                Ok(Some(secret)) => secret_credentials(&secret.data.unwrap_or_default()),
                 Ok(None) => {
                     let message = format!("secret {ns}/{} (spec.secretRef) not found", secret_ref.name);
                     return Ok(Err(failed(reasons::FETCH_FAILED, message, true)));
@@ -481,4 +482,9 @@ async fn sync(
         errors,
         inventory,
     }))
+}
+
+/// Git credentials from a source's Secret data (Flux's key names).
+pub fn secret_credentials(data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>) -> Credentials {
+    Credentials::from_secret(|k| data.get(k).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
 }

@@ -1,11 +1,13 @@
 //! Which files of a source are manifests: `*.yaml` / `*.yml` under the
-//! source's `path`, minus ignore globs and the write-back path; read from a
-//! git tree (git-sync, `acp plan --base`) or from a directory (`acp validate`).
-//! Symlinks are never followed and oversized files are never read.
+//! source's `path`, minus the source's `ignore` patterns (gitignore semantics,
+//! by the `ignore` crate: anchoring, `dir/`, `**`, `!` re-includes) and the
+//! write-back path; read from a git tree (git-sync, `acp plan --base`) or from
+//! a directory (`acp validate`). Symlinks are never followed and oversized
+//! files are never read.
 
 use std::path::Path;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 /// Files larger than this are refused unread.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -51,15 +53,15 @@ impl Entry {
 pub struct PatternError {
     /// The pattern.
     pub pattern: String,
-    /// globset's error.
-    pub source: globset::Error,
+    /// The gitignore parser's error.
+    pub source: ignore::Error,
 }
 
 /// Selects manifest files.
 #[derive(Clone, Debug)]
 pub struct Filter {
     root: String,
-    ignore: GlobSet,
+    ignore: Gitignore,
     excluded: Vec<String>,
 }
 
@@ -71,24 +73,13 @@ impl Filter {
     /// Files under `root` (repository-relative; empty for all), minus the
     /// gitignore-style `ignore` patterns and the `excluded` directories.
     pub fn new(root: &str, ignore: &[String], excluded: &[String]) -> Result<Self, PatternError> {
-        let mut builder = GlobSetBuilder::new();
+        // Patterns are matched against repository-relative paths, as if they
+        // were one .gitignore at the repository root.
+        let mut builder = GitignoreBuilder::new("");
         for pattern in ignore {
-            let trimmed = pattern.trim().trim_start_matches('/');
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            let base = trimmed.trim_end_matches('/');
-            let anchored = pattern.trim().starts_with('/') || base.contains('/');
-            let mut forms = vec![base.to_string(), format!("{base}/**")];
-            if !anchored {
-                forms.push(format!("**/{base}"));
-                forms.push(format!("**/{base}/**"));
-            }
-            for form in forms {
-                let glob =
-                    Glob::new(&form).map_err(|source| PatternError { pattern: pattern.clone(), source })?;
-                builder.add(glob);
-            }
+            builder
+                .add_line(None, pattern)
+                .map_err(|source| PatternError { pattern: pattern.clone(), source })?;
         }
         let ignore = builder.build().map_err(|source| PatternError { pattern: ignore.join(", "), source })?;
         Ok(Self {
@@ -104,7 +95,7 @@ impl Filter {
         (path.ends_with(".yaml") || path.ends_with(".yml"))
             && under(&self.root)
             && !self.excluded.iter().any(|e| under(e))
-            && !self.ignore.is_match(path)
+            && !self.ignore.matched_path_or_any_parents(path, false).is_ignore()
     }
 }
 
@@ -197,5 +188,15 @@ mod tests {
         let all = Filter::new("", &ignore, &[]).expect("patterns");
         assert!(!all.wants("top-only.yaml"));
         assert!(all.wants("sub/top-only.yaml"));
+    }
+
+    #[test]
+    fn negations_re_include_and_double_stars_match_any_depth() {
+        let ignore = ["*.tmpl.yaml".to_string(), "!keep.tmpl.yaml".to_string(), "**/wip/**".to_string()];
+        let filter = Filter::new("", &ignore, &[]).expect("patterns");
+        assert!(!filter.wants("a/x.tmpl.yaml"));
+        assert!(filter.wants("a/keep.tmpl.yaml"), "a later ! pattern re-includes");
+        assert!(!filter.wants("team/wip/deep/s.yaml"));
+        assert!(filter.wants("team/s.yaml"));
     }
 }

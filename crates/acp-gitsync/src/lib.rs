@@ -1,6 +1,6 @@
 //! git-sync: the SessionSource controller.
 //!
-//! A sync is a pipeline: fetch the revision with git2 ([`fetch`]) → select the
+//! A sync is a pipeline: fetch the revision into a mirror (`acp_git::mirror`) → select the
 //! manifest files ([`files`]) → parse them with positions ([`manifest`]) →
 //! check each against the schema and policies and diff against the cluster
 //! ([`plan`], pure) → server-side apply and prune ([`apply`]) → status
@@ -10,11 +10,9 @@
 
 pub mod apply;
 pub mod controller;
-pub mod fetch;
 pub mod files;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;
-pub mod serve;
 pub mod status;
 pub mod webhook;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use acp_api::SessionSource;
 use acp_api::constants::annotations;
+use acp_api::remote::Remote;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -146,27 +147,21 @@ async fn verified_sources(
     Ok(matched)
 }
 
-fn normalize_url(url: &str) -> String {
-    let url = url.trim().trim_end_matches('/').trim_end_matches(".git").to_ascii_lowercase();
-    let url =
-        url.replace("ssh://git@", "").replace("git@", "").replace("https://", "").replace("http://", "");
-    url.replacen(':', "/", 1)
-}
-
 /// Whether a push of `git_ref` to `repository` concerns `source`.
 pub fn concerns(source: &SessionSource, repository: &Value, git_ref: &str) -> bool {
     let full_name = repository["full_name"].as_str().unwrap_or_default();
     let named = source.spec.github.as_ref().is_some_and(|g| g.repository.eq_ignore_ascii_case(full_name));
-    let source_url = normalize_url(&source.spec.url);
+    let source_url = Remote::parse(&source.spec.url);
     let same_url = ["clone_url", "ssh_url", "html_url", "git_url"]
         .iter()
         .filter_map(|k| repository[k].as_str())
-        .any(|u| normalize_url(u) == source_url);
+        .filter_map(Remote::parse)
+        .any(|u| source_url.as_ref().is_some_and(|s| s.same_repository(&u)));
     let wanted = match &source.spec.git_ref {
         Some(r) if r.commit.is_some() => return false,
         Some(r) if r.tag.is_some() => format!("refs/tags/{}", r.tag.as_deref().unwrap_or_default()),
-        Some(r) => format!("refs/heads/{}", r.branch.as_deref().unwrap_or(crate::fetch::DEFAULT_BRANCH)),
-        None => format!("refs/heads/{}", crate::fetch::DEFAULT_BRANCH),
+        Some(r) => format!("refs/heads/{}", r.branch.as_deref().unwrap_or(acp_git::mirror::DEFAULT_BRANCH)),
+        None => format!("refs/heads/{}", acp_git::mirror::DEFAULT_BRANCH),
     };
     (named || same_url) && git_ref == wanted
 }
@@ -243,8 +238,14 @@ mod tests {
 
     #[test]
     fn urls_compare_across_forms() {
-        let https = normalize_url("https://github.com/Acme/Sessions.git");
-        assert_eq!(https, normalize_url("git@github.com:acme/sessions"));
-        assert_eq!(https, normalize_url("ssh://git@github.com/acme/sessions.git"));
+        let source: SessionSource = serde_json::from_value(json!({
+            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource",
+            "metadata": {"name": "s", "namespace": "n"}, "spec": {"url": "https://github.com/Acme/Sessions.git"}
+        }))
+        .expect("source");
+        for url in ["git@github.com:acme/sessions", "ssh://git@github.com/acme/sessions.git"] {
+            assert!(concerns(&source, &json!({"clone_url": url}), "refs/heads/main"), "{url}");
+        }
+        assert!(!concerns(&source, &json!({"clone_url": "git@github.com:acme/other"}), "refs/heads/main"));
     }
 }

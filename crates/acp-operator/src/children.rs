@@ -1,21 +1,32 @@
-//! The children of a session, built as plain objects (pure): the runner's
-//! credentials Secret, the workspace PVC and the runner Job. The controller
-//! applies them with server-side apply; each has the session as controller
-//! owner, so deleting the session deletes them.
+//! The children of a session, built as typed `k8s-openapi` objects (pure):
+//! the runner's credentials Secret, the workspace PVC and the runner Job. The
+//! controller applies them with server-side apply; each has the session as
+//! controller owner, so deleting the session deletes them.
 //!
-//! Names are deterministic: `<session>-runner`, `<session>-workspace`,
-//! `<session>-<run>`, shortened with a hash when the session name is long.
+//! Names are deterministic ([`crate::names`]): `<session>-runner`,
+//! `<session>-workspace`, `<session>-<run>`, shortened with a hash when the
+//! session name is long.
 
 use std::collections::BTreeMap;
 
 use acp_api::AgenticSession;
 use acp_api::constants::{RUNNER_SECRETS, labels};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements, Secret};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Resource as _;
 use kube::api::ObjectMeta;
 use serde_json::json;
+
+use crate::names::job_name;
+pub use crate::names::{child_name, label_value, pvc_name, secret_name};
+use crate::observe::RUNNER_CONTAINER;
 
 /// Keys copied from the namespace's runner secret (and a per-session override
 /// secret) into the session's Secret. `ANTHROPIC_API_KEY` is required.
@@ -84,40 +95,6 @@ pub enum Workspace {
     EmptyDir,
 }
 
-/// `<name>-<suffix>`, at most 63 characters (a label value), unique per input.
-pub fn child_name(name: &str, suffix: &str) -> String {
-    let full = format!("{name}-{suffix}");
-    if full.len() <= 63 {
-        return full;
-    }
-    // FNV-1a: stable across releases, unlike std's hasher.
-    let hash = name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let keep = 63 - suffix.len() - 10;
-    let mut end = keep.min(name.len());
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}-{:08x}-{suffix}", name[..end].trim_end_matches('-'), hash as u32)
-}
-
-/// `name` as a label value: itself when it fits in 63 characters, else a
-/// shortened, hashed form (the pod annotation keeps the full name).
-pub fn label_value(name: &str) -> String {
-    if name.len() <= 63 { name.to_owned() } else { child_name(&name[..name.len() - 2], "s") }
-}
-
-/// Name of the session's credentials Secret.
-pub fn secret_name(session: &str) -> String {
-    child_name(session, "runner")
-}
-
-/// Name of the session's workspace PVC.
-pub fn pvc_name(session: &str) -> String {
-    child_name(session, "workspace")
-}
-
 /// Builds the session Secret's data from the namespace secret and an optional
 /// override; `Err` names what is missing.
 pub fn secret_data(
@@ -182,21 +159,30 @@ pub fn secret(session: &AgenticSession, data: BTreeMap<String, ByteString>) -> S
 pub fn pvc(session: &AgenticSession, config: &ChildConfig) -> Option<PersistentVolumeClaim> {
     let Workspace::Pvc { size, storage_class } = &config.workspace else { return None };
     let name = pvc_name(session.metadata.name.as_deref().unwrap_or_default());
-    let mut claim: PersistentVolumeClaim = serde_json::from_value(json!({
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
-    }))
-    .ok()?;
-    claim.metadata = meta(session, name, None);
-    if let Some(spec) = claim.spec.as_mut() {
-        spec.storage_class_name.clone_from(storage_class);
-    }
-    Some(claim)
+    Some(PersistentVolumeClaim {
+        metadata: meta(session, name, None),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), Quantity(size.clone()))])),
+                ..VolumeResourceRequirements::default()
+            }),
+            storage_class_name: storage_class.clone(),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    })
 }
 
-/// The runner's environment for `session` (the runner contract's variables).
-pub fn runner_env(session: &AgenticSession, secret_keys: &[String]) -> Vec<serde_json::Value> {
+fn value(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.to_owned(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+/// The runner's environment for `session` (the runner contract's variables):
+/// plain values, then the credentials from the session Secret, key by key.
+pub fn runner_env(session: &AgenticSession, secret_keys: &[String]) -> Vec<EnvVar> {
     let spec = &session.spec;
-    let json_string = |v: serde_json::Value| v.to_string();
+    let session_name = session.metadata.name.as_deref().unwrap_or_default();
     let repos: Vec<serde_json::Value> = spec
         .repos
         .iter()
@@ -205,19 +191,19 @@ pub fn runner_env(session: &AgenticSession, secret_keys: &[String]) -> Vec<serde
     let mut env: Vec<(&str, Option<String>)> = vec![
         ("AGENTIC_SESSION_NAME", session.metadata.name.clone()),
         ("AGENTIC_SESSION_NAMESPACE", session.metadata.namespace.clone()),
-        ("WORKSPACE_PATH", Some("/workspace".into())),
-        ("TERMINATION_MESSAGE_PATH", Some("/dev/termination-log".into())),
+        ("WORKSPACE_PATH", Some(WORKSPACE.into())),
+        ("TERMINATION_MESSAGE_PATH", Some(TERMINATION_MESSAGE_PATH.into())),
         ("INITIAL_PROMPT", spec.initial_prompt.clone()),
         ("DISPLAY_NAME", spec.display_name.clone()),
-        ("REPOS_JSON", Some(json_string(json!(repos)))),
+        ("REPOS_JSON", Some(json!(repos).to_string())),
         ("LLM_MODEL", Some(spec.model().to_owned())),
         ("MAX_TURNS", spec.max_turns.map(|t| t.to_string())),
         ("INACTIVITY_TIMEOUT", spec.inactivity_timeout.map(|t| t.to_string())),
         ("TIMEOUT", Some(spec.timeout_seconds().to_string())),
-        ("CUSTOM_MCP_SERVERS", spec.mcp_servers.as_ref().map(|m| json_string(json!(m)))),
+        ("CUSTOM_MCP_SERVERS", spec.mcp_servers.as_ref().map(|m| json!(m).to_string())),
         (
             "SESSION_ENV_JSON",
-            (!spec.environment_variables.is_empty()).then(|| json_string(json!(spec.environment_variables))),
+            (!spec.environment_variables.is_empty()).then(|| json!(spec.environment_variables).to_string()),
         ),
         ("USER_ID", spec.user_context.as_ref().and_then(|u| u.user_id.clone())),
         ("USER_NAME", spec.user_context.as_ref().and_then(|u| u.display_name.clone())),
@@ -234,90 +220,142 @@ pub fn runner_env(session: &AgenticSession, secret_keys: &[String]) -> Vec<serde
     if secret_keys.iter().any(|k| k == "GIT_KNOWN_HOSTS") {
         env.push(("GIT_KNOWN_HOSTS_FILE", Some(format!("{SECRET_MOUNT}/GIT_KNOWN_HOSTS"))));
     }
-    let mut out: Vec<serde_json::Value> =
-        env.into_iter().filter_map(|(k, v)| v.map(|v| json!({"name": k, "value": v}))).collect();
-    // Credentials come from the session Secret, key by key.
+    let mut out: Vec<EnvVar> = env.into_iter().filter_map(|(k, v)| v.map(|v| value(k, v))).collect();
+    let secret = secret_name(session_name);
     for key in secret_keys.iter().filter(|k| !matches!(k.as_str(), "GIT_SSH_KEY" | "GIT_KNOWN_HOSTS")) {
-        let secret = secret_name(session.metadata.name.as_deref().unwrap_or_default());
-        out.push(json!({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}));
+        out.push(EnvVar {
+            name: key.clone(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.clone(),
+                    key: key.clone(),
+                    ..SecretKeySelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
     }
     out
 }
 
-/// The runner Job of run `run`.
-pub fn job(session: &AgenticSession, run: i64, config: &ChildConfig, secret_keys: &[String]) -> Option<Job> {
+/// Where the runner's workspace is mounted.
+const WORKSPACE: &str = "/workspace";
+/// Where the runner writes its result.
+const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// The runner Job of run `run`: the runner image with its own entrypoint
+/// (`acp runner`), no command or args.
+pub fn job(session: &AgenticSession, run: i64, config: &ChildConfig, secret_keys: &[String]) -> Job {
     let session_name = session.metadata.name.as_deref().unwrap_or_default();
     let workspace = match &config.workspace {
-        Workspace::Pvc { .. } => {
-            json!({"name": "workspace", "persistentVolumeClaim": {"claimName": pvc_name(session_name)}})
-        }
-        Workspace::EmptyDir => json!({"name": "workspace", "emptyDir": {}}),
+        Workspace::Pvc { .. } => Volume {
+            name: "workspace".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc_name(session_name),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Workspace::EmptyDir => Volume {
+            name: "workspace".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
     };
-    let job_meta = meta(session, crate::state::job_name(session_name, run), Some(run));
-    let pod_labels = job_meta.labels.clone();
-    let mut job: Job = serde_json::from_value(json!({
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": session.spec.timeout_seconds(),
-            "ttlSecondsAfterFinished": config.ttl_seconds_after_finished,
-            "template": {
-                "metadata": {
-                    "labels": pod_labels,
-                    "annotations": {acp_api::constants::annotations::SESSION_NAME: session_name}
-                },
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "securityContext": {
-                        "runAsNonRoot": true, "runAsUser": config.run_as_user, "runAsGroup": config.run_as_user,
-                        "fsGroup": config.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}
-                    },
-                    "containers": [{
-                        "name": "runner",
-                        "image": config.runner_image,
-                        "imagePullPolicy": config.image_pull_policy,
-                        "env": runner_env(session, secret_keys),
-                        "terminationMessagePath": "/dev/termination-log",
-                        "terminationMessagePolicy": "FallbackToLogsOnError",
-                        "resources": config.resources,
-                        "securityContext": {
-                            "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-                            "capabilities": {"drop": ["ALL"]}
-                        },
-                        "volumeMounts": [
-                            {"name": "workspace", "mountPath": "/workspace"},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                            {"name": "secrets", "mountPath": SECRET_MOUNT, "readOnly": true}
-                        ]
-                    }],
-                    "volumes": [
-                        workspace,
-                        {"name": "tmp", "emptyDir": {}},
-                        {"name": "secrets", "secret": {"secretName": secret_name(session_name), "defaultMode": 0o400}}
-                    ]
-                }
-            }
-        }
-    }))
-    .ok()?;
-    job.metadata = job_meta;
-    Some(job)
+    let job_meta = meta(session, job_name(session_name, run), Some(run));
+    let uid = config.run_as_user;
+    let container = Container {
+        name: RUNNER_CONTAINER.into(),
+        image: Some(config.runner_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        env: Some(runner_env(session, secret_keys)),
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        resources: config.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("workspace", WORKSPACE, false),
+            mount("tmp", "/tmp", false),
+            mount("secrets", SECRET_MOUNT, true),
+        ]),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        restart_policy: Some("Never".into()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(uid),
+            run_as_group: Some(uid),
+            fs_group: Some(uid),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![container],
+        volumes: Some(vec![
+            workspace,
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            },
+            Volume {
+                name: "secrets".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret_name(session_name)),
+                    default_mode: Some(0o400),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+        ]),
+        ..PodSpec::default()
+    };
+    Job {
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(session.spec.timeout_seconds()),
+            ttl_seconds_after_finished: config.ttl_seconds_after_finished,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: job_meta.labels.clone(),
+                    annotations: Some(BTreeMap::from([(
+                        acp_api::constants::annotations::SESSION_NAME.to_owned(),
+                        session_name.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..JobSpec::default()
+        }),
+        metadata: job_meta,
+        ..Job::default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_deterministic_and_bounded() {
-        assert_eq!(child_name("fix-bug", "3"), "fix-bug-3");
-        let long = "a".repeat(100);
-        let name = child_name(&long, "workspace");
-        assert!(name.len() <= 63, "{name}");
-        assert_eq!(name, child_name(&long, "workspace"));
-        assert_ne!(name, child_name(&"a".repeat(99), "workspace"));
-    }
 
     #[test]
     fn secret_data_requires_the_api_key_and_applies_overrides() {
@@ -337,5 +375,69 @@ mod tests {
         );
         let err = secret_data(Some(&ns), Some(("gone", None))).expect_err("override missing");
         assert!(err.contains("secret gone"), "{err}");
+    }
+
+    #[test]
+    fn the_job_is_the_runner_contract() {
+        let session: AgenticSession = serde_json::from_value(json!({
+            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
+            "metadata": {"name": "fix", "namespace": "team", "uid": "u-1"},
+            "spec": {"initialPrompt": "Fix it.", "timeout": 600, "repos": [{"url": "https://github.com/a/b.git"}]}
+        }))
+        .expect("session");
+        let config = ChildConfig { workspace: Workspace::EmptyDir, ..ChildConfig::default() };
+        let job = serde_json::to_value(job(
+            &session,
+            2,
+            &config,
+            &["ANTHROPIC_API_KEY".into(), "GIT_SSH_KEY".into()],
+        ))
+        .expect("json");
+        assert_eq!(job["metadata"]["name"], "fix-2");
+        assert_eq!(job["metadata"]["labels"]["ambient-code.io/run"], "2");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        let spec = &job["spec"];
+        assert_eq!(
+            (spec["backoffLimit"].clone(), spec["activeDeadlineSeconds"].clone()),
+            (json!(0), json!(600))
+        );
+        let pod = &spec["template"]["spec"];
+        assert_eq!(spec["template"]["metadata"]["annotations"]["ambient-code.io/session-name"], "fix");
+        assert_eq!(
+            pod["securityContext"],
+            json!({"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                   "seccompProfile": {"type": "RuntimeDefault"}})
+        );
+        let container = &pod["containers"][0];
+        assert_eq!(container["name"], "runner");
+        assert!(container.get("command").is_none() && container.get("args").is_none(), "{container}");
+        assert_eq!(
+            container["securityContext"],
+            json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}})
+        );
+        assert_eq!(
+            container["volumeMounts"],
+            json!([{"name": "workspace", "mountPath": "/workspace"}, {"name": "tmp", "mountPath": "/tmp"},
+                   {"name": "secrets", "mountPath": "/var/run/acp/secrets", "readOnly": true}])
+        );
+        assert_eq!(
+            pod["volumes"],
+            json!([{"name": "workspace", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
+                   {"name": "secrets", "secret": {"secretName": "fix-runner", "defaultMode": 256}}])
+        );
+        let env = container["env"].as_array().expect("env");
+        let key = env.iter().find(|e| e["name"] == "ANTHROPIC_API_KEY").expect("key");
+        assert_eq!(
+            key["valueFrom"],
+            json!({"secretKeyRef": {"name": "fix-runner", "key": "ANTHROPIC_API_KEY"}})
+        );
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "GIT_SSH_KEY_FILE" && e["value"] == "/var/run/acp/secrets/GIT_SSH_KEY")
+        );
+        assert!(
+            !env.iter().any(|e| e["name"] == "GIT_SSH_KEY"),
+            "key files are mounted, not in the environment"
+        );
     }
 }

@@ -2,8 +2,7 @@
 //! runner secret), observe, [`decide`](crate::state::decide), apply children
 //! with server-side apply, write status with server-side apply.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use acp_api::AgenticSession;
@@ -81,7 +80,7 @@ pub struct Context {
     config: Config,
     recorder: Recorder,
     metrics: Arc<crate::metrics::Metrics>,
-    failures: Mutex<HashMap<ObjectRef<AgenticSession>, u32>>,
+    backoff: acp_kube::backoff::PerObject<ObjectRef<AgenticSession>>,
 }
 
 /// Runs the operator until `shutdown` completes.
@@ -117,7 +116,8 @@ pub async fn run_with_metrics(
     let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
-    let ctx = Arc::new(Context { client, config, recorder, metrics, failures: Mutex::default() });
+    let backoff = acp_kube::backoff::PerObject::new(Duration::from_secs(1), Duration::from_secs(300));
+    let ctx = Arc::new(Context { client, config, recorder, metrics, backoff });
     // Bounded concurrency keeps memory flat when thousands of sessions are
     // reconciled at start-up.
     let controller = Controller::new(sessions, watcher::Config::default().any_semantic())
@@ -294,10 +294,7 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
     {
         return Err(Error::SecretMissing(message));
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&ObjectRef::from(&*session));
+    ctx.backoff.succeeded(&ObjectRef::from(&*session));
     Ok(match decision.status.phase.unwrap_or_default() {
         phase if phase.is_terminal() => Requeue::await_change(),
         // Local processes are not watched objects: poll them while they run.
@@ -328,8 +325,7 @@ async fn ensure_children(
             .await
             .map_err(kube_err("apply the workspace claim"))?;
     }
-    let job = children::job(session, run, &ctx.config.children, &keys)
-        .ok_or(Error::Invalid("cannot build the runner job"))?;
+    let job = children::job(session, run, &ctx.config.children, &keys);
     let job_name = job.metadata.name.clone().unwrap_or_default();
     Api::<Job>::namespaced(ctx.client.clone(), ns)
         .patch(&job_name, &params, &Patch::Apply(&job))
@@ -339,7 +335,7 @@ async fn ensure_children(
     Ok(())
 }
 
-/// Per-object exponential backoff: 1 s, 2 s, 4 s … up to 5 minutes. A status
+/// Per-object exponential backoff (jittered): 1 s, 2 s, 4 s … up to 5 minutes. A status
 /// write refused because the session changed since it was read (409) is not
 /// a failure: the cache is about to deliver the newer object; retry soon.
 fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Context>) -> Requeue {
@@ -353,10 +349,7 @@ fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Context>) 
         .errors
         .get_or_create(&crate::metrics::ErrorLabels { category: error.category().into() })
         .inc();
-    let mut failures = ctx.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let count = failures.entry(ObjectRef::from(&*session)).or_insert(0);
-    *count = count.saturating_add(1);
-    let delay = Duration::from_secs(1u64 << (*count - 1).min(8)).min(Duration::from_secs(300));
+    let delay = ctx.backoff.failed(&ObjectRef::from(&*session));
     warn!(session = %session.name_any(), category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");
     Requeue::requeue(delay)
 }

@@ -78,25 +78,10 @@ impl Metrics {
 
 /// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move { ([("content-type", "text/plain; version=0.0.4")], metrics.encode()) }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }));
-    axum::serve(listener, app).await
+    acp_kube::ops::serve(listener, acp_kube::ops::router(move || metrics.encode())).await
 }
 
 /// A client that counts every request it sends in `metrics.api_requests`.
 pub fn counting_client(config: kube::Config, metrics: &Arc<Metrics>) -> Result<kube::Client, kube::Error> {
-    let counter = metrics.api_requests.clone();
-    let layer = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-        counter.inc();
-        request
-    });
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build())
+    acp_kube::client::counting(config, metrics.api_requests.clone())
 }

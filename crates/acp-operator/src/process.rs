@@ -61,12 +61,12 @@ pub fn observe(config: &ProcessConfig, ns: &str, session: &str, run: i64) -> Opt
     let dir = run_dir(config, ns, &name);
     let pid = read_pid(&dir)?;
     let started = file_time(&dir.join("pid"));
-    let progress = if let Ok(code) = std::fs::read_to_string(dir.join("exit")) {
+    let progress = if let Ok(code) = std::fs::read_to_string(dir.join(acp_kube::output::RUN_EXIT)) {
         Progress::Exited {
             code: code.trim().parse().unwrap_or(-1),
             message: std::fs::read_to_string(dir.join("termination-log")).ok().filter(|m| !m.is_empty()),
             started,
-            finished: file_time(&dir.join("exit")),
+            finished: file_time(&dir.join(acp_kube::output::RUN_EXIT)),
         }
     } else if alive(pid) {
         Progress::Running { started }
@@ -96,7 +96,7 @@ pub fn ensure(
         return Ok(());
     }
     std::fs::create_dir_all(dir.join("workspace"))?;
-    let log = std::fs::File::create(dir.join("runner.log"))?;
+    let log = std::fs::File::create(dir.join(acp_kube::output::RUN_LOG))?;
     let mut command = tokio::process::Command::new(&config.acp);
     command.arg("runner").env_clear().current_dir(&dir);
     for key in ["PATH", "LANG", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE"] {
@@ -105,8 +105,8 @@ pub fn ensure(
         }
     }
     for entry in crate::children::runner_env(session, &[]) {
-        if let (Some(key), Some(value)) = (entry["name"].as_str(), entry["value"].as_str()) {
-            command.env(key, value);
+        if let Some(value) = entry.value {
+            command.env(entry.name, value);
         }
     }
     for (key, value) in secrets {
@@ -141,7 +141,7 @@ pub fn ensure(
         };
         // The exit file is the run's verdict; if it cannot be written the
         // run is reported as exited with code -1 instead.
-        let _ = std::fs::write(dir.join("exit"), code.to_string());
+        let _ = std::fs::write(dir.join(acp_kube::output::RUN_EXIT), code.to_string());
     });
     Ok(())
 }

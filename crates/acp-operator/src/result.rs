@@ -23,13 +23,8 @@ pub fn parse(message: &str) -> Result<SessionResult, String> {
     if let Ok(result) = serde_json::from_str::<SessionResult>(trimmed) {
         return Ok(bound(result));
     }
-    for line in trimmed.lines().rev() {
-        if let Ok(value) = serde_json::from_str::<serde_json::Value>(line)
-            && value["event"] == "result"
-            && let Ok(result) = serde_json::from_value::<SessionResult>(value["result"].clone())
-        {
-            return Ok(bound(result));
-        }
+    if let Some(result) = acp_api::progress::last_result(&trimmed.lines().collect::<Vec<_>>()) {
+        return Ok(bound(result));
     }
     let start: String = trimmed.chars().take(200).collect();
     Err(format!("malformed termination message: {start}"))

@@ -122,6 +122,25 @@ pub struct Credentials {
     pub known_hosts_file: Option<PathBuf>,
 }
 
+impl Credentials {
+    /// The git part, for libgit2's callbacks (tokens by host, key files).
+    pub fn git(&self) -> acp_git::Credentials {
+        acp_git::Credentials {
+            git_token: self.git_token.clone(),
+            github_token: self.github_token.clone(),
+            gitlab_token: self.gitlab_token.clone(),
+            ssh_key: self.ssh_key_file.clone().map(acp_git::auth::Material::File),
+            known_hosts: self.known_hosts_file.clone().map(acp_git::auth::Material::File),
+            hints: acp_git::auth::Hints {
+                https: "authentication required: no git token for this host",
+                ssh_key: "authentication required: GIT_SSH_KEY_FILE is not set",
+                known_hosts: "cannot verify ssh host key: GIT_KNOWN_HOSTS_FILE is not set",
+            },
+            ..acp_git::Credentials::default()
+        }
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let set = |o: &Option<String>| if o.is_some() { "<set>" } else { "<unset>" };

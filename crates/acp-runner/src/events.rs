@@ -7,7 +7,7 @@
 //! as text.
 
 use acp_api::session::TokenUsage;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// One line of the CLI's output.
@@ -156,15 +156,7 @@ pub fn parse_line(line: &str) -> Line {
     }
 }
 
-/// An item of the agent's todo list.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Todo {
-    /// What to do.
-    pub content: String,
-    /// `pending`, `in_progress` or `completed`.
-    #[serde(default)]
-    pub status: String,
-}
+pub use acp_api::progress::Todo;
 
 /// The todo list in a `TodoWrite` tool call, if this is one.
 pub fn todos(name: &str, input: &Value) -> Option<Vec<Todo>> {

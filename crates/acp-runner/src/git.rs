@@ -2,16 +2,15 @@
 //! agent's changes on the session's branch.
 //!
 //! Credentials never enter URLs or the agent's environment: https tokens and
-//! ssh keys are handed to libgit2 through callbacks, and an ssh server's key is
-//! checked against `known_hosts`.
+//! ssh keys are handed to libgit2 through [`acp_git::auth`]'s callbacks, and an
+//! ssh server's key is checked against `known_hosts`.
 
 use std::cell::Cell;
 use std::path::Path;
 
-use git2::{
-    CertificateCheckStatus, Cred, CredentialType, FetchOptions, IndexAddOption, PushOptions, RemoteCallbacks,
-    Repository, Signature, Status, StatusOptions, build::RepoBuilder,
-};
+use acp_git::auth::callbacks;
+use acp_git::is_local;
+use git2::{FetchOptions, IndexAddOption, Repository, Signature, Status, StatusOptions, build::RepoBuilder};
 
 use crate::config::{Credentials, RepoConfig};
 
@@ -55,72 +54,13 @@ pub struct Cloned {
     pub base: git2::Oid,
 }
 
-fn is_local(url: &str) -> bool {
-    url.starts_with("file://") || url.starts_with('/')
-}
-
-/// The token to offer for `url`, and the user name GitHub/GitLab expect with it.
-fn https_token<'a>(creds: &'a Credentials, url: &str) -> Option<(&'static str, &'a str)> {
-    let host = url.split("://").nth(1).and_then(|rest| rest.split(['/', ':']).next()).unwrap_or_default();
-    let host = host.rsplit('@').next().unwrap_or(host);
-    let generic = creds.git_token.as_deref();
-    if host.ends_with("github.com") {
-        creds.github_token.as_deref().or(generic).map(|t| ("x-access-token", t))
-    } else if host.contains("gitlab") {
-        creds.gitlab_token.as_deref().or(generic).map(|t| ("oauth2", t))
-    } else {
-        generic.or(creds.github_token.as_deref()).map(|t| ("x-access-token", t))
-    }
-}
-
-/// Callbacks that answer credential and host-key questions once each (libgit2
-/// asks again after a rejection; a second ask means the credential was wrong).
-fn callbacks<'a>(creds: &'a Credentials, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(move |url, username, allowed| {
-        attempts.set(attempts.get() + 1);
-        if attempts.get() > 1 {
-            return Err(git2::Error::from_str("authentication failed: the credentials were rejected"));
-        }
-        if allowed.contains(CredentialType::SSH_KEY) {
-            if let Some(key) = &creds.ssh_key_file {
-                return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
-            }
-            return Err(git2::Error::from_str("authentication required: GIT_SSH_KEY_FILE is not set"));
-        }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
-            && let Some((user, token)) = https_token(creds, url)
-        {
-            return Cred::userpass_plaintext(username.unwrap_or(user), token);
-        }
-        Err(git2::Error::from_str("authentication required: no git token for this host"))
-    });
-    callbacks.certificate_check(move |cert, host| {
-        let Some(hostkey) = cert.as_hostkey() else {
-            // TLS certificates: libgit2 already verified them against the system roots.
-            return Ok(CertificateCheckStatus::CertificatePassthrough);
-        };
-        let Some(known_hosts) = &creds.known_hosts_file else {
-            return Err(git2::Error::from_str("cannot verify ssh host key: GIT_KNOWN_HOSTS_FILE is not set"));
-        };
-        let text = std::fs::read_to_string(known_hosts)
-            .map_err(|e| git2::Error::from_str(&format!("cannot read {}: {e}", known_hosts.display())))?;
-        match hostkey.hostkey() {
-            Some(key) if crate::known_hosts::matches(&text, host, key) => {
-                Ok(CertificateCheckStatus::CertificateOk)
-            }
-            _ => Err(git2::Error::from_str(&format!("ssh host key of {host} is not in known_hosts"))),
-        }
-    });
-    callbacks
-}
-
 /// Clones `repo` into `dest`, shallow unless the URL is local.
 pub fn clone(repo: &RepoConfig, dest: &Path, creds: &Credentials) -> Result<Cloned, GitError> {
     let err = |source| GitError::Clone { url: repo.url.clone(), source };
     let attempts = Cell::new(0);
+    let git_creds = creds.git();
     let mut fetch = FetchOptions::new();
-    fetch.remote_callbacks(callbacks(creds, &attempts));
+    fetch.remote_callbacks(callbacks(&git_creds, &attempts));
     if !is_local(&repo.url) {
         fetch.depth(1);
     }
@@ -177,44 +117,9 @@ pub fn commit_changes(
 /// Force-pushes local `branch` to `origin` (the branch belongs to the session;
 /// a re-run replaces it).
 pub fn push(dir: &Path, url: &str, branch: &str, creds: &Credentials) -> Result<(), GitError> {
-    let fail = |message: String| GitError::Push { url: url.to_owned(), branch: branch.to_owned(), message };
-    let repo = Repository::open(dir).map_err(|e| fail(e.message().to_owned()))?;
-    let mut remote = repo.find_remote("origin").map_err(|e| fail(e.message().to_owned()))?;
-    let attempts = Cell::new(0);
-    let rejection: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
-    let mut cbs = callbacks(creds, &attempts);
-    cbs.push_update_reference(|_, status| {
-        if let Some(status) = status {
-            *rejection.borrow_mut() = Some(status.to_owned());
-        }
-        Ok(())
-    });
-    let mut options = PushOptions::new();
-    options.remote_callbacks(cbs);
-    let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
-    remote.push(&[refspec.as_str()], Some(&mut options)).map_err(|e| fail(e.message().to_owned()))?;
-    drop(options);
-    match rejection.into_inner() {
-        Some(status) => Err(fail(format!("the remote rejected the update: {status}"))),
-        None => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn picks_the_token_by_host() {
-        let creds = Credentials {
-            git_token: Some("generic".into()),
-            github_token: Some("gh".into()),
-            gitlab_token: Some("gl".into()),
-            ..Default::default()
-        };
-        assert_eq!(https_token(&creds, "https://github.com/o/r.git"), Some(("x-access-token", "gh")));
-        assert_eq!(https_token(&creds, "https://gitlab.example.com/o/r.git"), Some(("oauth2", "gl")));
-        assert_eq!(https_token(&creds, "http://127.0.0.1:8080/r.git"), Some(("x-access-token", "generic")));
-        assert_eq!(https_token(&Credentials::default(), "https://github.com/o/r"), None);
-    }
+    acp_git::push::force_push(dir, url, branch, &creds.git()).map_err(|e| GitError::Push {
+        url: e.url,
+        branch: e.branch,
+        message: e.message,
+    })
 }

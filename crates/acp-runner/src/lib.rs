@@ -14,7 +14,6 @@ pub mod agent;
 pub mod config;
 pub mod events;
 pub mod git;
-pub mod known_hosts;
 pub mod pr;
 pub mod process;
 pub mod progress;

@@ -19,19 +19,13 @@ pub struct GitHubRepo {
 /// Parses `https://host/owner/name(.git)` or `git@host:owner/name(.git)` when
 /// `host` is `github_host`.
 pub fn github_repo(url: &str, github_host: &str) -> Option<GitHubRepo> {
-    let rest = if let Some(after) = url.split_once("://").map(|(_, r)| r) {
-        let after = after.rsplit_once('@').map_or(after, |(_, r)| r);
-        after.strip_prefix(github_host)?.strip_prefix('/')?
-    } else {
-        let (user_host, path) = url.split_once(':')?;
-        if user_host.rsplit('@').next()? != github_host {
-            return None;
-        }
-        path
-    };
-    let mut parts = rest.trim_end_matches('/').trim_end_matches(".git").splitn(2, '/');
-    let owner = parts.next().filter(|s| !s.is_empty())?;
-    let name = parts.next().filter(|s| !s.is_empty() && !s.contains('/'))?;
+    let remote = acp_api::remote::Remote::parse(url)?;
+    // GITHUB_HOST may name a port (`host:port`) where a server listens on one.
+    let authority = remote.port.map_or_else(|| remote.host.clone(), |p| format!("{}:{p}", remote.host));
+    if !remote.host.eq_ignore_ascii_case(github_host) && !authority.eq_ignore_ascii_case(github_host) {
+        return None;
+    }
+    let (owner, name) = remote.owner_and_name()?;
     Some(GitHubRepo { owner: owner.to_owned(), name: name.to_owned() })
 }
 

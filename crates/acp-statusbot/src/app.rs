@@ -6,8 +6,7 @@
 //! JWT crate: the token is three base64url parts and one RSA signature, and
 //! the JWT crates would add a second RSA implementation or a C toolchain.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -44,6 +43,9 @@ pub enum AppError {
     /// GitHub's answer lacked a field.
     #[error("failed to {0}: unexpected answer")]
     Shape(&'static str),
+    /// A token request another caller made failed (its error, shared).
+    #[error(transparent)]
+    Shared(Arc<AppError>),
 }
 
 /// A GitHub App's credentials.
@@ -115,51 +117,72 @@ fn now() -> u64 {
 /// Whose token: (API URL, App id, repository).
 type TokenKey = (String, u64, String);
 
-/// Installation tokens with their expiry (seconds since the epoch).
-#[derive(Default)]
+/// An installation token and when it expires (seconds since the epoch).
+#[derive(Clone)]
+struct Token {
+    token: String,
+    expires: u64,
+}
+
+/// Each token leaves the cache [`RENEW_BEFORE`] its expiry.
+struct UntilRenewal;
+
+impl moka::Expiry<TokenKey, Token> for UntilRenewal {
+    fn expire_after_create(&self, _: &TokenKey, token: &Token, _: std::time::Instant) -> Option<Duration> {
+        Some(Duration::from_secs(token.expires.saturating_sub(now() + RENEW_BEFORE.as_secs())))
+    }
+}
+
+/// Installation tokens, kept until shortly before they expire (`moka`);
+/// concurrent callers for the same repository share one request.
 pub struct Tokens {
-    cached: Mutex<HashMap<TokenKey, (String, u64)>>,
+    cached: moka::future::Cache<TokenKey, Token>,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Self {
+            cached: moka::future::Cache::builder().max_capacity(10_000).expire_after(UntilRenewal).build(),
+        }
+    }
 }
 
 impl Tokens {
     /// An installation token of `app` for `repository` (`owner/name`).
     pub async fn token(&self, api_url: &str, app: &App, repository: &str) -> Result<String, AppError> {
         let key = (api_url.to_owned(), app.id, repository.to_owned());
-        if let Ok(cached) = self.cached.lock()
-            && let Some((token, expires)) = cached.get(&key)
-            && now() + RENEW_BEFORE.as_secs() < *expires
-        {
-            return Ok(token.clone());
-        }
-        let jwt = app.jwt(now())?;
-        let client = Octocrab::builder()
-            .base_uri(api_url)
-            .and_then(|b| b.personal_token(jwt).build())
-            .map_err(|source| AppError::Request { action: "set up the GitHub App client", source })?;
-        let installation = match app.installation {
-            Some(id) => id,
-            None => {
-                let action = "find the GitHub App's installation on the repository";
-                let found: Value = client
-                    .get(format!("/repos/{repository}/installation"), None::<&()>)
-                    .await
-                    .map_err(|source| AppError::Request { action, source })?;
-                found["id"].as_u64().ok_or(AppError::Shape(action))?
-            }
-        };
-        let action = "create a GitHub App installation token";
-        let created: Value = client
-            .post(format!("/app/installations/{installation}/access_tokens"), None::<&()>)
-            .await
-            .map_err(|source| AppError::Request { action, source })?;
-        let token = created["token"].as_str().ok_or(AppError::Shape(action))?.to_owned();
-        let expires = created["expires_at"]
-            .as_str()
-            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
-            .map_or(now() + 3600, |t| t.as_second().max(0) as u64);
-        if let Ok(mut cached) = self.cached.lock() {
-            cached.insert(key, (token.clone(), expires));
-        }
-        Ok(token)
+        let token = self.cached.try_get_with(key, create(api_url, app, repository)).await;
+        token.map(|t| t.token).map_err(AppError::Shared)
     }
+}
+
+/// Asks GitHub for a new installation token.
+async fn create(api_url: &str, app: &App, repository: &str) -> Result<Token, AppError> {
+    let jwt = app.jwt(now())?;
+    let client = Octocrab::builder()
+        .base_uri(api_url)
+        .and_then(|b| b.personal_token(jwt).build())
+        .map_err(|source| AppError::Request { action: "set up the GitHub App client", source })?;
+    let installation = match app.installation {
+        Some(id) => id,
+        None => {
+            let action = "find the GitHub App's installation on the repository";
+            let found: Value = client
+                .get(format!("/repos/{repository}/installation"), None::<&()>)
+                .await
+                .map_err(|source| AppError::Request { action, source })?;
+            found["id"].as_u64().ok_or(AppError::Shape(action))?
+        }
+    };
+    let action = "create a GitHub App installation token";
+    let created: Value = client
+        .post(format!("/app/installations/{installation}/access_tokens"), None::<&()>)
+        .await
+        .map_err(|source| AppError::Request { action, source })?;
+    let token = created["token"].as_str().ok_or(AppError::Shape(action))?.to_owned();
+    let expires = created["expires_at"]
+        .as_str()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .map_or(now() + 3600, |t| t.as_second().max(0) as u64);
+    Ok(Token { token, expires })
 }

@@ -15,7 +15,7 @@ use acp_api::constants::{
     DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, labels,
 };
 use acp_api::{AgenticSession, SessionPhase, SessionSource};
-use acp_gitsync::fetch::Credentials;
+use acp_git::Credentials;
 use futures_util::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -23,7 +23,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt as _};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, instrument, warn};
@@ -51,7 +50,7 @@ pub struct Config {
     /// Author of write-back commits.
     pub author: (String, String),
     /// Where runner output is read for the agent's todo list (none: no list).
-    pub output: Option<acp_operator::output::LogSource>,
+    pub output: Option<acp_kube::output::LogSource>,
 }
 
 /// A reconcile failure.
@@ -96,29 +95,7 @@ impl Error {
     }
 }
 
-/// What the bot has done for one session (persisted in an annotation).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BotState {
-    /// Pull request number; 0 when the commit came without one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull: Option<u64>,
-    /// The comment's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<u64>,
-    /// Digest of the comment body last posted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub posted: Option<String>,
-    /// When it was posted (seconds since the epoch), for debouncing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub posted_at: Option<u64>,
-    /// Commit status state last set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Digest of the status file last written back.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub written: Option<String>,
-}
+pub use acp_api::status_bot::BotState;
 
 fn digest(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
@@ -232,7 +209,10 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         if state.written.as_deref() != Some(wanted.as_str()) {
             let creds = match &source.spec.secret_ref {
                 Some(r) => {
-                    Credentials::from_secret_data(&secret_data(&ctx.client, source_ns, &r.name).await?)
+                    let data = secret_data(&ctx.client, source_ns, &r.name).await?;
+                    Credentials::from_secret(|k| {
+                        data.get(k).map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                    })
                 }
                 None => Credentials::default(),
             };
@@ -298,9 +278,9 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
 /// The agent's current todo list, from its runner's output (none when the
 /// output cannot be read: the comment then simply has no list).
 async fn todos(
-    output: &acp_operator::output::LogSource,
+    output: &acp_kube::output::LogSource,
     session: &AgenticSession,
-) -> Vec<acp_operator::output::Todo> {
+) -> Vec<acp_api::progress::Todo> {
     let lines: Vec<String> = match output.lines(session, false).await {
         Ok(lines) => lines.filter_map(|l| async move { l.ok() }).collect().await,
         Err(e) => {
@@ -308,7 +288,7 @@ async fn todos(
             return Vec::new();
         }
     };
-    acp_operator::output::latest_todos(&lines).unwrap_or_default()
+    acp_api::progress::latest_todos(&lines).unwrap_or_default()
 }
 
 /// Persists `next` in the session's annotation when it differs from `state`.

@@ -91,7 +91,7 @@ pub struct Report {
     pub dashboard_url: Option<String>,
     /// The agent's todo list while it runs (from the runner's output).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub todos: Vec<acp_operator::output::Todo>,
+    pub todos: Vec<acp_api::progress::Todo>,
 }
 
 /// The report of `session`; `dashboard` is the dashboard's base URL.

@@ -37,7 +37,7 @@ impl Bot {
         ns: &TestNamespace,
         github: &MockServer,
         cache: &std::path::Path,
-        output: Option<acp_operator::output::LogSource>,
+        output: Option<acp_kube::output::LogSource>,
     ) -> Self {
         let config = Config {
             namespace: Some(ns.name.clone()),
@@ -329,7 +329,7 @@ async fn a_running_session_shows_the_agents_todo_list() {
         ),
     )
     .expect("log");
-    let output = acp_operator::output::LogSource::Files(runs.path().to_owned());
+    let output = acp_kube::output::LogSource::Files(runs.path().to_owned());
     let bot = Bot::start_with(&s.ns, &s.github, cache.path(), Some(output));
     set_phase(&s.ns, json!({"phase": "Running", "run": 1, "jobName": "fix-login-1"})).await;
     let writes = wait_writes(&s.github, "the comment", 2).await;

@@ -102,8 +102,7 @@ async fn two_writers_racing_lose_nothing() {
         .map(|who| {
             let mut bot = writer(tmp.path(), &bare, who);
             bot.url = server.url("acme/sessions");
-            bot.credentials.username = Some("x-access-token".into());
-            bot.credentials.password = Some("tok".into());
+            bot.credentials.basic = Some(("x-access-token".into(), "tok".into()));
             tokio::task::spawn_blocking(move || {
                 (0..10)
                     .map(|i| {

@@ -93,10 +93,7 @@ impl TestEnv {
         if !node {
             cmd.arg("--no-node");
         }
-        let out = cmd
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("failed to run scripts/testenv");
+        let out = cmd.stderr(std::process::Stdio::inherit()).output().expect("failed to run scripts/testenv");
         assert!(out.status.success(), "scripts/testenv up failed (see its output above)");
         let exports = parse_exports(&String::from_utf8_lossy(&out.stdout));
         let bin_dir =

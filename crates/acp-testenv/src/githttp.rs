@@ -27,7 +27,7 @@ impl GitServer {
     /// [`crate::TestEnv::host_address`]).
     pub async fn start_on(ip: std::net::IpAddr, root: &Path, token: &str) -> Self {
         std::fs::create_dir_all(root).expect("create git root");
-        let app = acp_gitsync::serve::router(root.to_owned(), Some(token.to_owned()));
+        let app = acp_git::serve::router(root.to_owned(), Some(token.to_owned()));
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind the git server");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {

@@ -76,7 +76,7 @@ async fn main() {
         let mut session = AgenticSession::new(&format!("s-{i:05}"), Default::default());
         session.metadata.namespace = Some(base.name.clone());
         session.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
-        let mut j = job(&session, 1, &ChildConfig::default(), &["ANTHROPIC_API_KEY".into()]).expect("job");
+        let mut j = job(&session, 1, &ChildConfig::default(), &["ANTHROPIC_API_KEY".into()]);
         j.metadata.owner_references = None;
         let _ = writeln!(jobs, "---\n{}", serde_json::to_string(&j).expect("json"));
     }

@@ -154,7 +154,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
         };
         if let Some(root) = &args.serve_git {
             let listener = crate::operator::listen(args.git_addr, "git server").await?;
-            let router = acp_gitsync::serve::router(std::path::absolute(root)?, None);
+            let router = acp_git::serve::router(std::path::absolute(root)?, None);
             tokio::spawn(async move { axum::serve(listener, router).await });
             tracing::info!(addr = %args.git_addr, root = %root.display(), "serving git repositories");
         }

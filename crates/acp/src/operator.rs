@@ -189,7 +189,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
                 let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
                 format!("{}-{}", host.trim(), std::process::id())
             });
-            let config = acp_operator::lease::LeaseConfig {
+            let config = acp_kube::leader::LeaseConfig {
                 namespace,
                 name: "acp-operator".into(),
                 identity,
@@ -197,7 +197,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
                 renew: std::time::Duration::from_secs(5),
             };
             tracing::info!(identity = %config.identity, "waiting for leadership");
-            Some(std::sync::Arc::new(acp_operator::lease::acquire(client.clone(), config).await))
+            Some(std::sync::Arc::new(acp_kube::leader::acquire(client.clone(), config).await))
         } else {
             None
         };

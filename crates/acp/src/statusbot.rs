@@ -60,8 +60,8 @@ pub fn run(args: &StatusBotArgs) -> anyhow::Result<ExitCode> {
             debounce: Duration::from_secs(args.debounce_seconds),
             author: (args.author_name.clone(), args.author_email.clone()),
             output: Some(match &args.runs_dir {
-                Some(dir) => acp_operator::output::LogSource::Files(dir.clone()),
-                None => acp_operator::output::LogSource::Pods(client.clone()),
+                Some(dir) => acp_kube::output::LogSource::Files(dir.clone()),
+                None => acp_kube::output::LogSource::Pods(client.clone()),
             }),
         };
         tracing::info!(namespace = ?args.namespace, github = %args.github_api_url, "acp statusbot starting");

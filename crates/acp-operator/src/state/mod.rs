@@ -138,10 +138,7 @@ pub struct Decision {
     pub events: Vec<Event>,
 }
 
-/// Name of run `run`'s Job for `session` (at most 63 characters).
-pub fn job_name(session: &str, run: i64) -> String {
-    crate::children::child_name(session, &run.to_string())
-}
+pub use crate::names::job_name;
 
 fn cond(
     status: &mut SessionStatus,

@@ -98,8 +98,8 @@ fn a_todo_list_renders_as_a_checklist() {
     let body = renderer.comment(&running).expect("render");
     assert!(!body.contains("**Todo**"), "no list without todos");
     running.todos = vec![
-        acp_operator::output::Todo { content: "Read the test".into(), status: "completed".into() },
-        acp_operator::output::Todo { content: "Fix <it>".into(), status: "in_progress".into() },
+        acp_api::progress::Todo { content: "Read the test".into(), status: "completed".into() },
+        acp_api::progress::Todo { content: "Fix <it>".into(), status: "in_progress".into() },
     ];
     let body = renderer.comment(&running).expect("render");
     assert!(body.contains("**Todo**\n\n- [x] Read the test\n- [ ] **Fix <it>** (in progress)"), "{body}");

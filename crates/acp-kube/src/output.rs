@@ -1,9 +1,8 @@
 //! The runner's output of a session's current run: from its Job's pod log
 //! (the `job` executor), or from the run directory of the `process` executor
 //! (`<runs-dir>/<namespace>/<job>/runner.log`). Lines are the runner's JSON
-//! progress events; [`render_line`] turns one into a line for people and
-//! [`latest_todos`] finds the agent's current todo list. The dashboard streams
-//! it; the status bot shows the todo list.
+//! progress events ([`acp_api::progress`]). The dashboard streams it; the
+//! status bot shows the todo list.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +14,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 use tokio::io::{AsyncBufReadExt as _, AsyncSeekExt};
+
+/// The run directory's log file, written by the `process` executor's runner.
+pub const RUN_LOG: &str = "runner.log";
+/// The run directory's exit-code file, written when the runner ended.
+pub const RUN_EXIT: &str = "exit";
 
 /// Lines shown from before the moment a reader connects.
 pub const TAIL_LINES: i64 = 1000;
@@ -103,7 +107,7 @@ async fn pod_lines(
 }
 
 async fn file_lines(dir: PathBuf, follow: bool) -> Result<Lines, LogError> {
-    let path = dir.join("runner.log");
+    let path = dir.join(RUN_LOG);
     let io = |source| LogError::File { path: path.clone(), source };
     let content = tokio::fs::read(&path).await.map_err(io)?;
     let mut offset = content.len() as u64;
@@ -121,7 +125,7 @@ async fn file_lines(dir: PathBuf, follow: bool) -> Result<Lines, LogError> {
     let more = futures_util::stream::unfold(Some((path, dir, offset)), |state| async move {
         let (path, dir, mut offset) = state?;
         loop {
-            let ended = tokio::fs::try_exists(dir.join("exit")).await.unwrap_or(false);
+            let ended = tokio::fs::try_exists(dir.join(RUN_EXIT)).await.unwrap_or(false);
             match read_from(&path, offset).await {
                 Ok((lines, next)) if !lines.is_empty() => {
                     offset = next;
@@ -159,79 +163,9 @@ async fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<
     }
 }
 
-/// A progress line for people: `clone: cloning …`, `text: …`; a line that is
-/// not a JSON event is kept as it is.
-pub fn render_line(line: &str) -> String {
-    let Ok(serde_json::Value::Object(event)) = serde_json::from_str::<serde_json::Value>(line) else {
-        return line.to_owned();
-    };
-    let Some(kind) = event.get("event").and_then(|e| e.as_str()) else {
-        return line.to_owned();
-    };
-    let main = MAIN_FIELDS.iter().filter_map(|k| event.get(*k)?.as_str().map(str::to_owned));
-    let rest = event
-        .iter()
-        .filter(|(k, _)| k.as_str() != "event" && !MAIN_FIELDS.contains(&k.as_str()))
-        .filter_map(|(k, v)| match v {
-            serde_json::Value::String(s) => Some(format!("{k}={s}")),
-            serde_json::Value::Number(n) => Some(format!("{k}={n}")),
-            serde_json::Value::Bool(b) => Some(format!("{k}={b}")),
-            _ => None,
-        });
-    format!("[{kind}] {}", main.chain(rest).collect::<Vec<_>>().join(" "))
-}
-
-/// One item of the agent's todo list.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Todo {
-    /// What to do.
-    pub content: String,
-    /// `pending`, `in_progress` or `completed`.
-    pub status: String,
-}
-
-/// The todo list of the last `todos` progress event among `lines`.
-pub fn latest_todos<S: AsRef<str>>(lines: &[S]) -> Option<Vec<Todo>> {
-    lines.iter().rev().find_map(|line| {
-        let event: serde_json::Value = serde_json::from_str(line.as_ref()).ok()?;
-        if event.get("event")?.as_str()? != "todos" {
-            return None;
-        }
-        serde_json::from_value(event.get("todos")?.clone()).ok()
-    })
-}
-
-/// Fields shown first and without their name, in this order.
-const MAIN_FIELDS: [&str; 4] = ["step", "message", "text", "summary"];
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn renders_progress_events() {
-        assert_eq!(
-            render_line(r#"{"event":"step","step":"clone","message":"cloning 1 repository"}"#),
-            "[step] clone cloning 1 repository"
-        );
-        assert_eq!(render_line(r#"{"event":"turn","turns":3}"#), "[turn] turns=3");
-        assert_eq!(render_line("plain text"), "plain text");
-        assert_eq!(render_line(r#"{"no":"event"}"#), r#"{"no":"event"}"#);
-    }
-
-    #[test]
-    fn the_last_todo_list_wins() {
-        let lines = [
-            r#"{"event":"todos","todos":[{"content":"a","status":"pending"}]}"#,
-            r#"{"event":"text","text":"working"}"#,
-            r#"{"event":"todos","todos":[{"content":"a","status":"completed"},{"content":"b","status":"in_progress"}]}"#,
-            "not json",
-        ];
-        let todos = latest_todos(&lines).expect("todos");
-        assert_eq!(todos.len(), 2);
-        assert_eq!(todos[0], Todo { content: "a".into(), status: "completed".into() });
-        assert_eq!(latest_todos(&lines[1..2]), None);
-    }
 
     #[tokio::test]
     async fn follows_a_run_file_until_the_run_ends() {

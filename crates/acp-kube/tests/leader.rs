@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use acp_operator::lease::{LeaseConfig, acquire, try_acquire};
+use acp_kube::leader::{LeaseConfig, acquire, try_acquire};
 use acp_testenv::{DEFAULT_TIMEOUT, TestEnv, eventually};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;

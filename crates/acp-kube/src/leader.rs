@@ -1,5 +1,5 @@
 //! Lease-based leader election (coordination.k8s.io/v1 Lease), so that of
-//! several operator replicas exactly one acts.
+//! several replicas of a controller exactly one acts.
 //!
 //! A candidate takes the lease when it is free or expired, and the leader
 //! renews it every `renew` interval. Every write carries the resourceVersion

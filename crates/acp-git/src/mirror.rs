@@ -1,44 +1,20 @@
-//! Fetching a source's revision with git2 into a bare mirror kept between
-//! syncs: incremental (only new objects travel), shallow over the network,
-//! force-pushes followed (`+` refspecs), and only the configured ref fetched,
-//! so the write-back branch is never even downloaded.
+//! Fetching one ref with git2 into a bare mirror kept between fetches:
+//! incremental (only new objects travel), shallow over the network,
+//! force-pushes followed (`+` refspecs), and only the ref asked for (git-sync
+//! never even downloads its write-back branch).
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use acp_api::source::GitRef;
-use git2::{CertificateCheckStatus, Cred, CredentialType, FetchOptions, RemoteCallbacks, Repository};
+use git2::{FetchOptions, Repository};
 
-/// Branch fetched when a source names no ref.
+use crate::auth::{Credentials, callbacks};
+use crate::is_local;
+
+/// Branch fetched when no ref is named.
 pub const DEFAULT_BRANCH: &str = "main";
-
-/// Credentials from a source's `secretRef` (Flux's key names).
-#[derive(Clone, Debug, Default)]
-pub struct Credentials {
-    /// https user (`username`; `x-access-token` with `token`).
-    pub username: Option<String>,
-    /// https password or token (`password` or `token`).
-    pub password: Option<String>,
-    /// ssh private key (`identity`).
-    pub identity: Option<String>,
-    /// ssh known hosts (`known_hosts`).
-    pub known_hosts: Option<String>,
-}
-
-impl Credentials {
-    /// Reads the keys of a Secret's data.
-    pub fn from_secret_data(data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>) -> Self {
-        let get = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(&v.0).into_owned());
-        let token = get("token");
-        Self {
-            username: get("username").or_else(|| token.as_ref().map(|_| "x-access-token".to_string())),
-            password: get("password").or(token),
-            identity: get("identity"),
-            known_hosts: get("known_hosts"),
-        }
-    }
-}
 
 /// A fetch failure.
 #[derive(Debug, thiserror::Error)]
@@ -100,10 +76,6 @@ fn wanted(git_ref: Option<&GitRef>) -> (Vec<String>, Option<String>, String) {
     (vec![format!("+refs/heads/{branch}:{local}")], Some(local), format!("branch {branch}"))
 }
 
-fn is_local(url: &str) -> bool {
-    url.starts_with("file://") || url.starts_with('/')
-}
-
 /// Fetches `git_ref` of `url` into the bare mirror `dir` and returns the commit.
 pub fn fetch(
     dir: &Path,
@@ -147,52 +119,6 @@ pub fn fetch(
         None => git2::Oid::from_str(&what).and_then(|oid| repo.find_commit(oid)).map_err(err)?,
     };
     Ok(commit.id())
-}
-
-/// Callbacks answering one credential question (a second means rejection)
-/// and checking ssh host keys against `known_hosts`.
-pub fn callbacks<'a>(creds: &'a Credentials, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(move |_url, username, allowed| {
-        attempts.set(attempts.get() + 1);
-        if attempts.get() > 1 {
-            return Err(git2::Error::from_str("authentication failed: the credentials were rejected"));
-        }
-        if allowed.contains(CredentialType::SSH_KEY) {
-            return match &creds.identity {
-                Some(key) => Cred::ssh_key_from_memory(username.unwrap_or("git"), None, key, None),
-                None => {
-                    Err(git2::Error::from_str("authentication required: the secret has no 'identity' key"))
-                }
-            };
-        }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
-            && let Some(password) = &creds.password
-        {
-            let user = creds.username.as_deref().or(username).unwrap_or("git");
-            return Cred::userpass_plaintext(user, password);
-        }
-        Err(git2::Error::from_str(
-            "authentication required: set secretRef to a secret with 'token' or 'username'/'password'",
-        ))
-    });
-    callbacks.certificate_check(move |cert, host| {
-        let Some(hostkey) = cert.as_hostkey() else {
-            return Ok(CertificateCheckStatus::CertificatePassthrough);
-        };
-        let Some(known_hosts) = &creds.known_hosts else {
-            return Err(git2::Error::from_str(
-                "cannot verify the ssh host key: the secret has no 'known_hosts' key",
-            ));
-        };
-        match hostkey.hostkey() {
-            Some(key) if acp_runner::known_hosts::matches(known_hosts, host, key) => {
-                Ok(CertificateCheckStatus::CertificateOk)
-            }
-            _ => Err(git2::Error::from_str(&format!("ssh host key of {host} is not in known_hosts"))),
-        }
-    });
-    callbacks
 }
 
 #[cfg(test)]

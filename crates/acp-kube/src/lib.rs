@@ -1,0 +1,16 @@
+//! acp's Kubernetes plumbing, shared by its controllers (operator, git-sync,
+//! status bot, dashboard) so that none of them depends on another:
+//!
+//! - [`output`]: reading a session's runner output (pod logs through the API
+//!   server, or the process executor's run directories);
+//! - [`ops`]: the `/metrics` and `/healthz` endpoints;
+//! - [`client`]: a client that counts its API requests;
+//! - [`leader`]: Lease-based leader election;
+//! - [`backoff`]: per-object exponential backoff for reconcile errors.
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod client;
+pub mod leader;
+pub mod ops;
+pub mod output;
