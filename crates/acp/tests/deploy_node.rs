@@ -148,24 +148,17 @@ async fn the_dev_overlay_runs_every_component_in_pods_and_a_committed_session_co
 
     // In-cluster git-sync applies it, the in-cluster operator runs it as a pod.
     let sessions: Api<AgenticSession> = team.api();
-    let result = eventually("the committed session to complete in the cluster", START_TIMEOUT, || {
-        let sessions = sessions.clone();
-        async move {
-            let status = sessions.get("hello").await.ok()?.status?;
-            (status.phase? == SessionPhase::Completed).then_some(status.result?)
-        }
-    })
-    .await;
-    assert_eq!(result.summary.as_deref(), Some("Said hello from the cluster."));
-    let direct = eventually("the kubectl-applied session to complete", START_TIMEOUT, || {
-        let sessions = sessions.clone();
-        async move {
-            let status = sessions.get("direct").await.ok()?.status?;
-            (status.phase? == SessionPhase::Completed).then_some(status.result?)
-        }
-    })
-    .await;
-    assert_eq!(direct.summary.as_deref(), Some("Said hello from the cluster."));
+    for name in ["hello", "direct"] {
+        let result = eventually(&format!("session {name} to complete in the cluster"), START_TIMEOUT, || {
+            let sessions = sessions.clone();
+            async move {
+                let status = sessions.get(name).await.ok()?.status?;
+                (status.phase? == SessionPhase::Completed).then_some(status.result?)
+            }
+        })
+        .await;
+        assert_eq!(result.summary.as_deref(), Some("Said hello from the cluster."), "{name}");
+    }
     assert!(model.requests().iter().all(|r| r.api_key.as_deref() == Some("sk-ant-deploy")));
 
     // The in-cluster status bot writes the result back to the sessions repository.
