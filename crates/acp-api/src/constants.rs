@@ -15,6 +15,18 @@ pub const API_VERSION: &str = "vteam.ambient-code/v1alpha1";
 /// Domain prefix of acp's labels and annotations.
 pub const DOMAIN: &str = "ambient-code.io";
 
+/// Labels and annotations under [`DOMAIN`] that people may set on a session
+/// (in git or with kubectl): requests to acp, not records of what it did.
+/// Every other `ambient-code.io/` key belongs to acp's components: git-sync
+/// refuses a manifest that carries one.
+pub const USER_SETTABLE: &[&str] = &[annotations::DESIRED_PHASE];
+
+/// Whether label or annotation `key` is written only by acp's components.
+pub fn is_reserved(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(prefix, _)| prefix == DOMAIN || prefix.ends_with(".ambient-code.io"))
+        && !USER_SETTABLE.contains(&key)
+}
+
 /// Labels acp stamps on objects. Label values are limited to 63 characters, so
 /// anything longer (file paths, full revisions) is an annotation instead.
 pub mod labels {
@@ -139,3 +151,26 @@ pub const SESSION_BRANCH_PREFIX: &str = "ambient/";
 /// Secret the operator reads model credentials from, per namespace (the
 /// existing platform's name).
 pub const RUNNER_SECRETS: &str = "ambient-runner-secrets";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_requests_to_acp_are_user_settable() {
+        assert!(!is_reserved(annotations::DESIRED_PHASE));
+        for key in [
+            "ambient-code.io/runner-secret",
+            annotations::STATUS_BOT_STATE,
+            annotations::SOURCE,
+            labels::SOURCE_COMMIT,
+            labels::SOURCE_NAME,
+            "sub.ambient-code.io/x",
+        ] {
+            assert!(is_reserved(key), "{key}");
+        }
+        for key in ["app.kubernetes.io/name", "team", "example.com/ambient-code.io", "notambient-code.io/x"] {
+            assert!(!is_reserved(key), "{key}");
+        }
+    }
+}

@@ -38,6 +38,10 @@ use crate::schema::{GIT_URL_PATTERN, NO_DOT_DOT_RULE};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.targetNamespace) || has(self.serviceAccountName)",
+    "message": "targetNamespace needs serviceAccountName: a source applies into another namespace only as a ServiceAccount whose RBAC allows it"
+}]))]
 pub struct SessionSourceSpec {
     /// Repository URL: `https://…`, `ssh://…`, `git@host:path` or `file://…`.
     #[schemars(length(min = 1, max = 2048), pattern(GIT_URL_PATTERN))]
@@ -80,8 +84,9 @@ pub struct SessionSourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub service_account_name: Option<String>,
-    /// Namespace to apply sessions into. Defaults to this source's namespace;
-    /// a manifest naming another namespace is reported as an error.
+    /// Namespace to apply sessions into. Defaults to this source's namespace.
+    /// Another namespace requires `serviceAccountName` (whose RBAC must allow
+    /// it); a manifest naming another namespace is reported as an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub target_namespace: Option<String>,

@@ -38,15 +38,14 @@ pub fn api_message(error: &kube::Error) -> String {
     }
 }
 
-/// A client acting as ServiceAccount `name` of `namespace`.
+/// A client acting as ServiceAccount `name` of `namespace`. Only the user is
+/// impersonated: the API server adds a ServiceAccount's groups itself, so
+/// git-sync needs (and its RBAC grants) `impersonate` on serviceaccounts
+/// alone, never on groups or users.
 pub fn impersonating(config: &Config, namespace: &str, name: &str) -> Result<Client, kube::Error> {
     let mut config = config.clone();
     config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{name}"));
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{namespace}"),
-        "system:authenticated".into(),
-    ]);
+    config.auth_info.impersonate_groups = None;
     Client::try_from(config)
 }
 

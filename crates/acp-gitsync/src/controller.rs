@@ -306,6 +306,10 @@ async fn sync(
             false,
         )));
     }
+    let target = match plan::target_namespace(spec, ns) {
+        Ok(target) => target,
+        Err(message) => return Ok(Err(failed(reasons::INVALID_SOURCE, message, false))),
+    };
     let excluded = if write_back_on {
         vec![write_back.path.clone().unwrap_or_else(|| DEFAULT_WRITE_BACK_PATH.into())]
     } else {
@@ -359,7 +363,6 @@ async fn sync(
 
     let fetched_ms = started.elapsed().as_millis();
     let source_ref = SourceRef { namespace: ns.to_string(), name: name.to_string() };
-    let target = spec.target_namespace.clone().unwrap_or_else(|| ns.to_string());
     let oref = ObjectRef::from(source);
     let previous = ctx.checked.lock().ok().and_then(|c| c.get(&oref).cloned()).unwrap_or_default();
     let (manifests, cache) =

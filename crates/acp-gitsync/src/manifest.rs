@@ -6,7 +6,7 @@ use acp_api::source::FileError;
 use acp_policy::{FieldPath, Segment};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
-use serde_saphyr::Spanned;
+use serde_saphyr::{Budget, Spanned};
 
 /// A YAML node with its position.
 #[derive(Debug)]
@@ -134,10 +134,33 @@ impl Document {
     }
 }
 
-/// Parses every document of `text` (read from `path`). Empty documents are
-/// skipped; a document that is not a mapping is an error.
+/// What parsing one manifest file may cost. Session manifests are small and
+/// flat, so the limits are tight: an alias bomb, a nesting or document-count
+/// storm fails that file alone (a per-file error), never the sync.
+pub fn budget() -> Option<Budget> {
+    serde_saphyr::budget! {
+        max_events: 200_000,
+        max_aliases: 256,
+        max_anchors: 256,
+        max_recorded_anchor_events: 10_000,
+        max_recorded_anchor_bytes: 1 << 20,
+        max_depth: 32,
+        max_documents: 256,
+        max_nodes: 100_000,
+        max_total_scalar_bytes: 2 << 20,
+        max_merge_keys: 256,
+        enforce_alias_anchor_ratio: true,
+        alias_anchor_min_aliases: 32,
+        alias_anchor_ratio_multiplier: 8,
+    }
+}
+
+/// Parses every document of `text` (read from `path`) within [`budget`].
+/// Empty documents are skipped; a document that is not a mapping is an error.
 pub fn parse(path: &str, text: &str) -> Result<Vec<Document>, FileError> {
-    let roots: Vec<Spanned<Node>> = serde_saphyr::from_multiple(text).map_err(|e| {
+    let mut options = serde_saphyr::Options::default();
+    options.budget = budget();
+    let roots: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
         let location = e.location();
         // The first line of serde-saphyr's message is the summary; the rest is a snippet.
         let message =
@@ -146,7 +169,13 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<Document>, FileError> {
             path: path.to_string(),
             line: location.map(|l| position(&l).0.into()),
             column: location.map(|l| position(&l).1.into()),
-            message: format!("invalid YAML: {message}"),
+            message: match message.split_once("budget breached: ") {
+                Some((_, breach)) => format!(
+                    "invalid YAML: refused, over the parsing budget of a manifest ({breach}): aliases, anchors, \
+                     nesting, documents and size are limited per file"
+                ),
+                None => format!("invalid YAML: {message}"),
+            },
         }
     })?;
     let mut documents = Vec::new();
@@ -193,5 +222,36 @@ mod tests {
         assert!(error.message.contains("duplicate"), "{}", error.message);
         let error = parse("list.yaml", "- a\n- b\n").expect_err("not a mapping");
         assert!(error.message.contains("mapping"));
+    }
+
+    /// "Billion laughs": each level refers nine times to the one before.
+    fn alias_bomb(levels: usize) -> String {
+        let mut text =
+            String::from("apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nl0: &l0 [lol]\n");
+        for i in 1..=levels {
+            let refs = vec![format!("*l{}", i - 1); 9].join(", ");
+            text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_within_the_budget() {
+        let started = std::time::Instant::now();
+        // 9^5 leaves (~66k nodes): under the parser's own generous defaults,
+        // far over what a session manifest needs.
+        let error = parse("bomb.yaml", &alias_bomb(5)).expect_err("over budget");
+        assert_eq!(error.path, "bomb.yaml");
+        assert!(error.message.starts_with("invalid YAML:"), "{}", error.message);
+        assert!(error.message.contains("budget"), "{}", error.message);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "refused early: {:?}",
+            started.elapsed()
+        );
+        // A few aliases, as a real manifest might use, are fine.
+        assert!(parse("ok.yaml", &alias_bomb(1)).is_ok());
+        let deep = format!("kind: A\nspec: {}1{}\n", "[".repeat(40), "]".repeat(40));
+        assert!(parse("deep.yaml", &deep).expect_err("too deep").message.contains("budget"));
     }
 }

@@ -173,6 +173,25 @@ pub fn manifests_cached(
     (out, cache)
 }
 
+/// The namespace `spec` applies into, for a source in `own_namespace`: its
+/// own, unless it names another *and* a ServiceAccount to apply as (whose
+/// RBAC then decides). The CRD refuses the combination at admission too; this
+/// check keeps a source admitted before that rule (or by a lax API server)
+/// from using git-sync's own rights in another namespace.
+pub fn target_namespace(
+    spec: &acp_api::source::SessionSourceSpec,
+    own_namespace: &str,
+) -> Result<String, String> {
+    match (&spec.target_namespace, &spec.service_account_name) {
+        (Some(target), None) if target != own_namespace => Err(format!(
+            "spec.targetNamespace {target:?} needs spec.serviceAccountName: a source applies into another \
+             namespace only as a ServiceAccount whose RBAC allows it"
+        )),
+        (Some(target), _) => Ok(target.clone()),
+        (None, _) => Ok(own_namespace.to_owned()),
+    }
+}
+
 fn check_file(
     path: &str,
     bytes: &[u8],
@@ -204,6 +223,28 @@ fn check_file(
                     acp_api::constants::API_VERSION
                 ),
             ));
+            continue;
+        }
+        let reserved: Vec<(&str, &String)> = ["labels", "annotations"]
+            .into_iter()
+            .flat_map(|kind| {
+                doc.object["metadata"][kind]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(move |m| m.keys().map(move |k| (kind, k)))
+            })
+            .filter(|(_, key)| acp_api::constants::is_reserved(key))
+            .collect();
+        if !reserved.is_empty() {
+            for (kind, key) in reserved {
+                out.errors.push(doc.error_at(
+                    &root.key("metadata").key(kind).key(key),
+                    format!(
+                        "{} {key} is reserved for acp's components and cannot come from git; remove it",
+                        &kind[..kind.len() - 1]
+                    ),
+                ));
+            }
             continue;
         }
         let own_namespace = doc.object["metadata"]["namespace"].as_str();

@@ -43,8 +43,6 @@ pub const SECRET_KEYS: &[&str] = &[
     "GITHUB_API_URL",
     "GITHUB_HOST",
 ];
-/// Annotation naming a Secret whose keys override the namespace's for one session.
-pub const RUNNER_SECRET_ANNOTATION: &str = "ambient-code.io/runner-secret";
 /// Where the session Secret is mounted in the runner (for key files).
 pub const SECRET_MOUNT: &str = "/var/run/acp/secrets";
 
@@ -108,8 +106,7 @@ pub fn secret_data(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if let Some((name, secret)) = override_secret {
-        let secret = secret
-            .ok_or_else(|| format!("secret {name} (annotation {RUNNER_SECRET_ANNOTATION}) not found"))?;
+        let secret = secret.ok_or_else(|| format!("secret {name} (spec.runnerSecret) not found"))?;
         data.extend(
             secret
                 .iter()

@@ -21,7 +21,7 @@ use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::children::{self, ChildConfig, RUNNER_SECRET_ANNOTATION};
+use crate::children::{self, ChildConfig};
 use crate::state::{Action, Observation, RunState, Secrets, decide, job_name};
 
 /// Operator settings.
@@ -163,7 +163,9 @@ async fn observe_secrets(
 ) -> Result<Result<Vec<(String, k8s_openapi::ByteString)>, String>, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let shared = api.get_opt(RUNNER_SECRETS).await.map_err(kube_err("read the runner secret"))?;
-    let override_name = session.annotations().get(RUNNER_SECRET_ANNOTATION).cloned();
+    // The override is a spec field the namespace's policy must allow; the old
+    // annotation (which any manifest could carry) is not read.
+    let override_name = session.spec.runner_secret.clone();
     let override_secret = match &override_name {
         Some(name) => api.get_opt(name).await.map_err(kube_err("read the session's runner secret"))?,
         None => None,

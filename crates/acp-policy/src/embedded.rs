@@ -11,6 +11,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("session-models.yaml", include_str!("../../../policies/session-models.yaml")),
     ("session-env-secrets.yaml", include_str!("../../../policies/session-env-secrets.yaml")),
     ("session-max-turns.yaml", include_str!("../../../policies/session-max-turns.yaml")),
+    ("session-runner-secret.yaml", include_str!("../../../policies/session-runner-secret.yaml")),
 ];
 
 /// The built-in policy set.

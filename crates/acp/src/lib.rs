@@ -75,7 +75,7 @@ pub enum Command {
     /// namespace's `ambient-runner-secrets`: ANTHROPIC_API_KEY required;
     /// ANTHROPIC_BASE_URL, GIT_TOKEN, GITHUB_TOKEN, GITLAB_TOKEN, GIT_SSH_KEY,
     /// GIT_KNOWN_HOSTS, GIT_USER_NAME, GIT_USER_EMAIL optional; a session's
-    /// `ambient-code.io/runner-secret` annotation names a Secret overriding them),
+    /// `spec.runnerSecret`, where policy allows it, names a Secret overriding them),
     /// a PVC `<session>-workspace`, and a Job `<session>-<run>`, all owned by
     /// the session, and keeps the session's status. Uses KUBECONFIG or the
     /// in-cluster service account.

@@ -335,6 +335,54 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
         Api::<AgenticSession>::namespaced(as_statusbot, &ns).delete("rbac", &Default::default()).await,
         "the status bot deleting a session",
     );
+    // git-sync impersonates ServiceAccounts only, and only in namespaces that
+    // opted in (a RoleBinding to acp-git-sync-impersonator): never a group
+    // such as system:masters, never a user. The real authorizer decides.
+    let may_impersonate = |attributes: Value| {
+        let admin = admin.clone();
+        async move {
+            let review: k8s_openapi::api::authorization::v1::SubjectAccessReview =
+                serde_json::from_value(json!({"spec": {
+                    "user": "system:serviceaccount:acp-system:acp-git-sync",
+                    "groups": ["system:serviceaccounts", "system:serviceaccounts:acp-system", "system:authenticated"],
+                    "resourceAttributes": attributes
+                }}))
+                .expect("review");
+            Api::<k8s_openapi::api::authorization::v1::SubjectAccessReview>::all(admin)
+                .create(&PostParams::default(), &review)
+                .await
+                .expect("review")
+                .status
+                .is_some_and(|s| s.allowed)
+        }
+    };
+    let impersonate = |resource: &str, namespace: &str, name: &str| json!({"verb": "impersonate", "resource": resource, "namespace": namespace, "name": name});
+    assert!(
+        !may_impersonate(impersonate("groups", "", "system:masters")).await,
+        "git-sync as system:masters"
+    );
+    assert!(!may_impersonate(impersonate("users", "", "acp-admin")).await, "git-sync as a user");
+    assert!(
+        !may_impersonate(impersonate("serviceaccounts", &ns, "syncer")).await,
+        "before the namespace opts in"
+    );
+    let opt_in = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "acp-git-sync-impersonator", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "acp-git-sync-impersonator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "acp-git-sync", "namespace": "acp-system"}]});
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), &ns)
+        .patch("acp-git-sync-impersonator", &PatchParams::apply("test"), &Patch::Apply(&opt_in))
+        .await
+        .expect("opt in");
+    let allowed = eventually("the opt-in to take effect", TIMEOUT, || async {
+        may_impersonate(impersonate("serviceaccounts", &ns, "syncer")).await.then_some(())
+    });
+    allowed.await;
+    assert!(
+        !may_impersonate(impersonate("serviceaccounts", "kube-system", "syncer")).await,
+        "another namespace"
+    );
+
     let as_operator = client_as(env, "acp-operator").await;
     forbidden(
         Api::<acp_api::SessionSource>::namespaced(as_operator.clone(), &ns)

@@ -112,6 +112,14 @@ pub struct SessionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_turns: Option<i64>,
+    /// acp addition: name of a Secret in the session's namespace whose keys
+    /// override the namespace's `ambient-runner-secrets` for this session
+    /// (another model key, another git token). Refused unless the platform's
+    /// policy allows it in this namespace (policy `acp-session-runner-secret`,
+    /// parameter `runnerSecretNamespaces`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub runner_secret: Option<String>,
 }
 
 /// A repository the agent works on.

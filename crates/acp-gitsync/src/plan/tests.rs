@@ -161,3 +161,41 @@ fn unchanged_files_reuse_their_check_results() {
     assert_eq!(names, ["b", "from-cache"]);
     assert_eq!(next.len(), 2, "only this revision's files are kept");
 }
+
+#[test]
+fn another_target_namespace_needs_a_service_account() {
+    let spec = |target: Option<&str>, sa: Option<&str>| {
+        serde_json::from_value::<acp_api::source::SessionSourceSpec>(json!({
+            "url": "https://github.com/acme/sessions", "targetNamespace": target, "serviceAccountName": sa
+        }))
+        .expect("spec")
+    };
+    assert_eq!(target_namespace(&spec(None, None), "team-a").as_deref(), Ok("team-a"));
+    assert_eq!(target_namespace(&spec(Some("team-a"), None), "team-a").as_deref(), Ok("team-a"));
+    assert_eq!(target_namespace(&spec(Some("team-b"), Some("syncer")), "team-a").as_deref(), Ok("team-b"));
+    let refused = target_namespace(&spec(Some("team-b"), None), "team-a").expect_err("refused");
+    assert!(refused.contains("needs spec.serviceAccountName"), "{refused}");
+}
+
+#[test]
+fn reserved_labels_and_annotations_from_git_are_refused() {
+    let source = SourceRef { namespace: "team-a".into(), name: "src".into() };
+    let checker = acp_policy::Checker::with_embedded_policies().expect("policies");
+    let text = "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: sneaky\n  \
+                annotations:\n    ambient-code.io/runner-secret: team-b-keys\n    ambient-code.io/desired-phase: Stopped\n  \
+                labels:\n    ambient-code.io/source-name: other\nspec:\n  initialPrompt: hi\n";
+    let entries = vec![Entry::File { path: "s.yaml".into(), bytes: text.as_bytes().to_vec() }];
+    let manifests = manifests(&entries, &source, Some("team-a"), &checker);
+    assert!(manifests.desired.is_empty(), "nothing of the file is applied");
+    let messages: Vec<&str> = manifests.errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("annotation ambient-code.io/runner-secret is reserved")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("label ambient-code.io/source-name is reserved")),
+        "{messages:?}"
+    );
+    assert!(manifests.errors.iter().all(|e| e.line.is_some()), "each points at its key");
+}
