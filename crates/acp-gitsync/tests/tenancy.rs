@@ -66,8 +66,9 @@ async fn a_source_reaches_another_namespace_only_as_a_service_account_allowed_th
     let status = f
         .wait_status("cross", "the sync to be refused", |s| {
             let ready = find(&s.conditions, "Ready")?;
-            (ready.status == acp_api::ConditionStatus::False && ready.reason.as_deref() != Some("Progressing"))
-                .then(|| s.clone())
+            (ready.status == acp_api::ConditionStatus::False
+                && ready.reason.as_deref() != Some("Progressing"))
+            .then(|| s.clone())
         })
         .await;
     let sessions_there = acp_gitsync::apply::sessions(other.client.clone(), &other.name);

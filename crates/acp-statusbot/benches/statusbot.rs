@@ -80,6 +80,20 @@ async fn session(ns: &TestNamespace, name: &str) {
         .expect("session");
 }
 
+/// Lists `names` in the source's inventory, as git-sync does after applying
+/// (the benchmark plays git-sync and the operator: it measures the bot).
+async fn inventory(ns: &TestNamespace, names: &[String]) {
+    let entries: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"kind": "AgenticSession", "namespace": ns.name, "name": n, "path": format!("{n}.yaml"), "revision": SHA}))
+        .collect();
+    let patch = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource", "status": {"inventory": entries}});
+    ns.api::<acp_api::SessionSource>()
+        .patch_status("repo", &PatchParams::apply("acp-git-sync").force(), &Patch::Apply(&patch))
+        .await
+        .expect("inventory");
+}
+
 async fn set_status(ns: &TestNamespace, name: &str, status: Value) {
     let patch =
         json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession", "status": status});
@@ -91,6 +105,11 @@ async fn set_status(ns: &TestNamespace, name: &str, status: Value) {
 
 async fn github_fake() -> MockServer {
     let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/user$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"login": "acp-bot"})))
+        .mount(&server)
+        .await;
     Mock::given(method("GET"))
         .and(path_regex("/pulls$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"number": 7}])))
@@ -137,6 +156,7 @@ async fn lifecycle(env: &TestEnv, debounce_session_seconds: u64) -> usize {
         Duration::from_millis(debounce_session_seconds * 1000 / SCALE),
     );
     session(&ns, "s").await;
+    inventory(&ns, &["s".to_owned()]).await;
     set_status(&ns, "s", json!({"phase": "Pending"})).await;
     set_status(&ns, "s", json!({"phase": "Creating"})).await;
     let minute = Duration::from_millis(60 * 1000 / SCALE);
@@ -193,6 +213,7 @@ async fn main() {
     for i in 0..n {
         session(&ns, &format!("s-{i:05}")).await;
     }
+    inventory(&ns, &(0..n).map(|i| format!("s-{i:05}")).collect::<Vec<_>>()).await;
     let done = json!({"phase": "Completed", "run": 1, "result": {"outcome": "success", "isError": false, "summary": "done"}});
     futures_util::future::join_all((0..n).map(|i| {
         let (ns, done) = (&ns, done.clone());

@@ -117,6 +117,9 @@ fn now() -> u64 {
 /// Whose token: (API URL, App id, repository).
 type TokenKey = (String, u64, String);
 
+/// Whose login: (API URL, App id).
+type LoginKey = (String, u64);
+
 /// An installation token and when it expires (seconds since the epoch).
 #[derive(Clone)]
 struct Token {
@@ -137,12 +140,17 @@ impl moka::Expiry<TokenKey, Token> for UntilRenewal {
 /// concurrent callers for the same repository share one request.
 pub struct Tokens {
     cached: moka::future::Cache<TokenKey, Token>,
+    logins: moka::future::Cache<LoginKey, String>,
 }
 
 impl Default for Tokens {
     fn default() -> Self {
         Self {
             cached: moka::future::Cache::builder().max_capacity(10_000).expire_after(UntilRenewal).build(),
+            logins: moka::future::Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
         }
     }
 }
@@ -154,6 +162,26 @@ impl Tokens {
         let token = self.cached.try_get_with(key, create(api_url, app, repository)).await;
         token.map(|t| t.token).map_err(AppError::Shared)
     }
+
+    /// The login of `app`'s bot user (`<slug>[bot]`), who writes its comments.
+    pub async fn login(&self, api_url: &str, app: &App) -> Result<String, AppError> {
+        let key = (api_url.to_owned(), app.id);
+        self.logins.try_get_with(key, bot_login(api_url, app)).await.map_err(AppError::Shared)
+    }
+}
+
+/// `GET /app` as the App itself: its slug names its bot user.
+async fn bot_login(api_url: &str, app: &App) -> Result<String, AppError> {
+    let jwt = app.jwt(now())?;
+    let client = Octocrab::builder()
+        .base_uri(api_url)
+        .and_then(|b| b.personal_token(jwt).build())
+        .map_err(|source| AppError::Request { action: "set up the GitHub App client", source })?;
+    let action = "read the GitHub App";
+    let found: Value =
+        client.get("/app", None::<&()>).await.map_err(|source| AppError::Request { action, source })?;
+    let slug = found["slug"].as_str().ok_or(AppError::Shape(action))?;
+    Ok(format!("{slug}[bot]"))
 }
 
 /// Asks GitHub for a new installation token.

@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt as _};
+use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, instrument, warn};
@@ -97,6 +97,37 @@ impl Error {
 
 pub use acp_api::status_bot::BotState;
 
+/// Whether a session's claimed source really applied it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// The source targets the session's namespace and lists it in its inventory.
+    Confirmed,
+    /// The source targets the namespace but has not recorded the session yet
+    /// (git-sync writes the inventory after applying), and the session is
+    /// new: look again soon.
+    NotYet,
+    /// The source could not have applied it.
+    Refused(String),
+}
+
+/// Checks the claim that `source` applied session `namespace/name` (created
+/// `recent`ly, so the inventory may still be on its way).
+pub fn provenance(source: &SessionSource, namespace: &str, name: &str, recent: bool) -> Provenance {
+    let source_ns = source.metadata.namespace.as_deref().unwrap_or_default();
+    let target = source.spec.target_namespace.as_deref().unwrap_or(source_ns);
+    if target != namespace {
+        return Provenance::Refused(format!("the source applies into {target:?}, not {namespace:?}"));
+    }
+    let listed = source.status.as_ref().is_some_and(|s| {
+        s.inventory.iter().any(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.name == name)
+    });
+    match (listed, recent) {
+        (true, _) => Provenance::Confirmed,
+        (false, true) => Provenance::NotYet,
+        (false, false) => Provenance::Refused("the source's inventory does not list it".into()),
+    }
+}
+
 fn digest(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
@@ -116,6 +147,10 @@ struct Context {
     saved: std::sync::Mutex<std::collections::HashMap<(String, String), BotState>>,
     /// GitHub App installation tokens, reused until shortly before they expire.
     tokens: crate::app::Tokens,
+    /// The login of each token (`GET /user`), by API URL and token digest.
+    logins: moka::future::Cache<(String, String), String>,
+    /// Events on sessions the bot will not act for.
+    recorder: kube::runtime::events::Recorder,
 }
 
 /// Runs the status bot until `shutdown` completes.
@@ -128,12 +163,21 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter { controller: "acp-status-bot".into(), instance: None },
+    );
     let ctx = Arc::new(Context {
         client,
         config,
+        recorder,
         mirrors: Default::default(),
         saved: Default::default(),
         tokens: Default::default(),
+        logins: moka::future::Cache::builder()
+            .time_to_live(Duration::from_secs(3600))
+            .max_capacity(10_000)
+            .build(),
     });
     Controller::new(sessions, watcher::Config::default().labels(labels::SOURCE_NAME).any_semantic())
         .with_config(kube::runtime::controller::Config::default().concurrency(8))
@@ -173,6 +217,32 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     else {
         return Ok(Action::await_change());
     };
+    // The source annotation is only a claim (anyone who may edit the session
+    // may set it): act for the session only if that source really applied it.
+    let recent = session.metadata.creation_timestamp.as_ref().is_none_or(|t| {
+        k8s_openapi::jiff::Timestamp::now().duration_since(t.0)
+            < k8s_openapi::jiff::SignedDuration::from_secs(120)
+    });
+    match provenance(&source, &ns, &name, recent) {
+        Provenance::Confirmed => {}
+        Provenance::NotYet => return Ok(Action::requeue(Duration::from_secs(5))),
+        Provenance::Refused(why) => {
+            warn!(source = %format!("{source_ns}/{source_name}"), %why, "not acting for a session its source did not apply");
+            let event = kube::runtime::events::Event {
+                type_: kube::runtime::events::EventType::Warning,
+                reason: "SourceNotVerified".into(),
+                note: Some(format!(
+                    "the status bot does not report for this session: source {source_ns}/{source_name} did not apply it ({why})"
+                )),
+                action: "Report".into(),
+                secondary: None,
+            };
+            if let Err(error) = ctx.recorder.publish(&event, &session.object_ref(&())).await {
+                warn!(%error, "failed to record an event");
+            }
+            return Ok(Action::await_change());
+        }
+    }
     let revision = session.annotations().get(annotations::SOURCE_REVISION).cloned().unwrap_or_default();
     let mut report = report(&session, ctx.config.dashboard_url.as_deref());
     if let (Some(output), Some(SessionPhase::Running)) =
@@ -252,18 +322,29 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
                 let data = secret_data(&ctx.client, source_ns, &r.name).await?;
                 match crate::app::App::from_secret_data(&data) {
                     Some(app) => {
-                        Some(ctx.tokens.token(&ctx.config.github_api_url, &app?, &github.repository).await?)
+                        let app = app?;
+                        let api = &ctx.config.github_api_url;
+                        let token = ctx.tokens.token(api, &app, &github.repository).await?;
+                        Some((token, Some(ctx.tokens.login(api, &app).await?)))
                     }
                     None => data
                         .get(r.key.as_deref().unwrap_or("token"))
-                        .map(|v| String::from_utf8_lossy(&v.0).into_owned()),
+                        .map(|v| (String::from_utf8_lossy(&v.0).into_owned(), None)),
                 }
             }
             None => None,
         };
-        if let Some(token) = token {
+        if let Some((token, app_login)) = token {
             let gh = GitHub::new(&ctx.config.github_api_url, &token, &github.repository)?;
-            let posted = post(&gh, github, &report, &revision, &state, &mut next, &ctx.config).await;
+            // Who the bot is on GitHub: the App's bot user, or the token's user.
+            let author = match app_login {
+                Some(login) => login,
+                None => {
+                    let key = (ctx.config.github_api_url.clone(), digest(&token));
+                    ctx.logins.try_get_with(key, gh.login()).await.map_err(GitHubError::Shared)?
+                }
+            };
+            let posted = post(&gh, &author, github, &report, &revision, &state, &mut next, &ctx.config).await;
             // Record what did happen before reporting what failed: a retry must
             // not post again what was already posted.
             save(&ctx, &ns, &name, &state, &next).await?;
@@ -310,8 +391,10 @@ async fn save(ctx: &Context, ns: &str, name: &str, state: &BotState, next: &BotS
 }
 
 /// Posts what changed on GitHub; returns when to look again (debounce).
+#[allow(clippy::too_many_arguments, reason = "one call site; the pieces are unrelated")]
 async fn post(
     gh: &GitHub,
+    author: &str,
     settings: &acp_api::source::GitHubSettings,
     report: &Report,
     revision: &str,
@@ -349,10 +432,16 @@ async fn post(
     if !report.terminal && state.posted.is_some() && Duration::from_secs(since) < config.debounce {
         return Ok(Action::requeue(config.debounce - Duration::from_secs(since)));
     }
-    let existing = match state.comment {
+    // The recorded id is trusted only for a comment the bot wrote; otherwise
+    // (or after a restart before the id was recorded) find it again by
+    // marker and author.
+    let recorded = match state.comment {
+        Some(id) if gh.comment_author(id).await?.is_some_and(|a| a.eq_ignore_ascii_case(author)) => Some(id),
+        _ => None,
+    };
+    let existing = match recorded {
         Some(id) => Some(id),
-        // After a restart before the id was recorded: find the comment again.
-        None => gh.find_comment(pull, &marker(&report.namespace, &report.name)).await?,
+        None => gh.find_comment(pull, &marker(&report.namespace, &report.name), author).await?,
     };
     let id = match existing {
         Some(id) => {
@@ -365,4 +454,39 @@ async fn post(
     next.posted = Some(wanted);
     next.posted_at = Some(epoch());
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(namespace: &str, target: Option<&str>, inventory: &[(&str, &str)]) -> SessionSource {
+        let entries: Vec<serde_json::Value> = inventory
+            .iter()
+            .map(|(ns, name)| {
+                serde_json::json!({"kind": "AgenticSession", "namespace": ns, "name": name, "path": "s.yaml", "revision": "r"})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource",
+            "metadata": {"name": "src", "namespace": namespace},
+            "spec": {"url": "https://github.com/acme/sessions", "targetNamespace": target},
+            "status": {"inventory": entries}
+        }))
+        .expect("source")
+    }
+
+    #[test]
+    fn only_a_source_that_applied_the_session_vouches_for_it() {
+        let own = source("team-a", None, &[("team-a", "fix")]);
+        assert_eq!(provenance(&own, "team-a", "fix", false), Provenance::Confirmed);
+        // Another team's session claiming team-a's source.
+        assert!(matches!(provenance(&own, "team-b", "fix", true), Provenance::Refused(_)));
+        // Same namespace, not in the inventory: new sessions get a grace period.
+        assert_eq!(provenance(&own, "team-a", "other", true), Provenance::NotYet);
+        assert!(matches!(provenance(&own, "team-a", "other", false), Provenance::Refused(_)));
+        let cross = source("team-a", Some("team-b"), &[("team-b", "fix")]);
+        assert_eq!(provenance(&cross, "team-b", "fix", false), Provenance::Confirmed);
+        assert!(matches!(provenance(&cross, "team-a", "fix", false), Provenance::Refused(_)));
+    }
 }

@@ -35,12 +35,16 @@ pub enum GitHubError {
         /// What was being done.
         action: String,
     },
+    /// A request another caller made failed (its error, shared).
+    #[error(transparent)]
+    Shared(Arc<GitHubError>),
 }
 
 impl GitHubError {
     /// A bounded label for metrics and event reasons.
     pub fn category(&self) -> &'static str {
         match self {
+            GitHubError::Shared(inner) => inner.category(),
             GitHubError::Setup { .. } => "setup",
             GitHubError::Request { .. } => "request",
             GitHubError::Shape { .. } => "shape",
@@ -113,14 +117,38 @@ impl GitHub {
         Ok(commit["commit"]["message"].as_str().and_then(pull_from_message))
     }
 
-    /// The id of the comment on `pull` whose body contains `marker`.
-    pub async fn find_comment(&self, pull: u64, marker: &str) -> Result<Option<u64>, GitHubError> {
+    /// The login this client acts as, for a token (`GET /user`).
+    pub async fn login(&self) -> Result<String, GitHubError> {
+        let user = self.get("read the token's user", "/user".into()).await?;
+        user["login"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(GitHubError::Shape { action: "read the token's user".into() })
+    }
+
+    /// The login that wrote comment `id`.
+    pub async fn comment_author(&self, id: u64) -> Result<Option<String>, GitHubError> {
+        let comment = self.get("read a comment", self.route(&format!("issues/comments/{id}"))).await?;
+        Ok(comment["user"]["login"].as_str().map(str::to_owned))
+    }
+
+    /// The id of the comment on `pull` that `author` wrote and whose body
+    /// contains `marker`. Comments by anyone else are never the bot's, even
+    /// when they carry the marker (a person may paste it).
+    pub async fn find_comment(
+        &self,
+        pull: u64,
+        marker: &str,
+        author: &str,
+    ) -> Result<Option<u64>, GitHubError> {
         for page in 1..=20 {
             let route = self.route(&format!("issues/{pull}/comments?per_page=100&page={page}"));
             let comments = self.get("list pull request comments", route).await?;
             let Some(list) = comments.as_array() else { break };
-            if let Some(found) = list.iter().find(|c| c["body"].as_str().is_some_and(|b| b.contains(marker)))
-            {
+            if let Some(found) = list.iter().find(|c| {
+                c["body"].as_str().is_some_and(|b| b.contains(marker))
+                    && c["user"]["login"].as_str().is_some_and(|l| l.eq_ignore_ascii_case(author))
+            }) {
                 return Ok(found["id"].as_u64());
             }
             if list.len() < 100 {

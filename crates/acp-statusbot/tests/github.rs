@@ -54,7 +54,10 @@ async fn a_rate_limited_403_is_retried_after_the_reset() {
 #[tokio::test]
 async fn comments_are_found_by_marker_then_edited() {
     let server = MockServer::start().await;
-    let page1: Vec<_> = (0..100).map(|i| json!({"id": i, "body": "unrelated"})).collect();
+    // The first page: unrelated comments, and one by a person who pasted the marker.
+    let mut page1: Vec<_> =
+        (0..99).map(|i| json!({"id": i, "user": {"login": "dev"}, "body": "unrelated"})).collect();
+    page1.push(json!({"id": 99, "user": {"login": "mallory"}, "body": "<!-- acp:session team/s -->\nfake"}));
     Mock::given(method("GET"))
         .and(path("/repos/acme/sessions/issues/7/comments"))
         .and(query_param("page", "1"))
@@ -65,10 +68,9 @@ async fn comments_are_found_by_marker_then_edited() {
     Mock::given(method("GET"))
         .and(path("/repos/acme/sessions/issues/7/comments"))
         .and(query_param("page", "2"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([{"id": 555, "body": "<!-- acp:session team/s -->\nold"}])),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!([{"id": 555, "user": {"login": "acp-bot"}, "body": "<!-- acp:session team/s -->\nold"}]),
+        ))
         .expect(1)
         .mount(&server)
         .await;
@@ -87,7 +89,11 @@ async fn comments_are_found_by_marker_then_edited() {
         .mount(&server)
         .await;
     let github = GitHub::new(&server.uri(), "t", "acme/sessions").expect("client");
-    let id = github.find_comment(7, "<!-- acp:session team/s -->").await.expect("listed").expect("found");
+    let id = github
+        .find_comment(7, "<!-- acp:session team/s -->", "acp-bot")
+        .await
+        .expect("listed")
+        .expect("found");
     assert_eq!(id, 555);
     github.update_comment(id, "<!-- acp:session team/s -->\nnew").await.expect("edited");
     assert_eq!(github.create_comment(8, "first").await.expect("created"), 900);

@@ -258,7 +258,12 @@ fn plan(args: &ActionArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
             let github = acp_statusbot::github::GitHub::new(&ctx.api_url, token, &ctx.repository)?;
-            match github.find_comment(pull, PLAN_MARKER).await? {
+            // The plan comment is the one this token's user wrote: the
+            // workflow's GITHUB_TOKEN (which may not read /user) writes as
+            // github-actions[bot]. A pasted marker in someone else's comment
+            // is never edited.
+            let author = github.login().await.unwrap_or_else(|_| "github-actions[bot]".to_owned());
+            match github.find_comment(pull, PLAN_MARKER, &author).await? {
                 Some(id) => github.update_comment(id, &body).await?,
                 None => {
                     github.create_comment(pull, &body).await?;

@@ -192,7 +192,7 @@ async fn plan_comments_on_the_pull_request_and_edits_it_in_place() {
         .and(path(comments))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(
-                json!([{"id": 1, "body": "LGTM"}, {"id": 99, "body": "<!-- acp:plan -->\nold"}]),
+                json!([{"id": 1, "body": "LGTM"}, {"id": 98, "user": {"login": "mallory"}, "body": "<!-- acp:plan -->\nfake"}, {"id": 99, "user": {"login": "github-actions[bot]"}, "body": "<!-- acp:plan -->\nold"}]),
             ),
         )
         .expect(1)

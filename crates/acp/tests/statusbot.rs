@@ -1,9 +1,11 @@
 //! The status bot against the real API server, real git and a wiremock GitHub
-//! asserting every request: a session going Pending → Running → Completed
-//! costs one comment (created, then edited), a commit status moving from
-//! pending to success and one write-back commit; a restart gives no
-//! duplicates; a commit without a pull request gets a status and a commit but
-//! no comment.
+//! (playing GitHub, which is unreachable here) asserting every request: a
+//! session going Pending → Running → Completed costs one comment (created,
+//! then edited), a commit status moving from pending to success and one
+//! write-back commit; a restart gives no duplicates; a commit without a pull
+//! request gets a status and a commit but no comment. The session is applied
+//! by the real git-sync (its source stamps and inventory are git-sync's); the
+//! phases are still written by the test, standing in for the operator.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +22,6 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 struct Bot {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -67,27 +67,60 @@ struct Setup {
     ns: TestNamespace,
     github: MockServer,
     bare: std::path::PathBuf,
+    /// The commit git-sync applied the session from.
+    sha: String,
+    _gitsync: GitSync,
     _tmp: tempfile::TempDir,
 }
+
+/// The real git-sync, for one namespace, until dropped.
+struct GitSync(tokio::task::JoinHandle<()>);
+
+impl Drop for GitSync {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The bot's GitHub login (what `GET /user` answers for its token).
+const BOT: &str = "acp-bot";
 
 async fn setup(prefix: &str, pulls: Value) -> Setup {
     let env = TestEnv::get();
     let ns = env.namespace(prefix).await;
     env.install_crds(&ns.client).await;
     let tmp = tempfile::tempdir().expect("tmp");
-    let bare = tmp.path().join("sessions.git");
-    git(tmp.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().expect("utf-8")]);
+    let bare = acp_testenv::githttp::bare_repo(
+        tmp.path(),
+        "sessions.git",
+        "main",
+        &[(
+            "sessions/fix-login.yaml",
+            "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: fix-login\nspec:\n  initialPrompt: Fix the login\n",
+        )],
+    );
+    let sha = git(&bare, &["rev-parse", "main"]).trim().to_owned();
     let github = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path(format!("/repos/acme/sessions/commits/{SHA}/pulls")))
+        .and(path("/user"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"login": BOT})))
+        .mount(&github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/sessions/commits/{sha}/pulls")))
         .respond_with(ResponseTemplate::new(200).set_body_json(pulls))
         .mount(&github)
         .await;
     Mock::given(method("GET"))
-        .and(path(format!("/repos/acme/sessions/commits/{SHA}")))
+        .and(path(format!("/repos/acme/sessions/commits/{sha}")))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"commit": {"message": "Add a session"}})),
         )
+        .mount(&github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/sessions/issues/comments/4242"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 4242, "user": {"login": BOT}})))
         .mount(&github)
         .await;
     Mock::given(method("GET"))
@@ -96,7 +129,7 @@ async fn setup(prefix: &str, pulls: Value) -> Setup {
         .mount(&github)
         .await;
     Mock::given(method("POST"))
-        .and(path(format!("/repos/acme/sessions/statuses/{SHA}")))
+        .and(path(format!("/repos/acme/sessions/statuses/{sha}")))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))
         .mount(&github)
         .await;
@@ -117,21 +150,32 @@ async fn setup(prefix: &str, pulls: Value) -> Setup {
         .await
         .expect("secret");
     let source = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource", "metadata": {"name": "repo"},
-        "spec": {"url": format!("file://{}", bare.display()), "github": {"repository": "acme/sessions", "tokenSecretRef": {"name": "gh"}}}});
+        "spec": {"url": format!("file://{}", bare.display()), "path": "sessions", "interval": "1h",
+                 "github": {"repository": "acme/sessions", "tokenSecretRef": {"name": "gh"}}}});
     ns.api::<acp_api::SessionSource>()
         .patch("repo", &PatchParams::apply("test"), &Patch::Apply(&source))
         .await
         .expect("source");
-    let session = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
-        "metadata": {"name": "fix-login",
-            "labels": {"ambient-code.io/source-name": "repo", "ambient-code.io/source-namespace": ns.name},
-            "annotations": {annotations::SOURCE: format!("{}/repo", ns.name), annotations::SOURCE_PATH: "sessions/fix-login.yaml", annotations::SOURCE_REVISION: SHA}},
-        "spec": {"initialPrompt": "Fix the login"}});
-    ns.api::<AgenticSession>()
-        .patch("fix-login", &PatchParams::apply("acp-git-sync"), &Patch::Apply(&session))
-        .await
-        .expect("session");
-    Setup { ns, github, bare, _tmp: tmp }
+    // git-sync applies the session, stamping and listing it.
+    let config = acp_gitsync::controller::Config {
+        namespace: Some(ns.name.clone()),
+        cache_dir: tmp.path().join("git-sync"),
+        checker: Arc::new(acp_policy::Checker::with_embedded_policies().expect("policies")),
+        metrics: Arc::default(),
+    };
+    let gitsync = GitSync(tokio::spawn(acp_gitsync::controller::run(
+        ns.client.clone(),
+        env.config().await,
+        config,
+        std::future::pending(),
+    )));
+    let sources = ns.api::<acp_api::SessionSource>();
+    eventually("git-sync to apply and list the session", Duration::from_secs(60), || async {
+        let status = sources.get("repo").await.ok()?.status?;
+        status.inventory.iter().any(|e| e.name == "fix-login").then_some(())
+    })
+    .await;
+    Setup { ns, github, bare, sha, _gitsync: gitsync, _tmp: tmp }
 }
 
 async fn set_phase(ns: &TestNamespace, status: Value) {
@@ -225,9 +269,9 @@ async fn a_lifecycle_costs_one_comment_one_status_and_one_commit_and_survives_a_
     assert_eq!(
         summary,
         [
-            ("POST".to_string(), format!("/repos/acme/sessions/statuses/{SHA}")),
+            ("POST".to_string(), format!("/repos/acme/sessions/statuses/{}", s.sha)),
             ("POST".to_string(), "/repos/acme/sessions/issues/7/comments".to_string()),
-            ("POST".to_string(), format!("/repos/acme/sessions/statuses/{SHA}")),
+            ("POST".to_string(), format!("/repos/acme/sessions/statuses/{}", s.sha)),
             ("PATCH".to_string(), "/repos/acme/sessions/issues/comments/4242".to_string()),
         ],
         "four mutating calls for the whole lifecycle"
@@ -264,7 +308,7 @@ async fn a_lost_comment_id_is_found_again_by_its_marker() {
     Mock::given(method("GET"))
         .and(path("/repos/acme/sessions/issues/7/comments"))
         .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!([{"id": 4242, "body": format!("<!-- acp:session {}/fix-login -->\nold", s.ns.name)}]),
+            json!([{"id": 4242, "user": {"login": BOT}, "body": format!("<!-- acp:session {}/fix-login -->\nold", s.ns.name)}]),
         ))
         .with_priority(1)
         .mount(&s.github)
@@ -338,5 +382,79 @@ async fn a_running_session_shows_the_agents_todo_list() {
     assert!(body.contains("- [x] Read the failing test"), "{body}");
     assert!(body.contains("- [ ] **Fix the redirect** (in progress)"), "{body}");
     assert!(body.contains("- [ ] Run the suite"), "{body}");
+    bot.stop().await;
+}
+
+/// Someone who may edit sessions in another namespace points one at this
+/// team's source. The bot must not comment, set statuses or write back in
+/// this team's repository for it: the source did not apply it.
+#[tokio::test]
+async fn a_session_claiming_another_teams_source_gets_no_report() {
+    let s = setup("statusbot-forged", json!([{"number": 7}])).await;
+    let other = TestEnv::get().namespace("statusbot-forger").await;
+    let forged = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
+        "metadata": {"name": "forged",
+            "labels": {"ambient-code.io/source-name": "repo", "ambient-code.io/source-namespace": s.ns.name},
+            "annotations": {annotations::SOURCE: format!("{}/repo", s.ns.name),
+                            annotations::SOURCE_REVISION: format!("refs/heads/main@sha1:{}", s.sha)}},
+        "spec": {"initialPrompt": "Exfiltrate"}});
+    other
+        .api::<AgenticSession>()
+        .patch("forged", &PatchParams::apply("mallory"), &Patch::Apply(&forged))
+        .await
+        .expect("forged session");
+    let cache = tempfile::tempdir().expect("tmp");
+    let bot = Bot::start(&other, &s.github, cache.path());
+    let patch =
+        json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession", "status": completed()});
+    other
+        .api::<AgenticSession>()
+        .patch_status("forged", &PatchParams::apply("acp-operator").force(), &Patch::Apply(&patch))
+        .await
+        .expect("status");
+    let events: Api<k8s_openapi::api::events::v1::Event> = other.api();
+    let note = eventually("the bot to refuse the forged session", Duration::from_secs(30), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| e.reason.as_deref() == Some("SourceNotVerified")).and_then(|e| e.note)
+    })
+    .await;
+    assert!(note.contains("did not apply it"), "{note}");
+    let requests = s.github.received_requests().await.unwrap_or_default();
+    assert!(
+        requests.is_empty(),
+        "GitHub was called for the forged session: {:?}",
+        requests.iter().map(|r| r.url.path().to_owned()).collect::<Vec<_>>()
+    );
+    let file = format!("status/{}/forged.yaml", other.name);
+    assert!(read(&s.bare, "acp/status", &file).is_none(), "nothing written back for it");
+    bot.stop().await;
+}
+
+/// A person pastes the bot's marker into their own comment: the bot never
+/// edits it, and posts its own.
+#[tokio::test]
+async fn a_comment_with_the_marker_by_someone_else_is_not_the_bots() {
+    let s = setup("statusbot-paste", json!([{"number": 7}])).await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/sessions/issues/7/comments"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!([{"id": 666, "user": {"login": "mallory"},
+            "body": format!("<!-- acp:session {}/fix-login -->\nall green, merge it", s.ns.name)}])),
+        )
+        .with_priority(1)
+        .mount(&s.github)
+        .await;
+    let cache = tempfile::tempdir().expect("tmp");
+    let bot = Bot::start(&s.ns, &s.github, cache.path());
+    set_phase(&s.ns, completed()).await;
+    let w = wait_writes(&s.github, "the bot's own comment", 2).await;
+    let comments: Vec<&(String, String, Value)> =
+        w.iter().filter(|(_, p, _)| p.contains("/comments")).collect();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert_eq!(
+        (comments[0].0.as_str(), comments[0].1.as_str()),
+        ("POST", "/repos/acme/sessions/issues/7/comments")
+    );
+    assert!(!w.iter().any(|(_, p, _)| p.ends_with("/666")), "the person's comment was edited: {w:?}");
     bot.stop().await;
 }
