@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod controller;
 pub mod files;
+pub mod keys;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;

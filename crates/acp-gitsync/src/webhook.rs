@@ -3,7 +3,8 @@
 //! In order, before anything is trusted: a global rate limit (429), a body
 //! size limit (413), then the `X-Hub-Signature-256` HMAC checked in constant
 //! time against the webhook secret of every SessionSource that has one (401
-//! when none matches). Only then is the body parsed. A `push` to a source's
+//! when none matches), held in memory by [`crate::keys`] so that a forged
+//! delivery costs no API request. Only then is the body parsed. A `push` to a source's
 //! ref triggers that source at once by setting its reconcile-requested-at
 //! annotation to the delivery id; a repeated `X-GitHub-Delivery` is
 //! acknowledged and ignored.
@@ -23,8 +24,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt as _};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -57,6 +57,7 @@ impl Default for Config {
 pub struct Receiver {
     client: Client,
     config: Config,
+    keys: Arc<crate::keys::Keys>,
     limiter: DefaultDirectRateLimiter,
     seen: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
@@ -65,12 +66,19 @@ impl Receiver {
     /// A receiver acting with `client`.
     pub fn new(client: Client, config: Config) -> Arc<Self> {
         let rate = NonZeroU32::new(config.per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let keys = crate::keys::Keys::start(client.clone(), config.namespace.clone());
         Arc::new(Self {
             client,
             config,
+            keys,
             limiter: RateLimiter::direct(Quota::per_second(rate)),
             seen: Mutex::default(),
         })
+    }
+
+    /// Whether the receiver holds its keys (the first list of sources is read).
+    pub fn ready(&self) -> bool {
+        self.keys.ready()
     }
 
     /// The receiver's routes.
@@ -120,33 +128,6 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Sources with a webhook secret whose secret signs `body` as `signature`.
-async fn verified_sources(
-    receiver: &Receiver,
-    body: &[u8],
-    signature: &str,
-) -> Result<Vec<SessionSource>, kube::Error> {
-    let api: Api<SessionSource> = match &receiver.config.namespace {
-        Some(ns) => Api::namespaced(receiver.client.clone(), ns),
-        None => Api::all(receiver.client.clone()),
-    };
-    let mut matched = Vec::new();
-    for source in api.list(&ListParams::default()).await?.items {
-        let Some(secret_ref) = source.spec.github.as_ref().and_then(|g| g.webhook_secret_ref.clone()) else {
-            continue;
-        };
-        let secrets: Api<Secret> =
-            Api::namespaced(receiver.client.clone(), &source.namespace().unwrap_or_default());
-        let Some(secret) = secrets.get_opt(&secret_ref.name).await? else { continue };
-        let key = secret_ref.key.as_deref().unwrap_or("token");
-        let Some(value) = secret.data.as_ref().and_then(|d| d.get(key)) else { continue };
-        if verify(&value.0, body, signature) {
-            matched.push(source);
-        }
-    }
-    Ok(matched)
-}
-
 /// Whether a push of `git_ref` to `repository` concerns `source`.
 pub fn concerns(source: &SessionSource, repository: &Value, git_ref: &str) -> bool {
     let full_name = repository["full_name"].as_str().unwrap_or_default();
@@ -175,13 +156,12 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     if signature.is_empty() {
         return reply(StatusCode::UNAUTHORIZED, json!({"error": "missing X-Hub-Signature-256"}));
     }
-    let sources = match verified_sources(&receiver, &body, &signature).await {
-        Ok(sources) => sources,
-        Err(error) => {
-            warn!(%error, "failed to list sources for a delivery");
-            return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "cannot read sources"}));
-        }
-    };
+    // Verified against keys held in memory: a forged delivery costs the API
+    // server nothing.
+    if !receiver.keys.ready() {
+        return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "starting; retry later"}));
+    }
+    let sources = receiver.keys.verified(&body, &signature);
     if sources.is_empty() {
         return reply(
             StatusCode::UNAUTHORIZED,
@@ -195,6 +175,16 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     let event = header("x-github-event");
     if event == "ping" {
         return reply(StatusCode::OK, json!({"pong": true}));
+    }
+    if matches!(event.as_str(), "issue_comment" | "pull_request" | "pull_request_review_comment") {
+        // Verified and de-duplicated like pushes; acted on by the PR-command
+        // handling that builds on this receiver.
+        let names: Vec<String> = sources
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
+            .collect();
+        info!(%event, ?names, "pull request delivery verified");
+        return reply(StatusCode::ACCEPTED, json!({"event": event, "sources": names}));
     }
     if event != "push" {
         return reply(StatusCode::ACCEPTED, json!({"ignored": event}));

@@ -33,6 +33,18 @@ async fn post(receiver: &Arc<Receiver>, body: &[u8], signature: &str, delivery: 
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+/// A receiver for the fixture's namespace, once it holds its keys.
+async fn receiver(f: &Fixture, client: kube::Client, max_body: usize, per_second: u32) -> Arc<Receiver> {
+    let receiver = Receiver::new(client, Config { namespace: Some(f.ns.name.clone()), max_body, per_second });
+    let ready = receiver.clone();
+    acp_testenv::eventually("the receiver's keys", acp_testenv::DEFAULT_TIMEOUT, || {
+        let ready = ready.clone();
+        async move { ready.ready().then_some(()) }
+    })
+    .await;
+    receiver
+}
+
 fn push(git_ref: &str, after: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "ref": git_ref, "after": after,
@@ -57,10 +69,7 @@ async fn deliveries_are_verified_deduplicated_and_trigger_syncs() {
     )
     .await;
     f.synced("repo", &rev1, None).await;
-    let receiver = Receiver::new(
-        f.ns.client.clone(),
-        Config { namespace: Some(f.ns.name.clone()), max_body: 64 * 1024, per_second: 1000 },
-    );
+    let receiver = receiver(&f, f.ns.client.clone(), 64 * 1024, 1000).await;
 
     f.repo.write("b.yaml", &session("b", "x"));
     let rev2 = f.repo.commit("b");
@@ -115,15 +124,64 @@ async fn deliveries_are_verified_deduplicated_and_trigger_syncs() {
 #[tokio::test]
 async fn deliveries_beyond_the_rate_limit_are_refused() {
     let f = Fixture::start("gitsync-webhook-rate").await;
-    let receiver = Receiver::new(
-        f.ns.client.clone(),
-        Config { namespace: Some(f.ns.name.clone()), max_body: 1024, per_second: 2 },
-    );
+    let receiver = receiver(&f, f.ns.client.clone(), 1024, 2).await;
     let mut codes = Vec::new();
     for i in 0..5 {
         codes.push(post(&receiver, b"{}", "sha256=00", &format!("r-{i}")).await.0);
     }
     assert!(codes.contains(&StatusCode::TOO_MANY_REQUESTS), "{codes:?}");
     assert_eq!(codes[0], StatusCode::UNAUTHORIZED, "within the limit, the signature decides");
+    f.stop().await;
+}
+
+/// Forged deliveries (any event, any body) are refused from keys held in
+/// memory: a thousand of them cost the API server nothing. Requests are
+/// counted by the receiver's own client.
+#[tokio::test]
+async fn a_thousand_forged_deliveries_cost_no_api_request() {
+    let f = Fixture::start("gitsync-webhook-forged").await;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"token": "real"}});
+    f.ns.api::<Secret>()
+        .patch("hook", &PatchParams::apply("test"), &Patch::Apply(&secret))
+        .await
+        .expect("secret");
+    f.source(
+        "repo",
+        json!({"github": {"repository": "acme/sessions", "webhookSecretRef": {"name": "hook"}}}),
+    )
+    .await;
+    let counter = prometheus_client::metrics::counter::Counter::<u64>::default();
+    let config = acp_testenv::TestEnv::get().config().await;
+    let client = acp_kube::client::counting(config, counter.clone()).expect("client");
+    let receiver = receiver(&f, client, 64 * 1024, 100_000).await;
+    let before = counter.get();
+    let body = push("refs/heads/main", "abc");
+    for i in 0..1000 {
+        let event = ["push", "issue_comment", "pull_request"][i % 3];
+        let request = Request::post("/hooks/github")
+            .header("x-github-event", event)
+            .header("x-github-delivery", format!("forged-{i}"))
+            .header("x-hub-signature-256", sign(format!("guess-{i}").as_bytes(), &body))
+            .body(Body::from(body.clone()))
+            .expect("request");
+        let status = receiver.clone().router().oneshot(request).await.expect("response").status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "delivery {i}");
+    }
+    assert_eq!(counter.get() - before, 0, "API requests for 1000 forged deliveries");
+    // The real key still works, and a verified comment event is routed.
+    let (status, reply) = {
+        let request = Request::post("/hooks/github")
+            .header("x-github-event", "issue_comment")
+            .header("x-github-delivery", "real-1")
+            .header("x-hub-signature-256", sign(b"real", &body))
+            .body(Body::from(body.clone()))
+            .expect("request");
+        let response = receiver.clone().router().oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+    };
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    assert_eq!(reply["sources"], json!([format!("{}/repo", f.ns.name)]));
     f.stop().await;
 }

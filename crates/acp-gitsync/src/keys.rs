@@ -1,0 +1,146 @@
+//! The webhook receiver's keys, held in memory so that verifying a delivery
+//! costs no API request: a watch on SessionSources, and the webhook Secret of
+//! each source that names one, read when the source appears or changes and
+//! again every [`REFRESH`] (a rotated secret is picked up by then, or at once
+//! when the source is touched). A forged delivery is checked against these
+//! and refused without reaching the API server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use acp_api::SessionSource;
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, ResourceExt as _};
+use tracing::warn;
+
+/// How often every webhook secret is read again.
+pub const REFRESH: Duration = Duration::from_secs(300);
+
+/// `(namespace, name)` of a source.
+type SourceKey = (String, String);
+
+/// The sources with a webhook secret, and that secret's value.
+#[derive(Default)]
+pub struct Keys {
+    sources: RwLock<HashMap<SourceKey, (SessionSource, Option<Vec<u8>>)>>,
+    ready: std::sync::atomic::AtomicBool,
+}
+
+impl Keys {
+    /// Starts watching the sources of `namespace` (all when `None`); the
+    /// watch ends when the returned keys are dropped.
+    pub fn start(client: Client, namespace: Option<String>) -> Arc<Self> {
+        let keys = Arc::new(Self::default());
+        tokio::spawn(watch(client, namespace, Arc::downgrade(&keys)));
+        keys
+    }
+
+    /// Whether the first list of sources has been read.
+    pub fn ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The sources whose webhook secret signs `body` as `signature`.
+    pub fn verified(&self, body: &[u8], signature: &str) -> Vec<SessionSource> {
+        let Ok(sources) = self.sources.read() else { return Vec::new() };
+        sources
+            .values()
+            .filter(|(_, secret)| {
+                secret.as_deref().is_some_and(|s| crate::webhook::verify(s, body, signature))
+            })
+            .map(|(source, _)| source.clone())
+            .collect()
+    }
+
+    fn put(&self, source: SessionSource, secret: Option<Vec<u8>>) {
+        let key = (source.namespace().unwrap_or_default(), source.name_any());
+        if let Ok(mut sources) = self.sources.write() {
+            sources.insert(key, (source, secret));
+        }
+    }
+
+    fn remove(&self, source: &SessionSource) {
+        if let Ok(mut sources) = self.sources.write() {
+            sources.remove(&(source.namespace().unwrap_or_default(), source.name_any()));
+        }
+    }
+
+    fn all(&self) -> Vec<SessionSource> {
+        self.sources
+            .read()
+            .map(|s| s.values().map(|(source, _)| source.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The value of `source`'s webhook secret, if it names one that exists.
+async fn secret_of(client: &Client, source: &SessionSource) -> Option<Vec<u8>> {
+    let secret_ref = source.spec.github.as_ref()?.webhook_secret_ref.as_ref()?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &source.namespace().unwrap_or_default());
+    let secret = match secrets.get_opt(&secret_ref.name).await {
+        Ok(secret) => secret?,
+        Err(error) => {
+            warn!(%error, source = %source.name_any(), "failed to read a webhook secret");
+            return None;
+        }
+    };
+    let key = secret_ref.key.as_deref().unwrap_or("token");
+    secret.data.and_then(|mut d| d.remove(key)).map(|v| v.0)
+}
+
+fn has_webhook(source: &SessionSource) -> bool {
+    source.spec.github.as_ref().is_some_and(|g| g.webhook_secret_ref.is_some())
+}
+
+async fn watch(client: Client, namespace: Option<String>, keys: Weak<Keys>) {
+    let api: Api<SessionSource> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut events = std::pin::pin!(watcher::watcher(api, watcher::Config::default()).default_backoff());
+    // Sources seen since the last (re)list began: the others are gone.
+    let mut listed: Option<std::collections::HashSet<SourceKey>> = None;
+    let mut refresh = tokio::time::interval(REFRESH);
+    refresh.tick().await;
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(keys) = keys.upgrade() else { return };
+                if let Some(Ok(Event::InitApply(source))) = &event
+                    && let Some(listed) = listed.as_mut()
+                {
+                    listed.insert((source.namespace().unwrap_or_default(), source.name_any()));
+                }
+                match event {
+                    Some(Ok(Event::Apply(source) | Event::InitApply(source))) if has_webhook(&source) => {
+                        let secret = secret_of(&client, &source).await;
+                        keys.put(source, secret);
+                    }
+                    Some(Ok(Event::Apply(source) | Event::InitApply(source) | Event::Delete(source))) => {
+                        keys.remove(&source);
+                    }
+                    Some(Ok(Event::Init)) => listed = Some(Default::default()),
+                    Some(Ok(Event::InitDone)) => {
+                        if let (Some(seen), Ok(mut sources)) = (listed.take(), keys.sources.write()) {
+                            sources.retain(|key, _| seen.contains(key));
+                        }
+                        keys.ready.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                    Some(Err(error)) => warn!(%error, "watching sources for webhook keys"),
+                    None => return,
+                }
+            }
+            _ = refresh.tick() => {
+                let Some(keys) = keys.upgrade() else { return };
+                for source in keys.all() {
+                    let secret = secret_of(&client, &source).await;
+                    keys.put(source, secret);
+                }
+            }
+        }
+    }
+}
