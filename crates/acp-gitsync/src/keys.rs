@@ -22,11 +22,13 @@ pub const REFRESH: Duration = Duration::from_secs(300);
 
 /// `(namespace, name)` of a source.
 type SourceKey = (String, String);
+/// A source and its webhook secret's value (`None`: the secret is missing).
+type Keyed = (SessionSource, Option<Vec<u8>>);
 
 /// The sources with a webhook secret, and that secret's value.
 #[derive(Default)]
 pub struct Keys {
-    sources: RwLock<HashMap<SourceKey, (SessionSource, Option<Vec<u8>>)>>,
+    sources: RwLock<HashMap<SourceKey, Keyed>>,
     ready: std::sync::atomic::AtomicBool,
 }
 
