@@ -214,11 +214,26 @@ pub async fn session_log(
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response());
     }
     let lines = app.logs.lines(&session, true).await?;
+    // A follow may outlive the caller's access (a RoleBinding removed, a token
+    // revoked): ask again each time the cached decision expires, and end the
+    // stream when the answer is no.
+    let revoked = {
+        let (app, headers, namespace) = (app.clone(), headers.clone(), namespace.clone());
+        async move {
+            loop {
+                tokio::time::sleep(crate::auth::CACHE_TTL).await;
+                if app.check(&headers, &namespace).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
     let events = lines
         .map(move |line| match line {
             Ok(line) => Event::default().event("line").data(shape(line)),
             Err(e) => Event::default().event("failure").data(WebError::from(e).chain()),
         })
+        .take_until(Box::pin(revoked))
         .chain(stream::once(async { Event::default().event("end").data("{}") }))
         .map(Ok::<_, Infallible>)
         .take_until(app.stopping());

@@ -64,16 +64,25 @@ pub fn app(
     Ok((app, watches))
 }
 
-/// Runs the dashboard on `listener` until `shutdown` resolves.
+/// Runs the dashboard on `listener` (and `/metrics` on `metrics`, when
+/// given) until `shutdown` resolves.
 pub async fn run(
     client: kube::Client,
     config: Config,
     listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let (app, watches) = app(client, config)?;
     let watches = tokio::spawn(watches);
+    let ops = metrics.map(|listener| {
+        let router = server::ops_router(app.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await })
+    });
     let served = server::serve(listener, app, shutdown).await;
     watches.abort();
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     served.map_err(Error::Serve)
 }

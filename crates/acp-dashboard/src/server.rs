@@ -1,6 +1,7 @@
-//! The HTTP server: routes (the JSON API, the pages, static files) and the
-//! operations endpoints (`/healthz`, `/readyz`, `/metrics`). The state and
-//! errors handlers share live in [`crate::app`].
+//! The HTTP servers: the public routes (the JSON API, the pages, static
+//! files, `/healthz`, `/readyz`), and apart from them, on their own port,
+//! the operations endpoint `/metrics` ([`ops_router`]). The state and errors
+//! handlers share live in [`crate::app`].
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -68,9 +69,14 @@ pub fn router(app: Shared) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), observe))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
+}
+
+/// The operations routes (`/metrics`, `/healthz`), served on a port of
+/// their own, never next to the public pages.
+pub fn ops_router(app: Shared) -> Router {
+    Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok" })).with_state(app)
 }
 
 /// What a page may load: only this origin's scripts, styles and connections

@@ -199,7 +199,9 @@ async fn api_pages_logs_and_watches_from_the_caches() {
         }
     }
 
-    let (status, metrics) = get(&format!("{url}/metrics"), None).await;
+    // Metrics are on the operations port only, never next to the pages.
+    assert_eq!(get(&format!("{url}/metrics"), None).await.0, 404);
+    let (status, metrics) = get(&format!("{}/metrics", dashboard.ops_url), None).await;
     assert_eq!(status, 200);
     assert!(
         metrics.contains("acp_dashboard_requests_total{route=\"/api/v1/sessions\",code=\"2xx\"}"),

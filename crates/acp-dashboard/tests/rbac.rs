@@ -6,6 +6,7 @@ mod common;
 
 use acp_dashboard::auth::Mode;
 use acp_dashboard::logs::LogSource;
+use acp_testenv::eventually;
 use common::*;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -143,5 +144,83 @@ async fn each_user_sees_only_what_rbac_allows() {
     let (status, html) = get(&format!("{url}/sessions"), Some(&nobody)).await;
     assert_eq!(status, 200);
     assert!(html.contains("No sessions match."));
+    dashboard.stop().await;
+}
+
+/// What the agent wrote is shown, never obeyed: a `javascript:` URL among the
+/// result's pull requests is text, not a link; every response carries the
+/// content security policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_output_never_becomes_script() {
+    let (env, client) = env().await;
+    let ns = env.namespace("dash-xss").await.name;
+    create_session(&client, &ns, "xss", &format!("{ns}/src")).await;
+    set_status(
+        &client,
+        &ns,
+        "xss",
+        json!({"phase": "Completed", "result": {"outcome": "success", "summary": "<script>alert(1)</script>",
+            "pullRequests": ["javascript:alert(document.cookie)", "https://github.com/acme/app/pull/7",
+                             "data:text/html,<b>x</b>"]}}),
+    )
+    .await;
+    let dashboard = Dashboard::start(client.clone(), Mode::None, LogSource::Pods(client.clone())).await;
+    let page = format!("{}/sessions/{ns}/xss", dashboard.url);
+    let html = eventually("the session page", TIMEOUT, || {
+        let page = page.clone();
+        async move {
+            let (status, body) = get(&page, None).await;
+            (status == 200 && body.contains("pull/7")).then_some(body)
+        }
+    })
+    .await;
+    assert!(!html.contains("href=\"javascript:"), "a javascript: URL became a link");
+    assert!(!html.contains("href=\"data:"), "a data: URL became a link");
+    assert!(html.contains("<code>javascript:alert(document.cookie)</code>"), "shown as text");
+    assert!(html.contains("href=\"https://github.com/acme/app/pull/7\""), "https links stay links");
+    assert!(!html.contains("<script>alert(1)</script>"), "the summary is escaped");
+    let response = reqwest_like_headers(&page).await;
+    assert!(response.iter().any(|(k, v)| k == "content-security-policy" && v.contains("script-src 'self'")));
+    assert!(response.iter().any(|(k, v)| k == "x-content-type-options" && v == "nosniff"));
+    dashboard.stop().await;
+}
+
+/// The response headers of GET `url`.
+async fn reqwest_like_headers(url: &str) -> Vec<(String, String)> {
+    let out =
+        tokio::process::Command::new("curl").args(["-sS", "-o", "/dev/null", "-D", "-", url]).output().await;
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect()
+}
+
+/// A follower whose access is revoked mid-stream loses the stream once the
+/// cached decision expires.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_follow_ends_when_access_is_revoked() {
+    let (env, client) = env().await;
+    let ns = env.namespace("dash-revoke").await.name;
+    let token = user(&client, &ns, "watcher", true).await;
+    create_session(&client, &ns, "run", &format!("{ns}/src")).await;
+    set_status(&client, &ns, "run", json!({"phase": "Running", "jobName": "run-1", "run": 1})).await;
+    let runs = tempfile::tempdir().expect("runs");
+    let dir = runs.path().join(&ns).join("run-1");
+    std::fs::create_dir_all(&dir).expect("run dir");
+    std::fs::write(dir.join("runner.log"), "{\"event\":\"text\",\"text\":\"working\"}\n").expect("log");
+    let dashboard =
+        Dashboard::start(client.clone(), Mode::Token, LogSource::Files(runs.path().to_owned())).await;
+    let log = format!("{}/api/v1/sessions/{ns}/run/log?follow=true", dashboard.url);
+    let mut follow = Sse::open(&log, Some(&token)).await.expect("follow");
+    follow.until("the first line", |e| e.event == "line" && e.data.contains("working")).await;
+    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .delete("watcher-reader", &Default::default())
+        .await
+        .expect("revoke");
+    let started = std::time::Instant::now();
+    // The run never ends (no exit file): only the revocation can end it.
+    follow.until("the stream to end", |e| e.event == "end").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(40), "{:?}", started.elapsed());
     dashboard.stop().await;
 }

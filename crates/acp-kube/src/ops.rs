@@ -24,6 +24,14 @@ pub fn router(encode: impl Fn() -> String + Send + Sync + 'static) -> Router {
         .route("/healthz", get(|| async { "ok" }))
 }
 
+/// Several registries' expositions as one: each without its `# EOF`, then one.
+pub fn join(expositions: &[String]) -> String {
+    let mut out: String =
+        expositions.iter().map(|e| e.trim_end().trim_end_matches("# EOF").to_owned()).collect();
+    out.push_str("# EOF\n");
+    out
+}
+
 /// Serves `router` on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
     axum::serve(listener, router).await

@@ -124,6 +124,7 @@ async fn reader_token(client: &kube::Client, ns: &str) -> String {
 fn start_dashboard(env: &TestEnv, port: u16, auth: &str) -> Killed {
     let child = Command::new(env!("CARGO_BIN_EXE_acp"))
         .args(["dashboard", "--listen", &format!("127.0.0.1:{port}"), "--auth", auth])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", acp_testenv::bench::free_port())])
         .env("KUBECONFIG", env.kubeconfig())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

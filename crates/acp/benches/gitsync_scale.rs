@@ -66,7 +66,7 @@ fn commit(work: &Path, message: &str) -> String {
     git(work, &["rev-parse", "HEAD"]).trim().to_string()
 }
 
-fn start(env: &TestEnv, ns: &str, cache: &Path, port: u16) -> Child {
+fn start(env: &TestEnv, ns: &str, cache: &Path, port: u16, metrics_port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_acp"))
         .args([
             "git-sync",
@@ -74,6 +74,8 @@ fn start(env: &TestEnv, ns: &str, cache: &Path, port: u16) -> Child {
             ns,
             "--webhook-addr",
             &format!("127.0.0.1:{port}"),
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
             "--webhook-rate",
             "1000",
         ])
@@ -123,8 +125,8 @@ async fn main() {
 
     // git-sync.
     let ns = env.namespace("bench-gitsync").await;
-    let port = free_port();
-    let mut gitsync = start(env, &ns.name, &tmp.path().join("cache"), port);
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut gitsync = start(env, &ns.name, &tmp.path().join("cache"), port, metrics_port);
     wait_until("git-sync up", Duration::from_secs(60), async || {
         Command::new("curl")
             .args(["-fsS", &format!("http://127.0.0.1:{port}/healthz")])
@@ -158,16 +160,16 @@ async fn main() {
     assert_eq!(inventory, n, "every manifest applied");
 
     // No-op re-sync: the same commit, triggered.
-    let syncs_before = metric(port, "acp_git_sync_syncs_total");
-    let seconds_before = metric(port, "acp_git_sync_sync_seconds_sum");
+    let syncs_before = metric(metrics_port, "acp_git_sync_syncs_total");
+    let seconds_before = metric(metrics_port, "acp_git_sync_sync_seconds_sum");
     let writes_before = server_writes(env);
     let trigger = json!({"metadata": {"annotations": {"ambient-code.io/reconcile-requested-at": "noop"}}});
     sources.patch("bench", &PatchParams::default(), &Patch::Merge(&trigger)).await.expect("trigger");
     wait_until("no-op sync", Duration::from_secs(120), async || {
-        metric(port, "acp_git_sync_syncs_total") > syncs_before
+        metric(metrics_port, "acp_git_sync_syncs_total") > syncs_before
     })
     .await;
-    let noop = metric(port, "acp_git_sync_sync_seconds_sum") - seconds_before;
+    let noop = metric(metrics_port, "acp_git_sync_sync_seconds_sum") - seconds_before;
     // The trigger (1 PATCH) and the status recording that it was handled (1 APPLY) are the only writes.
     wait_until("trigger recorded", Duration::from_secs(60), async || {
         sources

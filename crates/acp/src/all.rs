@@ -28,10 +28,10 @@ pub struct AllArgs {
     /// Address of the dashboard.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub dashboard_addr: SocketAddr,
-    /// Address of git-sync's webhook, /metrics and /healthz.
+    /// Address of git-sync's webhook (and /healthz).
     #[arg(long, default_value = "127.0.0.1:9292")]
     pub webhook_addr: SocketAddr,
-    /// Address of the operator's /metrics and /healthz.
+    /// Address of /metrics (the operator's and git-sync's) and /healthz.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub metrics_addr: SocketAddr,
     /// Serve the bare repositories under this directory over `git http-backend`
@@ -164,10 +164,15 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             max_body: acp_gitsync::webhook::DEFAULT_MAX_BODY,
             per_second: 50,
         };
-        let gitsync_metrics = crate::gitsync::serve_webhook(&client, webhook, args.webhook_addr).await?;
+        let gitsync_metrics = crate::gitsync::serve_webhook(&client, webhook, args.webhook_addr, None).await?;
         let operator_metrics = Arc::new(acp_operator::metrics::Metrics::default());
-        let metrics_listener = crate::operator::listen(args.metrics_addr, "operator metrics").await?;
-        tokio::spawn(acp_operator::metrics::serve(metrics_listener, operator_metrics.clone()));
+        // One operations port for every controller of this process.
+        let metrics_listener = crate::operator::listen(args.metrics_addr, "metrics").await?;
+        let (operator_encode, gitsync_encode) = (operator_metrics.clone(), gitsync_metrics.clone());
+        let ops = acp_kube::ops::router(move || {
+            acp_kube::ops::join(&[operator_encode.encode(), gitsync_encode.encode()])
+        });
+        tokio::spawn(acp_kube::ops::serve(metrics_listener, ops));
         let dashboard_listener = crate::operator::listen(args.dashboard_addr, "dashboard").await?;
 
         let runs = state.join("runs");
@@ -234,7 +239,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
                 acp_gitsync::controller::run(client.clone(), kube_config, gitsync, stopped(rx.clone())),
                 acp_operator::controller::run_with_metrics(client.clone(), operator, operator_metrics, stopped(rx.clone())),
                 acp_statusbot::controller::run(client.clone(), statusbot, stopped(rx.clone())),
-                acp_dashboard::run(client, dashboard, dashboard_listener, stopped(rx)),
+                acp_dashboard::run(client, dashboard, dashboard_listener, None, stopped(rx)),
             );
             if let Err(e) = served {
                 tracing::error!(error = %e, "dashboard failed");

@@ -10,9 +10,12 @@ use acp_dashboard::logs::LogSource;
 /// Options of `acp dashboard`.
 #[derive(Debug, clap::Args)]
 pub struct DashboardArgs {
-    /// Address to serve on.
+    /// Address to serve the pages and the API on.
     #[arg(long, env = "ACP_DASHBOARD_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Address of `/metrics` (and `/healthz`), apart from the public port.
+    #[arg(long, env = "ACP_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
     /// Who may see what: `token` (bearer token or X-Forwarded-Access-Token;
     /// a SubjectAccessReview per namespace: may the caller list
     /// agenticsessions there?) or `none` (everyone sees everything; local use).
@@ -53,9 +56,10 @@ pub fn run(args: &DashboardArgs) -> anyhow::Result<ExitCode> {
         let (_, client) = crate::operator::kube_client().await?;
         let config = args.config(&client)?;
         let listener = crate::operator::listen(args.listen, "dashboard").await?;
+        let metrics = crate::operator::listen(args.metrics_addr, "dashboard metrics").await?;
         tracing::info!(addr = %args.listen, auth = %args.auth, namespace = ?args.namespace, "acp dashboard serving");
         crate::operator::until_signal(|stop| async move {
-            if let Err(e) = acp_dashboard::run(client, config, listener, stop).await {
+            if let Err(e) = acp_dashboard::run(client, config, listener, Some(metrics), stop).await {
                 tracing::error!(error = %e, "dashboard failed");
             }
         })

@@ -25,20 +25,30 @@ pub struct GitSyncArgs {
     /// Webhook deliveries accepted per second.
     #[arg(long, default_value_t = 50)]
     webhook_rate: u32,
+    /// Address of `/metrics` (and `/healthz`), apart from the webhook's port.
+    #[arg(long, env = "ACP_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    metrics_addr: std::net::SocketAddr,
 }
 
-/// Serves git-sync's webhook receiver, `/metrics` and `/healthz` on `addr`;
-/// returns the metrics the controller records into.
+/// Serves git-sync's webhook receiver (and `/healthz`) on `addr`, and
+/// `/metrics` (and `/healthz`) on `metrics_addr`, a port apart from the
+/// internet-facing webhook; returns the metrics the controller records into.
 pub async fn serve_webhook(
     client: &kube::Client,
     config: acp_gitsync::webhook::Config,
     addr: std::net::SocketAddr,
+    metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<Arc<acp_gitsync::metrics::Metrics>> {
     let receiver = acp_gitsync::webhook::Receiver::new(client.clone(), config);
     let metrics = Arc::new(acp_gitsync::metrics::Metrics::default());
-    let app = receiver.router().merge(metrics.clone().router());
+    let app = receiver.router().route("/healthz", axum::routing::get(|| async { "ok" }));
     let listener = crate::operator::listen(addr, "git-sync webhook").await?;
     tokio::spawn(async move { axum::serve(listener, app).await });
+    if let Some(metrics_addr) = metrics_addr {
+        let ops = crate::operator::listen(metrics_addr, "git-sync metrics").await?;
+        let ops_router = metrics.clone().router();
+        tokio::spawn(async move { axum::serve(ops, ops_router).await });
+    }
     Ok(metrics)
 }
 
@@ -54,7 +64,7 @@ pub fn run(args: &GitSyncArgs) -> anyhow::Result<ExitCode> {
             max_body: args.webhook_max_body,
             per_second: args.webhook_rate,
         };
-        let metrics = serve_webhook(&client, webhook, args.webhook_addr).await?;
+        let metrics = serve_webhook(&client, webhook, args.webhook_addr, Some(args.metrics_addr)).await?;
         tracing::info!(namespace = ?args.namespace, webhook = %args.webhook_addr, policies = ?checker.policies(), "acp git-sync starting");
         let config = acp_gitsync::controller::Config {
             namespace: args.namespace.clone(),

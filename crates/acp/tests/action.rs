@@ -306,6 +306,8 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
                 &ns,
                 "--listen",
                 &format!("127.0.0.1:{port}"),
+                "--metrics-addr",
+                &format!("127.0.0.1:{}", free_port()),
             ])
             .env("KUBECONFIG", env.kubeconfig())
             .env("RUST_LOG", "warn")

@@ -48,7 +48,7 @@ async fn git_sync_and_statusbot_run_as_processes_and_stop_on_sigterm() {
     git(&work, &["-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", "a"]);
     git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
 
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let gitsync = Command::new(env!("CARGO_BIN_EXE_acp"))
         .args([
             "git-sync",
@@ -56,6 +56,8 @@ async fn git_sync_and_statusbot_run_as_processes_and_stop_on_sigterm() {
             &ns.name,
             "--webhook-addr",
             &format!("127.0.0.1:{port}"),
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
             "--cache-dir",
         ])
         .arg(tmp.path().join("cache"))
@@ -86,7 +88,9 @@ async fn git_sync_and_statusbot_run_as_processes_and_stop_on_sigterm() {
         sessions.get_opt("from-git").await.ok().flatten().map(|_| ())
     })
     .await;
-    let metrics = curl(&format!("http://127.0.0.1:{port}/metrics")).expect("metrics");
+    // Metrics on their own port, never next to the internet-facing webhook.
+    assert!(curl(&format!("http://127.0.0.1:{port}/metrics")).is_none(), "no /metrics on the webhook port");
+    let metrics = curl(&format!("http://127.0.0.1:{metrics_port}/metrics")).expect("metrics");
     let syncs: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("acp_git_sync_syncs_total "))

@@ -202,6 +202,8 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
             &ns,
             "--webhook-addr",
             &format!("127.0.0.1:{hook_port}"),
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", free_port()),
             "--cache-dir",
             &dir.path().join("gs").to_string_lossy(),
         ],
@@ -227,7 +229,17 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
     );
     let _dashboard = start(
         &kc("acp-dashboard"),
-        &["dashboard", "--namespace", &ns, "--auth", "token", "--listen", &format!("127.0.0.1:{dash_port}")],
+        &[
+            "dashboard",
+            "--namespace",
+            &ns,
+            "--auth",
+            "token",
+            "--listen",
+            &format!("127.0.0.1:{dash_port}"),
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
         &logs("dashboard"),
     );
     let read_log = |n: &str| std::fs::read_to_string(logs(n)).unwrap_or_default();

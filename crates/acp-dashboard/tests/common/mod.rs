@@ -22,6 +22,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// A dashboard served on a free loopback port.
 pub struct Dashboard {
     pub url: String,
+    /// The operations port (`/metrics`), apart from the public one.
+    pub ops_url: String,
     pub app: acp_dashboard::server::Shared,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -35,6 +37,10 @@ impl Dashboard {
         tokio::spawn(watches);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let ops = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let ops_url = format!("http://{}", ops.local_addr().expect("addr"));
+        let ops_router = acp_dashboard::server::ops_router(app.clone());
+        tokio::spawn(async move { axum::serve(ops, ops_router).await });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let served = app.clone();
         let task = tokio::spawn(async move {
@@ -49,7 +55,7 @@ impl Dashboard {
             async move { (status_of(&ready).await == Some(200)).then_some(()) }
         })
         .await;
-        Self { url, app, stop: Some(tx), task }
+        Self { url, ops_url, app, stop: Some(tx), task }
     }
 
     /// Stops serving and waits until the server has returned.
