@@ -153,4 +153,11 @@ load_images() {
     node_ctr images tag --force "$ref" "docker.io/library/$image:dev" >/dev/null
     node_ctr images tag --force "$ref" "ghcr.io/acp-dev/$image:$version" >/dev/null
   done < "$state_dir/images"
+  # Only this build's images stay: every earlier build's would pile up in the
+  # node's store (containerd collects their layers once nothing refers to them).
+  local current; current=$(awk '{print $3}' "$state_dir/images")
+  local old
+  for old in $(node_ctr images ls -q | grep -E '^localhost/acp(-runner)?:' | grep -vxF "$current" || true); do
+    node_ctr images rm "$old" >/dev/null 2>&1 || true
+  done
 }

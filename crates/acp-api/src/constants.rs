@@ -152,6 +152,32 @@ pub const SESSION_BRANCH_PREFIX: &str = "ambient/";
 /// existing platform's name).
 pub const RUNNER_SECRETS: &str = "ambient-runner-secrets";
 
+/// The runner pod: what the operator builds and the runner, the operator's
+/// observer and the dashboard's log reader rely on.
+///
+/// The pod has two containers. `credentials` (a native sidecar) holds the
+/// model key and git credentials: it clones and pushes, opens pull requests,
+/// and forwards model requests adding the key, on a loopback port only. The
+/// `runner` container runs `acp runner` and the agent with none of them.
+pub mod runner_pod {
+    /// The container running `acp runner` and the agent.
+    pub const RUNNER_CONTAINER: &str = "runner";
+    /// The sidecar holding the credentials (`acp runner credentials`).
+    pub const CREDENTIALS_CONTAINER: &str = "credentials";
+    /// Where the sidecar listens: loopback, shared by the pod's containers
+    /// and reachable from nowhere else.
+    pub const CREDENTIALS_ADDR: &str = "127.0.0.1:4180";
+    /// The same, as the base URL the runner and the agent use.
+    pub const CREDENTIALS_URL: &str = "http://127.0.0.1:4180";
+    /// Environment variable naming the sidecar to the runner.
+    pub const CREDENTIALS_URL_ENV: &str = "ACP_CREDENTIALS_URL";
+    /// `ANTHROPIC_API_KEY` as the agent sees it: not a key. The sidecar
+    /// replaces it with the real one on the way out.
+    pub const PROXIED_API_KEY: &str = "held-by-the-acp-credentials-sidecar";
+    /// The NetworkPolicy limiting runner pods' egress, one per namespace.
+    pub const EGRESS_POLICY: &str = "acp-runner-egress";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,8 +130,34 @@ impl Credentials {
 /// against `creds.known_hosts`. TLS certificates are left to libgit2, which
 /// verifies them against the system's roots.
 pub fn callbacks<'a>(creds: &'a Credentials, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+    callbacks_inner(creds, attempts, None)
+}
+
+/// [`callbacks`] that answer only for `url`: libgit2 asking on behalf of any
+/// other URL (an `insteadOf` rewrite or a redirect from a repository's
+/// configuration, which someone else may have written) gets no credential.
+pub fn callbacks_for<'a>(
+    creds: &'a Credentials,
+    attempts: &'a Cell<u32>,
+    url: &'a str,
+) -> RemoteCallbacks<'a> {
+    callbacks_inner(creds, attempts, Some(url))
+}
+
+fn callbacks_inner<'a>(
+    creds: &'a Credentials,
+    attempts: &'a Cell<u32>,
+    only: Option<&'a str>,
+) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     callbacks.credentials(move |url, username, allowed| {
+        if let Some(expected) = only
+            && url != expected
+        {
+            return Err(git2::Error::from_str(&format!(
+                "refusing credentials for {url}: this operation may only authenticate to {expected}"
+            )));
+        }
         attempts.set(attempts.get() + 1);
         if attempts.get() > 1 {
             return Err(git2::Error::from_str("authentication failed: the credentials were rejected"));

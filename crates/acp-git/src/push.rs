@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use backon::{BlockingRetryable as _, ExponentialBuilder};
 use git2::build::TreeUpdateBuilder;
-use git2::{FetchOptions, FileMode, Oid, PushOptions, Repository, Signature};
+use git2::{ConfigLevel, FetchOptions, FileMode, Oid, PushOptions, Repository, Signature};
 
-use crate::auth::{Credentials, callbacks};
+use crate::auth::{Credentials, callbacks, callbacks_for};
 
 /// Attempts before giving up on a contended branch.
 pub const ATTEMPTS: u32 = 8;
@@ -248,16 +248,31 @@ pub struct PushError {
     pub message: String,
 }
 
-/// Force-pushes local `branch` of the repository at `dir` to its `origin`
-/// (`url` names it in errors): for a branch that belongs to its writer, which
-/// a new run replaces.
+/// Force-pushes local `branch` of the repository at `dir` to `url`: for a
+/// branch that belongs to its writer, which a new run replaces.
+///
+/// The repository may have been written by someone untrusted (the agent):
+/// its remotes are not used; a URL rewrite (`url.*.insteadOf`) in its own
+/// configuration refuses the push, and credentials go only to where `url`
+/// leads by the machine's configuration; no proxy is configured, and libgit2
+/// runs no hooks.
 pub fn force_push(dir: &Path, url: &str, branch: &str, creds: &Credentials) -> Result<(), PushError> {
     let fail = |message: String| PushError { url: url.to_owned(), branch: branch.to_owned(), message };
     let repo = Repository::open(dir).map_err(|e| fail(e.message().to_owned()))?;
-    let mut remote = repo.find_remote("origin").map_err(|e| fail(e.message().to_owned()))?;
+    if let Some(key) = untrusted_rewrite(&repo).map_err(|e| fail(e.message().to_owned()))? {
+        return Err(fail(format!(
+            "refusing to push with credentials: the repository's own configuration rewrites remote URLs ({key})"
+        )));
+    }
+    let mut remote = repo.remote_anonymous(url).map_err(|e| fail(e.message().to_owned()))?;
+    // Where the machine's configuration (a trusted `insteadOf`) leads `url`.
+    let target = match remote.pushurl() {
+        Ok(Some(push)) => push.to_owned(),
+        _ => remote.url().unwrap_or(url).to_owned(),
+    };
     let attempts = Cell::new(0);
     let rejection: RefCell<Option<String>> = RefCell::new(None);
-    let mut cbs = callbacks(creds, &attempts);
+    let mut cbs = callbacks_for(creds, &attempts, &target);
     cbs.push_update_reference(|_, status| {
         if let Some(status) = status {
             *rejection.borrow_mut() = Some(status.to_owned());
@@ -273,6 +288,24 @@ pub fn force_push(dir: &Path, url: &str, branch: &str, creds: &Credentials) -> R
         Some(status) => Err(fail(format!("the remote rejected the update: {status}"))),
         None => Ok(()),
     }
+}
+
+/// A `url.<base>.insteadOf` or `pushInsteadOf` set by the repository itself
+/// (its config file, worktree config or what they include) rather than by
+/// the machine (system, global, XDG).
+fn untrusted_rewrite(repo: &Repository) -> Result<Option<String>, git2::Error> {
+    let config = repo.config()?;
+    let mut found = None;
+    config.entries(Some(r"^url\..*\.(insteadof|pushinsteadof)$"))?.for_each(|entry| {
+        let machine = matches!(
+            entry.level(),
+            ConfigLevel::System | ConfigLevel::XDG | ConfigLevel::Global | ConfigLevel::ProgramData
+        );
+        if !machine && found.is_none() {
+            found = entry.name().ok().map(str::to_owned);
+        }
+    })?;
+    Ok(found)
 }
 
 /// Reads `path` at the tip of `branch` in the bare repository `repo` (tests and tools).

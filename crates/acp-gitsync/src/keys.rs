@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use acp_api::SessionSource;
 use futures_util::StreamExt as _;
+use hmac::{Hmac, Mac};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt as _};
+use sha2::Sha256;
 use tracing::warn;
 
 /// How often every webhook secret is read again.
@@ -51,9 +53,7 @@ impl Keys {
         let Ok(sources) = self.sources.read() else { return Vec::new() };
         sources
             .values()
-            .filter(|(_, secret)| {
-                secret.as_deref().is_some_and(|s| crate::webhook::verify(s, body, signature))
-            })
+            .filter(|(_, secret)| secret.as_deref().is_some_and(|s| verify(s, body, signature)))
             .map(|(source, _)| source.clone())
             .collect()
     }
@@ -145,4 +145,21 @@ async fn watch(client: Client, namespace: Option<String>, keys: Weak<Keys>) {
             }
         }
     }
+}
+
+/// Whether `signature` (`sha256=<hex>`) is the HMAC of `body` under `secret`.
+pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let Some(hex_sig) = signature.strip_prefix("sha256=") else { return false };
+    let Ok(expected) = hex::decode(hex_sig) else { return false };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// `sha256=<hex>` of `body` under `secret`, as GitHub sends it.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }

@@ -23,11 +23,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use hmac::{Hmac, Mac};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt as _};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tracing::{info, warn};
 
 /// Default largest accepted delivery (GitHub caps payloads at 25 MB; pushes of
@@ -111,22 +109,7 @@ fn reply(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Whether `signature` (`sha256=<hex>`) is the HMAC of `body` under `secret`.
-pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
-    let Some(hex_sig) = signature.strip_prefix("sha256=") else { return false };
-    let Ok(expected) = hex::decode(hex_sig) else { return false };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
-}
-
-/// `sha256=<hex>` of `body` under `secret`, as GitHub sends it.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+pub use crate::keys::{sign, verify};
 
 /// Whether a push of `git_ref` to `repository` concerns `source`.
 pub fn concerns(source: &SessionSource, repository: &Value, git_ref: &str) -> bool {

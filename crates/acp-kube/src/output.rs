@@ -101,7 +101,12 @@ async fn pod_lines(
         .into_iter()
         .max_by_key(|p| p.creation_timestamp())
         .ok_or_else(|| LogError::NoPod(job.to_owned()))?;
-    let params = LogParams { follow, tail_lines: Some(TAIL_LINES), ..Default::default() };
+    let params = LogParams {
+        follow,
+        tail_lines: Some(TAIL_LINES),
+        container: Some(acp_api::constants::runner_pod::RUNNER_CONTAINER.to_owned()),
+        ..Default::default()
+    };
     let reader = pods.log_stream(&pod.name_any(), &params).await.map_err(LogError::Kube)?;
     Ok(reader.lines().map_err(|e| LogError::Kube(kube::Error::ReadEvents(e))).boxed())
 }

@@ -10,6 +10,7 @@ use acp_api::constants::{RUNNER_SECRETS, annotations, field_managers, labels};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -327,7 +328,14 @@ async fn ensure_children(
             .await
             .map_err(kube_err("apply the workspace claim"))?;
     }
-    let job = children::job(session, run, &ctx.config.children, &keys);
+    if let crate::egress::Egress::Allow(allowed) = &ctx.config.children.egress {
+        let policy = crate::egress::network_policy(ns, allowed);
+        Api::<NetworkPolicy>::namespaced(ctx.client.clone(), ns)
+            .patch(acp_api::constants::runner_pod::EGRESS_POLICY, &params, &Patch::Apply(&policy))
+            .await
+            .map_err(kube_err("apply the runner egress policy"))?;
+    }
+    let job = crate::pod::job(session, run, &ctx.config.children, &keys);
     let job_name = job.metadata.name.clone().unwrap_or_default();
     Api::<Job>::namespaced(ctx.client.clone(), ns)
         .patch(&job_name, &params, &Patch::Apply(&job))

@@ -1,8 +1,9 @@
 //! The acp operator: every AgenticSession runs as a Job, with an honest status.
 //!
 //! - [`state`]: the pure state machine (observation in, status and actions out);
-//! - [`children`]: the pure builders of the Secret, PVC and Job (typed
-//!   `k8s-openapi` objects), named by [`names`];
+//! - [`children`], [`pod`], [`egress`]: the pure builders of the Secret, PVC,
+//!   Job, runner pod and egress NetworkPolicy (typed `k8s-openapi` objects),
+//!   named by [`names`];
 //! - [`result`]: reading the runner's result from its termination message;
 //! - [`controller`]: the kube-runtime shell that observes, decides and applies;
 //! - [`process`]: the `process` executor (runs as local `acp runner` processes).
@@ -10,9 +11,11 @@
 
 pub mod children;
 pub mod controller;
+pub mod egress;
 pub mod metrics;
 pub mod names;
 pub mod observe;
+pub mod pod;
 pub mod process;
 pub mod result;
 pub mod state;

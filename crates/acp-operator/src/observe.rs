@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::state::Progress;
 
 /// The runner container's name.
-pub const RUNNER_CONTAINER: &str = "runner";
+pub use acp_api::constants::runner_pod::RUNNER_CONTAINER;
 
 /// What a run's Job and (newest) pod say.
 pub fn progress(job: &Job, pod: Option<&Pod>) -> Progress {
@@ -64,8 +64,13 @@ fn pod_progress(pod: &Pod) -> Option<Progress> {
             return Some(Progress::Running { started: r.started_at });
         }
         if let Some(w) = state.waiting {
-            return Some(Progress::Waiting { reason: w.reason, message: w.message });
+            return Some(
+                sidecar_trouble(status).unwrap_or(Progress::Waiting { reason: w.reason, message: w.message }),
+            );
         }
+    }
+    if let Some(trouble) = sidecar_trouble(status) {
+        return Some(trouble);
     }
     let unschedulable = status.conditions.as_ref().and_then(|c| {
         c.iter().find(|c| {
@@ -74,6 +79,22 @@ fn pod_progress(pod: &Pod) -> Option<Progress> {
     });
     unschedulable
         .map(|c| Progress::Waiting { reason: Some("Unschedulable".into()), message: c.message.clone() })
+}
+
+/// The credentials sidecar starts first and the runner waits for it
+/// (`PodInitializing`): the sidecar's trouble (an image it cannot pull, a
+/// crash loop) is the run's.
+fn sidecar_trouble(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<Progress> {
+    let waiting = status
+        .init_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == acp_api::constants::runner_pod::CREDENTIALS_CONTAINER)?
+        .state
+        .clone()?
+        .waiting?;
+    let reason = waiting.reason.filter(|r| r != "PodInitializing")?;
+    Some(Progress::Waiting { reason: Some(reason), message: waiting.message })
 }
 
 #[cfg(test)]
@@ -106,6 +127,13 @@ mod tests {
         );
         assert!(
             matches!(progress(&j, Some(&pulling)), Progress::Waiting { reason: Some(r), .. } if r == "ImagePullBackOff")
+        );
+        let sidecar_pulling = pod(json!({
+            "initContainerStatuses": [{"name": "credentials", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}],
+            "containerStatuses": [{"name": "runner", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}}]
+        }));
+        assert!(
+            matches!(progress(&j, Some(&sidecar_pulling)), Progress::Waiting { reason: Some(r), .. } if r == "ErrImagePull")
         );
         let unschedulable = pod(
             json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/0 nodes"}]}),

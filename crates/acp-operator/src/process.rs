@@ -104,7 +104,7 @@ pub fn ensure(
             command.env(key, value);
         }
     }
-    for entry in crate::children::runner_env(session, &[]) {
+    for entry in crate::pod::session_env(session) {
         if let Some(value) = entry.value {
             command.env(entry.name, value);
         }

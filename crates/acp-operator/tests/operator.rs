@@ -16,6 +16,7 @@ use acp_testenv::model::{ScriptedModel, Step};
 use acp_testenv::{DEFAULT_TIMEOUT, TestEnv, TestNamespace, eventually};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -202,15 +203,16 @@ async fn a_session_runs_in_a_real_pod_and_completes_with_the_runners_result() {
         .iter()
         .filter_map(|m| m["mountPath"].as_str())
         .collect();
-    assert_eq!(mounts, ["/workspace", "/tmp", "/var/run/acp/secrets"]);
+    assert_eq!(mounts, ["/workspace", "/tmp"], "no Secret in the runner's container");
+    assert_eq!(pod["initContainers"][0]["name"], "credentials");
     assert_eq!(env_value(&job_json, "AGENTIC_SESSION_NAME").expect("name")["value"], "fix-bug");
     assert_eq!(env_value(&job_json, "INITIAL_PROMPT").expect("prompt")["value"], "Write the notes.");
     assert_eq!(env_value(&job_json, "MAX_TURNS").expect("turns")["value"], "9");
     assert_eq!(env_value(&job_json, "INACTIVITY_TIMEOUT").expect("inactivity")["value"], "120");
     assert_eq!(env_value(&job_json, "SESSION_ENV_JSON").expect("env")["value"], r#"{"LOG_LEVEL":"debug"}"#);
     assert_eq!(
-        env_value(&job_json, "ANTHROPIC_API_KEY").expect("key")["valueFrom"]["secretKeyRef"]["name"],
-        "fix-bug-runner"
+        env_value(&job_json, "ANTHROPIC_API_KEY").expect("key")["value"],
+        "held-by-the-acp-credentials-sidecar"
     );
 
     // The kubelet runs the pod; the runner works; its exit and termination
@@ -439,5 +441,57 @@ async fn an_image_the_node_cannot_pull_surfaces_in_the_runner_started_condition(
     .await;
     assert!(!condition.is_true());
     assert!(condition.message.as_deref().is_some_and(|m| m.contains("localhost:1")), "{condition:?}");
+    op.shutdown().await;
+}
+
+/// The hostile agent of a prompt injection, on the real node: it hunts for
+/// credentials everywhere its pod lets it (its environment, PID 1's, every
+/// process's it can see, every file named like a token, the Secret's and
+/// the ServiceAccount token's mount points) and reports it all to the model.
+/// The model must hear none of them, while the session still works: the
+/// sidecar adds the key to every model request and pushes with the token.
+#[tokio::test]
+async fn an_agent_hunting_for_credentials_in_its_pod_reports_none() {
+    let hunt = "env; echo '-- pid 1'; tr '\\0' '\\n' < /proc/1/environ; \
+                echo '-- tokens'; find / -name '*token*' 2>/dev/null; \
+                echo '-- mounts'; ls -la /var/run/acp/secrets /var/run/secrets/kubernetes.io/serviceaccount 2>&1; \
+                echo '-- processes'; for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null; done | sort -u; true";
+    let notes = "/workspace/repos/app/NOTES.md";
+    let steps = vec![
+        Step::tool("Bash", json!({"command": hunt, "description": "look around"})),
+        Step::tool("Write", json!({"file_path": notes, "content": "Nothing found.\n"})),
+        Step::text("Found nothing."),
+    ];
+    let op = Operator::start("op-hunt", steps, Workspace::EmptyDir, true).await;
+    op.apply("hunt", op.spec("app")).await;
+    let done = op.wait_phase("hunt", SessionPhase::Completed, POD_TIMEOUT).await;
+    let result = done.status.and_then(|s| s.result).expect("result");
+
+    let requests = op.model.requests();
+    let (_, report) = requests[1].tool_results().into_iter().next().expect("the hunt's output");
+    for section in ["-- pid 1", "-- tokens", "-- mounts", "-- processes"] {
+        assert!(report.contains(section), "the hunt did not run through: {report}");
+    }
+    assert!(report.contains("ANTHROPIC_API_KEY=held-by-the-acp-credentials-sidecar"), "{report}");
+    assert!(!report.contains(API_KEY), "the agent found the model key: {report}");
+    assert!(!report.contains(GIT_TOKEN), "the agent found the git token: {report}");
+    assert!(!report.contains("serviceaccount/token"), "a ServiceAccount token is mounted: {report}");
+
+    // And yet the model got the key and the remote got the push.
+    assert!(requests.iter().all(|r| r.api_key.as_deref() == Some(API_KEY)));
+    let [pushed] = result.pushed_branches.as_slice() else { panic!("one pushed branch: {result:?}") };
+    let bare = op.git.root().join("app.git");
+    assert_eq!(git(&bare, &["rev-parse", "refs/heads/ambient/hunt"]).trim(), pushed.commit);
+
+    // Egress: the operator gave the namespace its policy, selecting this pod.
+    let policy = op.ns.api::<NetworkPolicy>().get("acp-runner-egress").await.expect("egress policy");
+    let pod = op.pods("hunt-1").await.into_iter().next().expect("pod");
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let selector = policy.spec.as_ref().and_then(|s| s.pod_selector.clone()).expect("selector");
+    assert!(selector.match_labels.unwrap_or_default().iter().all(|(k, v)| labels.get(k) == Some(v)));
+    assert!(selector.match_expressions.unwrap_or_default().iter().all(|e| labels.contains_key(&e.key)));
+    let policy = serde_json::to_value(&policy).expect("json");
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Egress"]));
+    assert!(policy.to_string().contains("169.254.0.0/16"), "the metadata endpoint is not excluded: {policy}");
     op.shutdown().await;
 }

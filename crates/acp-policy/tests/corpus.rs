@@ -69,6 +69,7 @@ fn shipped_policies_all_load() {
             "acp-session-max-turns",
             "acp-session-models",
             "acp-session-repos",
+            "acp-session-runner-secret",
             "acp-session-timeout"
         ]
     );

@@ -50,8 +50,12 @@ pub struct RunnerConfig {
     pub mcp_servers: Option<McpServers>,
     /// `spec.environmentVariables` (`SESSION_ENV_JSON`), passed to the agent.
     pub agent_env: BTreeMap<String, String>,
-    /// Credentials; never logged.
+    /// Credentials; never logged. In a pod the runner holds none (the
+    /// sidecar does) and these are empty but for the placeholder key.
     pub credentials: Credentials,
+    /// The credentials sidecar (`ACP_CREDENTIALS_URL`): when set, cloning,
+    /// pushing and pull requests are asked of it.
+    pub credentials_url: Option<String>,
     /// Commit author (`GIT_USER_NAME`, `GIT_USER_EMAIL`).
     pub git_author: (String, String),
     /// The Claude Code CLI to run (`CLAUDE_BIN`, default `claude` on PATH).
@@ -261,6 +265,7 @@ impl RunnerConfig {
             mcp_servers: parse_json(get, "CUSTOM_MCP_SERVERS")?,
             agent_env: parse_json(get, "SESSION_ENV_JSON")?.unwrap_or_default(),
             credentials: Credentials::from_lookup(get),
+            credentials_url: non_empty(get, acp_api::constants::runner_pod::CREDENTIALS_URL_ENV),
             git_author: (
                 non_empty(get, "GIT_USER_NAME").unwrap_or_else(|| DEFAULT_GIT_USER_NAME.into()),
                 non_empty(get, "GIT_USER_EMAIL").unwrap_or_else(|| DEFAULT_GIT_USER_EMAIL.into()),

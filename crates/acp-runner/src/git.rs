@@ -114,8 +114,21 @@ pub fn commit_changes(
     Ok(Some(tip))
 }
 
-/// Force-pushes local `branch` to `origin` (the branch belongs to the session;
-/// a re-run replaces it).
+/// The commit local `branch` of the repository at `dir` points at.
+pub fn branch_tip(dir: &Path, branch: &str) -> Result<git2::Oid, GitError> {
+    let fail = |message: String| GitError::Push {
+        url: dir.display().to_string(),
+        branch: branch.to_owned(),
+        message,
+    };
+    let repo = Repository::open(dir).map_err(|e| fail(e.message().to_owned()))?;
+    repo.refname_to_id(&format!("refs/heads/{branch}"))
+        .map_err(|e| fail(format!("no such branch in the workspace: {}", e.message())))
+}
+
+/// Force-pushes local `branch` to `url` (the branch belongs to the session;
+/// a re-run replaces it). The repository's own remotes and URL rewrites are
+/// ignored: the agent may have written its configuration.
 pub fn push(dir: &Path, url: &str, branch: &str, creds: &Credentials) -> Result<(), GitError> {
     acp_git::push::force_push(dir, url, branch, &creds.git()).map_err(|e| GitError::Push {
         url: e.url,

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use acp_api::session::{PushedBranch, RunOutcome, SessionResult, StoppedReason};
 use tokio::sync::watch;
 
+use crate::access::Access;
 use crate::agent::{AgentCommand, AgentOutcome, CommandInputs, LineHandler, StopCause};
+use crate::broker::Target;
 use crate::config::{RepoConfig, RunnerConfig};
 use crate::events::{Block, Line, StreamEvent, result_text, todos};
+use crate::ops::{OpError, Proposal};
 use crate::progress::{PREVIEW_BYTES, Progress, Reporter, Sink};
 use crate::redact::Redactor;
 use crate::result::{TERMINATION_MESSAGE_LIMIT, bound, termination_message, truncate_utf8};
@@ -65,14 +68,13 @@ fn write_result(config: &RunnerConfig, layout: &Layout, result: &SessionResult) 
     }
 }
 
-/// Runs blocking git work, or gives up when a stop arrives first.
-async fn blocking_or_stop<T: Send + 'static>(
+/// Awaits `work`, or gives up when a stop arrives first.
+async fn or_stop<T>(
     stop: &mut watch::Receiver<bool>,
-    work: impl FnOnce() -> T + Send + 'static,
+    work: impl Future<Output = T>,
 ) -> Result<T, SessionResult> {
-    let task = tokio::task::spawn_blocking(work);
     tokio::select! {
-        joined = task => joined.map_err(|e| failure(RunOutcome::AgentError, format!("internal error: {e}"))),
+        done = work => Ok(done),
         () = wait_for_stop(stop) => Err(stopped(StoppedReason::User, "stopped by a stop request")),
     }
 }
@@ -85,6 +87,7 @@ async fn wait_for_stop(stop: &mut watch::Receiver<bool>) {
 }
 
 struct ClonedRepo {
+    index: usize,
     config: RepoConfig,
     dir: PathBuf,
     base: git2::Oid,
@@ -103,7 +106,15 @@ async fn pipeline(
             format!("failed to create workspace {}: {e}", layout.root.display()),
         )
     })?;
-    if config.credentials.anthropic_api_key.is_none()
+    let access = Access::for_config(config);
+    let model_key = match &access {
+        Access::Direct(_) => config.credentials.anthropic_api_key.is_some(),
+        Access::Sidecar(sidecar) => {
+            let ready = or_stop(&mut stop, sidecar.wait_ready(crate::broker::client::READY_TIMEOUT)).await?;
+            ready.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?.model_key
+        }
+    };
+    if !model_key
         && !["CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_BEDROCK"]
             .iter()
             .any(|k| config.agent_env.contains_key(*k))
@@ -115,18 +126,17 @@ async fn pipeline(
     }
 
     let mut cloned = Vec::new();
-    for repo in &config.repos {
+    for (index, repo) in config.repos.iter().enumerate() {
         let dir = layout.repos.join(repo.dir_name());
         reporter.emit(Progress::Step { step: "clone".into(), message: format!("cloning {}", repo.url) });
-        let (repo_c, dir_c, creds) = (repo.clone(), dir.clone(), config.credentials.clone());
-        let done = blocking_or_stop(&mut stop, move || crate::git::clone(&repo_c, &dir_c, &creds)).await?;
+        let done = or_stop(&mut stop, access.clone_repo(Target::Repo(index), repo, &dir)).await?;
         let info = done.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?;
         reporter.emit(Progress::Cloned {
             name: repo.dir_name().to_owned(),
             branch: info.branch.clone(),
             commit: info.base.to_string(),
         });
-        cloned.push(ClonedRepo { config: repo.clone(), dir, base: info.base, branch: info.branch });
+        cloned.push(ClonedRepo { index, config: repo.clone(), dir, base: info.base, branch: info.branch });
     }
 
     let mut cwd = cloned.first().map_or_else(|| layout.root.clone(), |r| r.dir.clone());
@@ -140,8 +150,7 @@ async fn pipeline(
         let dir = layout.workflows.join(repo.dir_name());
         reporter
             .emit(Progress::Step { step: "clone".into(), message: format!("cloning workflow {}", repo.url) });
-        let (repo_c, dir_c, creds) = (repo.clone(), dir.clone(), config.credentials.clone());
-        let done = blocking_or_stop(&mut stop, move || crate::git::clone(&repo_c, &dir_c, &creds)).await?;
+        let done = or_stop(&mut stop, access.clone_repo(Target::Workflow, &repo, &dir)).await?;
         let info = done.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?;
         reporter.emit(Progress::Cloned {
             name: repo.dir_name().to_owned(),
@@ -217,7 +226,7 @@ async fn pipeline(
             step: "push".into(),
             message: format!("pushing {}", config.push_branch()),
         });
-        match push_repo(config, repo, &mut stop).await? {
+        match push_repo(config, &access, repo, &mut stop).await? {
             Ok(Some(pushed)) => {
                 handler.reporter.emit(Progress::Pushed {
                     repo: pushed.repo.clone(),
@@ -226,7 +235,7 @@ async fn pipeline(
                 });
                 result.pushed_branches.push(pushed);
                 if repo.config.pull_request {
-                    match open_pull_request(config, repo, &result).await {
+                    match open_pull_request(config, &access, repo, &result).await {
                         Some(Ok(url)) => result.pull_requests.push(url),
                         Some(Err(err)) => add_error(&mut result, &err.to_string()),
                         None => handler.reporter.emit(Progress::Log {
@@ -261,10 +270,10 @@ fn add_error(result: &mut SessionResult, error: &str) {
 /// Opens a draft pull request for a pushed repo; `None` when it is not on GitHub.
 async fn open_pull_request(
     config: &RunnerConfig,
+    access: &Access,
     repo: &ClonedRepo,
     result: &SessionResult,
-) -> Option<Result<String, crate::pr::PrError>> {
-    let github = crate::pr::github_repo(&repo.config.url, &config.github_host)?;
+) -> Option<Result<String, OpError>> {
     let title = commit_title(config);
     let session = session_ref(config);
     let summary = result.summary.as_deref().unwrap_or("(no summary)");
@@ -272,15 +281,9 @@ async fn open_pull_request(
         "Opened by acp session `{session}`.\n\n### Agent summary\n\n{}\n",
         truncate_utf8(summary, 8000)
     );
-    let token = config.credentials.github_token.as_deref().or(config.credentials.git_token.as_deref());
-    let pr = crate::pr::PullRequest {
-        repo: &github,
-        head: &config.push_branch(),
-        base: &repo.branch,
-        title: &title,
-        body: &body,
-    };
-    Some(crate::pr::open_draft(&config.github_api_url, token, &pr).await)
+    let head = config.push_branch();
+    let proposal = Proposal { base: &repo.branch, head: &head, title: &title, body: &body };
+    access.pull_request(repo.index, &repo.config, proposal).await
 }
 
 fn commit_title(config: &RunnerConfig) -> String {
@@ -300,30 +303,35 @@ fn session_ref(config: &RunnerConfig) -> String {
 
 async fn push_repo(
     config: &RunnerConfig,
+    access: &Access,
     repo: &ClonedRepo,
     stop: &mut watch::Receiver<bool>,
-) -> Result<Result<Option<PushedBranch>, crate::git::GitError>, SessionResult> {
+) -> Result<Result<Option<PushedBranch>, OpError>, SessionResult> {
     let branch = config.push_branch();
     let title = commit_title(config);
     let session = session_ref(config);
     let message = format!(
         "{title}\n\nChanges made by the Claude Code agent in acp session {session}.\n\nSession: {session}\n"
     );
-    let (dir, base, author, creds, url) = (
-        repo.dir.clone(),
-        repo.base,
-        config.git_author.clone(),
-        config.credentials.clone(),
-        repo.config.url.clone(),
-    );
-    blocking_or_stop(stop, move || {
-        let Some(commit) = crate::git::commit_changes(&dir, base, &branch, &author, &message)? else {
-            return Ok(None);
-        };
-        crate::git::push(&dir, &url, &branch, &creds)?;
-        Ok(Some(PushedBranch { repo: url, branch, commit: commit.to_string() }))
-    })
-    .await
+    let (dir, base, author, branch_c) =
+        (repo.dir.clone(), repo.base, config.git_author.clone(), branch.clone());
+    let commit = tokio::task::spawn_blocking(move || {
+        crate::git::commit_changes(&dir, base, &branch_c, &author, &message)
+    });
+    let committed = match or_stop(stop, commit).await? {
+        Ok(Ok(Some(commit))) => commit,
+        Ok(Ok(None)) => return Ok(Ok(None)),
+        Ok(Err(err)) => return Ok(Err(err.into())),
+        Err(err) => return Ok(Err(OpError::Task(err.to_string()))),
+    };
+    let url = repo.config.url.clone();
+    let pushed = or_stop(stop, access.push(repo.index, &url, &repo.dir, &branch)).await?;
+    Ok(pushed.map(|pushed| {
+        if pushed.commit != committed.to_string() {
+            tracing::warn!(committed = %committed, pushed = %pushed.commit, "the branch moved between commit and push");
+        }
+        Some(PushedBranch { repo: url, branch, commit: pushed.commit })
+    }))
 }
 
 fn agent_result(outcome: &AgentOutcome, config: &RunnerConfig) -> SessionResult {

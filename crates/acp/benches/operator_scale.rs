@@ -13,7 +13,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use acp_api::AgenticSession;
-use acp_operator::children::{ChildConfig, job};
+use acp_operator::children::ChildConfig;
+use acp_operator::pod::job;
 use acp_testenv::bench::{env_usize, free_port, status_kib, wait_until};
 use acp_testenv::{TestEnv, TestNamespace};
 use k8s_openapi::api::batch::v1::Job;

@@ -108,6 +108,25 @@ async fn runner_secret(
     Ok(())
 }
 
+/// The IP address a URL names literally, if it does.
+fn ip_of_url(url: &str) -> Option<std::net::IpAddr> {
+    acp_api::remote::host(url)?.trim_matches(['[', ']']).parse().ok()
+}
+
+/// The default runner egress, plus this machine's git server and model
+/// (which runner pods reach on private addresses).
+fn egress_with(local: &[std::net::IpAddr]) -> acp_operator::egress::Egress {
+    use acp_operator::egress::{Addresses, Destination, Egress};
+    let mut egress = Egress::default();
+    if let Egress::Allow(allowed) = &mut egress {
+        for ip in local.iter().filter(|ip| !ip.is_unspecified() && !ip.is_loopback()) {
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            allowed.push(Destination { to: Addresses::Cidr(format!("{ip}/{bits}")), port: None });
+        }
+    }
+    egress
+}
+
 /// Runs everything until SIGTERM or SIGINT.
 pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
     crate::operator::init_tracing();
@@ -137,8 +156,10 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("failed to create namespace {ns}"))?;
 
         // The model: the real API, or the replay on loopback.
+        let mut local = Vec::new();
         let banner = match &args.anthropic_api_key {
             Some(key) => {
+                local.extend(args.anthropic_base_url.as_deref().and_then(ip_of_url));
                 runner_secret(&client, &ns, key, args.anthropic_base_url.as_deref()).await?;
                 tracing::info!("sessions use the real model API (ANTHROPIC_API_KEY is set)");
                 None
@@ -146,6 +167,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             None => {
                 let listener = crate::operator::listen(args.replay_addr, "replay model").await?;
                 let url = format!("http://{}", listener.local_addr()?);
+                local.push(listener.local_addr()?.ip());
                 tokio::spawn(async move { axum::serve(listener, acp_replay::replay_router()).await });
                 runner_secret(&client, &ns, "replay-model-no-key", Some(&url)).await?;
                 tracing::warn!(%url, "ANTHROPIC_API_KEY is not set: sessions use acp's scripted replay model");
@@ -157,6 +179,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             let router = acp_git::serve::router(std::path::absolute(root)?, None);
             tokio::spawn(async move { axum::serve(listener, router).await });
             tracing::info!(addr = %args.git_addr, root = %root.display(), "serving git repositories");
+            local.push(args.git_addr.ip());
         }
 
         let webhook = acp_gitsync::webhook::Config {
@@ -203,6 +226,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
                 image_pull_policy: args.image_pull_policy.clone(),
                 // One loop on one machine: nothing to keep across runs, no storage class needed.
                 workspace: acp_operator::children::Workspace::EmptyDir,
+                egress: egress_with(&local),
                 ..ChildConfig::default()
             },
         };

@@ -67,7 +67,12 @@ pub enum Command {
     /// GIT_USER_EMAIL, CLAUDE_BIN (claude), TERMINATION_MESSAGE_PATH
     /// (/dev/termination-log). Progress: JSON lines on stdout. Result: JSON on
     /// the termination message path (≤ 4 KiB) and in <workspace>/.acp/result.json.
-    Runner,
+    ///
+    /// In a pod the credentials are not the runner's: ACP_CREDENTIALS_URL
+    /// names the `acp runner credentials` sidecar, which clones, pushes and
+    /// opens pull requests for it, and ANTHROPIC_BASE_URL points at the same
+    /// sidecar, which adds the model key.
+    Runner(runner::RunnerArgs),
     /// Run the operator: every AgenticSession becomes a Job with an honest status.
     ///
     /// For each session it applies (server-side, field manager acp-operator) a
@@ -156,7 +161,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crds(args) => crds::run(&args),
         Command::Run(args) => runner::run(&args),
-        Command::Runner => runner::runner(),
+        Command::Runner(args) => runner::runner(&args),
         Command::Operator(args) => operator::run(&args),
         Command::GitSync(args) => gitsync::run(&args),
         Command::Validate(args) => validate::run(&args),

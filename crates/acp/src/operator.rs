@@ -57,6 +57,14 @@ pub struct OperatorArgs {
     /// '{"requests":{"cpu":"500m","memory":"1Gi"},"limits":{"memory":"4Gi"}}'.
     #[arg(long, env = "ACP_RUNNER_RESOURCES")]
     runner_resources: Option<String>,
+    /// Where runner pods may connect besides DNS, as a NetworkPolicy
+    /// (`acp-runner-egress`) in each namespace that runs sessions: `public`
+    /// (every address outside the private, shared and link-local ranges, so
+    /// no cloud metadata endpoint and nothing in the cluster) or a CIDR, each
+    /// optionally `:PORT` (TCP); comma-separated or repeated. `off` creates
+    /// no policy. Enforced only by network plugins that implement NetworkPolicy.
+    #[arg(long, env = "ACP_RUNNER_EGRESS", value_delimiter = ',', default_values = acp_operator::egress::DEFAULT)]
+    runner_egress: Vec<String>,
 }
 
 /// Logs to stderr, filtered by RUST_LOG (default `info,kube=warn`).
@@ -144,6 +152,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
         "emptydir" => Workspace::EmptyDir,
         _ => Workspace::Pvc { size: args.workspace_size.clone(), storage_class: args.storage_class.clone() },
     };
+    let egress = acp_operator::egress::Egress::parse(args.runner_egress.iter().map(String::as_str))?;
     let process = (args.executor == "process").then(|| -> anyhow::Result<_> {
         Ok(acp_operator::process::ProcessConfig {
             root: args.process_root.clone(),
@@ -164,6 +173,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
             workspace,
             resources,
             ttl_seconds_after_finished: Some(args.job_ttl_seconds),
+            egress,
             ..ChildConfig::default()
         },
     };

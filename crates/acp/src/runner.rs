@@ -13,6 +13,27 @@ use acp_runner::progress::{JsonLines, Progress, Sink};
 use anyhow::Context as _;
 use tokio::sync::watch;
 
+/// Options of `acp runner`.
+#[derive(Debug, clap::Args)]
+pub struct RunnerArgs {
+    #[command(subcommand)]
+    command: Option<RunnerCommand>,
+}
+
+/// What `acp runner` runs besides the runner itself.
+#[derive(Debug, clap::Subcommand)]
+enum RunnerCommand {
+    /// The credentials sidecar of a runner pod: holds the model key and git
+    /// credentials (the same environment variables as the runner), clones,
+    /// pushes and opens pull requests for the runner, and forwards model
+    /// requests adding the key, on a loopback address only. SIGTERM stops it.
+    Credentials {
+        /// Loopback address to listen on.
+        #[arg(long, env = "ACP_CREDENTIALS_LISTEN", default_value = acp_api::constants::runner_pod::CREDENTIALS_ADDR)]
+        listen: std::net::SocketAddr,
+    },
+}
+
 /// Options of `acp run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -56,7 +77,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// `acp runner`: configuration from the environment, JSON lines on stdout.
-pub fn runner() -> anyhow::Result<ExitCode> {
+pub fn runner(args: &RunnerArgs) -> anyhow::Result<ExitCode> {
+    if let Some(RunnerCommand::Credentials { listen }) = &args.command {
+        return credentials(*listen);
+    }
     let get = |key: &str| std::env::var(key).ok();
     let config = match RunnerConfig::from_env(&get) {
         Ok(config) => config,
@@ -88,6 +112,31 @@ pub fn runner() -> anyhow::Result<ExitCode> {
     })?;
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(exit_code(&result))
+}
+
+/// `acp runner credentials`: the sidecar, until SIGTERM or SIGINT.
+fn credentials(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    crate::operator::init_tracing();
+    let get = |key: &str| std::env::var(key).ok();
+    let config = RunnerConfig::from_env(&get).context("failed to read the session's configuration")?;
+    anyhow::ensure!(
+        listen.ip().is_loopback(),
+        "--listen {listen} is not a loopback address: the sidecar holds credentials and serves its pod only"
+    );
+    let rt = runtime()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("failed to listen on {listen}"))?;
+        let mut stop = stop_on_signals()?;
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        acp_runner::broker::server::serve(config, listener, shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    // Stopped by the kubelet once the runner is done: a clean exit.
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads and checks a session manifest.

@@ -128,7 +128,16 @@ async fn acp_run_runs_an_example_against_the_scripted_model() {
         ],
     )
     .await;
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sessions/fix-login-bug.yaml");
+    // The example, pushing: through the machine's own URL rewrite (trusted,
+    // unlike one in the workspace the agent can write).
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sessions/fix-login-bug.yaml"),
+    )
+    .expect("example");
+    let pushing = text.replace("branch: main ", "autoPush: true\n      branch: main ");
+    assert_ne!(pushing, text, "the example's repo entry moved");
+    let example = tmp.path().join("fix-login-bug.yaml");
+    std::fs::write(&example, pushing).expect("write the manifest");
     let out = tokio::task::spawn_blocking(move || {
         acp()
             .args(["run", "--json", "--workspace"])
@@ -157,6 +166,11 @@ async fn acp_run_runs_an_example_against_the_scripted_model() {
     assert_eq!(result["result"]["summary"], "Fixed the redirect loop in src/session.js.");
     let edited = std::fs::read_to_string(tmp.path().join("ws/repos/webapp/src/session.js")).expect("edited");
     assert_eq!(edited, "redirect(next ?? '/')\n");
+    let bare = git.root().join("webapp.git");
+    assert_eq!(
+        acp_testenv::githttp::git(&bare, &["show", "ambient/fix-login-redirect:src/session.js"]),
+        "redirect(next ?? '/')\n"
+    );
 }
 
 #[test]

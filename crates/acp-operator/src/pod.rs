@@ -1,0 +1,373 @@
+//! The runner Job and its pod (pure): two containers of the runner image,
+//! and who holds what.
+//!
+//! - `credentials`, a native sidecar (an init container that keeps running),
+//!   runs `acp runner credentials`. It alone gets the session Secret: its
+//!   keys as environment variables and its files mounted. It listens on
+//!   loopback only ([`runner_pod::CREDENTIALS_ADDR`]).
+//! - `runner` runs `acp runner` (the image's entrypoint, no args) and the
+//!   agent. Its environment is the session's configuration, the commit
+//!   author, and the sidecar's address as both `ACP_CREDENTIALS_URL` and
+//!   `ANTHROPIC_BASE_URL`, with a placeholder `ANTHROPIC_API_KEY`. No
+//!   Secret is mounted in it; the containers share no process namespace;
+//!   the pod mounts no ServiceAccount token.
+
+use std::collections::BTreeMap;
+
+use acp_api::AgenticSession;
+use acp_api::constants::runner_pod;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::ObjectMeta;
+use serde_json::json;
+
+use crate::children::{ChildConfig, Workspace, meta};
+use crate::names::{job_name, pvc_name, secret_name};
+
+/// Where the session Secret is mounted in the sidecar (for key files).
+pub const SECRET_MOUNT: &str = "/var/run/acp/secrets";
+/// Keys of the session Secret that are settings, not credentials: the runner
+/// gets these too.
+pub const SETTING_KEYS: &[&str] = &["GIT_USER_NAME", "GIT_USER_EMAIL"];
+/// Keys mounted as files rather than passed as variables.
+const FILE_KEYS: &[&str] = &["GIT_SSH_KEY", "GIT_KNOWN_HOSTS"];
+/// Where the runner's workspace is mounted.
+const WORKSPACE: &str = "/workspace";
+/// Where the runner writes its result.
+const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+
+fn value(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.to_owned(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+fn from_secret(session_name: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: key.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret_name(session_name),
+                key: key.to_owned(),
+                ..SecretKeySelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The session's configuration as the runner contract's variables (no
+/// credentials): both containers get these, and so does a local runner
+/// process.
+pub fn session_env(session: &AgenticSession) -> Vec<EnvVar> {
+    let spec = &session.spec;
+    let repos: Vec<serde_json::Value> = spec
+        .repos
+        .iter()
+        .map(|r| json!({"url": r.url, "branch": r.branch, "autoPush": r.auto_push(), "pullRequest": r.pull_request.unwrap_or(false)}))
+        .collect();
+    let mut env: Vec<(&str, Option<String>)> = vec![
+        ("AGENTIC_SESSION_NAME", session.metadata.name.clone()),
+        ("AGENTIC_SESSION_NAMESPACE", session.metadata.namespace.clone()),
+        ("WORKSPACE_PATH", Some(WORKSPACE.into())),
+        ("TERMINATION_MESSAGE_PATH", Some(TERMINATION_MESSAGE_PATH.into())),
+        ("INITIAL_PROMPT", spec.initial_prompt.clone()),
+        ("DISPLAY_NAME", spec.display_name.clone()),
+        ("REPOS_JSON", Some(json!(repos).to_string())),
+        ("LLM_MODEL", Some(spec.model().to_owned())),
+        ("MAX_TURNS", spec.max_turns.map(|t| t.to_string())),
+        ("INACTIVITY_TIMEOUT", spec.inactivity_timeout.map(|t| t.to_string())),
+        ("TIMEOUT", Some(spec.timeout_seconds().to_string())),
+        ("CUSTOM_MCP_SERVERS", spec.mcp_servers.as_ref().map(|m| json!(m).to_string())),
+        (
+            "SESSION_ENV_JSON",
+            (!spec.environment_variables.is_empty()).then(|| json!(spec.environment_variables).to_string()),
+        ),
+        ("USER_ID", spec.user_context.as_ref().and_then(|u| u.user_id.clone())),
+        ("USER_NAME", spec.user_context.as_ref().and_then(|u| u.display_name.clone())),
+        ("HOME", Some("/tmp/home".into())),
+    ];
+    if let Some(w) = &spec.active_workflow {
+        env.push(("ACTIVE_WORKFLOW_GIT_URL", w.git_url.clone()));
+        env.push(("ACTIVE_WORKFLOW_BRANCH", w.branch.clone()));
+        env.push(("ACTIVE_WORKFLOW_PATH", w.path.clone()));
+    }
+    env.into_iter().filter_map(|(k, v)| v.map(|v| value(k, v))).collect()
+}
+
+/// The sidecar's environment: the session's, and every credential.
+pub fn credentials_env(session: &AgenticSession, secret_keys: &[String]) -> Vec<EnvVar> {
+    let name = session.metadata.name.as_deref().unwrap_or_default();
+    let mut env = session_env(session);
+    for key in secret_keys {
+        if FILE_KEYS.contains(&key.as_str()) {
+            env.push(value(&format!("{key}_FILE"), format!("{SECRET_MOUNT}/{key}")));
+        } else {
+            env.push(from_secret(name, key));
+        }
+    }
+    env
+}
+
+/// The runner's environment: the session's, the settings, and the sidecar in
+/// place of every credential.
+pub fn runner_env(session: &AgenticSession, secret_keys: &[String]) -> Vec<EnvVar> {
+    let name = session.metadata.name.as_deref().unwrap_or_default();
+    let mut env = session_env(session);
+    env.extend(
+        secret_keys.iter().filter(|k| SETTING_KEYS.contains(&k.as_str())).map(|k| from_secret(name, k)),
+    );
+    env.push(value(runner_pod::CREDENTIALS_URL_ENV, runner_pod::CREDENTIALS_URL));
+    env.push(value("ANTHROPIC_BASE_URL", runner_pod::CREDENTIALS_URL));
+    env.push(value("ANTHROPIC_API_KEY", runner_pod::PROXIED_API_KEY));
+    env
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn hardened() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        ..SecurityContext::default()
+    }
+}
+
+fn volume(name: &str) -> Volume {
+    Volume { name: name.into(), ..Volume::default() }
+}
+
+/// The runner pod of `session`.
+pub fn spec(session: &AgenticSession, config: &ChildConfig, secret_keys: &[String]) -> PodSpec {
+    let session_name = session.metadata.name.as_deref().unwrap_or_default();
+    let workspace = match &config.workspace {
+        Workspace::Pvc { .. } => Volume {
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc_name(session_name),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..volume("workspace")
+        },
+        Workspace::EmptyDir => {
+            Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("workspace") }
+        }
+    };
+    let credentials = Container {
+        name: runner_pod::CREDENTIALS_CONTAINER.into(),
+        image: Some(config.runner_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        args: Some(vec!["credentials".into()]),
+        // A native sidecar: started before the runner, stopped after it.
+        restart_policy: Some("Always".into()),
+        env: Some(credentials_env(session, secret_keys)),
+        resources: Some(ResourceRequirements {
+            requests: Some(
+                [("cpu", "50m"), ("memory", "64Mi")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+                    .collect(),
+            ),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(hardened()),
+        volume_mounts: Some(vec![mount("workspace", WORKSPACE, false), mount("secrets", SECRET_MOUNT, true)]),
+        ..Container::default()
+    };
+    let runner = Container {
+        name: runner_pod::RUNNER_CONTAINER.into(),
+        image: Some(config.runner_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        env: Some(runner_env(session, secret_keys)),
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        resources: config.resources.clone(),
+        security_context: Some(hardened()),
+        volume_mounts: Some(vec![mount("workspace", WORKSPACE, false), mount("tmp", "/tmp", false)]),
+        ..Container::default()
+    };
+    let uid = config.run_as_user;
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        share_process_namespace: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(uid),
+            run_as_group: Some(uid),
+            fs_group: Some(uid),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        init_containers: Some(vec![credentials]),
+        containers: vec![runner],
+        volumes: Some(vec![
+            workspace,
+            Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("tmp") },
+            Volume {
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret_name(session_name)),
+                    default_mode: Some(0o400),
+                    ..SecretVolumeSource::default()
+                }),
+                ..volume("secrets")
+            },
+        ]),
+        ..PodSpec::default()
+    }
+}
+
+/// The runner Job of run `run`: the runner pod ([`spec`]) with no
+/// retries and the session's deadline.
+pub fn job(session: &AgenticSession, run: i64, config: &ChildConfig, secret_keys: &[String]) -> Job {
+    let session_name = session.metadata.name.as_deref().unwrap_or_default();
+    let job_meta = meta(session, job_name(session_name, run), Some(run));
+    Job {
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(session.spec.timeout_seconds()),
+            ttl_seconds_after_finished: config.ttl_seconds_after_finished,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: job_meta.labels.clone(),
+                    annotations: Some(BTreeMap::from([
+                        (acp_api::constants::annotations::SESSION_NAME.to_owned(), session_name.to_owned()),
+                        (DEFAULT_CONTAINER.to_owned(), runner_pod::RUNNER_CONTAINER.to_owned()),
+                    ])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(spec(session, config, secret_keys)),
+            },
+            ..JobSpec::default()
+        }),
+        metadata: job_meta,
+        ..Job::default()
+    }
+}
+
+/// Which container `kubectl logs` and `kubectl exec` pick by default.
+const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_job_is_the_runner_contract() {
+        let session: AgenticSession = serde_json::from_value(json!({
+            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
+            "metadata": {"name": "fix", "namespace": "team", "uid": "u-1"},
+            "spec": {"initialPrompt": "Fix it.", "timeout": 600, "repos": [{"url": "https://github.com/a/b.git"}]}
+        }))
+        .expect("session");
+        let config = ChildConfig { workspace: Workspace::EmptyDir, ..ChildConfig::default() };
+        let job = serde_json::to_value(job(
+            &session,
+            2,
+            &config,
+            &["ANTHROPIC_API_KEY".into(), "GIT_SSH_KEY".into(), "GIT_TOKEN".into(), "GIT_USER_NAME".into()],
+        ))
+        .expect("json");
+        assert_eq!(job["metadata"]["name"], "fix-2");
+        assert_eq!(job["metadata"]["labels"]["ambient-code.io/run"], "2");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        let spec = &job["spec"];
+        assert_eq!(
+            (spec["backoffLimit"].clone(), spec["activeDeadlineSeconds"].clone()),
+            (json!(0), json!(600))
+        );
+        let pod = &spec["template"]["spec"];
+        assert_eq!(spec["template"]["metadata"]["annotations"]["ambient-code.io/session-name"], "fix");
+        assert_eq!(
+            pod["securityContext"],
+            json!({"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                   "seccompProfile": {"type": "RuntimeDefault"}})
+        );
+        assert_eq!(pod["shareProcessNamespace"], false);
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(
+            spec["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"],
+            "runner"
+        );
+        let hardened = json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}});
+        let names = |c: &serde_json::Value| -> Vec<String> {
+            c["env"]
+                .as_array()
+                .expect("env")
+                .iter()
+                .map(|e| e["name"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+
+        // The runner: the image's entrypoint, no Secret, the sidecar in place of credentials.
+        let runner = &pod["containers"][0];
+        assert_eq!(runner["name"], "runner");
+        assert!(runner.get("command").is_none() && runner.get("args").is_none(), "{runner}");
+        assert_eq!(runner["securityContext"], hardened);
+        assert_eq!(
+            runner["volumeMounts"],
+            json!([{"name": "workspace", "mountPath": "/workspace"}, {"name": "tmp", "mountPath": "/tmp"}])
+        );
+        let env = runner["env"].as_array().expect("env");
+        let get = |name: &str| env.iter().find(|e| e["name"] == name).cloned().unwrap_or_default();
+        assert_eq!(get("ANTHROPIC_API_KEY")["value"], "held-by-the-acp-credentials-sidecar");
+        assert_eq!(get("ANTHROPIC_BASE_URL")["value"], "http://127.0.0.1:4180");
+        assert_eq!(get("ACP_CREDENTIALS_URL")["value"], "http://127.0.0.1:4180");
+        assert_eq!(get("GIT_USER_NAME")["valueFrom"]["secretKeyRef"]["key"], "GIT_USER_NAME");
+        assert!(
+            env.iter().all(|e| e.get("valueFrom").is_none() || e["name"] == "GIT_USER_NAME"),
+            "only settings come from the Secret: {env:?}"
+        );
+        assert!(!names(runner).iter().any(|n| n.contains("GIT_SSH") || n.contains("TOKEN")), "{env:?}");
+
+        // The sidecar: every credential, the key files, loopback only.
+        let sidecar = &pod["initContainers"][0];
+        assert_eq!(sidecar["name"], "credentials");
+        assert_eq!(
+            (sidecar["restartPolicy"].clone(), sidecar["args"].clone()),
+            (json!("Always"), json!(["credentials"]))
+        );
+        assert_eq!(sidecar["securityContext"], hardened);
+        assert_eq!(
+            sidecar["volumeMounts"],
+            json!([{"name": "workspace", "mountPath": "/workspace"},
+                   {"name": "secrets", "mountPath": "/var/run/acp/secrets", "readOnly": true}])
+        );
+        let env = sidecar["env"].as_array().expect("env");
+        let key = env.iter().find(|e| e["name"] == "ANTHROPIC_API_KEY").expect("key");
+        assert_eq!(
+            key["valueFrom"],
+            json!({"secretKeyRef": {"name": "fix-runner", "key": "ANTHROPIC_API_KEY"}})
+        );
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "GIT_SSH_KEY_FILE" && e["value"] == "/var/run/acp/secrets/GIT_SSH_KEY")
+        );
+        assert!(
+            !names(sidecar).contains(&"GIT_SSH_KEY".to_owned()),
+            "key files are mounted, not in the environment"
+        );
+        assert_eq!(
+            pod["volumes"],
+            json!([{"name": "workspace", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
+                   {"name": "secrets", "secret": {"secretName": "fix-runner", "defaultMode": 256}}])
+        );
+    }
+}
