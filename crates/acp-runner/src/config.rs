@@ -236,7 +236,11 @@ impl RunnerConfig {
         let session_name = non_empty(get, "AGENTIC_SESSION_NAME")
             .or_else(|| non_empty(get, "SESSION_ID"))
             .ok_or(ConfigError::Missing("AGENTIC_SESSION_NAME"))?;
-        let repos: Vec<RepoConfig> = parse_json(get, "REPOS_JSON")?.unwrap_or_default();
+        let mut repos: Vec<RepoConfig> = parse_json(get, "REPOS_JSON")?.unwrap_or_default();
+        for repo in &mut repos {
+            // An empty branch (the existing platform's scheduler writes one) is the default branch.
+            repo.branch = repo.branch.take().filter(|b| !b.trim().is_empty());
+        }
         let workflow = non_empty(get, "ACTIVE_WORKFLOW_GIT_URL").map(|git_url| WorkflowConfig {
             git_url,
             branch: non_empty(get, "ACTIVE_WORKFLOW_BRANCH"),
@@ -304,7 +308,7 @@ impl RunnerConfig {
             .iter()
             .map(|r| RepoConfig {
                 url: r.url.clone(),
-                branch: r.branch.clone(),
+                branch: r.branch.clone().filter(|b| !b.trim().is_empty()),
                 name: None,
                 auto_push: r.auto_push(),
                 pull_request: r.pull_request.unwrap_or(false),
@@ -313,7 +317,7 @@ impl RunnerConfig {
         config.workflow = spec.active_workflow.as_ref().and_then(|w| {
             w.git_url.clone().map(|git_url| WorkflowConfig {
                 git_url,
-                branch: w.branch.clone(),
+                branch: w.branch.clone().filter(|b| !b.trim().is_empty()),
                 path: w.path.clone(),
             })
         });
@@ -376,7 +380,7 @@ mod tests {
         let get = lookup(&[
             ("AGENTIC_SESSION_NAME", "fix-bug"),
             ("INITIAL_PROMPT", "fix it"),
-            ("REPOS_JSON", r#"[{"url":"https://h/o/app.git","branch":"dev","autoPush":true}]"#),
+            ("REPOS_JSON", r#"[{"url":"https://h/o/app.git","branch":"dev","autoPush":true},{"url":"https://h/o/lib.git","branch":""}]"#),
             ("LLM_MODEL", "claude-opus-4-1"),
             ("MAX_TURNS", "7"),
             ("INACTIVITY_TIMEOUT", "0"),
@@ -384,6 +388,7 @@ mod tests {
         ]);
         let config = RunnerConfig::from_env(&get).expect("valid");
         assert_eq!(config.repos[0].dir_name(), "app");
+        assert_eq!(config.repos[1].branch, None, "an empty branch is the remote's default");
         assert!(config.repos[0].auto_push);
         assert_eq!(config.model, "claude-opus-4-1");
         assert_eq!(config.max_turns, 7);

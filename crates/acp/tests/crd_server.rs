@@ -149,7 +149,8 @@ fn platform_manifest(group: &str) -> Value {
             "initialPrompt": "Find and fix the flaky login test.",
             "repos": [
                 {"url": "https://github.com/org/app.git"},
-                {"url": "https://github.com/org/lib.git", "branch": "develop", "autoPush": true}
+                {"url": "https://github.com/org/lib.git", "branch": "develop", "autoPush": true},
+                {"url": "https://github.com/org/docs.git", "branch": ""}
             ],
             "userContext": {"userId": "u-123", "displayName": "Ada", "groups": ["dev"]},
             "llmSettings": {"temperature": 0.2},
@@ -202,6 +203,7 @@ async fn platform_manifest_round_trips_with_the_platforms_defaults() {
     // The defaults really were applied (not just equally absent).
     assert_eq!(spec_ours["timeout"], 300);
     assert_eq!(spec_ours["repos"][0]["branch"], "main");
+    assert_eq!(spec_ours["repos"][2]["branch"], "", "an empty branch (the remote's default) is kept");
     assert_eq!(spec_ours["repos"][0]["autoPush"], false);
     assert_eq!(spec_ours["llmSettings"]["model"], "claude-sonnet-4-6");
     assert_eq!(spec_ours["llmSettings"]["maxTokens"], 4000);

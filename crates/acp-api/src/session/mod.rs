@@ -129,10 +129,11 @@ pub struct RepoSpec {
     /// Git repository URL: `https://`, `ssh://`, `git@host:path` or `file://`.
     #[schemars(length(min = 1, max = 2048), pattern(GIT_URL_PATTERN))]
     pub url: String,
-    /// Branch to check out. The API server defaults it to `main`; read from a
-    /// file without one, the runner uses the remote's default branch.
+    /// Branch to check out. The API server defaults it to `main`; empty (as
+    /// the existing platform's scheduler writes it), or absent from a file
+    /// read without the API server, means the remote's default branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255), extend("default" = "main"))]
+    #[schemars(length(max = 255), extend("default" = "main"))]
     pub branch: Option<String>,
     /// When true, commit the agent's changes to `ambient/<session-name>` and
     /// push them after the run.
@@ -203,9 +204,9 @@ pub struct ActiveWorkflow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     pub git_url: Option<String>,
-    /// Branch to clone.
+    /// Branch to clone; empty means the remote's default branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255), extend("default" = "main"))]
+    #[schemars(length(max = 255), extend("default" = "main"))]
     pub branch: Option<String>,
     /// Optional path within the repository (for repositories with several
     /// workflows).
