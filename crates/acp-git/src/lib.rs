@@ -4,6 +4,7 @@
 //!
 //! - [`auth`]: credentials (a SessionSource's secret, or the runner's tokens
 //!   and key files) handed to libgit2 through callbacks, never in URLs;
+//! - [`history`]: which commit last changed a file;
 //! - [`known_hosts`]: checking an ssh server's host key;
 //! - [`mirror`]: fetching one ref into a bare mirror kept between fetches;
 //! - [`push`]: committing files on a branch and pushing with rebase-and-retry,
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod history;
 pub mod known_hosts;
 pub mod mirror;
 pub mod push;

@@ -1,5 +1,6 @@
 //! Fetching one ref with git2 into a bare mirror kept between fetches:
-//! incremental (only new objects travel), shallow over the network,
+//! incremental (only new objects travel), shallow over the network on the
+//! first fetch (later fetches bring the new commits in between),
 //! force-pushes followed (`+` refspecs), and only the ref asked for (git-sync
 //! never even downloads its write-back branch).
 
@@ -104,7 +105,14 @@ pub fn fetch(
     let mut options = FetchOptions::new();
     options.remote_callbacks(callbacks);
     options.download_tags(git2::AutotagOption::None);
-    if !is_local(url) {
+    // The first fetch of a remote mirror is shallow (just the tip); later ones
+    // bring every new commit down to what the mirror has, so the history
+    // since the last sync is there to say which commit changed which file.
+    let fresh = match &local_ref {
+        Some(name) => repo.refname_to_id(name).is_err(),
+        None => repo.head().is_err() && repo.references().map_or(true, |mut r| r.next().is_none()),
+    };
+    if fresh && !is_local(url) {
         options.depth(1);
     }
     if let Err(source) = remote.fetch(&refspecs, Some(&mut options), None) {

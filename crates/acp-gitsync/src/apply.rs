@@ -55,11 +55,14 @@ pub async fn list(api: &Api<DynamicObject>) -> Result<Vec<Value>, kube::Error> {
     Ok(list.items.iter().filter_map(|o| serde_json::to_value(o).ok()).collect())
 }
 
-/// Applies each of `desired` at `revision`; returns the failures.
+/// Applies each of `desired` at `revision`, labelled with the commit that
+/// last changed its file (`commits`, by path; `revision` when unknown);
+/// returns the failures.
 pub async fn apply(
     api: &Api<DynamicObject>,
     desired: Vec<Desired>,
     revision: &str,
+    commits: &std::collections::HashMap<String, String>,
 ) -> Vec<(Desired, kube::Error)> {
     let mut params = PatchParams::apply(field_managers::GIT_SYNC).force();
     params.field_validation = Some(ValidationDirective::Strict);
@@ -67,7 +70,8 @@ pub async fn apply(
         stream::iter(desired)
             .map(|want| {
                 let (api, params) = (api.clone(), params.clone());
-                let object = want.at_revision(revision);
+                let commit = commits.get(&want.path).map_or(revision, String::as_str);
+                let object = want.stamped(revision, commit);
                 async move {
                     api.patch(&want.name, &params, &Patch::Apply(&object)).await.err().map(|e| (want, e))
                 }

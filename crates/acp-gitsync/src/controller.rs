@@ -281,6 +281,38 @@ fn failed(reason: &'static str, message: String, retryable: bool) -> Failed {
     Failed { reason, message, retryable }
 }
 
+/// The commit that last changed each file of `desired`, from the mirror's
+/// history (the first sync of a remote has only its tip: the caller stamps
+/// the synced revision for files it cannot place).
+async fn last_changes(
+    dir: &std::path::Path,
+    revision: &str,
+    desired: &[plan::Desired],
+) -> HashMap<String, String> {
+    let Ok(head) = git2::Oid::from_str(revision) else { return HashMap::new() };
+    if desired.is_empty() {
+        return HashMap::new();
+    }
+    let dir = dir.to_owned();
+    let paths: Vec<String> = desired.iter().map(|d| d.path.clone()).collect();
+    let walked = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        acp_git::history::last_changes(&dir, head, &refs, acp_git::history::DEFAULT_LIMIT)
+    })
+    .await;
+    match walked {
+        Ok(Ok(found)) => found.into_iter().map(|(path, commit)| (path, commit.to_string())).collect(),
+        Ok(Err(err)) => {
+            warn!(error = %err, "failed to read the history; labelling changed sessions with the synced revision");
+            HashMap::new()
+        }
+        Err(err) => {
+            warn!(error = %err, "history task failed");
+            HashMap::new()
+        }
+    }
+}
+
 /// Fetch, plan, apply, prune. `Err(Failed)` is a sync problem for status;
 /// the outer `Err` is an API failure to retry.
 async fn sync(
@@ -395,7 +427,8 @@ async fn sync(
     let broken: HashSet<&str> = manifests.errors.iter().map(|e| e.path.as_str()).collect();
     let plan = plan::diff(manifests.desired.clone(), &live, &current.inventory, &source_ref, &broken);
     let to_apply: Vec<_> = plan.create.iter().chain(&plan.update).cloned().collect();
-    let apply_failures = apply::apply(&api, to_apply, &revision).await;
+    let commits = last_changes(&ctx.config.cache_dir.join(ns).join(name), &revision, &to_apply).await;
+    let apply_failures = apply::apply(&api, to_apply, &revision, &commits).await;
     // A sync that changes nothing (every interval) is logged at debug.
     let level_info = !plan.create.is_empty() || !plan.update.is_empty() || !plan.prune.is_empty();
     let (files, create, update, unchanged) =

@@ -62,10 +62,20 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// The object with the revision stamp, as sent to the API server.
+    /// The object with the revision stamp.
     pub fn at_revision(&self, revision: &str) -> Value {
         let mut object = self.object.clone();
         object["metadata"]["annotations"][annotations::SOURCE_REVISION] = json!(revision);
+        object
+    }
+
+    /// The object as sent to the API server: the synced `revision`, and the
+    /// `commit` that last changed its file as a label (selectable: "the
+    /// sessions of commit X"). Neither takes part in the comparison with the
+    /// live object, so a sync that changes no file writes nothing.
+    pub fn stamped(&self, revision: &str, commit: &str) -> Value {
+        let mut object = self.at_revision(revision);
+        object["metadata"]["labels"][labels::SOURCE_COMMIT] = json!(commit);
         object
     }
 }

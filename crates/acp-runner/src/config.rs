@@ -380,7 +380,10 @@ mod tests {
         let get = lookup(&[
             ("AGENTIC_SESSION_NAME", "fix-bug"),
             ("INITIAL_PROMPT", "fix it"),
-            ("REPOS_JSON", r#"[{"url":"https://h/o/app.git","branch":"dev","autoPush":true},{"url":"https://h/o/lib.git","branch":""}]"#),
+            (
+                "REPOS_JSON",
+                r#"[{"url":"https://h/o/app.git","branch":"dev","autoPush":true},{"url":"https://h/o/lib.git","branch":""}]"#,
+            ),
             ("LLM_MODEL", "claude-opus-4-1"),
             ("MAX_TURNS", "7"),
             ("INACTIVITY_TIMEOUT", "0"),
