@@ -124,6 +124,8 @@ pub mod reasons {
     pub const STOPPED: &str = "Stopped";
     /// A newer spec generation replaced the run.
     pub const SUPERSEDED: &str = "Superseded";
+    /// A recorded run's Job vanished before it reported a result.
+    pub const RUN_LOST: &str = "RunLost";
     /// The runner image could not be pulled.
     pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
     /// The runner keeps crashing.

@@ -227,6 +227,14 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
     };
     let decision = decide(&observation);
 
+    // Record, then act: the decided status (a new run above all) is written,
+    // guarded by the resourceVersion this decision was made from, before any
+    // child of it exists. A stale read loses the race with a 409 and acts on
+    // nothing.
+    let mut version = session.resource_version();
+    if decision.status != status {
+        version = write_status(&ctx, &ns, &name, &decision.status, version).await?;
+    }
     for action in &decision.actions {
         match action {
             Action::Ensure { run } => {
@@ -236,6 +244,9 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
                         .map_err(|e| Error::Process(format!("failed to start acp runner: {e}")))?,
                     None => ensure_children(&ctx, &session, &ns, *run, data).await?,
                 }
+                let mut created = decision.status.clone();
+                crate::state::job_created(&mut created, observation.generation, &observation.now);
+                version = write_status(&ctx, &ns, &name, &created, version).await?;
             }
             Action::Delete { name } if ctx.config.process.is_some() => {
                 if let Some(process) = &ctx.config.process {
@@ -251,19 +262,6 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
                 }
             }
         }
-    }
-
-    if decision.status != status {
-        let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({
-            "apiVersion": acp_api::constants::API_VERSION,
-            "kind": "AgenticSession",
-            "metadata": {"resourceVersion": session.resource_version()},
-            "status": decision.status,
-        });
-        api.patch_status(&name, &PatchParams::apply(field_managers::OPERATOR).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(kube_err("write the session status"))?;
     }
     let (before, after) = (status.phase.unwrap_or_default(), decision.status.phase.unwrap_or_default());
     if before != after {
@@ -304,6 +302,29 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
         _ if ctx.config.process.is_some() => Requeue::requeue(Duration::from_secs(1)),
         _ => Requeue::requeue(Duration::from_secs(300)),
     })
+}
+
+/// Writes `status` with server-side apply, guarded by `version` (the
+/// resourceVersion it was decided from); returns the new resourceVersion.
+async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &acp_api::session::SessionStatus,
+    version: Option<String>,
+) -> Result<Option<String>, Error> {
+    let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "apiVersion": acp_api::constants::API_VERSION,
+        "kind": "AgenticSession",
+        "metadata": {"resourceVersion": version},
+        "status": status,
+    });
+    let written = api
+        .patch_status(name, &PatchParams::apply(field_managers::OPERATOR).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(kube_err("write the session status"))?;
+    Ok(written.resource_version())
 }
 
 async fn ensure_children(

@@ -364,6 +364,66 @@ async fn stop_deletes_the_pod_promptly_and_the_model_hears_nothing_after() {
     op.shutdown().await;
 }
 
+/// A Job deleted behind the operator's back (by hand here; by its TTL while
+/// the operator was down in life) is not run a second time: the session ends
+/// Failed with reason RunLost and a warning event, and only a restart request
+/// starts run 2.
+#[tokio::test]
+async fn a_job_deleted_behind_the_operators_back_is_run_lost_not_run_again() {
+    let busy = || Step::tool("Bash", json!({"command": "sleep 1", "description": "work"}));
+    let op = Operator::start("op-lost", (0..60).map(|_| busy()).collect(), Workspace::EmptyDir, true).await;
+    op.apply("lost", op.spec("app")).await;
+    op.wait_phase("lost", SessionPhase::Running, POD_TIMEOUT).await;
+    op.ns.api::<Job>().delete("lost-1", &DeleteParams::background()).await.expect("delete the job");
+
+    let failed = op.wait_phase("lost", SessionPhase::Failed, DEFAULT_TIMEOUT).await;
+    let status = failed.status.expect("status");
+    assert_eq!(status.run, Some(1));
+    let condition = acp_api::condition::find(&status.conditions, "Failed").expect("Failed condition");
+    assert_eq!(condition.reason.as_deref(), Some("RunLost"), "{condition:?}");
+    let events = op.ns.api::<k8s_openapi::api::events::v1::Event>();
+    eventually("a RunLost event", DEFAULT_TIMEOUT, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("RunLost")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("lost")
+            })
+        }
+    })
+    .await;
+    let jobs = op.ns.api::<Job>();
+    eventually("the deleted job to be gone", DEFAULT_TIMEOUT, || {
+        let jobs = jobs.clone();
+        async move { jobs.get_opt("lost-1").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let left = jobs.list(&ListParams::default().labels("ambient-code.io/session=lost")).await.expect("jobs");
+    assert!(
+        left.items.is_empty(),
+        "no job re-created: {:?}",
+        left.items.iter().map(|j| j.metadata.name.clone()).collect::<Vec<_>>()
+    );
+    let after = op.sessions().get("lost").await.expect("session");
+    assert_eq!(after.status.and_then(|s| s.run), Some(1), "no second run");
+
+    op.sessions()
+        .patch(
+            "lost",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"ambient-code.io/desired-phase": "Running"}}})),
+        )
+        .await
+        .expect("restart");
+    eventually("run 2's job, asked for", DEFAULT_TIMEOUT, || {
+        let jobs = jobs.clone();
+        async move { jobs.get_opt("lost-2").await.ok().flatten() }
+    })
+    .await;
+    op.shutdown().await;
+}
+
 /// With the PVC workspace, the claim is created and owned. (This node has no
 /// storage provisioner, so the pod stays Pending; only the children matter.)
 #[tokio::test]

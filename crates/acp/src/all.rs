@@ -277,7 +277,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
         if !runners.is_empty() {
             eprintln!("acp: stopping {} runner(s)", runners.len());
             let deadline = std::time::Instant::now() + crate::operator::GRACE;
-            while runners.iter().any(|p| acp_operator::process::is_alive(*p)) && std::time::Instant::now() < deadline {
+            while runners.iter().any(acp_operator::process::Identity::alive) && std::time::Instant::now() < deadline {
                 // Waiting for other processes to exit: there is nothing to subscribe to.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

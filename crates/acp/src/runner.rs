@@ -32,6 +32,15 @@ enum RunnerCommand {
         #[arg(long, env = "ACP_CREDENTIALS_LISTEN", default_value = acp_api::constants::runner_pod::CREDENTIALS_ADDR)]
         listen: std::net::SocketAddr,
     },
+    /// The operator's process executor starts runs through this: it records
+    /// its identity in DIR, runs `acp runner` with the same environment and
+    /// writes the exit code to DIR/exit, outliving the operator.
+    #[command(hide = true)]
+    Supervise {
+        /// The run's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// Options of `acp run`.
@@ -78,8 +87,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `acp runner`: configuration from the environment, JSON lines on stdout.
 pub fn runner(args: &RunnerArgs) -> anyhow::Result<ExitCode> {
-    if let Some(RunnerCommand::Credentials { listen }) = &args.command {
-        return credentials(*listen);
+    match &args.command {
+        Some(RunnerCommand::Credentials { listen }) => return credentials(*listen),
+        Some(RunnerCommand::Supervise { dir }) => return supervise(dir),
+        None => {}
     }
     let get = |key: &str| std::env::var(key).ok();
     let config = match RunnerConfig::from_env(&get) {
@@ -112,6 +123,19 @@ pub fn runner(args: &RunnerArgs) -> anyhow::Result<ExitCode> {
     })?;
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(exit_code(&result))
+}
+
+/// `acp runner supervise --dir DIR`: exits with the runner's code.
+fn supervise(dir: &Path) -> anyhow::Result<ExitCode> {
+    let acp = std::env::current_exe().context("failed to locate the acp binary")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let code = rt
+        .block_on(acp_operator::process::supervise(dir, &acp))
+        .with_context(|| format!("failed to supervise the run in {}", dir.display()))?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 /// `acp runner credentials`: the sidecar, until SIGTERM or SIGINT.

@@ -1,5 +1,6 @@
 //! The operator's `process` executor runs a real `acp runner` (real claude CLI,
-//! scripted model, real git) and the session ends Completed with its result.
+//! scripted model, real git) and the session ends Completed with its result,
+//! even when the operator process is killed while the run works.
 
 use acp_api::AgenticSession;
 use acp_api::session::SessionPhase;
@@ -79,4 +80,103 @@ async fn process_executor_runs_a_real_runner_to_completion() {
     assert_eq!(git(&bare, &["show", "ambient/local:README.md"]), "hello from the operator\n");
     let _ = tx.send(());
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+}
+
+/// The operator runs as a process and is SIGKILLed while its run works; the
+/// run ends while no operator exists. Its verdict, written by the run's own
+/// supervisor (not by the operator), is there when the operator is back: the
+/// session ends Completed, not failed. The run's files are private.
+#[tokio::test]
+async fn a_run_outlives_a_killed_operator_and_its_verdict_is_kept() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::{Command, Stdio};
+    let env = TestEnv::get();
+    let ns = env.namespace("op-process-kill").await;
+    env.install_crds(&ns.client).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let git_server = GitServer::start(&tmp.path().join("git"), TOKEN).await;
+    git_server.create_repo("app", "main", &[("README.md", "hello\n")]);
+    let root = tmp.path().join("runs");
+    let busy = || Step::tool("Bash", json!({"command": "sleep 1", "description": "work"}));
+    let mut steps: Vec<Step> = (0..4).map(|_| busy()).collect();
+    steps.push(Step::text("Finished while the operator was away."));
+    let model = ScriptedModel::start("claude-sonnet-4-6", steps).await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "ambient-runner-secrets"},
+        "stringData": {"ANTHROPIC_API_KEY": "sk-ant-process", "ANTHROPIC_BASE_URL": model.url(), "GIT_TOKEN": TOKEN}
+    }))
+    .expect("secret");
+    ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
+    let operator = |log: &str| {
+        let log = std::fs::File::create(tmp.path().join(log)).expect("log");
+        Command::new(env!("CARGO_BIN_EXE_acp"))
+            .args([
+                "operator",
+                "--namespace",
+                &ns.name,
+                "--executor",
+                "process",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--process-root")
+            .arg(&root)
+            .arg("--claude-bin")
+            .arg(acp_testenv::claude_bin())
+            .env("KUBECONFIG", env.kubeconfig())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("acp operator starts")
+    };
+    let mut first = operator("operator-1.log");
+    let session = json!({
+        "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession", "metadata": {"name": "outlives"},
+        "spec": {"initialPrompt": "Work a while.", "repos": [{"url": git_server.url("app")}]}
+    });
+    let sessions: Api<AgenticSession> = ns.api();
+    sessions.patch("outlives", &PatchParams::apply("test"), &Patch::Apply(&session)).await.expect("apply");
+    let run = root.join(&ns.name).join("outlives-1");
+    let model_ref = &model;
+    eventually("the agent at work", DEFAULT_TIMEOUT, || async {
+        (model_ref.requests().len() >= 2).then_some(())
+    })
+    .await;
+    first.kill().expect("SIGKILL the operator");
+    first.wait().expect("reap the operator");
+
+    let exit = run.join("exit");
+    let code = eventually("the run to end with no operator running", DEFAULT_TIMEOUT, || async {
+        std::fs::read_to_string(&exit).ok()
+    })
+    .await;
+    assert_eq!(code.trim(), "0", "the runner succeeded");
+    let phase = sessions.get("outlives").await.expect("session").status.and_then(|s| s.phase);
+    assert!(phase.is_some_and(|p| !p.is_terminal()), "no operator has seen the verdict yet: {phase:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&run), 0o700, "run directory");
+    for file in ["pid", "exit", "runner.log"] {
+        assert_eq!(mode(&run.join(file)), 0o600, "{file}");
+    }
+
+    let mut second = operator("operator-2.log");
+    let done = eventually("the session to finish", DEFAULT_TIMEOUT, || {
+        let sessions = sessions.clone();
+        async move {
+            let s = sessions.get("outlives").await.ok()?;
+            s.status.as_ref()?.phase.filter(|p| p.is_terminal()).map(|_| s)
+        }
+    })
+    .await;
+    let _ = second.kill();
+    let _ = second.wait();
+    let status = done.status.expect("status");
+    assert_eq!(status.phase, Some(SessionPhase::Completed), "{status:?}");
+    assert_eq!(status.run, Some(1), "one run");
+    assert_eq!(
+        status.result.and_then(|r| r.summary).as_deref(),
+        Some("Finished while the operator was away.")
+    );
 }

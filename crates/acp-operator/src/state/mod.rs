@@ -16,6 +16,14 @@
 //! re-applying an unchanged manifest never re-runs anything.
 //! `desired-phase: Stopped` stops the current run and keeps the session
 //! stopped while it is set.
+//!
+//! Record, then act. A new run is written to status (run number, phase,
+//! `JobCreated=False`) before its Job exists; the controller writes that
+//! status first, guarded by the resourceVersion it read, and creates children
+//! only once the write succeeded. `JobCreated=True` is recorded once the Job
+//! exists. A recorded run whose Job is gone without a verdict (deleted by
+//! hand, or by its TTL while the operator was down) ends Failed with reason
+//! `RunLost`: it is never re-run behind the user's back.
 
 use acp_api::condition::{Condition, set_condition};
 use acp_api::constants::{condition_types as ct, reasons};
@@ -194,7 +202,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         status.job_name = None;
         status.phase = Some(SessionPhase::Pending);
         status.message = Some(format!("run {run} for generation {}", obs.generation));
-        for type_ in [ct::COMPLETED, ct::FAILED, ct::RUNNER_STARTED] {
+        for type_ in [ct::COMPLETED, ct::FAILED, ct::RUNNER_STARTED, ct::JOB_CREATED] {
             acp_api::condition::remove_condition(&mut status.conditions, type_);
         }
     }
@@ -223,17 +231,37 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     let job = job_name(obs.session, run);
     status.job_name = Some(job.clone());
 
+    let recorded = acp_api::condition::find(&status.conditions, ct::JOB_CREATED).is_some_and(|c| c.is_true());
+    if current.as_ref().is_some_and(|r| r.progress != Progress::Terminating) {
+        job_created(&mut status, obs.generation, &obs.now);
+    }
     match current.map(|r| r.progress) {
+        None | Some(Progress::Terminating) if recorded => {
+            let message = format!(
+                "job {job} of run {run} disappeared before it reported a result; \
+                 it is not run again unless asked (annotation {}: {DESIRED_RUNNING})",
+                acp_api::constants::annotations::DESIRED_PHASE
+            );
+            status.completion_time = Some(obs.now.clone());
+            fail(&mut status, reasons::RUN_LOST, &message, obs);
+            events.push(Event { warning: true, reason: reasons::RUN_LOST.into(), message });
+        }
         None | Some(Progress::Terminating) => {
             actions.push(Action::Ensure { run });
             status.phase = Some(SessionPhase::Creating);
             status.message = Some(format!("creating job {job}"));
-            cond(&mut status, ct::JOB_CREATED, true, reasons::SUCCEEDED, format!("job {job}"), obs);
+            cond(
+                &mut status,
+                ct::JOB_CREATED,
+                false,
+                reasons::PROGRESSING,
+                format!("creating job {job}"),
+                obs,
+            );
             cond(&mut status, ct::READY, false, reasons::PROGRESSING, "starting the runner", obs);
         }
         Some(Progress::Waiting { reason, message }) => {
             status.phase = Some(SessionPhase::Creating);
-            cond(&mut status, ct::JOB_CREATED, true, reasons::SUCCEEDED, format!("job {job}"), obs);
             let problem = reason.as_deref().filter(|r| is_problem(r));
             let text = message.unwrap_or_else(|| "waiting for the runner pod to start".into());
             let reason = problem.unwrap_or(reasons::PROGRESSING);
@@ -262,6 +290,15 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         }
     }
     finish(status, before, actions, events)
+}
+
+/// Records that the current run's Job (or process) exists: from then on, its
+/// disappearance without a verdict is `RunLost`, never a reason to run again.
+pub fn job_created(status: &mut SessionStatus, generation: i64, now: &Time) {
+    let job = status.job_name.clone().unwrap_or_default();
+    let c = Condition::new(ct::JOB_CREATED, true, reasons::SUCCEEDED, format!("job {job}"))
+        .observed(Some(generation));
+    set_condition(&mut status.conditions, c, now);
 }
 
 fn is_problem(reason: &str) -> bool {

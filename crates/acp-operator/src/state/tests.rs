@@ -64,7 +64,45 @@ fn a_new_session_starts_run_1_and_creates_its_job() {
     assert_eq!(d.status.job_name.as_deref(), Some("fix-1"));
     assert_eq!(d.status.observed_generation, Some(1));
     assert!(find(&d.status.conditions, "SecretsReady").is_some_and(|c| c.is_true()));
-    assert!(find(&d.status.conditions, "JobCreated").is_some_and(|c| c.is_true()));
+    let created = find(&d.status.conditions, "JobCreated").expect("JobCreated");
+    assert!(!created.is_true(), "the run is recorded before its Job exists");
+}
+
+#[test]
+fn a_recorded_run_whose_job_was_never_created_is_created() {
+    // The operator recorded run 1, then crashed before creating the Job.
+    let recorded = decide(&obs(&SessionStatus::default(), 1, None)).status;
+    let d = step(&recorded, &obs(&recorded, 1, None));
+    assert_eq!(d.actions, [Action::Ensure { run: 1 }]);
+    assert_eq!(d.status.run, Some(1), "the same run, not a new one");
+}
+
+#[test]
+fn a_created_job_that_vanishes_without_a_verdict_is_run_lost_and_not_rerun() {
+    let mut created = decide(&obs(&SessionStatus::default(), 1, None)).status;
+    job_created(&mut created, 1, &at(10));
+    let live = step(&created, &obs(&created, 1, running(1))).status;
+    assert_eq!(live.phase, Some(P::Running));
+    for gone in [None, Some(RunState { run: 1, name: "fix-1".into(), progress: Progress::Terminating })] {
+        let d = step(&live, &obs(&live, 1, gone));
+        assert!(d.actions.is_empty(), "no second run of the same work: {:?}", d.actions);
+        assert_eq!(d.status.phase, Some(P::Failed));
+        assert_eq!(d.status.run, Some(1));
+        let failed = find(&d.status.conditions, "Failed").expect("Failed");
+        assert_eq!(failed.reason.as_deref(), Some("RunLost"));
+        assert!(d.events.iter().any(|e| e.warning && e.reason == "RunLost"), "{:?}", d.events);
+        // It stays failed on every later look.
+        let again = step(&d.status, &obs(&d.status, 1, None));
+        assert!(again.actions.is_empty());
+        assert_eq!(again.status, d.status);
+        // The user asks for a run: exactly one new run.
+        let mut ask = obs(&d.status, 1, None);
+        ask.desired = Some(DESIRED_RUNNING);
+        let rerun = step(&d.status, &ask);
+        assert_eq!(rerun.actions, [Action::Ensure { run: 2 }]);
+        let created = find(&rerun.status.conditions, "JobCreated").expect("JobCreated");
+        assert!(!created.is_true(), "run 2's Job is not created yet");
+    }
 }
 
 #[test]
