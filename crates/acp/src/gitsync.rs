@@ -28,6 +28,8 @@ pub struct GitSyncArgs {
     /// Address of `/metrics` (and `/healthz`), apart from the webhook's port.
     #[arg(long, env = "ACP_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     metrics_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    leader: crate::leader::LeaderArgs,
 }
 
 /// Serves git-sync's webhook receiver (and `/healthz`) on `addr`, and
@@ -72,8 +74,10 @@ pub fn run(args: &GitSyncArgs) -> anyhow::Result<ExitCode> {
             checker,
             metrics,
         };
-        crate::operator::until_signal(|stop| acp_gitsync::controller::run(client, kube_config, config, stop)).await;
-        anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        // Every replica serves the webhook (it only marks sources to sync);
+        // the leader syncs.
+        let leadership = args.leader.lead(&client, "acp-git-sync").await;
+        let work = crate::operator::until_signal(|stop| acp_gitsync::controller::run(client, kube_config, config, stop));
+        anyhow::Ok(crate::leader::while_leading(leadership, work).await)
+    })
 }

@@ -9,6 +9,7 @@ mod all;
 mod crds;
 mod dashboard;
 mod gitsync;
+mod leader;
 mod operator;
 mod plan;
 mod policies;

@@ -42,14 +42,8 @@ pub struct OperatorArgs {
     /// With `--executor process`: the Claude Code CLI runners use.
     #[arg(long, env = "CLAUDE_BIN")]
     claude_bin: Option<std::path::PathBuf>,
-    /// Elect a leader through a Lease, so only one replica acts; a replica
-    /// that loses the lease stops and exits (to restart as a candidate).
-    #[arg(long, env = "ACP_LEADER_ELECT")]
-    leader_elect: bool,
-    /// Namespace of the leader election Lease (default: POD_NAMESPACE, or
-    /// `acp-system`).
-    #[arg(long, env = "ACP_LEADER_ELECTION_NAMESPACE")]
-    leader_election_namespace: Option<String>,
+    #[command(flatten)]
+    leader: crate::leader::LeaderArgs,
     /// Address of the /metrics and /healthz endpoint.
     #[arg(long, env = "ACP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
@@ -189,47 +183,13 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
         // and ready to take over, and its probes must say so.
         let listener = listen(args.metrics_addr, "metrics and health").await?;
         tokio::spawn(acp_operator::metrics::serve(listener, metrics.clone()));
-        let leadership = if args.leader_elect {
-            let namespace = args
-                .leader_election_namespace
-                .clone()
-                .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                .unwrap_or_else(|| "acp-system".into());
-            let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-                let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-                format!("{}-{}", host.trim(), std::process::id())
-            });
-            let config = acp_kube::leader::LeaseConfig {
-                namespace,
-                name: "acp-operator".into(),
-                identity,
-                duration: std::time::Duration::from_secs(15),
-                renew: std::time::Duration::from_secs(5),
-            };
-            tracing::info!(identity = %config.identity, "waiting for leadership");
-            Some(std::sync::Arc::new(acp_kube::leader::acquire(client.clone(), config).await))
-        } else {
-            None
-        };
-        let lost = leadership.clone();
-        let shutdown = async move {
-            let lost = async {
-                match &lost {
-                    Some(leadership) => leadership.lost().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = shutdown_signal() => {}
-                () = lost => {}
-            }
-        };
+        let leadership = args.leader.lead(&client, "acp-operator").await;
         tracing::info!(namespace = ?config.namespace, metrics = %args.metrics_addr, "acp operator starting");
-        controller::run_with_metrics(client, config, metrics, shutdown).await;
-        if let Some(leadership) = leadership.and_then(std::sync::Arc::into_inner) {
-            leadership.release().await;
-        }
-        anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        let code = crate::leader::while_leading(
+            leadership,
+            until_signal(|stop| controller::run_with_metrics(client, config, metrics, stop)),
+        )
+        .await;
+        anyhow::Ok(code)
+    })
 }

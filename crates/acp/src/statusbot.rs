@@ -41,6 +41,8 @@ pub struct StatusBotArgs {
     /// `process` executor's run directory instead of pod logs.
     #[arg(long, env = "ACP_RUNS_DIR")]
     runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    leader: crate::leader::LeaderArgs,
 }
 
 /// Runs the status bot until SIGTERM or SIGINT.
@@ -65,8 +67,8 @@ pub fn run(args: &StatusBotArgs) -> anyhow::Result<ExitCode> {
             }),
         };
         tracing::info!(namespace = ?args.namespace, github = %args.github_api_url, "acp statusbot starting");
-        crate::operator::until_signal(|stop| acp_statusbot::controller::run(client, config, stop)).await;
-        anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        let leadership = args.leader.lead(&client, "acp-statusbot").await;
+        let work = crate::operator::until_signal(|stop| acp_statusbot::controller::run(client, config, stop));
+        anyhow::Ok(crate::leader::while_leading(leadership, work).await)
+    })
 }

@@ -1,6 +1,8 @@
 //! `acp git-sync` and `acp statusbot` as processes, the way they are deployed:
 //! they start from KUBECONFIG, git-sync serves /healthz and /metrics and syncs
-//! a source, and both stop cleanly (exit 0) on SIGTERM.
+//! a source, and both stop cleanly (exit 0) on SIGTERM; under leader
+//! election, of two git-sync replicas only the lease holder syncs, and the
+//! standby takes over when the leader is killed.
 
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -101,4 +103,102 @@ async fn git_sync_and_statusbot_run_as_processes_and_stop_on_sigterm() {
 
     assert!(terminate(gitsync).await.success(), "git-sync exits 0 on SIGTERM");
     assert!(terminate(statusbot).await.success(), "statusbot exits 0 on SIGTERM");
+}
+
+fn syncs(metrics_port: u16) -> Option<f64> {
+    let metrics = curl(&format!("http://127.0.0.1:{metrics_port}/metrics"))?;
+    Some(
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("acp_git_sync_syncs_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0),
+    )
+}
+
+fn commit_session(work: &std::path::Path, bare: &std::path::Path, name: &str) {
+    std::fs::write(
+        work.join(format!("{name}.yaml")),
+        format!("apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: {name}\nspec:\n  initialPrompt: hi\n"),
+    )
+    .expect("write");
+    git(work, &["add", "-A"]);
+    git(work, &["-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", name]);
+    git(work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
+}
+
+/// Two replicas of git-sync, as during a rollout: only the lease holder syncs
+/// (the standby's sync counter stays at zero while it serves health), and
+/// when the leader is SIGKILLed the standby takes the lease and syncs.
+#[tokio::test]
+async fn of_two_git_sync_replicas_only_the_leader_syncs_and_the_standby_takes_over() {
+    let env = TestEnv::get();
+    let ns = env.namespace("cli-leader").await;
+    env.install_crds(&ns.client).await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bare = tmp.path().join("repo.git");
+    let work = tmp.path().join("work");
+    git(tmp.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().expect("utf-8")]);
+    git(tmp.path(), &["init", "-q", "-b", "main", work.to_str().expect("utf-8")]);
+    commit_session(&work, &bare, "first");
+    let replica = |name: &str| {
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_acp"))
+            .args([
+                "git-sync",
+                "--namespace",
+                &ns.name,
+                "--leader-elect",
+                "--leader-election-namespace",
+                &ns.name,
+            ])
+            .args(["--lease-duration-seconds", "3", "--webhook-addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--cache-dir"])
+            .arg(tmp.path().join(name))
+            .env("KUBECONFIG", env.kubeconfig())
+            .env("POD_NAME", name)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("acp git-sync starts");
+        (child, metrics_port)
+    };
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
+    let holder = || async { leases.get_opt("acp-git-sync").await.ok()??.spec?.holder_identity };
+    let (mut a, a_metrics) = replica("replica-a");
+    eventually("replica-a to lead", Duration::from_secs(30), || async {
+        (holder().await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    let (b, b_metrics) = replica("replica-b");
+    eventually("replica-b to serve its metrics", Duration::from_secs(30), || async { syncs(b_metrics) })
+        .await;
+
+    let source = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource", "metadata": {"name": "repo"},
+        "spec": {"url": format!("file://{}", bare.display()), "interval": "1h"}});
+    ns.api::<acp_api::SessionSource>()
+        .patch("repo", &PatchParams::apply("test"), &Patch::Apply(&source))
+        .await
+        .expect("source");
+    let sessions = acp_gitsync::apply::sessions(ns.client.clone(), &ns.name);
+    eventually("the leader to sync", Duration::from_secs(60), || async {
+        sessions.get_opt("first").await.ok().flatten().map(|_| ())
+    })
+    .await;
+    assert!(syncs(a_metrics).is_some_and(|n| n >= 1.0), "the leader synced");
+    assert_eq!(syncs(b_metrics), Some(0.0), "the standby never syncs while the leader holds the lease");
+
+    commit_session(&work, &bare, "second");
+    a.kill().expect("SIGKILL the leader");
+    a.wait().expect("reap");
+    eventually("replica-b to take the lease", Duration::from_secs(30), || async {
+        (holder().await.as_deref() == Some("replica-b")).then_some(())
+    })
+    .await;
+    eventually("the new leader to sync the new commit", Duration::from_secs(60), || async {
+        sessions.get_opt("second").await.ok().flatten().map(|_| ())
+    })
+    .await;
+    assert!(terminate(b).await.success(), "the leader exits 0 on SIGTERM");
+    let released = holder().await;
+    assert_eq!(released, None, "a clean shutdown releases the lease");
 }

@@ -73,10 +73,15 @@ fn every_overlay_builds_hardened() {
         find(&docs, "ValidatingAdmissionPolicy", "acp-session-timeout");
     }
     let prod = kustomize(env, "overlays/production");
+    // Each controller runs a standby under leader election.
+    for name in ["acp-git-sync", "acp-operator", "acp-statusbot"] {
+        let deployment = find(&prod, "Deployment", name);
+        assert_eq!(deployment["spec"]["replicas"], 2, "{name}");
+        let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        assert!(args.contains("--leader-elect"), "{name}: {args}");
+        find(&prod, "PodDisruptionBudget", name);
+    }
     let operator = find(&prod, "Deployment", "acp-operator");
-    assert_eq!(operator["spec"]["replicas"], 2);
-    let args = operator["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
-    assert!(args.contains("--leader-elect"), "{args}");
     assert!(
         operator["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"].is_string()
     );

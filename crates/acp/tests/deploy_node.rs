@@ -190,32 +190,39 @@ async fn the_dev_overlay_runs_every_component_in_pods_and_a_committed_session_co
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_production_overlays_two_operators_stay_ready_while_one_holds_the_lease() {
+async fn the_production_overlays_controllers_run_two_replicas_each_while_one_holds_each_lease() {
     let env = TestEnv::isolated("prod");
     let admin = env.client().await;
     apply_overlay(env, "overlays/production");
     let replicas = BTreeMap::from([
-        ("acp-git-sync", 1),
+        ("acp-git-sync", 2),
         ("acp-operator", 2),
-        ("acp-statusbot", 1),
+        ("acp-statusbot", 2),
         ("acp-dashboard", 2),
     ]);
     wait_available(&admin, &replicas).await;
     let leases: Api<Lease> = Api::namespaced(admin.clone(), "acp-system");
-    let holder = eventually("a leader", START_TIMEOUT, || async {
-        leases.get_opt("acp-operator").await.ok()??.spec?.holder_identity
-    })
-    .await;
-    let pods = component_pods(&admin, "acp-operator").await;
-    let names: Vec<String> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.contains(&holder), "the leader {holder} is one of {names:?}");
+    let mut holders = BTreeMap::new();
+    let mut names = Vec::new();
+    for controller in ["acp-git-sync", "acp-operator", "acp-statusbot"] {
+        let holder = eventually(&format!("a leader of {controller}"), START_TIMEOUT, || async {
+            leases.get_opt(controller).await.ok()??.spec?.holder_identity
+        })
+        .await;
+        let pods = component_pods(&admin, controller).await;
+        let mine: Vec<String> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        assert_eq!(mine.len(), 2, "{mine:?}");
+        assert!(mine.contains(&holder), "the leader {holder} is one of {mine:?}");
+        holders.insert(controller, holder);
+        names.extend(mine);
+    }
 
     // Two minutes: both replicas stay Ready and are never restarted (the
     // standby's liveness probe passes while it waits). Every change to their
     // pods is watched, so a blip between two looks cannot hide.
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "acp-system");
-    let config = watcher::Config::default().labels("app.kubernetes.io/name=acp-operator");
+    let config = watcher::Config::default()
+        .labels("app.kubernetes.io/name in (acp-git-sync,acp-operator,acp-statusbot)");
     let mut events = std::pin::pin!(watcher(pods, config).applied_objects());
     let watched = tokio::time::timeout(Duration::from_secs(120), async {
         while let Some(pod) = events.next().await {
@@ -229,6 +236,8 @@ async fn the_production_overlays_two_operators_stay_ready_while_one_holds_the_le
     })
     .await;
     assert!(watched.is_err(), "the watch ended before the two minutes");
-    let now = leases.get("acp-operator").await.expect("lease").spec.and_then(|s| s.holder_identity);
-    assert_eq!(now.as_deref(), Some(holder.as_str()), "the lease changed hands");
+    for (controller, holder) in &holders {
+        let now = leases.get(controller).await.expect("lease").spec.and_then(|s| s.holder_identity);
+        assert_eq!(now.as_deref(), Some(holder.as_str()), "the {controller} lease changed hands");
+    }
 }
