@@ -3,8 +3,11 @@
 //! create (on first progress) or edit the pull request comment when its body
 //! changes (debounced while running), and write the status file back to git
 //! when the run ends. What was done is kept in the session's
-//! `ambient-code.io/status-bot` annotation, so a restart resumes where it
-//! stopped: nothing is posted twice and no final result is lost.
+//! `ambient-code.io/status-bot` annotation, per run and source commit (so per
+//! pull request), so a restart resumes where it stopped: nothing is posted
+//! twice and no final result is lost. The comment of a session on a pull
+//! request is found by its marker and the bot's own login, never by the
+//! marker alone.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -243,7 +246,15 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
             return Ok(Action::await_change());
         }
     }
-    let revision = session.annotations().get(annotations::SOURCE_REVISION).cloned().unwrap_or_default();
+    // The commit that brought this version of the session: the one that last
+    // changed its file (git-sync's label), else the synced revision.
+    let revision = session
+        .labels()
+        .get(labels::SOURCE_COMMIT)
+        .or_else(|| session.annotations().get(annotations::SOURCE_REVISION))
+        .cloned()
+        .unwrap_or_default();
+    let run = session.status.as_ref().and_then(|s| s.run).unwrap_or(1).max(1);
     let mut report = report(&session, ctx.config.dashboard_url.as_deref());
     if let (Some(output), Some(SessionPhase::Running)) =
         (&ctx.config.output, session.status.as_ref().and_then(|s| s.phase))
@@ -256,7 +267,7 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
     let key = (ns.clone(), name.clone());
-    let state = match ctx.saved.lock() {
+    let saved = match ctx.saved.lock() {
         Ok(mut saved) => match saved.get(&key) {
             // The watch cache caught up: forget it, keeping the map to sessions in flight.
             Some(remembered) if *remembered == annotated => {
@@ -268,6 +279,9 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         },
         Err(_) => annotated,
     };
+    // State is kept per (session, run, commit): a re-run, or the session
+    // brought in again by another pull request, starts afresh.
+    let state = saved.for_run(run, &revision);
     let mut next = state.clone();
     let mut requeue = Action::await_change();
 
@@ -347,12 +361,12 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
             let posted = post(&gh, &author, github, &report, &revision, &state, &mut next, &ctx.config).await;
             // Record what did happen before reporting what failed: a retry must
             // not post again what was already posted.
-            save(&ctx, &ns, &name, &state, &next).await?;
+            save(&ctx, &ns, &name, &saved, &next).await?;
             requeue = posted?;
             return Ok(requeue);
         }
     }
-    save(&ctx, &ns, &name, &state, &next).await?;
+    save(&ctx, &ns, &name, &saved, &next).await?;
     Ok(requeue)
 }
 

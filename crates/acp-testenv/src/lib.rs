@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod env;
 pub mod githttp;
+pub mod github;
 pub mod model;
 pub mod policies;
 pub mod proc;

@@ -1,0 +1,383 @@
+//! A fake GitHub REST API (GitHub is unreachable from here), stateful and
+//! request-recording, for the parts acp uses: `GET /user`, a commit's pull
+//! requests and message, issue comments (list with pagination, create, read,
+//! edit) and commit statuses.
+//!
+//! It keeps GitHub's rules that matter to acp's promises: a token acts as
+//! its login, a comment belongs to the login that wrote it, and only that
+//! login may edit it (403 otherwise), so a test catches a bot that would
+//! overwrite a person's comment. Unknown tokens get 401. Every request is
+//! recorded for assertions.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+/// A comment on an issue or pull request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Comment {
+    /// Comment id.
+    pub id: u64,
+    /// `owner/name`.
+    pub repo: String,
+    /// Issue or pull request number.
+    pub pull: u64,
+    /// Login of its author.
+    pub user: String,
+    /// Body.
+    pub body: String,
+    /// How many times it was edited.
+    pub edits: u32,
+}
+
+/// A commit status as posted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// `owner/name`.
+    pub repo: String,
+    /// Commit.
+    pub sha: String,
+    /// `pending`, `success`, `failure` or `error`.
+    pub state: String,
+    /// Status context.
+    pub context: String,
+    /// Description.
+    pub description: String,
+}
+
+/// A request as received.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// JSON body (`Null` when none).
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct World {
+    logins: BTreeMap<String, String>,
+    pulls: BTreeMap<(String, String), Vec<u64>>,
+    messages: BTreeMap<(String, String), String>,
+    comments: Vec<Comment>,
+    statuses: Vec<Status>,
+    requests: Vec<Request>,
+    next_id: u64,
+}
+
+type Shared = Arc<Mutex<World>>;
+
+fn lock(world: &Shared) -> MutexGuard<'_, World> {
+    // A panicking handler must not hide the state from the test's assertions.
+    world.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The fake, serving until dropped.
+pub struct FakeGitHub {
+    addr: SocketAddr,
+    world: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeGitHub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({"message": message}))).into_response()
+}
+
+fn comment_json(c: &Comment) -> Value {
+    json!({"id": c.id, "body": c.body, "user": {"login": c.user, "type": "User"},
+           "html_url": format!("https://github.example/{}/pull/{}#issuecomment-{}", c.repo, c.pull, c.id)})
+}
+
+fn unauthorized() -> Response {
+    error(StatusCode::UNAUTHORIZED, "Bad credentials")
+}
+
+/// The login of the request's token, if it is known.
+fn login(world: &World, headers: &HeaderMap) -> Option<String> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("token ")))
+        .unwrap_or_default();
+    world.logins.get(token).cloned()
+}
+
+impl FakeGitHub {
+    /// Serves on loopback.
+    pub async fn start() -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// Serves on `ip` (an address pods reach, for runners).
+    pub async fn start_on(ip: std::net::IpAddr) -> Self {
+        let world: Shared = Arc::default();
+        lock(&world).next_id = 1000;
+        let app = Router::new()
+            .route("/user", get(user))
+            .route("/repos/{owner}/{repo}/commits/{sha}/pulls", get(commit_pulls))
+            .route("/repos/{owner}/{repo}/commits/{sha}", get(commit))
+            .route("/repos/{owner}/{repo}/issues/comments/{id}", get(read_comment).patch(edit_comment))
+            .route("/repos/{owner}/{repo}/issues/{number}/comments", get(list_comments).post(create_comment))
+            .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
+            .layer(axum::middleware::from_fn_with_state(world.clone(), recorder))
+            .with_state(world.clone());
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind the fake GitHub");
+        let addr = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("fake GitHub server");
+        });
+        Self { addr, world, task }
+    }
+
+    /// Base URL (the statusbot's `--github-api-url`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Lets `token` act as `login`.
+    pub fn token(&self, token: &str, login: &str) {
+        lock(&self.world).logins.insert(token.to_owned(), login.to_owned());
+    }
+
+    /// Makes commit `sha` of `repo` part of pull request `number`.
+    pub fn link(&self, repo: &str, sha: &str, number: u64) {
+        lock(&self.world).pulls.entry((repo.to_owned(), sha.to_owned())).or_default().push(number);
+    }
+
+    /// Sets the message `GET commits/{sha}` answers.
+    pub fn commit_message(&self, repo: &str, sha: &str, message: &str) {
+        lock(&self.world).messages.insert((repo.to_owned(), sha.to_owned()), message.to_owned());
+    }
+
+    /// A comment written by `user` (a person, say); returns its id.
+    pub fn add_comment(&self, repo: &str, pull: u64, user: &str, body: &str) -> u64 {
+        let mut world = lock(&self.world);
+        world.next_id += 1;
+        let id = world.next_id;
+        let comment = Comment {
+            id,
+            repo: repo.to_owned(),
+            pull,
+            user: user.to_owned(),
+            body: body.to_owned(),
+            edits: 0,
+        };
+        world.comments.push(comment);
+        id
+    }
+
+    /// The comments on `repo`'s pull request `pull`, oldest first.
+    pub fn comments(&self, repo: &str, pull: u64) -> Vec<Comment> {
+        lock(&self.world).comments.iter().filter(|c| c.repo == repo && c.pull == pull).cloned().collect()
+    }
+
+    /// Every comment, oldest first.
+    pub fn all_comments(&self) -> Vec<Comment> {
+        lock(&self.world).comments.clone()
+    }
+
+    /// Every commit status posted, in order.
+    pub fn statuses(&self) -> Vec<Status> {
+        lock(&self.world).statuses.clone()
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        lock(&self.world).requests.clone()
+    }
+
+    /// The requests that changed something (not GETs).
+    pub fn writes(&self) -> Vec<Request> {
+        self.requests().into_iter().filter(|r| r.method != "GET").collect()
+    }
+}
+
+async fn recorder(
+    State(world): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let recorded = Request {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    };
+    lock(&world).requests.push(recorded);
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+async fn user(State(world): State<Shared>, headers: HeaderMap) -> Response {
+    let world = lock(&world);
+    match login(&world, &headers) {
+        Some(login) => axum::Json(json!({"login": login, "type": "User"})).into_response(),
+        None => unauthorized(),
+    }
+}
+
+async fn commit_pulls(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+) -> Response {
+    let world = lock(&world);
+    if login(&world, &headers).is_none() {
+        return unauthorized();
+    }
+    let numbers = world.pulls.get(&(format!("{owner}/{repo}"), sha)).cloned().unwrap_or_default();
+    axum::Json(numbers.iter().map(|n| json!({"number": n, "state": "open"})).collect::<Vec<_>>())
+        .into_response()
+}
+
+async fn commit(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+) -> Response {
+    let world = lock(&world);
+    if login(&world, &headers).is_none() {
+        return unauthorized();
+    }
+    let message = world.messages.get(&(format!("{owner}/{repo}"), sha.clone())).cloned().unwrap_or_default();
+    axum::Json(json!({"sha": sha, "commit": {"message": message}})).into_response()
+}
+
+async fn read_comment(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, id)): Path<(String, String, u64)>,
+) -> Response {
+    let world = lock(&world);
+    if login(&world, &headers).is_none() {
+        return unauthorized();
+    }
+    let repo = format!("{owner}/{repo}");
+    match world.comments.iter().find(|c| c.id == id && c.repo == repo) {
+        Some(c) => axum::Json(comment_json(c)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+async fn edit_comment(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, id)): Path<(String, String, u64)>,
+    body: Bytes,
+) -> Response {
+    let mut world = lock(&world);
+    let Some(who) = login(&world, &headers) else { return unauthorized() };
+    let text =
+        serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["body"].as_str().map(str::to_owned));
+    let repo = format!("{owner}/{repo}");
+    let Some(comment) = world.comments.iter_mut().find(|c| c.id == id && c.repo == repo) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    if comment.user != who {
+        return error(StatusCode::FORBIDDEN, "Must have admin rights to Repository.");
+    }
+    let Some(text) = text else { return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing") };
+    comment.body = text;
+    comment.edits += 1;
+    axum::Json(comment_json(comment)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Page {
+    per_page: Option<usize>,
+    page: Option<usize>,
+}
+
+async fn list_comments(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    Query(page): Query<Page>,
+) -> Response {
+    let world = lock(&world);
+    if login(&world, &headers).is_none() {
+        return unauthorized();
+    }
+    let repo = format!("{owner}/{repo}");
+    let per_page = page.per_page.unwrap_or(30).clamp(1, 100);
+    let skip = page.page.unwrap_or(1).saturating_sub(1) * per_page;
+    let list: Vec<Value> = world
+        .comments
+        .iter()
+        .filter(|c| c.repo == repo && c.pull == number)
+        .skip(skip)
+        .take(per_page)
+        .map(comment_json)
+        .collect();
+    axum::Json(list).into_response()
+}
+
+async fn create_comment(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    body: Bytes,
+) -> Response {
+    let mut world = lock(&world);
+    let Some(who) = login(&world, &headers) else { return unauthorized() };
+    let Some(text) =
+        serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["body"].as_str().map(str::to_owned))
+    else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing");
+    };
+    world.next_id += 1;
+    let comment = Comment {
+        id: world.next_id,
+        repo: format!("{owner}/{repo}"),
+        pull: number,
+        user: who,
+        body: text,
+        edits: 0,
+    };
+    let json = comment_json(&comment);
+    world.comments.push(comment);
+    (StatusCode::CREATED, axum::Json(json)).into_response()
+}
+
+async fn create_status(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let mut world = lock(&world);
+    if login(&world, &headers).is_none() {
+        return unauthorized();
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(state) =
+        body["state"].as_str().filter(|s| ["pending", "success", "failure", "error"].contains(s))
+    else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "state is invalid");
+    };
+    let status = Status {
+        repo: format!("{owner}/{repo}"),
+        sha,
+        state: state.to_owned(),
+        context: body["context"].as_str().unwrap_or("default").to_owned(),
+        description: body["description"].as_str().unwrap_or_default().to_owned(),
+    };
+    world.statuses.push(status);
+    (StatusCode::CREATED, axum::Json(json!({"id": world.statuses.len(), "state": state}))).into_response()
+}

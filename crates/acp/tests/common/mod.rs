@@ -1,0 +1,303 @@
+//! A whole acp on this machine, for tests of contracts between components:
+//! the real `acp git-sync`, `acp operator` (process executor: the real runner
+//! and Claude Code CLI against a scripted model) and `acp statusbot`, each its
+//! own process (killable, restartable, in replicas under leader election), on
+//! the real control plane, with real git (a bare repository and a work clone)
+//! and a fake GitHub, which plays GitHub (unreachable from here).
+//!
+//! Nothing here writes a field a component owns: sessions reach the cluster
+//! only through commits that git-sync applies, statuses come from the
+//! operator, comments and statuses from the status bot.
+#![allow(dead_code, reason = "each test binary uses its own part of the harness")]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use acp_api::AgenticSession;
+use acp_api::constants::annotations;
+use acp_testenv::githttp::git;
+use acp_testenv::github::FakeGitHub;
+use acp_testenv::model::{Responder, ScriptedModel};
+use acp_testenv::{TestEnv, TestNamespace, eventually};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+/// The sessions repository on (fake) GitHub.
+pub const REPO: &str = "acme/sessions";
+/// The status bot's login on GitHub.
+pub const BOT: &str = "acp-bot";
+const BOT_TOKEN: &str = "ghs_acp_bot_token";
+/// The model every session uses.
+pub const MODEL: &str = "claude-sonnet-4-6";
+
+/// One of the three controllers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    /// `acp git-sync`.
+    GitSync,
+    /// `acp operator --executor process`.
+    Operator,
+    /// `acp statusbot`.
+    StatusBot,
+}
+
+impl Component {
+    fn name(self) -> &'static str {
+        match self {
+            Self::GitSync => "git-sync",
+            Self::Operator => "operator",
+            Self::StatusBot => "statusbot",
+        }
+    }
+}
+
+struct Running {
+    component: Component,
+    replica: String,
+    child: Child,
+}
+
+/// The stack; every process it started is killed when it is dropped.
+pub struct Stack {
+    pub env: &'static TestEnv,
+    pub ns: TestNamespace,
+    pub github: FakeGitHub,
+    pub model: ScriptedModel,
+    pub dir: tempfile::TempDir,
+    /// Run replicas under leader election (short leases).
+    pub leader_elect: bool,
+    bare: PathBuf,
+    work: PathBuf,
+    running: Vec<Running>,
+    starts: usize,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for mut r in self.running.drain(..) {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+}
+
+/// A session manifest.
+pub fn session(name: &str, prompt: &str) -> String {
+    format!(
+        "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: {name}\nspec:\n  initialPrompt: {prompt:?}\n  llmSettings:\n    model: {MODEL}\n  timeout: 300\n"
+    )
+}
+
+impl Stack {
+    /// A namespace with the runner's and GitHub's secrets, an empty sessions
+    /// repository, a model answering with `responder`; no controller yet.
+    pub async fn new(prefix: &str, responder: Responder) -> Self {
+        let env = TestEnv::get();
+        let ns = env.namespace(prefix).await;
+        env.install_crds(&ns.client).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bare = dir.path().join("sessions.git");
+        let work = dir.path().join("work");
+        git(dir.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().expect("utf-8")]);
+        git(dir.path(), &["init", "-q", "-b", "main", work.to_str().expect("utf-8")]);
+        let model =
+            ScriptedModel::start_responding(std::net::Ipv4Addr::LOCALHOST.into(), MODEL, responder).await;
+        let github = FakeGitHub::start().await;
+        github.token(BOT_TOKEN, BOT);
+        let secrets: Api<Secret> = ns.api();
+        for secret in [
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ambient-runner-secrets"},
+                   "stringData": {"ANTHROPIC_API_KEY": "sk-ant-stack", "ANTHROPIC_BASE_URL": model.url()}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gh"}, "stringData": {"token": BOT_TOKEN}}),
+        ] {
+            let name = secret["metadata"]["name"].as_str().expect("name").to_owned();
+            secrets.patch(&name, &PatchParams::apply("test"), &Patch::Apply(&secret)).await.expect("secret");
+        }
+        Self { env, ns, github, model, dir, leader_elect: false, bare, work, running: Vec::new(), starts: 0 }
+    }
+
+    /// Commits `files` (`None` deletes) to main and pushes; returns the commit.
+    pub fn commit(&self, files: &[(&str, Option<&str>)], message: &str) -> String {
+        for (path, content) in files {
+            let file = self.work.join(path);
+            match content {
+                Some(text) => {
+                    std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
+                    std::fs::write(&file, text).expect("write");
+                }
+                None => std::fs::remove_file(&file).expect("remove"),
+            }
+        }
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &["-c", "user.name=Dev", "-c", "user.email=dev@example.invalid", "commit", "-qm", message],
+        );
+        git(&self.work, &["push", "-q", self.bare.to_str().expect("utf-8"), "main"]);
+        git(&self.work, &["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
+    /// The SessionSource `repo`: this repository's `sessions/`, reporting to
+    /// [`REPO`] on GitHub, writing back to `acp/status`.
+    pub async fn create_source(&self) {
+        let source = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource", "metadata": {"name": "repo"},
+            "spec": {"url": format!("file://{}", self.bare.display()), "path": "sessions", "interval": "1h", "prune": true,
+                     "github": {"repository": REPO, "tokenSecretRef": {"name": "gh"}}}});
+        self.ns
+            .api::<acp_api::SessionSource>()
+            .patch("repo", &PatchParams::apply("test"), &Patch::Apply(&source))
+            .await
+            .expect("source");
+    }
+
+    /// Asks git-sync to sync now, as its webhook does on a push.
+    pub async fn sync(&self) {
+        let token = format!(
+            "{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos()
+        );
+        let patch = json!({"metadata": {"annotations": {annotations::RECONCILE_REQUESTED_AT: token}}});
+        self.ns
+            .api::<acp_api::SessionSource>()
+            .patch("repo", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("request a sync");
+    }
+
+    /// The bare repository's `ref` as text (for write-back checks).
+    pub fn show(&self, spec: &str) -> Option<String> {
+        let out = Command::new("git").arg("-C").arg(&self.bare).args(["show", spec]).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Starts replica `replica` of `component`.
+    pub fn start(&mut self, component: Component, replica: &str) {
+        self.starts += 1;
+        let root = self.dir.path();
+        let log_path = root.join(format!("{}-{replica}-{}.log", component.name(), self.starts));
+        let log = std::fs::File::create(&log_path).expect("log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_acp"));
+        cmd.arg(component.name()).args(["--namespace", &self.ns.name]);
+        let metrics = format!("127.0.0.1:{}", free_port());
+        match component {
+            Component::GitSync => {
+                cmd.args([
+                    "--webhook-addr",
+                    &format!("127.0.0.1:{}", free_port()),
+                    "--metrics-addr",
+                    &metrics,
+                ])
+                .arg("--cache-dir")
+                .arg(root.join(format!("git-sync-{replica}")));
+            }
+            Component::Operator => {
+                cmd.args(["--executor", "process", "--metrics-addr", &metrics])
+                    .arg("--process-root")
+                    .arg(root.join("runs"))
+                    .arg("--claude-bin")
+                    .arg(acp_testenv::claude_bin());
+            }
+            Component::StatusBot => {
+                cmd.args(["--github-api-url", &self.github.url(), "--debounce-seconds", "0"])
+                    .args(["--dashboard-url", "https://acp.example"])
+                    .arg("--cache-dir")
+                    .arg(root.join(format!("statusbot-{replica}")))
+                    .arg("--runs-dir")
+                    .arg(root.join("runs"));
+            }
+        }
+        if self.leader_elect {
+            cmd.args([
+                "--leader-elect",
+                "--leader-election-namespace",
+                &self.ns.name,
+                "--lease-duration-seconds",
+                "3",
+            ]);
+        }
+        let child = cmd
+            .env("KUBECONFIG", self.env.kubeconfig())
+            .env("POD_NAME", replica)
+            .env("RUST_LOG", "info,kube=warn")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("ANTHROPIC_BASE_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("acp starts");
+        self.running.push(Running { component, replica: replica.to_owned(), child });
+    }
+
+    /// Starts one replica of each controller.
+    pub fn start_all(&mut self) {
+        for component in [Component::GitSync, Component::Operator, Component::StatusBot] {
+            self.start(component, "a");
+        }
+    }
+
+    /// SIGKILLs replica `replica` of `component` (a crash).
+    pub fn kill(&mut self, component: Component, replica: &str) {
+        if let Some(i) = self.running.iter().position(|r| r.component == component && r.replica == replica) {
+            let mut r = self.running.remove(i);
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+
+    /// The replicas of `component` that run.
+    pub fn replicas(&self, component: Component) -> Vec<String> {
+        self.running.iter().filter(|r| r.component == component).map(|r| r.replica.clone()).collect()
+    }
+
+    /// The sessions of the namespace.
+    pub fn sessions(&self) -> Api<AgenticSession> {
+        self.ns.api()
+    }
+
+    /// Waits until session `name` satisfies `done` (a status bound to its run).
+    pub async fn wait_session(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&AgenticSession) -> bool,
+    ) -> AgenticSession {
+        let api = self.sessions();
+        let done = Arc::new(done);
+        eventually(&format!("session {name}: {what}"), timeout, || {
+            let (api, done) = (api.clone(), done.clone());
+            async move { api.get_opt(name).await.ok().flatten().filter(|s| done(s)) }
+        })
+        .await
+    }
+
+    /// The logs of every process started so far (for failure messages).
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                out.push_str(&format!("--- {}\n", entry.path().display()));
+                for line in tail.into_iter().rev() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// True when `session` is at run `run` and finished.
+pub fn finished(session: &AgenticSession, run: i64) -> bool {
+    session.status.as_ref().is_some_and(|s| s.run == Some(run) && s.phase.is_some_and(|p| p.is_terminal()))
+}
