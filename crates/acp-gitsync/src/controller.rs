@@ -429,6 +429,7 @@ async fn sync(
     let to_apply: Vec<_> = plan.create.iter().chain(&plan.update).cloned().collect();
     let commits = last_changes(&ctx.config.cache_dir.join(ns).join(name), &revision, &to_apply).await;
     let apply_failures = apply::apply(&api, to_apply, &revision, &commits).await;
+    acp_kube::failpoint::hit("gitsync.applied");
     // A sync that changes nothing (every interval) is logged at debug.
     let level_info = !plan.create.is_empty() || !plan.update.is_empty() || !plan.prune.is_empty();
     let (files, create, update, unchanged) =

@@ -6,11 +6,13 @@
 //! - [`ops`]: the `/metrics` and `/healthz` endpoints;
 //! - [`client`]: a client that counts its API requests;
 //! - [`leader`]: Lease-based leader election;
-//! - [`backoff`]: per-object exponential backoff for reconcile errors.
+//! - [`backoff`]: per-object exponential backoff for reconcile errors;
+//! - [`failpoint`]: named crash points for crash tests (`ACP_FAILPOINTS`).
 #![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod client;
+pub mod failpoint;
 pub mod leader;
 pub mod ops;
 pub mod output;

@@ -234,6 +234,7 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
     let mut version = session.resource_version();
     if decision.status != status {
         version = write_status(&ctx, &ns, &name, &decision.status, version).await?;
+        acp_kube::failpoint::hit("operator.status-written");
     }
     for action in &decision.actions {
         match action {
@@ -244,6 +245,7 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
                         .map_err(|e| Error::Process(format!("failed to start acp runner: {e}")))?,
                     None => ensure_children(&ctx, &session, &ns, *run, data).await?,
                 }
+                acp_kube::failpoint::hit("operator.job-created");
                 let mut created = decision.status.clone();
                 crate::state::job_created(&mut created, observation.generation, &observation.now);
                 version = write_status(&ctx, &ns, &name, &created, version).await?;

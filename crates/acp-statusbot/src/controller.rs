@@ -24,6 +24,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
@@ -182,8 +183,21 @@ pub async fn run(
             .max_capacity(10_000)
             .build(),
     });
+    let sources: Api<SessionSource> = Api::all(ctx.client.clone());
     Controller::new(sessions, watcher::Config::default().labels(labels::SOURCE_NAME).any_semantic())
         .with_config(kube::runtime::controller::Config::default().concurrency(8))
+        // A source's inventory vouches for its sessions: when it changes (a
+        // session git-sync applied is now listed), look at them again.
+        .watches(sources, watcher::Config::default().any_semantic(), |source: SessionSource| {
+            source
+                .status
+                .map(|s| s.inventory)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.kind == "AgenticSession")
+                .map(|e| ObjectRef::new(&e.name).within(&e.namespace))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -246,14 +260,14 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
             return Ok(Action::await_change());
         }
     }
-    // The commit that brought this version of the session: the one that last
-    // changed its file (git-sync's label), else the synced revision.
-    let revision = session
-        .labels()
-        .get(labels::SOURCE_COMMIT)
-        .or_else(|| session.annotations().get(annotations::SOURCE_REVISION))
-        .cloned()
-        .unwrap_or_default();
+    if behind(&session) {
+        // The spec changed (a new commit) and the operator has not taken it
+        // up yet: the status still tells of the previous run, which must not
+        // be reported against the new commit. The operator's next status
+        // write brings the session back.
+        return Ok(Action::await_change());
+    }
+    let revision = crate::report::source_commit(&session).unwrap_or_default();
     let run = session.status.as_ref().and_then(|s| s.run).unwrap_or(1).max(1);
     let mut report = report(&session, ctx.config.dashboard_url.as_deref());
     if let (Some(output), Some(SessionPhase::Running)) =
@@ -323,6 +337,7 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
             .map_err(|e| Error::Task(e.to_string()))??;
             if let Written::Committed { commit, retries } = written {
                 info!(%commit, retries, "status written back");
+                acp_kube::failpoint::hit("statusbot.written-back");
             }
             next.written = Some(wanted);
         }
@@ -368,6 +383,15 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     }
     save(&ctx, &ns, &name, &saved, &next).await?;
     Ok(requeue)
+}
+
+/// True while the operator has not yet observed the session's latest spec
+/// (a stop request is acted on whatever the spec).
+fn behind(session: &AgenticSession) -> bool {
+    let observed = session.status.as_ref().and_then(|s| s.observed_generation);
+    let stopping =
+        session.annotations().get(annotations::DESIRED_PHASE).map(String::as_str) == Some("Stopped");
+    matches!((observed, session.metadata.generation), (Some(seen), Some(now)) if seen < now) && !stopping
 }
 
 /// The agent's current todo list, from its runner's output (none when the
@@ -420,7 +444,14 @@ async fn post(
         let (wanted, description) = commit_status(report);
         if state.status.as_deref() != Some(wanted) {
             let context = format!("acp/{}", report.name);
-            gh.set_status(revision, &context, wanted, &description, report.dashboard_url.as_deref()).await?;
+            // A crash between posting and saving leaves the state behind
+            // GitHub: GitHub's latest status for the context says whether
+            // this one is already there.
+            if gh.latest_status(revision, &context).await?.as_deref() != Some(wanted) {
+                gh.set_status(revision, &context, wanted, &description, report.dashboard_url.as_deref())
+                    .await?;
+                acp_kube::failpoint::hit("statusbot.status-set");
+            }
             next.status = Some(wanted.to_string());
         }
     }
@@ -462,7 +493,11 @@ async fn post(
             gh.update_comment(id, &body).await?;
             id
         }
-        None => gh.create_comment(pull, &body).await?,
+        None => {
+            let id = gh.create_comment(pull, &body).await?;
+            acp_kube::failpoint::hit("statusbot.comment-created");
+            id
+        }
     };
     next.comment = Some(id);
     next.posted = Some(wanted);

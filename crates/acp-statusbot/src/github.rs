@@ -179,6 +179,20 @@ impl GitHub {
         Ok(())
     }
 
+    /// The state of the latest status `context` has on `sha`, if any.
+    pub async fn latest_status(&self, sha: &str, context: &str) -> Result<Option<String>, GitHubError> {
+        // Newest first; a context's latest status is on the first page in
+        // all but pathological cases (100 statuses since).
+        let route = self.route(&format!("commits/{sha}/statuses?per_page=100"));
+        let list = self.get("list commit statuses", route).await?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["context"].as_str() == Some(context))
+            .and_then(|s| s["state"].as_str().map(str::to_owned)))
+    }
+
     /// Sets commit status `context` on `sha`.
     pub async fn set_status(
         &self,

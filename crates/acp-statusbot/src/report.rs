@@ -94,6 +94,17 @@ pub struct Report {
     pub todos: Vec<acp_api::progress::Todo>,
 }
 
+/// The commit that brought this version of `session`: the one that last
+/// changed its file (git-sync's `source-commit` label), else the revision
+/// git-sync synced it at.
+pub fn source_commit(session: &AgenticSession) -> Option<String> {
+    session
+        .labels()
+        .get(acp_api::constants::labels::SOURCE_COMMIT)
+        .or_else(|| session.annotations().get(annotations::SOURCE_REVISION))
+        .cloned()
+}
+
 /// The report of `session`; `dashboard` is the dashboard's base URL.
 pub fn report(session: &AgenticSession, dashboard: Option<&str>) -> Report {
     let status = session.status.clone().unwrap_or_default();
@@ -127,7 +138,7 @@ pub fn report(session: &AgenticSession, dashboard: Option<&str>) -> Report {
         display_name: session.spec.display_name.clone(),
         run: status.run,
         path: annotation(annotations::SOURCE_PATH),
-        revision: annotation(annotations::SOURCE_REVISION),
+        revision: source_commit(session),
         started_at: status.start_time.as_ref().map(|t| t.0.to_string()),
         completed_at: status.completion_time.as_ref().map(|t| t.0.to_string()),
         message: status.message.clone(),

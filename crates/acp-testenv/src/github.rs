@@ -1,7 +1,7 @@
 //! A fake GitHub REST API (GitHub is unreachable from here), stateful and
 //! request-recording, for the parts acp uses: `GET /user`, a commit's pull
 //! requests and message, issue comments (list with pagination, create, read,
-//! edit) and commit statuses.
+//! edit) and commit statuses (create, list newest first).
 //!
 //! It keeps GitHub's rules that matter to acp's promises: a token acts as
 //! its login, a comment belongs to the login that wrote it, and only that
@@ -135,6 +135,7 @@ impl FakeGitHub {
             .route("/repos/{owner}/{repo}/issues/comments/{id}", get(read_comment).patch(edit_comment))
             .route("/repos/{owner}/{repo}/issues/{number}/comments", get(list_comments).post(create_comment))
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
+            .route("/repos/{owner}/{repo}/commits/{sha}/statuses", get(list_statuses))
             .layer(axum::middleware::from_fn_with_state(world.clone(), recorder))
             .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind the fake GitHub");
@@ -380,4 +381,29 @@ async fn create_status(
     };
     world.statuses.push(status);
     (StatusCode::CREATED, axum::Json(json!({"id": world.statuses.len(), "state": state}))).into_response()
+}
+
+async fn list_statuses(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+    Query(page): Query<Page>,
+) -> Response {
+    let world = lock(&world);
+    if login(&world, &headers).is_none() {
+        return unauthorized();
+    }
+    let repo = format!("{owner}/{repo}");
+    let per_page = page.per_page.unwrap_or(30).clamp(1, 100);
+    let skip = page.page.unwrap_or(1).saturating_sub(1) * per_page;
+    let list: Vec<Value> = world
+        .statuses
+        .iter()
+        .rev()
+        .filter(|s| s.repo == repo && s.sha == sha)
+        .skip(skip)
+        .take(per_page)
+        .map(|s| json!({"state": s.state, "context": s.context, "description": s.description}))
+        .collect();
+    axum::Json(list).into_response()
 }

@@ -128,6 +128,11 @@ async fn setup(prefix: &str, pulls: Value) -> Setup {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
         .mount(&github)
         .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/sessions/commits/{sha}/statuses")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&github)
+        .await;
     Mock::given(method("POST"))
         .and(path(format!("/repos/acme/sessions/statuses/{sha}")))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use acp_api::AgenticSession;
 use acp_api::constants::annotations;
-use acp_testenv::githttp::git;
+use acp_testenv::githttp::{GitServer, git};
 use acp_testenv::github::FakeGitHub;
 use acp_testenv::model::{Responder, ScriptedModel};
 use acp_testenv::{TestEnv, TestNamespace, eventually};
@@ -30,6 +30,7 @@ pub const REPO: &str = "acme/sessions";
 /// The status bot's login on GitHub.
 pub const BOT: &str = "acp-bot";
 const BOT_TOKEN: &str = "ghs_acp_bot_token";
+const GIT_TOKEN: &str = "git-stack-token";
 /// The model every session uses.
 pub const MODEL: &str = "claude-sonnet-4-6";
 
@@ -60,6 +61,15 @@ struct Running {
     child: Child,
 }
 
+/// Where the operator runs sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    /// `acp runner` processes on this machine.
+    Process,
+    /// Jobs on the real node, from the runner image built from `images/`.
+    Job,
+}
+
 /// The stack; every process it started is killed when it is dropped.
 pub struct Stack {
     pub env: &'static TestEnv,
@@ -69,8 +79,11 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
     /// Run replicas under leader election (short leases).
     pub leader_elect: bool,
+    /// How the operator runs sessions.
+    pub executor: Executor,
     bare: PathBuf,
     work: PathBuf,
+    git: GitServer,
     running: Vec<Running>,
     starts: usize,
 }
@@ -80,6 +93,13 @@ impl Drop for Stack {
         for mut r in self.running.drain(..) {
             let _ = r.child.kill();
             let _ = r.child.wait();
+        }
+        if std::thread::panicking()
+            && let Ok(spare) = tempfile::tempdir()
+        {
+            // Keep the logs, repositories and runs of a failed test.
+            let kept = std::mem::replace(&mut self.dir, spare).keep();
+            eprintln!("the stack's files are kept in {}", kept.display());
         }
     }
 }
@@ -99,16 +119,29 @@ impl Stack {
     /// A namespace with the runner's and GitHub's secrets, an empty sessions
     /// repository, a model answering with `responder`; no controller yet.
     pub async fn new(prefix: &str, responder: Responder) -> Self {
+        Self::with_executor(prefix, responder, Executor::Process).await
+    }
+
+    /// [`Stack::new`], running sessions with `executor`.
+    pub async fn with_executor(prefix: &str, responder: Responder, executor: Executor) -> Self {
         let env = TestEnv::get();
         let ns = env.namespace(prefix).await;
         env.install_crds(&ns.client).await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let bare = dir.path().join("sessions.git");
+        // Served over HTTP by a server of its own (git http-backend), so that
+        // a controller killed mid-push cannot leave the remote's refs locked,
+        // as a crash could not on GitHub.
+        let git_server = GitServer::start(&dir.path().join("git"), GIT_TOKEN).await;
+        let bare = git_server.root().join("sessions.git");
         let work = dir.path().join("work");
         git(dir.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().expect("utf-8")]);
         git(dir.path(), &["init", "-q", "-b", "main", work.to_str().expect("utf-8")]);
-        let model =
-            ScriptedModel::start_responding(std::net::Ipv4Addr::LOCALHOST.into(), MODEL, responder).await;
+        // Runner pods reach this machine at the node's host address.
+        let ip = match executor {
+            Executor::Process => std::net::Ipv4Addr::LOCALHOST.into(),
+            Executor::Job => env.host_address(),
+        };
+        let model = ScriptedModel::start_responding(ip, MODEL, responder).await;
         let github = FakeGitHub::start().await;
         github.token(BOT_TOKEN, BOT);
         let secrets: Api<Secret> = ns.api();
@@ -116,11 +149,25 @@ impl Stack {
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ambient-runner-secrets"},
                    "stringData": {"ANTHROPIC_API_KEY": "sk-ant-stack", "ANTHROPIC_BASE_URL": model.url()}}),
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gh"}, "stringData": {"token": BOT_TOKEN}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git"}, "stringData": {"token": GIT_TOKEN}}),
         ] {
             let name = secret["metadata"]["name"].as_str().expect("name").to_owned();
             secrets.patch(&name, &PatchParams::apply("test"), &Patch::Apply(&secret)).await.expect("secret");
         }
-        Self { env, ns, github, model, dir, leader_elect: false, bare, work, running: Vec::new(), starts: 0 }
+        Self {
+            env,
+            ns,
+            github,
+            model,
+            dir,
+            leader_elect: false,
+            executor,
+            bare,
+            work,
+            git: git_server,
+            running: Vec::new(),
+            starts: 0,
+        }
     }
 
     /// Commits `files` (`None` deletes) to main and pushes; returns the commit.
@@ -147,28 +194,36 @@ impl Stack {
     /// The SessionSource `repo`: this repository's `sessions/`, reporting to
     /// [`REPO`] on GitHub, writing back to `acp/status`.
     pub async fn create_source(&self) {
-        let source = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource", "metadata": {"name": "repo"},
-            "spec": {"url": format!("file://{}", self.bare.display()), "path": "sessions", "interval": "1h", "prune": true,
+        self.create_source_named("repo", "sessions").await;
+    }
+
+    /// SessionSource `name` for directory `path` of this repository.
+    pub async fn create_source_named(&self, name: &str, path: &str) {
+        let source = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource", "metadata": {"name": name},
+            "spec": {"url": self.git.url("sessions"), "secretRef": {"name": "git"}, "path": path, "interval": "1h", "prune": true,
                      "github": {"repository": REPO, "tokenSecretRef": {"name": "gh"}}}});
         self.ns
             .api::<acp_api::SessionSource>()
-            .patch("repo", &PatchParams::apply("test"), &Patch::Apply(&source))
+            .patch(name, &PatchParams::apply("test"), &Patch::Apply(&source))
             .await
             .expect("source");
     }
 
-    /// Asks git-sync to sync now, as its webhook does on a push.
+    /// Asks git-sync to sync every source now, as its webhook does on a push.
     pub async fn sync(&self) {
         let token = format!(
             "{}",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos()
         );
         let patch = json!({"metadata": {"annotations": {annotations::RECONCILE_REQUESTED_AT: token}}});
-        self.ns
-            .api::<acp_api::SessionSource>()
-            .patch("repo", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("request a sync");
+        let sources = self.ns.api::<acp_api::SessionSource>();
+        for source in sources.list(&Default::default()).await.expect("sources").items {
+            let name = source.metadata.name.clone().unwrap_or_default();
+            sources
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("request a sync");
+        }
     }
 
     /// The bare repository's `ref` as text (for write-back checks).
@@ -177,8 +232,25 @@ impl Stack {
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The commits of `reference` that touched `file`, newest first.
+    pub fn git_log(&self, reference: &str, file: &str) -> Vec<String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.bare)
+            .args(["log", "--format=%H", reference, "--", file])
+            .output()
+            .expect("git log");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
     /// Starts replica `replica` of `component`.
     pub fn start(&mut self, component: Component, replica: &str) {
+        self.start_with(component, replica, None);
+    }
+
+    /// Starts replica `replica` of `component` with failpoints armed
+    /// (`ACP_FAILPOINTS` and its seed).
+    pub fn start_with(&mut self, component: Component, replica: &str, failpoints: Option<(&str, u64)>) {
         self.starts += 1;
         let root = self.dir.path();
         let log_path = root.join(format!("{}-{replica}-{}.log", component.name(), self.starts));
@@ -197,20 +269,34 @@ impl Stack {
                 .arg("--cache-dir")
                 .arg(root.join(format!("git-sync-{replica}")));
             }
-            Component::Operator => {
-                cmd.args(["--executor", "process", "--metrics-addr", &metrics])
-                    .arg("--process-root")
-                    .arg(root.join("runs"))
-                    .arg("--claude-bin")
-                    .arg(acp_testenv::claude_bin());
-            }
+            Component::Operator => match self.executor {
+                Executor::Process => {
+                    cmd.args(["--executor", "process", "--metrics-addr", &metrics])
+                        .arg("--process-root")
+                        .arg(root.join("runs"))
+                        .arg("--claude-bin")
+                        .arg(acp_testenv::claude_bin());
+                }
+                Executor::Job => {
+                    cmd.args(["--metrics-addr", &metrics, "--runner-image", &self.env.node().runner_image])
+                        .args([
+                            "--image-pull-policy",
+                            "IfNotPresent",
+                            "--workspace",
+                            "emptydir",
+                            "--runner-egress",
+                            "off",
+                        ]);
+                }
+            },
             Component::StatusBot => {
                 cmd.args(["--github-api-url", &self.github.url(), "--debounce-seconds", "0"])
                     .args(["--dashboard-url", "https://acp.example"])
                     .arg("--cache-dir")
-                    .arg(root.join(format!("statusbot-{replica}")))
-                    .arg("--runs-dir")
-                    .arg(root.join("runs"));
+                    .arg(root.join(format!("statusbot-{replica}")));
+                if self.executor == Executor::Process {
+                    cmd.arg("--runs-dir").arg(root.join("runs"));
+                }
             }
         }
         if self.leader_elect {
@@ -221,6 +307,9 @@ impl Stack {
                 "--lease-duration-seconds",
                 "3",
             ]);
+        }
+        if let Some((spec, seed)) = failpoints {
+            cmd.env("ACP_FAILPOINTS", spec).env("ACP_FAILPOINTS_SEED", seed.to_string());
         }
         let child = cmd
             .env("KUBECONFIG", self.env.kubeconfig())
@@ -250,6 +339,58 @@ impl Stack {
             let _ = r.child.kill();
             let _ = r.child.wait();
         }
+    }
+
+    /// SIGTERMs replica `replica` of `component` (a rollout's graceful stop)
+    /// and waits for it to exit.
+    pub async fn terminate(&mut self, component: Component, replica: &str) {
+        let Some(i) = self.running.iter().position(|r| r.component == component && r.replica == replica)
+        else {
+            return;
+        };
+        let mut r = self.running.remove(i);
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(r.child.id()).expect("pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let child = &mut r.child;
+        let exited = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                // Waiting for another process to exit: nothing to subscribe to.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        if exited.is_err() {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+
+    /// Forgets the processes that exited by themselves (a failpoint, a lost
+    /// lease); returns them with their exit codes.
+    pub fn reap(&mut self) -> Vec<(Component, String, Option<i32>)> {
+        let mut gone = Vec::new();
+        self.running.retain_mut(|r| match r.child.try_wait() {
+            Ok(Some(status)) => {
+                gone.push((r.component, r.replica.clone(), status.code()));
+                false
+            }
+            _ => true,
+        });
+        gone
+    }
+
+    /// Text of every process log so far.
+    pub fn log_text(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                out.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        out
     }
 
     /// The replicas of `component` that run.
