@@ -393,7 +393,16 @@ pub struct Links {
 /// The links of `session`, given the source that applied it.
 pub fn links(session: &AgenticSession, source: Option<&SessionSource>) -> Links {
     let row = SessionRow::new(session);
-    let Some(web) = source.and_then(|s| web_url(&s.spec.url)) else {
+    // The repository's web pages: from its URL when the host is a known
+    // forge, else from the GitHub repository the source reports to (a source
+    // may fetch through a mirror).
+    let web = source.and_then(|s| {
+        web_url(&s.spec.url).or_else(|| {
+            let repository = s.spec.github.as_ref()?.repository.trim_matches('/');
+            (repository.split('/').count() == 2).then(|| format!("https://github.com/{repository}"))
+        })
+    });
+    let Some(web) = web else {
         return Links::default();
     };
     let pull = session

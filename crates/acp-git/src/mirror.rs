@@ -1,6 +1,6 @@
 //! Fetching one ref with git2 into a bare mirror kept between fetches:
-//! incremental (only new objects travel), shallow over the network on the
-//! first fetch (later fetches bring the new commits in between),
+//! incremental (only new objects travel), with the ref's whole history (so
+//! the commit that last changed each file is known, from the first sync on),
 //! force-pushes followed (`+` refspecs), and only the ref asked for (git-sync
 //! never even downloads its write-back branch).
 
@@ -12,7 +12,6 @@ use acp_api::source::GitRef;
 use git2::{FetchOptions, Repository};
 
 use crate::auth::{Credentials, callbacks};
-use crate::is_local;
 
 /// Branch fetched when no ref is named.
 pub const DEFAULT_BRANCH: &str = "main";
@@ -105,16 +104,8 @@ pub fn fetch(
     let mut options = FetchOptions::new();
     options.remote_callbacks(callbacks);
     options.download_tags(git2::AutotagOption::None);
-    // The first fetch of a remote mirror is shallow (just the tip); later ones
-    // bring every new commit down to what the mirror has, so the history
-    // since the last sync is there to say which commit changed which file.
-    let fresh = match &local_ref {
-        Some(name) => repo.refname_to_id(name).is_err(),
-        None => repo.head().is_err() && repo.references().map_or(true, |mut r| r.next().is_none()),
-    };
-    if fresh && !is_local(url) {
-        options.depth(1);
-    }
+    // Never shallow: the history says which commit last changed each file
+    // (a shallow first fetch would credit the tip with every file).
     if let Err(source) = remote.fetch(&refspecs, Some(&mut options), None) {
         if timed_out.get() {
             return Err(FetchError::Timeout { url: url.to_string(), timeout });

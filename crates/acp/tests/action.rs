@@ -1,7 +1,10 @@
 //! The GitHub Action's entrypoint (`acp action`), run as action.yml runs it:
 //! INPUT_* and GITHUB_* environment, real event payloads (tests/events/),
 //! GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, a checkout with an origin;
-//! GitHub is a request-asserting fake (wiremock), the dashboard is real.
+//! GitHub is a request-asserting fake (wiremock), the dashboard is real, and
+//! `wait` runs against the real git-sync, operator and dashboard.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -9,11 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use acp_api::session::SessionPhase;
 use acp_testenv::bench::free_port;
+use acp_testenv::eventually;
 use acp_testenv::githttp::git;
+use acp_testenv::model::Step;
 use acp_testenv::proc::{Killed, curl};
-use acp_testenv::{TestEnv, eventually};
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt as _;
 use serde_json::json;
 use wiremock::matchers::{any, body_string_contains, header_exists, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -275,26 +280,62 @@ fn submit_commits_a_valid_session_from_workflow_dispatch_inputs() {
     assert!(!repo.work.join("sessions/too-short.yaml").exists());
 }
 
+/// `wait` on a commit against the real chain: git-sync applies the sessions
+/// (labelling each with the commit that last changed its file), the operator
+/// runs them (process executor, real runner and CLI, scripted model), the
+/// dashboard serves them. "second" stays running while the scripted model
+/// answers it "overloaded" (the CLI retries), so the action polls; "broken"
+/// came from an older commit and is not waited for.
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
-    let env = TestEnv::get();
-    let client = env.client().await;
-    env.install_crds(&client).await;
-    let ns = env.namespace("action-wait").await.name;
-    let repo = checkout();
-    let sessions: Api<acp_api::AgenticSession> = Api::namespaced(client.clone(), &ns);
-    for (name, phase) in [("first", "Completed"), ("second", "Running"), ("broken", "Failed")] {
-        let commit = if name == "broken" {
-            "feedfacefeedfacefeedfacefeedfacefeedface".to_owned()
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let open = Arc::new(AtomicBool::new(false));
+    let gate = open.clone();
+    let responder: acp_testenv::model::Responder = Arc::new(move |body: &serde_json::Value| {
+        let text = body.to_string();
+        if text.contains("task broken") {
+            Step::error(400, "invalid_request_error", "scripted failure of broken")
+        } else if text.contains("task second") && !gate.load(Ordering::SeqCst) {
+            Step::error(529, "overloaded_error", "Overloaded")
+        } else if text.contains("task second") {
+            Step::text("second summary")
         } else {
-            repo.head.clone()
-        };
-        let object = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
-            "metadata": {"name": name, "labels": {"ambient-code.io/source-commit": commit}}, "spec": {"initialPrompt": "x"}});
-        sessions.patch(name, &PatchParams::apply("test"), &Patch::Apply(&object)).await.expect("session");
-        let status = json!({"status": {"phase": phase, "result": {"summary": format!("{name} summary")}}});
-        sessions.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.expect("status");
-    }
+            Step::text("first summary")
+        }
+    });
+    let mut stack = common::Stack::new("action-wait", responder).await;
+    let ns = stack.ns.name.clone();
+    let older =
+        stack.commit(&[("sessions/broken.yaml", Some(&common::session("broken", "task broken")))], "broken");
+    let head = stack.commit(
+        &[
+            ("sessions/first.yaml", Some(&common::session("first", "task first"))),
+            ("sessions/second.yaml", Some(&common::session("second", "task second"))),
+        ],
+        "first and second",
+    );
+    stack.start(common::Component::GitSync, "a");
+    stack.start(common::Component::Operator, "a");
+    stack.create_source().await;
+    let phase = |s: &acp_api::AgenticSession| s.status.as_ref().and_then(|st| st.phase);
+    stack
+        .wait_session("first", "Completed", Duration::from_secs(120), |s| {
+            phase(s) == Some(SessionPhase::Completed)
+        })
+        .await;
+    stack
+        .wait_session("broken", "Failed", Duration::from_secs(120), |s| {
+            phase(s) == Some(SessionPhase::Failed)
+        })
+        .await;
+    let second = stack
+        .wait_session("second", "Running", Duration::from_secs(120), |s| {
+            phase(s) == Some(SessionPhase::Running)
+        })
+        .await;
+    assert_eq!(second.labels().get("ambient-code.io/source-commit"), Some(&head), "git-sync's label");
+
     let port = free_port();
     let _dashboard = Killed(
         Command::new(env!("CARGO_BIN_EXE_acp"))
@@ -309,7 +350,7 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
                 "--metrics-addr",
                 &format!("127.0.0.1:{}", free_port()),
             ])
-            .env("KUBECONFIG", env.kubeconfig())
+            .env("KUBECONFIG", stack.env.kubeconfig())
             .env("RUST_LOG", "warn")
             .spawn()
             .expect("dashboard"),
@@ -322,6 +363,9 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
     .await;
 
     // Waiting on the commit: one session still runs, so the action polls.
+    let mut repo = checkout();
+    repo.head = head.clone();
+    assert_ne!(older, head);
     let inputs = [
         ("INPUT_COMMAND", "wait"),
         ("INPUT_DASHBOARD_URL", url.as_str()),
@@ -336,8 +380,7 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
         first.starts_with("waiting for the sessions of"),
         "the action waits while a session runs: {first}"
     );
-    let status = json!({"status": {"phase": "Completed", "result": {"summary": "second summary"}}});
-    sessions.patch_status("second", &PatchParams::default(), &Patch::Merge(status)).await.expect("status");
+    open.store(true, Ordering::SeqCst);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let out = action.wait_with_output().expect("action ends");
     let run = repo.finish(out);
@@ -347,8 +390,9 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
     assert!(names.contains("first") && names.contains("second") && !names.contains("broken"), "{names}");
     let result: serde_json::Value = serde_json::from_str(&run.outputs["session-result"]).expect("JSON list");
     assert_eq!(result.as_array().map(Vec::len), Some(2));
+    assert!(run.outputs["session-result"].contains("second summary"), "{}", run.outputs["session-result"]);
 
-    // Waiting on one named session that failed: its phase and result, and a failed step.
+    // Waiting on one named session that failed: its phase and why, and a failed step.
     let named = [
         ("INPUT_COMMAND", "wait"),
         ("INPUT_DASHBOARD_URL", url.as_str()),
@@ -358,7 +402,8 @@ async fn wait_polls_the_dashboard_until_the_sessions_of_a_commit_end() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert_eq!(run.outputs.get("session-name").map(String::as_str), Some("broken"));
     assert_eq!(run.outputs.get("session-phase").map(String::as_str), Some("Failed"));
-    assert_eq!(run.outputs.get("session-result").map(String::as_str), Some("broken summary"));
+    let why = run.outputs.get("session-result").cloned().unwrap_or_default();
+    assert!(why.contains("scripted failure of broken"), "{why}");
     assert!(run.summary.contains("| `broken` | Failed |"), "{}", run.summary);
 }
 

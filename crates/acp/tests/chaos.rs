@@ -186,17 +186,9 @@ struct Chaos {
 
 const COMPONENTS: [Component; 3] = [Component::GitSync, Component::Operator, Component::StatusBot];
 
-fn label(component: Component) -> &'static str {
-    match component {
-        Component::GitSync => "git-sync",
-        Component::Operator => "operator",
-        Component::StatusBot => "statusbot",
-    }
-}
-
 fn start(stack: &mut Stack, chaos: &mut Chaos, rng: &mut Rng, component: Component) -> String {
     chaos.started += 1;
-    let replica = format!("{}-{}", label(component), chaos.started);
+    let replica = format!("{}-{}", component.name(), chaos.started);
     stack.start_with(component, &replica, Some((FAILPOINTS, rng.next())));
     replica
 }

@@ -178,6 +178,25 @@ fn links_of_a_session() {
     assert_eq!(links.commit, Some(format!("https://github.com/acme/sessions/commit/{sha}")));
     assert_eq!(links.pull_request.as_deref(), Some("https://github.com/acme/sessions/pull/42"));
     assert_eq!(super::links(&s, None), Links::default());
+    // A source fetching through a mirror links to the GitHub repository it
+    // reports to; with neither, there are no links.
+    let mirrored: acp_api::SessionSource = serde_json::from_value(json!({
+        "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource",
+        "metadata": {"namespace": "acp", "name": "src"},
+        "spec": {"url": "http://10.0.0.5:8080/mirror/sessions.git", "github": {"repository": "acme/sessions"}}
+    }))
+    .expect("a valid source");
+    assert_eq!(
+        super::links(&s, Some(&mirrored)).commit,
+        Some(format!("https://github.com/acme/sessions/commit/{sha}"))
+    );
+    let plain: acp_api::SessionSource = serde_json::from_value(json!({
+        "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource",
+        "metadata": {"namespace": "acp", "name": "src"},
+        "spec": {"url": "http://10.0.0.5:8080/mirror/sessions.git"}
+    }))
+    .expect("a valid source");
+    assert_eq!(super::links(&s, Some(&plain)), Links::default());
 }
 
 #[test]

@@ -177,13 +177,14 @@ impl Sse {
     }
 }
 
-/// Creates a session as git-sync would (with its source stamps).
+/// Creates a session, playing git-sync (its source annotations; the
+/// provenance label, which the dashboard filters and links on, is tested with
+/// the real git-sync in `crates/acp/tests/dashboard_chain.rs`).
 pub async fn create_session(client: &kube::Client, ns: &str, name: &str, source: &str) -> AgenticSession {
     let api: Api<AgenticSession> = Api::namespaced(client.clone(), ns);
     let session: AgenticSession = serde_json::from_value(json!({
         "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
         "metadata": {"name": name, "namespace": ns,
-            "labels": {"ambient-code.io/source-commit": "0123456789abcdef0123456789abcdef01234567"},
             "annotations": {"ambient-code.io/source": source, "ambient-code.io/source-path": format!("sessions/{name}.yaml")}},
         "spec": {"initialPrompt": format!("work on {name}"), "displayName": format!("Session {name}"),
                  "repos": [{"url": "https://github.com/acme/app"}], "llmSettings": {"model": "claude-sonnet-4-5"}}
@@ -194,7 +195,8 @@ pub async fn create_session(client: &kube::Client, ns: &str, name: &str, source:
         .unwrap_or_else(|e| panic!("failed to create {ns}/{name}: {e}"))
 }
 
-/// Writes `status` on a session, as the operator would.
+/// Writes `status` on a session, playing the operator (the real one feeds
+/// the dashboard in `crates/acp/tests/dashboard_chain.rs`).
 pub async fn set_status(client: &kube::Client, ns: &str, name: &str, status: serde_json::Value) {
     let api: Api<AgenticSession> = Api::namespaced(client.clone(), ns);
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))

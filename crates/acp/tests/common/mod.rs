@@ -43,14 +43,18 @@ pub enum Component {
     Operator,
     /// `acp statusbot`.
     StatusBot,
+    /// `acp dashboard` (read-only; started by [`Stack::start_dashboard`]).
+    Dashboard,
 }
 
 impl Component {
-    fn name(self) -> &'static str {
+    /// The `acp` subcommand.
+    pub fn name(self) -> &'static str {
         match self {
             Self::GitSync => "git-sync",
             Self::Operator => "operator",
             Self::StatusBot => "statusbot",
+            Self::Dashboard => "dashboard",
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct Stack {
     git: GitServer,
     running: Vec<Running>,
     starts: usize,
+    /// Extra arguments for the next start.
+    extra: Vec<String>,
 }
 
 impl Drop for Stack {
@@ -167,6 +173,7 @@ impl Stack {
             git: git_server,
             running: Vec::new(),
             starts: 0,
+            extra: Vec::new(),
         }
     }
 
@@ -298,6 +305,12 @@ impl Stack {
                     cmd.arg("--runs-dir").arg(root.join("runs"));
                 }
             }
+            Component::Dashboard => {
+                cmd.args(["--auth", "none", "--metrics-addr", &metrics]);
+                if self.executor == Executor::Process {
+                    cmd.arg("--runs-dir").arg(root.join("runs"));
+                }
+            }
         }
         if self.leader_elect {
             cmd.args([
@@ -308,6 +321,7 @@ impl Stack {
                 "3",
             ]);
         }
+        cmd.args(&self.extra);
         if let Some((spec, seed)) = failpoints {
             cmd.env("ACP_FAILPOINTS", spec).env("ACP_FAILPOINTS_SEED", seed.to_string());
         }
@@ -330,6 +344,24 @@ impl Stack {
         for component in [Component::GitSync, Component::Operator, Component::StatusBot] {
             self.start(component, "a");
         }
+    }
+
+    /// Starts the dashboard (no auth, this namespace); returns its URL once
+    /// it is ready.
+    pub async fn start_dashboard(&mut self) -> String {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let leader_elect = std::mem::replace(&mut self.leader_elect, false);
+        self.extra = vec!["--listen".into(), format!("127.0.0.1:{port}")];
+        self.start(Component::Dashboard, "dashboard");
+        self.extra.clear();
+        self.leader_elect = leader_elect;
+        eventually("the dashboard to be ready", Duration::from_secs(30), || async {
+            let out = Command::new("curl").args(["-fsS", &format!("{url}/readyz")]).output().ok()?;
+            out.status.success().then_some(())
+        })
+        .await;
+        url
     }
 
     /// SIGKILLs replica `replica` of `component` (a crash).
