@@ -235,7 +235,8 @@ async fn chaos_until(stack: &mut Stack, chaos: &mut Chaos, rng: &mut Rng, goal: 
                 start(stack, chaos, rng, component);
             }
             2 => {
-                // A rollout: the new replica starts, then the old one stops.
+                // A rollout: the new replica starts, both run for a
+                // pseudo-random overlap, then the old one stops.
                 start(stack, chaos, rng, component);
                 tokio::time::sleep(Duration::from_millis(300 + rng.below(2000))).await;
                 stack.terminate(component, &old).await;
@@ -295,6 +296,19 @@ async fn every_controller_crashing_and_rolling_loses_nothing_and_duplicates_noth
         })
         .collect();
     chaos_until(&mut stack, &mut chaos, &mut rng, &goal1, "wave 1").await;
+
+    // A rollout of each controller, whatever the monkey picked: a second
+    // replica starts, both run for a pseudo-random overlap (the chaos, not a
+    // synchronisation), then the first stops.
+    for component in COMPONENTS {
+        let old = stack.replicas(component);
+        start(&mut stack, &mut chaos, &mut rng, component);
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(1500))).await;
+        for replica in old {
+            stack.terminate(component, &replica).await;
+        }
+        chaos.rollouts += 1;
+    }
 
     // Wave 2: 15 new, 4 changed, 4 stopped, 3 deleted.
     let mut wave2: Vec<(String, Option<String>)> =
