@@ -369,6 +369,7 @@ node_up() {
   local pause_image=$1
   node_certs
   node_configs "$pause_image"
+  forget_containers
   node_start containerd containerd --config "$node_runtime/containerd.toml"
   wait_for 30 containerd node_exec ctr --address "$node_runtime/containerd.sock" version \
     || die "containerd did not start; see $state_dir/containerd.log"
@@ -378,6 +379,34 @@ node_up() {
     --hostname-override "$node_name" --node-ip "$node_address" --v=0
   node_start kube-proxy "$bins/kube-proxy" --config "$node_runtime/kube-proxy.yaml" --v=0
   wait_for 90 kubelet node_ready || die "the node did not become Ready; see $state_dir/kubelet.log"
+}
+
+# Containers of earlier runs stay in containerd's metadata (kept for its
+# image store), and the CRI plugin recovers every one of them before it
+# serves (the kubelet exits on "server is not initialized yet"): remove them,
+# with their snapshots, from a containerd started without the CRI plugin.
+forget_containers() {
+  local ctr=(ctr --address "$node_runtime/containerd.sock" -n k8s.io) ids pid
+  sed 's/^disabled_plugins = \[/disabled_plugins = ["io.containerd.grpc.v1.cri", /' \
+    "$node_dir/containerd.toml" > "$node_dir/containerd-forget.toml"
+  node_start containerd containerd --config "$node_runtime/containerd-forget.toml"
+  wait_for 30 containerd node_exec "${ctr[@]}" version \
+    || die "containerd did not start; see $state_dir/containerd.log"
+  mapfile -t ids < <(node_exec "${ctr[@]}" containers ls -q 2>/dev/null)
+  if (( ${#ids[@]} )); then
+    node_exec "${ctr[@]}" containers rm "${ids[@]}" >/dev/null 2>&1 || true
+    node_exec "${ctr[@]}" snapshots rm "${ids[@]}" >/dev/null 2>&1 || true
+  fi
+  pid=$(pid_of containerd)
+  kill "$pid" 2>/dev/null || true
+  # Our child: it is gone once reaped (a zombie still answers kill -0).
+  for _ in $(seq 100); do
+    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) =~ ^(Z|)$ ]] && break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -f "$state_dir/containerd.pid"
 }
 
 node_ready() {

@@ -84,9 +84,9 @@ async fn ssh_with_a_key_and_known_hosts() {
 }
 
 /// Provenance: each session carries, as a label, the commit that last changed
-/// its file; not the synced head. Over https, where the mirror's first fetch
-/// holds only the tip (a file it cannot place gets the synced revision), and
-/// every later fetch brings the commits in between.
+/// its file; not the synced head. Over https, from the first sync on (the
+/// mirror holds the history), and every later fetch brings the commits in
+/// between.
 #[tokio::test]
 async fn each_session_is_labelled_with_the_commit_that_last_changed_its_file() {
     use acp_testenv::githttp::git;
@@ -105,6 +105,7 @@ async fn each_session_is_labelled_with_the_commit_that_last_changed_its_file() {
         git(&work, &["push", "-q", "origin", "HEAD:main"]);
         git(&work, &["rev-parse", "HEAD"]).trim().to_owned()
     };
+    let c0 = git(&work, &["rev-parse", "HEAD"]).trim().to_owned();
     let c1 = commit(&[("a.yaml", &session("a", "first"))], "add a");
     secret(&f, "git", json!({"token": "prov-token"})).await;
     f.source("repo", json!({"url": server.url("prov"), "secretRef": {"name": "git"}})).await;
@@ -115,7 +116,7 @@ async fn each_session_is_labelled_with_the_commit_that_last_changed_its_file() {
         async move { api.get(name).await.expect("session") }
     };
     assert_eq!(label(&get("a").await), c1);
-    assert_eq!(label(&get("b").await), c1, "older than the shallow first fetch: the synced revision");
+    assert_eq!(label(&get("b").await), c0, "a file older than the synced head: the commit that changed it");
     let b_version = get("b").await.metadata.resource_version;
 
     // Three commits, one sync: each changed file gets its own commit.
@@ -127,7 +128,7 @@ async fn each_session_is_labelled_with_the_commit_that_last_changed_its_file() {
     assert_eq!(label(&get("a").await), c2);
     assert_eq!(label(&get("c").await), c3);
     let b = get("b").await;
-    assert_eq!((label(&b), b.metadata.resource_version), (c1.clone(), b_version), "b untouched");
+    assert_eq!((label(&b), b.metadata.resource_version), (c0.clone(), b_version), "b untouched");
 
     // Selectable: the sessions of one commit.
     let of_c3 = f
