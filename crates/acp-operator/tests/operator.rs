@@ -133,6 +133,21 @@ impl Operator {
         .await
     }
 
+    /// Waits until the operator has recorded that session `name`'s Job exists
+    /// (it records a run first, then creates its children, then says so).
+    async fn wait_job_created(&self, name: &str) -> AgenticSession {
+        let api = self.sessions();
+        eventually(&format!("session {name}'s Job to be created"), DEFAULT_TIMEOUT, || {
+            let api = api.clone();
+            async move {
+                let s = api.get(name).await.ok()?;
+                let created = acp_api::condition::find(&s.status.as_ref()?.conditions, "JobCreated")?;
+                created.is_true().then_some(s)
+            }
+        })
+        .await
+    }
+
     /// The pods of run `job` that are not being deleted.
     async fn pods(&self, job: &str) -> Vec<Pod> {
         let selector = format!("batch.kubernetes.io/job-name={job}");
@@ -167,7 +182,7 @@ async fn a_session_runs_in_a_real_pod_and_completes_with_the_runners_result() {
     ];
     let op = Operator::start("op-life", steps, Workspace::EmptyDir, true).await;
     op.apply("fix-bug", op.spec("app")).await;
-    let creating = op.wait_phase("fix-bug", SessionPhase::Creating, DEFAULT_TIMEOUT).await;
+    let creating = op.wait_job_created("fix-bug").await;
     let uid = creating.metadata.uid.clone().expect("uid");
     let status = creating.status.expect("status");
     assert_eq!(status.job_name.as_deref(), Some("fix-bug-1"));
@@ -431,7 +446,7 @@ async fn deleting_the_session_lets_the_garbage_collector_remove_its_children() {
     let workspace = Workspace::Pvc { size: "1Gi".into(), storage_class: None };
     let op = Operator::start("op-gc", Vec::new(), workspace, true).await;
     op.apply("doomed", op.spec("app")).await;
-    let creating = op.wait_phase("doomed", SessionPhase::Creating, DEFAULT_TIMEOUT).await;
+    let creating = op.wait_job_created("doomed").await;
     let uid = creating.metadata.uid.expect("uid");
     let pvc = op.ns.api::<PersistentVolumeClaim>().get("doomed-workspace").await.expect("pvc");
     assert_eq!(pvc.metadata.owner_references.expect("owner")[0].uid, uid);
