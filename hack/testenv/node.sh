@@ -404,7 +404,7 @@ forget_containers() {
     [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) =~ ^(Z|)$ ]] && break
     sleep 0.1
   done
-  kill -KILL "$pid" 2>/dev/null || true
+  [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) =~ ^(Z|)$ ]] || kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   rm -f "$state_dir/containerd.pid"
 }

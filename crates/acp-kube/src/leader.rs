@@ -59,11 +59,14 @@ impl LeaseConfig {
         }
     }
 
-    /// The same timings, scaled (tests use short leases).
+    /// The same timings, scaled (tests use short leases). The lease is
+    /// published in whole seconds, rounded up; the renew deadline is kept
+    /// below the duration and the retry below the renew deadline.
     pub fn with_timings(mut self, duration: Duration, renew_deadline: Duration, retry: Duration) -> Self {
-        self.duration = duration;
-        self.renew_deadline = renew_deadline;
-        self.retry = retry;
+        self.duration = Duration::from_secs(duration.as_secs() + u64::from(duration.subsec_nanos() > 0))
+            .max(Duration::from_secs(1));
+        self.renew_deadline = renew_deadline.min(self.duration * 2 / 3);
+        self.retry = retry.min(self.renew_deadline / 2);
         self
     }
 }
@@ -200,27 +203,31 @@ impl Drop for Leadership {
 /// Waits until this candidate leads, then keeps renewing in the background.
 pub async fn acquire(client: Client, config: LeaseConfig) -> Leadership {
     let mut candidate = Candidate::new(client, config.clone());
-    loop {
+    let won = loop {
+        // Leadership counts from when the winning request was sent: the
+        // server may have written it any time after, and others count from
+        // that write.
+        let sent = Instant::now();
         match candidate.try_acquire().await {
-            Ok(true) => break,
+            Ok(true) => break sent,
             Ok(false) => {}
             Err(err) => tracing::warn!(error = %err, "leader election round failed"),
         }
         tokio::time::sleep(config.retry).await;
-    }
+    };
     tracing::info!(identity = %config.identity, lease = %config.name, "became leader");
-    lead(candidate)
+    lead(candidate, won)
 }
 
 /// Renews `candidate`'s lease until a renewal is refused or the renew
 /// deadline passes; then reports the loss.
-fn lead(mut candidate: Candidate) -> Leadership {
+fn lead(mut candidate: Candidate, won: Instant) -> Leadership {
     let (tx, lost) = watch::channel(false);
     let (api, config) = (candidate.api.clone(), candidate.config.clone());
     let task = tokio::spawn(async move {
         // A renewal counts from when its request was sent: the server may
         // have written it any time after.
-        let mut renewed = Instant::now();
+        let mut renewed = won;
         loop {
             tokio::time::sleep(candidate.config.retry).await;
             let deadline = renewed + candidate.config.renew_deadline;

@@ -227,44 +227,40 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
     };
     let decision = decide(&observation);
 
+    // A superseded or stopped run's Job goes first: deleting is idempotent,
+    // and done before the new run is recorded, no failure in between can
+    // leave it running next to its successor.
+    for action in &decision.actions {
+        if let Action::Delete { name } = action {
+            delete_run(&ctx, &ns, name).await?;
+        }
+    }
     // Record, then act: the decided status (a new run above all) is written,
     // guarded by the resourceVersion this decision was made from, before any
-    // child of it exists. A stale read loses the race with a 409 and acts on
-    // nothing.
+    // child of it exists. A stale read loses the race with a 409 and creates
+    // nothing; with children to create, the guarded write is made even when
+    // the status is unchanged.
+    let ensures = decision.actions.iter().any(|a| matches!(a, Action::Ensure { .. }));
     let mut version = session.resource_version();
-    if decision.status != status {
+    if decision.status != status || ensures {
         version = write_status(&ctx, &ns, &name, &decision.status, version).await?;
         acp_kube::failpoint::hit("operator.status-written");
     }
     for action in &decision.actions {
-        match action {
-            Action::Ensure { run } => {
-                let data = secrets.clone().map_err(Error::SecretMissing)?;
-                match &ctx.config.process {
-                    Some(process) => crate::process::ensure(process, &session, *run, &data)
-                        .map_err(|e| Error::Process(format!("failed to start acp runner: {e}")))?,
-                    None => ensure_children(&ctx, &session, &ns, *run, data).await?,
-                }
-                acp_kube::failpoint::hit("operator.job-created");
-                let mut created = decision.status.clone();
-                crate::state::job_created(&mut created, observation.generation, &observation.now);
-                version = write_status(&ctx, &ns, &name, &created, version).await?;
+        if let Action::Ensure { run } = action {
+            let data = secrets.clone().map_err(Error::SecretMissing)?;
+            match &ctx.config.process {
+                Some(process) => crate::process::ensure(process, &session, *run, &data)
+                    .map_err(|e| Error::Process(format!("failed to start acp runner: {e}")))?,
+                None => ensure_children(&ctx, &session, &ns, *run, data).await?,
             }
-            Action::Delete { name } if ctx.config.process.is_some() => {
-                if let Some(process) = &ctx.config.process {
-                    crate::process::stop(process, &ns, name);
-                }
-            }
-            Action::Delete { name } => {
-                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-                match jobs.delete(name, &DeleteParams::foreground()).await {
-                    Ok(_) => info!(job = %name, "deleted runner job"),
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(kube_err("delete the runner job")(e)),
-                }
-            }
+            acp_kube::failpoint::hit("operator.job-created");
+            let mut created = decision.status.clone();
+            crate::state::job_created(&mut created, observation.generation, &observation.now);
+            version = write_status(&ctx, &ns, &name, &created, version).await?;
         }
     }
+
     let (before, after) = (status.phase.unwrap_or_default(), decision.status.phase.unwrap_or_default());
     if before != after {
         let labels = crate::metrics::TransitionLabels { from: before.to_string(), to: after.to_string() };
@@ -304,6 +300,22 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
         _ if ctx.config.process.is_some() => Requeue::requeue(Duration::from_secs(1)),
         _ => Requeue::requeue(Duration::from_secs(300)),
     })
+}
+
+/// Stops run `name`: its Job deleted in the foreground (or its process
+/// signalled).
+async fn delete_run(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
+    if let Some(process) = &ctx.config.process {
+        crate::process::stop(process, ns, name);
+        return Ok(());
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    match jobs.delete(name, &DeleteParams::foreground()).await {
+        Ok(_) => info!(job = %name, "deleted runner job"),
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(kube_err("delete the runner job")(e)),
+    }
+    Ok(())
 }
 
 /// Writes `status` with server-side apply, guarded by `version` (the

@@ -100,6 +100,12 @@ fn file_time(path: &Path) -> Option<Time> {
     Timestamp::try_from(modified).ok().map(Time)
 }
 
+/// True while any process of the group `pgid` leads runs (the runner and
+/// the agent outlive a supervisor killed alone).
+fn group_alive(pgid: i32) -> bool {
+    killpg(Pid::from_raw(pgid), None).is_ok()
+}
+
 fn read_identity(dir: &Path) -> Option<Identity> {
     Identity::parse(&std::fs::read_to_string(dir.join(RUN_PID)).ok()?)
 }
@@ -125,11 +131,20 @@ pub fn observe(config: &ProcessConfig, ns: &str, session: &str, run: i64) -> Opt
             finished: file_time(&dir.join(RUN_EXIT)),
         }
     } else if let Some(identity) = read_identity(&dir) {
-        if identity.alive() {
+        if identity.alive() || group_alive(identity.pid) {
             Progress::Running { started }
+        } else if let Ok(code) = std::fs::read_to_string(dir.join(RUN_EXIT)) {
+            // The verdict was written between the two looks.
+            Progress::Exited {
+                code: code.trim().parse().unwrap_or(-1),
+                message: termination(&dir),
+                started,
+                finished: file_time(&dir.join(RUN_EXIT)),
+            }
         } else {
-            // The supervisor died without a verdict (killed with the host's
-            // processes, say): report what the runner left.
+            // The supervisor and every process of its group are gone without
+            // a verdict (killed with the host's processes, say): report what
+            // the runner left.
             Progress::Exited { code: -1, message: termination(&dir), started, finished: None }
         }
     } else if claimed.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > START_GRACE) {
@@ -270,7 +285,9 @@ pub fn stop_all(config: &ProcessConfig) -> Vec<Identity> {
 
 /// Stops a run: SIGTERM to its process group (the runner kills the agent).
 pub fn stop(config: &ProcessConfig, ns: &str, job: &str) {
-    if let Some(identity) = read_identity(&run_dir(config, ns, job)).filter(Identity::alive) {
+    if let Some(identity) =
+        read_identity(&run_dir(config, ns, job)).filter(|i| i.alive() || group_alive(i.pid))
+    {
         let _ = killpg(Pid::from_raw(identity.pid), Signal::SIGTERM);
     }
 }

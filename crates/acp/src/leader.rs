@@ -74,7 +74,9 @@ pub async fn while_leading(leadership: Option<Leadership>, work: impl Future<Out
         }
         () = leadership.lost() => {
             tracing::error!("lost the leader lease; exiting to restart as a candidate");
-            ExitCode::from(1)
+            // At once: returning would wait for blocking work in flight (a
+            // write-back push) that the next leader may be doing too.
+            std::process::exit(1)
         }
     }
 }

@@ -180,9 +180,11 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     }
 
     let spec_changed = status.observed_generation.is_some_and(|g| g != obs.generation);
-    let new_run = run == 0
-        || (before.is_terminal() && (spec_changed || restart))
-        || (!before.is_terminal() && spec_changed);
+    // A restart asked while the run is still being stopped starts the new
+    // run as from a stopped session.
+    let settled = before.is_terminal() || before == SessionPhase::Stopping;
+    let new_run =
+        run == 0 || (settled && (spec_changed || restart)) || (!before.is_terminal() && spec_changed);
     let mut current = current;
     if new_run {
         if let Some(old) = current.take().filter(|r| !matches!(r.progress, Progress::Exited { .. })) {
@@ -236,6 +238,15 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         job_created(&mut status, obs.generation, &obs.now);
     }
     match current.map(|r| r.progress) {
+        // Stopped on request, then the request withdrawn before the Job was
+        // gone: the run ended as asked.
+        None | Some(Progress::Terminating) if recorded && before == SessionPhase::Stopping => {
+            status.phase = Some(SessionPhase::Stopped);
+            status.stopped_reason = Some(StoppedReason::User);
+            status.completion_time = status.completion_time.clone().or_else(|| Some(obs.now.clone()));
+            status.message = Some("stopped on request".into());
+            cond(&mut status, ct::READY, false, reasons::STOPPED, "stopped on request", obs);
+        }
         None | Some(Progress::Terminating) if recorded => {
             let message = format!(
                 "job {job} of run {run} disappeared before it reported a result; \

@@ -283,3 +283,29 @@ fn spec_change_while_running_supersedes_the_run() {
     assert!(d.events.iter().any(|e| e.reason == "Superseded"));
     assert_eq!(d.status.start_time, None, "the new run has not started");
 }
+
+#[test]
+fn a_stop_withdrawn_or_turned_into_a_restart_while_stopping_ends_right() {
+    let mut created = decide(&obs(&SessionStatus::default(), 1, None)).status;
+    job_created(&mut created, 1, &at(10));
+    let live = step(&created, &obs(&created, 1, running(1))).status;
+    let mut stop = obs(&live, 1, running(1));
+    stop.desired = Some(DESIRED_STOPPED);
+    let stopping = step(&live, &stop).status;
+    assert_eq!(stopping.phase, Some(P::Stopping));
+    let terminating = Some(RunState { run: 1, name: "fix-1".into(), progress: Progress::Terminating });
+
+    // The annotation is removed before the Job is gone: Stopped, not RunLost.
+    for gone in [None, terminating.clone()] {
+        let d = step(&stopping, &obs(&stopping, 1, gone));
+        assert_eq!(d.status.phase, Some(P::Stopped), "{:?}", d.status);
+        assert!(d.actions.is_empty());
+        assert!(d.events.iter().all(|e| e.reason != "RunLost"), "{:?}", d.events);
+    }
+    // It becomes a restart: exactly one new run.
+    let mut restart = obs(&stopping, 1, terminating);
+    restart.desired = Some(DESIRED_RUNNING);
+    let d = step(&stopping, &restart);
+    assert!(d.actions.contains(&Action::Ensure { run: 2 }), "{:?}", d.actions);
+    assert_eq!(d.status.run, Some(2));
+}
