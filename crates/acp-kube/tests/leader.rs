@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use acp_kube::leader::{Candidate, LeaseConfig, acquire};
-use acp_testenv::{DEFAULT_TIMEOUT, TestEnv};
+use acp_testenv::{DEFAULT_TIMEOUT, TestEnv, eventually};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
@@ -24,20 +24,24 @@ fn renewed(lease: &Lease) -> Option<MicroTime> {
     lease.spec.as_ref().and_then(|s| s.renew_time.clone())
 }
 
+/// A candidate shared with `eventually`'s polls.
+type Shared = std::sync::Arc<tokio::sync::Mutex<Candidate>>;
+
 /// Waits until the holder renews the lease, asserting on every poll that
 /// candidate `b` cannot take it.
-async fn wait_for_renewal_while_b_loses(api: &Api<Lease>, b: &mut Candidate) {
+async fn wait_for_renewal_while_b_loses(api: &Api<Lease>, b: &Shared) {
     let before = renewed(&api.get("acp-operator").await.expect("lease"));
-    let deadline = tokio::time::Instant::now() + DEFAULT_TIMEOUT;
-    loop {
-        assert!(!b.try_acquire().await.expect("round"), "b must not lead while a holds the lease");
-        if renewed(&api.get("acp-operator").await.expect("lease")) != before {
-            return;
+    eventually("the leader to renew while b keeps losing", DEFAULT_TIMEOUT, || {
+        let (api, b, before) = (api.clone(), b.clone(), before.clone());
+        async move {
+            assert!(
+                !b.lock().await.try_acquire().await.expect("round"),
+                "b must not lead while a holds the lease"
+            );
+            (renewed(&api.get("acp-operator").await.expect("lease")) != before).then_some(())
         }
-        assert!(tokio::time::Instant::now() < deadline, "the leader never renewed");
-        // Polling another process's progress: nothing to subscribe to.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -50,9 +54,9 @@ async fn only_one_candidate_leads_and_a_release_hands_over() {
         .await
         .expect("a leads");
     // B keeps losing every round while A renews its lease twice.
-    let mut b = Candidate::new(ns.client.clone(), config(&ns.name, "b"));
+    let b: Shared = std::sync::Arc::new(Candidate::new(ns.client.clone(), config(&ns.name, "b")).into());
     for _ in 0..2 {
-        wait_for_renewal_while_b_loses(&api, &mut b).await;
+        wait_for_renewal_while_b_loses(&api, &b).await;
     }
     let b = tokio::spawn(acquire(ns.client.clone(), config(&ns.name, "b")));
     a.release().await;
@@ -109,18 +113,17 @@ async fn expiry_is_judged_by_what_the_candidate_saw_not_by_the_holders_clock() {
         }),
     };
     api.create(&PostParams::default(), &lease).await.expect("lease");
-    let mut b = Candidate::new(ns.client.clone(), config(&ns.name, "b"));
+    let b: Shared = std::sync::Arc::new(Candidate::new(ns.client.clone(), config(&ns.name, "b")).into());
     let first_seen = tokio::time::Instant::now();
-    assert!(!b.try_acquire().await.expect("round"), "a lease just seen is held, whatever its renewTime");
-    let deadline = first_seen + DEFAULT_TIMEOUT;
-    let won = loop {
-        if b.try_acquire().await.expect("round") {
-            break tokio::time::Instant::now();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "b never took the abandoned lease");
-        // Waiting for time to pass, by design: nothing else will change.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    assert!(
+        !b.lock().await.try_acquire().await.expect("round"),
+        "a lease just seen is held, whatever its renewTime"
+    );
+    let won = eventually("b to take the abandoned lease", DEFAULT_TIMEOUT, || {
+        let b = b.clone();
+        async move { b.lock().await.try_acquire().await.expect("round").then(tokio::time::Instant::now) }
+    })
+    .await;
     assert!(won - first_seen >= Duration::from_secs(2), "taken after {:?}", won - first_seen);
     let spec = api.get("acp-operator").await.expect("lease").spec.expect("spec");
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));

@@ -114,6 +114,17 @@ fn termination(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join(RUN_TERMINATION)).ok().filter(|m| !m.is_empty())
 }
 
+/// The run's end, once its supervisor wrote the exit code.
+fn verdict(dir: &Path, started: Option<Time>) -> Option<Progress> {
+    let code = std::fs::read_to_string(dir.join(RUN_EXIT)).ok()?;
+    Some(Progress::Exited {
+        code: code.trim().parse().unwrap_or(-1),
+        message: termination(dir),
+        started,
+        finished: file_time(&dir.join(RUN_EXIT)),
+    })
+}
+
 /// What run `run` of `session` is doing.
 pub fn observe(config: &ProcessConfig, ns: &str, session: &str, run: i64) -> Option<RunState> {
     if run == 0 {
@@ -123,24 +134,14 @@ pub fn observe(config: &ProcessConfig, ns: &str, session: &str, run: i64) -> Opt
     let dir = run_dir(config, ns, &name);
     let claimed = std::fs::metadata(&dir).ok()?;
     let started = file_time(&dir.join(RUN_PID));
-    let progress = if let Ok(code) = std::fs::read_to_string(dir.join(RUN_EXIT)) {
-        Progress::Exited {
-            code: code.trim().parse().unwrap_or(-1),
-            message: termination(&dir),
-            started,
-            finished: file_time(&dir.join(RUN_EXIT)),
-        }
+    let progress = if let Some(exited) = verdict(&dir, started.clone()) {
+        exited
     } else if let Some(identity) = read_identity(&dir) {
         if identity.alive() || group_alive(identity.pid) {
             Progress::Running { started }
-        } else if let Ok(code) = std::fs::read_to_string(dir.join(RUN_EXIT)) {
+        } else if let Some(exited) = verdict(&dir, started.clone()) {
             // The verdict was written between the two looks.
-            Progress::Exited {
-                code: code.trim().parse().unwrap_or(-1),
-                message: termination(&dir),
-                started,
-                finished: file_time(&dir.join(RUN_EXIT)),
-            }
+            exited
         } else {
             // The supervisor and every process of its group are gone without
             // a verdict (killed with the host's processes, say): report what

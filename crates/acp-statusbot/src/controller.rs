@@ -389,8 +389,8 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
 /// (a stop request is acted on whatever the spec).
 fn behind(session: &AgenticSession) -> bool {
     let observed = session.status.as_ref().and_then(|s| s.observed_generation);
-    let stopping =
-        session.annotations().get(annotations::DESIRED_PHASE).map(String::as_str) == Some("Stopped");
+    let stopping = session.annotations().get(annotations::DESIRED_PHASE).map(String::as_str)
+        == Some(SessionPhase::Stopped.as_str());
     matches!((observed, session.metadata.generation), (Some(seen), Some(now)) if seen < now) && !stopping
 }
 

@@ -221,7 +221,15 @@ async fn recorder(
         uri: parts.uri.to_string(),
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     };
-    lock(&world).requests.push(recorded);
+    let known = {
+        let mut world = lock(&world);
+        world.requests.push(recorded);
+        login(&world, &parts.headers).is_some()
+    };
+    // Every route needs a token GitHub knows.
+    if !known {
+        return unauthorized();
+    }
     next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
@@ -235,13 +243,9 @@ async fn user(State(world): State<Shared>, headers: HeaderMap) -> Response {
 
 async fn commit_pulls(
     State(world): State<Shared>,
-    headers: HeaderMap,
     Path((owner, repo, sha)): Path<(String, String, String)>,
 ) -> Response {
     let world = lock(&world);
-    if login(&world, &headers).is_none() {
-        return unauthorized();
-    }
     let numbers = world.pulls.get(&(format!("{owner}/{repo}"), sha)).cloned().unwrap_or_default();
     axum::Json(numbers.iter().map(|n| json!({"number": n, "state": "open"})).collect::<Vec<_>>())
         .into_response()
@@ -249,26 +253,18 @@ async fn commit_pulls(
 
 async fn commit(
     State(world): State<Shared>,
-    headers: HeaderMap,
     Path((owner, repo, sha)): Path<(String, String, String)>,
 ) -> Response {
     let world = lock(&world);
-    if login(&world, &headers).is_none() {
-        return unauthorized();
-    }
     let message = world.messages.get(&(format!("{owner}/{repo}"), sha.clone())).cloned().unwrap_or_default();
     axum::Json(json!({"sha": sha, "commit": {"message": message}})).into_response()
 }
 
 async fn read_comment(
     State(world): State<Shared>,
-    headers: HeaderMap,
     Path((owner, repo, id)): Path<(String, String, u64)>,
 ) -> Response {
     let world = lock(&world);
-    if login(&world, &headers).is_none() {
-        return unauthorized();
-    }
     let repo = format!("{owner}/{repo}");
     match world.comments.iter().find(|c| c.id == id && c.repo == repo) {
         Some(c) => axum::Json(comment_json(c)).into_response(),
@@ -305,28 +301,24 @@ struct Page {
     page: Option<usize>,
 }
 
+impl Page {
+    /// The requested page of `items`, as GitHub pages (30 by default, at most 100).
+    fn of<T>(&self, items: impl Iterator<Item = T>) -> axum::Json<Vec<T>> {
+        let per_page = self.per_page.unwrap_or(30).clamp(1, 100);
+        let skip = self.page.unwrap_or(1).saturating_sub(1) * per_page;
+        axum::Json(items.skip(skip).take(per_page).collect())
+    }
+}
+
 async fn list_comments(
     State(world): State<Shared>,
-    headers: HeaderMap,
     Path((owner, repo, number)): Path<(String, String, u64)>,
     Query(page): Query<Page>,
 ) -> Response {
     let world = lock(&world);
-    if login(&world, &headers).is_none() {
-        return unauthorized();
-    }
     let repo = format!("{owner}/{repo}");
-    let per_page = page.per_page.unwrap_or(30).clamp(1, 100);
-    let skip = page.page.unwrap_or(1).saturating_sub(1) * per_page;
-    let list: Vec<Value> = world
-        .comments
-        .iter()
-        .filter(|c| c.repo == repo && c.pull == number)
-        .skip(skip)
-        .take(per_page)
-        .map(comment_json)
-        .collect();
-    axum::Json(list).into_response()
+    page.of(world.comments.iter().filter(|c| c.repo == repo && c.pull == number).map(comment_json))
+        .into_response()
 }
 
 async fn create_comment(
@@ -358,14 +350,10 @@ async fn create_comment(
 
 async fn create_status(
     State(world): State<Shared>,
-    headers: HeaderMap,
     Path((owner, repo, sha)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
     let mut world = lock(&world);
-    if login(&world, &headers).is_none() {
-        return unauthorized();
-    }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Some(state) =
         body["state"].as_str().filter(|s| ["pending", "success", "failure", "error"].contains(s))
@@ -385,25 +373,14 @@ async fn create_status(
 
 async fn list_statuses(
     State(world): State<Shared>,
-    headers: HeaderMap,
     Path((owner, repo, sha)): Path<(String, String, String)>,
     Query(page): Query<Page>,
 ) -> Response {
     let world = lock(&world);
-    if login(&world, &headers).is_none() {
-        return unauthorized();
-    }
     let repo = format!("{owner}/{repo}");
-    let per_page = page.per_page.unwrap_or(30).clamp(1, 100);
-    let skip = page.page.unwrap_or(1).saturating_sub(1) * per_page;
-    let list: Vec<Value> = world
-        .statuses
-        .iter()
-        .rev()
-        .filter(|s| s.repo == repo && s.sha == sha)
-        .skip(skip)
-        .take(per_page)
-        .map(|s| json!({"state": s.state, "context": s.context, "description": s.description}))
-        .collect();
-    axum::Json(list).into_response()
+    let newest_first = world.statuses.iter().rev().filter(|s| s.repo == repo && s.sha == sha);
+    page.of(
+        newest_first.map(|s| json!({"state": s.state, "context": s.context, "description": s.description}))
+    )
+    .into_response()
 }

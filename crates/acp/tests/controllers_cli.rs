@@ -41,32 +41,9 @@ async fn git_sync_and_statusbot_run_as_processes_and_stop_on_sigterm() {
     let work = tmp.path().join("work");
     git(tmp.path(), &["init", "-q", "--bare", "-b", "main", bare.to_str().expect("utf-8")]);
     git(tmp.path(), &["init", "-q", "-b", "main", work.to_str().expect("utf-8")]);
-    std::fs::write(
-        work.join("a.yaml"),
-        "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: from-git\nspec:\n  initialPrompt: hi\n",
-    )
-    .expect("write");
-    git(&work, &["add", "-A"]);
-    git(&work, &["-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", "a"]);
-    git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
+    commit_session(&work, &bare, "from-git");
 
-    let (port, metrics_port) = (free_port(), free_port());
-    let gitsync = Command::new(env!("CARGO_BIN_EXE_acp"))
-        .args([
-            "git-sync",
-            "--namespace",
-            &ns.name,
-            "--webhook-addr",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--cache-dir",
-        ])
-        .arg(tmp.path().join("cache"))
-        .env("KUBECONFIG", env.kubeconfig())
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("acp git-sync starts");
+    let (gitsync, port, metrics_port) = git_sync(env, &ns.name, &tmp.path().join("cache"), &[], "git-sync");
     let statusbot = Command::new(env!("CARGO_BIN_EXE_acp"))
         .args(["statusbot", "--namespace", &ns.name, "--cache-dir"])
         .arg(tmp.path().join("bot"))
@@ -116,6 +93,29 @@ fn syncs(metrics_port: u16) -> Option<f64> {
     )
 }
 
+/// `acp git-sync` for namespace `ns` with `extra` flags, as replica `name`;
+/// returns it with its webhook and metrics ports.
+fn git_sync(
+    env: &TestEnv,
+    ns: &str,
+    cache: &std::path::Path,
+    extra: &[&str],
+    name: &str,
+) -> (Child, u16, u16) {
+    let (port, metrics_port) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_acp"))
+        .args(["git-sync", "--namespace", ns, "--webhook-addr", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--cache-dir"])
+        .arg(cache)
+        .args(extra)
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("POD_NAME", name)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("acp git-sync starts");
+    (child, port, metrics_port)
+}
+
 fn commit_session(work: &std::path::Path, bare: &std::path::Path, name: &str) {
     std::fs::write(
         work.join(format!("{name}.yaml")),
@@ -142,24 +142,9 @@ async fn of_two_git_sync_replicas_only_the_leader_syncs_and_the_standby_takes_ov
     git(tmp.path(), &["init", "-q", "-b", "main", work.to_str().expect("utf-8")]);
     commit_session(&work, &bare, "first");
     let replica = |name: &str| {
-        let (port, metrics_port) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_acp"))
-            .args([
-                "git-sync",
-                "--namespace",
-                &ns.name,
-                "--leader-elect",
-                "--leader-election-namespace",
-                &ns.name,
-            ])
-            .args(["--lease-duration-seconds", "3", "--webhook-addr", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--cache-dir"])
-            .arg(tmp.path().join(name))
-            .env("KUBECONFIG", env.kubeconfig())
-            .env("POD_NAME", name)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("acp git-sync starts");
+        let lease =
+            ["--leader-elect", "--leader-election-namespace", &ns.name, "--lease-duration-seconds", "3"];
+        let (child, _, metrics_port) = git_sync(env, &ns.name, &tmp.path().join(name), &lease, name);
         (child, metrics_port)
     };
     let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();

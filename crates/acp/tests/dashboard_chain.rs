@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +18,7 @@ use common::{Component, REPO, Stack, session};
 const HOSTILE: &str = "<img src=x onerror=alert(1)><script>alert(2)</script> done";
 
 fn get(url: &str) -> Option<String> {
-    let out = Command::new("curl").args(["-fsS", url]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    acp_testenv::proc::curl(url, &[])
 }
 
 fn json(url: &str) -> serde_json::Value {

@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use acp_api::AgenticSession;
 use acp_api::constants::annotations;
+use acp_testenv::bench::free_port;
 use acp_testenv::githttp::{GitServer, git};
 use acp_testenv::github::FakeGitHub;
 use acp_testenv::model::{Responder, ScriptedModel};
+use acp_testenv::proc::curl;
 use acp_testenv::{TestEnv, TestNamespace, eventually};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -108,10 +110,6 @@ impl Drop for Stack {
             eprintln!("the stack's files are kept in {}", kept.display());
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
 }
 
 /// A session manifest.
@@ -357,8 +355,7 @@ impl Stack {
         self.extra.clear();
         self.leader_elect = leader_elect;
         eventually("the dashboard to be ready", Duration::from_secs(30), || async {
-            let out = Command::new("curl").args(["-fsS", &format!("{url}/readyz")]).output().ok()?;
-            out.status.success().then_some(())
+            curl(&format!("{url}/readyz"), &[]).map(|_| ())
         })
         .await;
         url
