@@ -19,7 +19,7 @@ pub const DOMAIN: &str = "ambient-code.io";
 /// (in git or with kubectl): requests to acp, not records of what it did.
 /// Every other `ambient-code.io/` key belongs to acp's components: git-sync
 /// refuses a manifest that carries one.
-pub const USER_SETTABLE: &[&str] = &[annotations::DESIRED_PHASE];
+pub const USER_SETTABLE: &[&str] = &[annotations::DESIRED_PHASE, annotations::TRIGGER_REQUESTED_AT];
 
 /// Whether label or annotation `key` is written only by acp's components.
 pub fn is_reserved(key: &str) -> bool {
@@ -42,6 +42,8 @@ pub mod labels {
     pub const SOURCE_NAMESPACE: &str = "ambient-code.io/source-namespace";
     /// On objects git-sync applied: the commit SHA they were applied from.
     pub const SOURCE_COMMIT: &str = "ambient-code.io/source-commit";
+    /// On sessions a SessionSchedule created: the schedule's name.
+    pub const SCHEDULE: &str = "ambient-code.io/schedule";
 }
 
 /// Annotations acp reads or writes.
@@ -64,6 +66,12 @@ pub mod annotations {
     /// The status bot's progress on a session (JSON: pull request, comment id,
     /// digests of what was posted and written), so a restart resumes it.
     pub const STATUS_BOT_STATE: &str = "ambient-code.io/status-bot";
+    /// On a SessionSchedule, set by people: each new value runs the schedule
+    /// once, now (the existing platform's "trigger").
+    pub const TRIGGER_REQUESTED_AT: &str = "ambient-code.io/trigger-requested-at";
+    /// On sessions a SessionSchedule created: the due time (RFC 3339) they
+    /// ran for, or the trigger value for a triggered run.
+    pub const SCHEDULED_AT: &str = "ambient-code.io/scheduled-at";
 }
 
 /// Server-side apply field managers, one per writer, so ownership is visible in
@@ -75,6 +83,9 @@ pub mod field_managers {
     pub const OPERATOR: &str = "acp-operator";
     /// The status bot: owns only its bookkeeping annotations.
     pub const STATUS_BOT: &str = "acp-status-bot";
+    /// The operator's scheduler: creates (and stops) the sessions of a
+    /// SessionSchedule and owns the schedule's `status`.
+    pub const SCHEDULER: &str = "acp-scheduler";
     /// `acp` command-line tools that install CRDs and policies.
     pub const CLI: &str = "acp-cli";
 }
@@ -142,6 +153,16 @@ pub mod reasons {
     pub const VALIDATION_FAILED: &str = "ValidationFailed";
     /// git-sync: the SessionSource itself is unusable (bad ignore pattern, ref).
     pub const INVALID_SOURCE: &str = "InvalidSource";
+    /// Scheduler: the schedule or its time zone cannot be parsed.
+    pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
+    /// Scheduler: a run was created (event).
+    pub const RUN_CREATED: &str = "RunCreated";
+    /// Scheduler: a due run was skipped because one is active (Forbid).
+    pub const RUN_SKIPPED: &str = "RunSkipped";
+    /// Scheduler: an active run was stopped for a new one (Replace).
+    pub const RUN_REPLACED: &str = "RunReplaced";
+    /// Scheduler: due times passed without a run (downtime, deadline).
+    pub const MISSED_SCHEDULE: &str = "MissedSchedule";
 }
 
 /// Default branch git-sync never applies from and the status bot writes to.
@@ -187,6 +208,8 @@ mod tests {
     #[test]
     fn only_requests_to_acp_are_user_settable() {
         assert!(!is_reserved(annotations::DESIRED_PHASE));
+        assert!(!is_reserved(annotations::TRIGGER_REQUESTED_AT));
+        assert!(is_reserved(labels::SCHEDULE));
         for key in [
             "ambient-code.io/runner-secret",
             annotations::STATUS_BOT_STATE,

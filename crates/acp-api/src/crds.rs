@@ -6,11 +6,11 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{AgenticSession, SessionSource, schema::strip_nullable};
+use crate::{AgenticSession, SessionSchedule, SessionSource, schema::strip_nullable};
 
 /// Every CRD acp defines, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![finish(AgenticSession::crd()), finish(SessionSource::crd())]
+    vec![finish(AgenticSession::crd()), finish(SessionSource::crd()), finish(SessionSchedule::crd())]
 }
 
 /// The file name a CRD is stored under in `crds/`.

@@ -1,4 +1,5 @@
-//! acp's API types: the `AgenticSession` and `SessionSource` custom resources,
+//! acp's API types: the `AgenticSession`, `SessionSource` and `SessionSchedule`
+//! custom resources,
 //! their conditions, the constants every component shares, and the wire
 //! formats components exchange (the runner's progress events, the status
 //! bot's state).
@@ -13,11 +14,13 @@ pub mod constants;
 pub mod crds;
 pub mod progress;
 pub mod remote;
+pub mod schedule;
 pub mod schema;
 pub mod session;
 pub mod source;
 pub mod status_bot;
 
 pub use condition::{Condition, ConditionStatus};
+pub use schedule::{SessionSchedule, SessionScheduleSpec, SessionScheduleStatus};
 pub use session::{AgenticSession, SessionPhase, SessionSpec, SessionStatus};
 pub use source::{SessionSource, SessionSourceSpec, SessionSourceStatus};

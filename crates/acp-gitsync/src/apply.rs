@@ -12,22 +12,29 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 use serde_json::Value;
 
-use crate::plan::Desired;
+use crate::plan::{Desired, Kind};
 
 /// Requests in flight at once during an apply.
 pub const CONCURRENCY: usize = 64;
 
 /// The AgenticSession resource for dynamic clients.
 pub fn session_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(GROUP, VERSION, "AgenticSession"),
-        "agenticsessions",
-    )
+    resource(Kind::Session)
+}
+
+/// The resource of `kind` for dynamic clients.
+pub fn resource(kind: Kind) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, kind.as_str()), kind.plural())
 }
 
 /// Sessions of `namespace`.
 pub fn sessions(client: Client, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client, namespace, &session_resource())
+    objects(client, namespace, Kind::Session)
+}
+
+/// Objects of `kind` in `namespace`.
+pub fn objects(client: Client, namespace: &str, kind: Kind) -> Api<DynamicObject> {
+    Api::namespaced_with(client, namespace, &resource(kind))
 }
 
 /// The API server's message of a failed request, without the client's wrapping.

@@ -13,7 +13,7 @@ use acp_api::SessionSource;
 use acp_api::constants::{
     API_VERSION, DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, reasons,
 };
-use acp_api::source::{FileError, InventoryEntry, SessionSourceStatus};
+use acp_api::source::{FileError, SessionSourceStatus};
 use acp_policy::Checker;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
@@ -28,8 +28,9 @@ use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::apply::{self, api_message};
+use crate::apply;
 use crate::files::{self, Filter};
+use crate::kinds::{self, KindSynced};
 use crate::plan::{self, SourceRef};
 use crate::status::{self, Failed, Synced};
 use acp_git::Credentials;
@@ -281,38 +282,6 @@ fn failed(reason: &'static str, message: String, retryable: bool) -> Failed {
     Failed { reason, message, retryable }
 }
 
-/// The commit that last changed each file of `desired`, from the mirror's
-/// history (the first sync of a remote has only its tip: the caller stamps
-/// the synced revision for files it cannot place).
-async fn last_changes(
-    dir: &std::path::Path,
-    revision: &str,
-    desired: &[plan::Desired],
-) -> HashMap<String, String> {
-    let Ok(head) = git2::Oid::from_str(revision) else { return HashMap::new() };
-    if desired.is_empty() {
-        return HashMap::new();
-    }
-    let dir = dir.to_owned();
-    let paths: Vec<String> = desired.iter().map(|d| d.path.clone()).collect();
-    let walked = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        acp_git::history::last_changes(&dir, head, &refs, acp_git::history::DEFAULT_LIMIT)
-    })
-    .await;
-    match walked {
-        Ok(Ok(found)) => found.into_iter().map(|(path, commit)| (path, commit.to_string())).collect(),
-        Ok(Err(err)) => {
-            warn!(error = %err, "failed to read the history; labelling changed sessions with the synced revision");
-            HashMap::new()
-        }
-        Err(err) => {
-            warn!(error = %err, "history task failed");
-            HashMap::new()
-        }
-    }
-}
-
 /// Fetch, plan, apply, prune. `Err(Failed)` is a sync problem for status;
 /// the outer `Err` is an API failure to retry.
 async fn sync(
@@ -415,107 +384,52 @@ async fn sync(
         },
         None => ctx.client.clone(),
     };
-    let api = apply::sessions(client, &target);
-    let live = match apply::list(&api).await {
-        Ok(live) => live,
-        Err(e) => {
-            let message = format!("failed to list AgenticSessions in {target}: {}", api_message(&e));
-            return Ok(Err(failed(reasons::APPLY_FAILED, message, true)));
-        }
-    };
     let checked_ms = started.elapsed().as_millis();
     let broken: HashSet<&str> = manifests.errors.iter().map(|e| e.path.as_str()).collect();
-    let plan = plan::diff(manifests.desired.clone(), &live, &current.inventory, &source_ref, &broken);
-    let to_apply: Vec<_> = plan.create.iter().chain(&plan.update).cloned().collect();
-    let commits = last_changes(&ctx.config.cache_dir.join(ns).join(name), &revision, &to_apply).await;
-    let apply_failures = apply::apply(&api, to_apply, &revision, &commits).await;
+    let mirror = ctx.config.cache_dir.join(ns).join(name);
+    let mut synced = KindSynced::default();
+    for kind in plan::Kind::ALL {
+        let part = kinds::sync(kinds::Sync {
+            kind,
+            client: client.clone(),
+            target: &target,
+            source: &source_ref,
+            desired: manifests.desired.iter().filter(|d| d.kind == kind).cloned().collect(),
+            inventory: current.inventory.iter().filter(|e| e.kind == kind.as_str()).cloned().collect(),
+            broken: &broken,
+            revision: &revision,
+            mirror: &mirror,
+            prune: spec.prune,
+        })
+        .await;
+        match part {
+            Ok(part) => synced.merge(part),
+            Err(message) => return Ok(Err(failed(reasons::APPLY_FAILED, message, true))),
+        }
+    }
     acp_kube::failpoint::hit("gitsync.applied");
     // A sync that changes nothing (every interval) is logged at debug.
-    let level_info = !plan.create.is_empty() || !plan.update.is_empty() || !plan.prune.is_empty();
-    let (files, create, update, unchanged) =
-        (entries.len(), plan.create.len(), plan.update.len(), plan.unchanged.len());
+    let level_info = synced.create + synced.update > 0 || synced.pruned > 0;
+    let (files, create, update, unchanged) = (entries.len(), synced.create, synced.update, synced.unchanged);
     let applied_ms = started.elapsed().as_millis();
     if level_info {
         info!(%revision, files, create, update, unchanged, fetched_ms, checked_ms, applied_ms, "synced");
     } else {
         tracing::debug!(%revision, files, unchanged, fetched_ms, checked_ms, applied_ms, "synced, nothing changed");
     }
-    let failed_names: HashSet<&str> = apply_failures.iter().map(|(d, _)| d.name.as_str()).collect();
     let mut errors = manifests.errors.clone();
-    errors.extend(plan.conflicts.iter().cloned());
-    errors.extend(apply_failures.iter().map(|(d, e)| FileError {
-        path: d.path.clone(),
-        line: Some(d.line.into()),
-        column: Some(1),
-        message: format!("failed to apply AgenticSession {:?}: {}", d.name, api_message(e)),
-    }));
-
-    let uid_of = |name: &str| {
-        live.iter()
-            .find(|o| o["metadata"]["name"] == name)
-            .and_then(|o| o["metadata"]["uid"].as_str().map(String::from))
-    };
-    let mut pruned = 0;
-    let mut kept_by_failure = HashSet::new();
-    if spec.prune && !plan.prune.is_empty() {
-        let victims: Vec<_> = plan.prune.iter().map(|n| (n.clone(), uid_of(n))).collect();
-        let count = victims.len();
-        let failures = apply::prune(&api, victims).await;
-        for (victim, error) in &failures {
-            kept_by_failure.insert(victim.clone());
-            errors.push(FileError {
-                path: current
-                    .inventory
-                    .iter()
-                    .find(|i| &i.name == victim)
-                    .map(|i| i.path.clone())
-                    .unwrap_or_default(),
-                line: None,
-                column: None,
-                message: format!("failed to prune AgenticSession {victim:?}: {}", api_message(error)),
-            });
-        }
-        pruned = (count - failures.len()) as i64;
-        info!(pruned, "pruned sessions that left git");
-    }
-
-    let entry = |d: &plan::Desired, revision: &str| InventoryEntry {
-        kind: "AgenticSession".into(),
-        namespace: target.clone(),
-        name: d.name.clone(),
-        path: d.path.clone(),
-        revision: revision.to_string(),
-    };
-    let mut inventory: Vec<InventoryEntry> = Vec::new();
-    for d in plan.create.iter().chain(&plan.update).filter(|d| !failed_names.contains(d.name.as_str())) {
-        inventory.push(entry(d, &revision));
-    }
-    for (d, recorded) in &plan.unchanged {
-        inventory.push(entry(d, if recorded.is_empty() { &revision } else { recorded }));
-    }
-    // Still ours and still live: kept for a broken file, a failed update or prune, or prune off.
-    let listed: HashSet<String> = inventory.iter().map(|i| i.name.clone()).collect();
-    for old in &current.inventory {
-        let live_and_ours =
-            live.iter().any(|o| o["metadata"]["name"] == old.name.as_str() && source_ref.owns(o));
-        let kept = failed_names.contains(old.name.as_str())
-            || broken.contains(old.path.as_str())
-            || kept_by_failure.contains(&old.name)
-            || (!spec.prune && plan.prune.contains(&old.name));
-        if live_and_ours && kept && !listed.contains(&old.name) {
-            inventory.push(old.clone());
-        }
-    }
-    inventory.sort_by(|a, b| a.name.cmp(&b.name));
+    errors.extend(synced.errors);
+    let mut inventory = synced.inventory;
+    inventory.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
 
     Ok(Ok(Synced {
         revision,
         started_at: Some(started_at),
         duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-        applied: (plan.create.len() + plan.update.len() - failed_names.len()) as i64,
-        unchanged: plan.unchanged.len() as i64,
-        pruned,
-        apply_failed: !apply_failures.is_empty() || !kept_by_failure.is_empty(),
+        applied: synced.applied,
+        unchanged: synced.unchanged,
+        pruned: synced.pruned,
+        apply_failed: synced.apply_failed,
         errors,
         inventory,
     }))

@@ -3,7 +3,8 @@
 //! A sync is a pipeline: fetch the revision into a mirror (`acp_git::mirror`) → select the
 //! manifest files ([`files`]) → parse them with positions ([`manifest`]) →
 //! check each against the schema and policies and diff against the cluster
-//! ([`plan`], pure) → server-side apply and prune ([`apply`]) → status
+//! ([`plan`], pure) → server-side apply and prune, kind by kind ([`kinds`],
+//! [`apply`]) → status
 //! ([`status`], pure; written by [`controller`]). [`webhook`] turns GitHub push
 //! deliveries into immediate syncs.
 #![forbid(unsafe_code)]
@@ -12,6 +13,7 @@ pub mod apply;
 pub mod controller;
 pub mod files;
 pub mod keys;
+pub mod kinds;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;

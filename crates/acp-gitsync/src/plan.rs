@@ -1,6 +1,7 @@
 //! What a sync does, decided without I/O: which manifests are valid sessions
-//! (with every file error), the stamped objects to apply, and the diff against
-//! what the cluster holds: create, update, unchanged, prune.
+//! and schedules (with every file error), the stamped objects to apply, and
+//! the diff against what the cluster holds: create, update, unchanged, prune
+//! (one [`diff`] per [`Kind`]).
 //!
 //! "Unchanged" is decided by two checks, so that a no-op sync sends no write:
 //! the live object carries the digest of the desired manifest (a field removed
@@ -21,6 +22,47 @@ use crate::manifest;
 /// Annotation holding the digest of the manifest an object was applied from.
 pub const DIGEST_ANNOTATION: &str = "ambient-code.io/source-digest";
 
+/// The kinds of object a source syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `AgenticSession`.
+    Session,
+    /// `SessionSchedule`.
+    Schedule,
+}
+
+impl Kind {
+    /// Every kind, in apply order.
+    pub const ALL: [Self; 2] = [Self::Session, Self::Schedule];
+
+    /// The kind named `kind`, if a source syncs it.
+    pub fn of(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// The kind's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "AgenticSession",
+            Self::Schedule => "SessionSchedule",
+        }
+    }
+
+    /// The kind's resource (plural).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Session => "agenticsessions",
+            Self::Schedule => "sessionschedules",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The SessionSource a sync runs for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceRef {
@@ -36,17 +78,21 @@ impl SourceRef {
         format!("{}={},{}={}", labels::SOURCE_NAMESPACE, self.namespace, labels::SOURCE_NAME, self.name)
     }
 
-    /// Whether `object` carries this source's labels.
+    /// Whether `object` carries this source's labels (and is not a run of a
+    /// schedule, which carries them too but was created by the scheduler).
     pub fn owns(&self, object: &Value) -> bool {
         let labels_of = &object["metadata"]["labels"];
         labels_of[labels::SOURCE_NAMESPACE] == self.namespace.as_str()
             && labels_of[labels::SOURCE_NAME] == self.name.as_str()
+            && labels_of[labels::SCHEDULE].is_null()
     }
 }
 
-/// A valid session to apply.
+/// A valid session or schedule to apply.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Desired {
+    /// Its kind.
+    pub kind: Kind,
     /// Object name (in the target namespace).
     pub name: String,
     /// File it came from.
@@ -128,7 +174,7 @@ pub fn manifests_cached(
 ) -> (Manifests, CheckCache) {
     let mut out = Manifests::default();
     let mut cache = CheckCache::new();
-    let mut seen: HashMap<String, (String, u32)> = HashMap::new();
+    let mut seen: HashMap<(Kind, String), (String, u32)> = HashMap::new();
     for entry in entries {
         let checked = match entry {
             Entry::File { path, bytes } => {
@@ -163,23 +209,23 @@ pub fn manifests_cached(
         };
         out.errors.extend(checked.errors);
         for desired in checked.desired {
-            if let Some((first_path, first_line)) = seen.get(&desired.name) {
+            if let Some((first_path, first_line)) = seen.get(&(desired.kind, desired.name.clone())) {
                 out.errors.push(FileError {
                     path: desired.path.clone(),
                     line: Some(desired.name_at.0.into()),
                     column: Some(desired.name_at.1.into()),
                     message: format!(
-                        "AgenticSession {:?} is also defined at {first_path}:{first_line}; names must be unique, rename one",
-                        desired.name
+                        "{} {:?} is also defined at {first_path}:{first_line}; names must be unique, rename one",
+                        desired.kind, desired.name
                     ),
                 });
                 continue;
             }
-            seen.insert(desired.name.clone(), (desired.path.clone(), desired.line));
+            seen.insert((desired.kind, desired.name.clone()), (desired.path.clone(), desired.line));
             out.desired.push(desired);
         }
     }
-    out.desired.sort_by(|a, b| a.name.cmp(&b.name));
+    out.desired.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     (out, cache)
 }
 
@@ -225,16 +271,16 @@ fn check_file(
         let root = acp_policy::FieldPath::root();
         let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
         let kind = doc.object["kind"].as_str().unwrap_or_default();
-        if api_version != acp_api::constants::API_VERSION || kind != "AgenticSession" {
+        let Some(kind) = Kind::of(kind).filter(|_| api_version == acp_api::constants::API_VERSION) else {
             out.errors.push(doc.error_at(
                 &root.key("kind"),
                 format!(
-                    "{kind:?} ({api_version:?}) is not synced: a session source holds only {} AgenticSession manifests",
+                    "{kind:?} ({api_version:?}) is not synced: a session source holds only {} AgenticSession and SessionSchedule manifests",
                     acp_api::constants::API_VERSION
                 ),
             ));
             continue;
-        }
+        };
         let reserved: Vec<(&str, &String)> = ["labels", "annotations"]
             .into_iter()
             .flat_map(|kind| {
@@ -274,12 +320,18 @@ fn check_file(
             continue;
         }
         let name = doc.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        out.desired.push(stamp(&doc, name, source, target_namespace));
+        out.desired.push(stamp(&doc, kind, name, source, target_namespace));
     }
     out
 }
 
-fn stamp(doc: &manifest::Document, name: String, source: &SourceRef, target_namespace: &str) -> Desired {
+fn stamp(
+    doc: &manifest::Document,
+    kind: Kind,
+    name: String,
+    source: &SourceRef,
+    target_namespace: &str,
+) -> Desired {
     let digest = digest(&doc.object);
     let mut object = doc.object.clone();
     object.as_object_mut().map(|o| o.remove("status"));
@@ -292,7 +344,7 @@ fn stamp(doc: &manifest::Document, name: String, source: &SourceRef, target_name
     meta["annotations"][annotations::SOURCE_PATH] = json!(doc.path);
     meta["annotations"][DIGEST_ANNOTATION] = json!(digest);
     let name_at = doc.locate(&acp_policy::FieldPath::root().key("metadata").key("name"));
-    Desired { name, path: doc.path.clone(), line: doc.line, object, digest, name_at }
+    Desired { kind, name, path: doc.path.clone(), line: doc.line, object, digest, name_at }
 }
 
 /// A short, stable digest of a manifest. serde_json's map keeps keys sorted
@@ -355,8 +407,8 @@ pub fn diff(
                 line: Some(want.line.into()),
                 column: Some(1),
                 message: format!(
-                    "AgenticSession {:?} already exists and was not created by this source; rename the manifest or delete the existing session",
-                    want.name
+                    "{} {:?} already exists and was not created by this source; rename the manifest or delete the existing one",
+                    want.kind, want.name
                 ),
             }),
             Some(live) => {

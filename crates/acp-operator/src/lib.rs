@@ -6,7 +6,9 @@
 //!   named by [`names`];
 //! - [`result`]: reading the runner's result from its termination message;
 //! - [`controller`]: the kube-runtime shell that observes, decides and applies;
-//! - [`process`]: the `process` executor (runs as local `acp runner` processes).
+//! - [`process`]: the `process` executor (runs as local `acp runner` processes);
+//! - [`schedule`]: the scheduler, which runs SessionSchedules' sessions at
+//!   their due times.
 #![forbid(unsafe_code)]
 
 pub mod children;
@@ -18,4 +20,5 @@ pub mod observe;
 pub mod pod;
 pub mod process;
 pub mod result;
+pub mod schedule;
 pub mod state;

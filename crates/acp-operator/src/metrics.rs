@@ -44,6 +44,10 @@ pub struct Metrics {
     pub durations: Family<PhaseLabel, Histogram>,
     /// Requests sent to the Kubernetes API (watches count once).
     pub api_requests: Counter,
+    /// Sessions the scheduler created for SessionSchedules.
+    pub scheduled_runs: Counter,
+    /// Scheduler reconciles completed.
+    pub schedule_reconciles: Counter,
     registry: Registry,
 }
 
@@ -62,7 +66,24 @@ impl Default for Metrics {
         registry.register("session_duration_seconds", "Run durations by terminal phase", durations.clone());
         let api_requests = Counter::default();
         registry.register("api_requests", "Requests sent to the Kubernetes API", api_requests.clone());
-        Self { reconciles, errors, transitions, durations, api_requests, registry }
+        let scheduled_runs = Counter::default();
+        registry.register("scheduled_runs", "Sessions created for SessionSchedules", scheduled_runs.clone());
+        let schedule_reconciles = Counter::default();
+        registry.register(
+            "schedule_reconciles",
+            "Scheduler reconciles completed",
+            schedule_reconciles.clone(),
+        );
+        Self {
+            reconciles,
+            errors,
+            transitions,
+            durations,
+            api_requests,
+            scheduled_runs,
+            schedule_reconciles,
+            registry,
+        }
     }
 }
 

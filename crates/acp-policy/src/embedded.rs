@@ -12,6 +12,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("session-env-secrets.yaml", include_str!("../../../policies/session-env-secrets.yaml")),
     ("session-max-turns.yaml", include_str!("../../../policies/session-max-turns.yaml")),
     ("session-runner-secret.yaml", include_str!("../../../policies/session-runner-secret.yaml")),
+    ("schedule-frequency.yaml", include_str!("../../../policies/schedule-frequency.yaml")),
 ];
 
 /// The built-in policy set.

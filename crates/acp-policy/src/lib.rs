@@ -66,17 +66,19 @@ impl fmt::Display for Finding {
     }
 }
 
-/// Schema plus policies: everything an AgenticSession must pass.
+/// Schema plus policies: everything an AgenticSession or a SessionSchedule
+/// must pass.
 #[derive(Debug)]
 pub struct Checker {
     schema: SessionSchema,
+    schedule: SessionSchema,
     policies: PolicySet,
 }
 
 impl Checker {
     /// A checker with the AgenticSession schema and `policies`.
     pub fn new(policies: PolicySet) -> Self {
-        Self { schema: SessionSchema::new(), policies }
+        Self { schema: SessionSchema::new(), schedule: SessionSchema::for_kind("SessionSchedule"), policies }
     }
 
     /// A checker with the schema and the policies built into this binary.
@@ -89,14 +91,78 @@ impl Checker {
         &self.policies
     }
 
-    /// Every finding for `object` (an AgenticSession as JSON) created in
-    /// `namespace`. Policies run only on objects the schema accepts, as in the
-    /// API server, where admission follows validation.
+    /// Every finding for `object` (an AgenticSession or a SessionSchedule, as
+    /// JSON) created in `namespace`. Policies run only on objects the schema
+    /// accepts, as in the API server, where admission follows validation.
+    ///
+    /// A schedule's template is also checked as the session it creates: the
+    /// policies on sessions bound what a schedule may run, found in git
+    /// rather than at each due time (findings point into `spec.template`).
     pub fn check(&self, object: &Value, namespace: &str) -> Vec<Finding> {
-        let (defaulted, findings) = self.schema.check(object);
+        if object["kind"] != "SessionSchedule" {
+            let (defaulted, findings) = self.schema.check(object);
+            if !findings.is_empty() {
+                return findings;
+            }
+            return self.policies.evaluate(&defaulted, namespace, Some(self.schema.schema()));
+        }
+        let (defaulted, findings) = self.schedule.check(object);
         if !findings.is_empty() {
             return findings;
         }
-        self.policies.evaluate(&defaulted, namespace, Some(self.schema.schema()))
+        let mut findings = self.policies.evaluate(&defaulted, namespace, Some(self.schedule.schema()));
+        if let Err(error) = acp_api::schedule::cron::Cron::parse(
+            defaulted["spec"]["schedule"].as_str().unwrap_or_default(),
+            defaulted["spec"]["timeZone"].as_str(),
+        ) {
+            let field = match error {
+                acp_api::schedule::cron::CronError::TimeZone { .. } => "spec.timeZone",
+                acp_api::schedule::cron::CronError::Schedule { .. } => "spec.schedule",
+            };
+            findings.push(Finding {
+                field: FieldPath::parse(field),
+                message: error.to_string(),
+                origin: Origin::Schema,
+            });
+        }
+        let template = &object["spec"]["template"];
+        // The longest name a run gets: `<schedule>-manual-<8 hex>`.
+        let mut metadata = serde_json::json!({
+            "name": format!("{}-manual-00000000", object["metadata"]["name"].as_str().unwrap_or_default()),
+        });
+        for key in ["labels", "annotations"] {
+            if let Some(map) = template["metadata"].get(key) {
+                metadata[key] = map.clone();
+            }
+        }
+        let session = serde_json::json!({
+            "apiVersion": acp_api::constants::API_VERSION,
+            "kind": "AgenticSession",
+            "metadata": metadata,
+            "spec": template["spec"],
+        });
+        let (session_defaulted, session_findings) = self.schema.check(&session);
+        let at_template = FieldPath::root().key("spec").key("template");
+        let moved = |f: Finding| {
+            let field = if f.field.0.first() == Some(&path::Segment::Key("metadata".into()))
+                && f.field.0.get(1) == Some(&path::Segment::Key("name".into()))
+            {
+                FieldPath::root().key("metadata").key("name")
+            } else {
+                at_template.join(&f.field)
+            };
+            Finding { field, ..f }
+        };
+        if !session_findings.is_empty() {
+            findings.extend(session_findings.into_iter().map(moved));
+            return findings;
+        }
+        findings.extend(
+            self.policies
+                .evaluate(&session_defaulted, namespace, Some(self.schema.schema()))
+                .into_iter()
+                .map(moved),
+        );
+        findings
     }
 }

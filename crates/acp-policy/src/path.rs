@@ -34,6 +34,13 @@ impl FieldPath {
         next
     }
 
+    /// `self` followed by every segment of `rest`.
+    pub fn join(&self, rest: &FieldPath) -> Self {
+        let mut next = self.clone();
+        next.0.extend(rest.0.iter().cloned());
+        next
+    }
+
     /// This path plus an index.
     pub fn index(&self, index: usize) -> Self {
         let mut next = self.clone();

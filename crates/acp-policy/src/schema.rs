@@ -29,8 +29,9 @@ const META_FIELDS: &[&str] = &[
     "managedFields",
 ];
 
-/// The AgenticSession schema, compiled once.
+/// The schema of one of acp's kinds (AgenticSession, SessionSchedule), compiled once.
 pub struct SessionSchema {
+    kind: &'static str,
     schema: Value,
     validator: Option<Validator>,
     cel: CompiledSchema,
@@ -53,9 +54,14 @@ impl Default for SessionSchema {
 impl SessionSchema {
     /// Compiles the schema of the AgenticSession CRD this binary generates.
     pub fn new() -> Self {
+        Self::for_kind("AgenticSession")
+    }
+
+    /// Compiles the schema of CRD `kind` this binary generates.
+    pub fn for_kind(kind: &'static str) -> Self {
         let schema = acp_api::crds::all()
             .into_iter()
-            .find(|crd| crd.spec.names.kind == "AgenticSession")
+            .find(|crd| crd.spec.names.kind == kind)
             .and_then(|crd| crd.spec.versions.into_iter().next())
             .and_then(|version| version.schema)
             .and_then(|validation| validation.open_api_v3_schema)
@@ -66,7 +72,7 @@ impl SessionSchema {
         // unknown-field and CEL checks in place.
         let validator = jsonschema::validator_for(&schema).ok();
         let cel = compile_schema(&schema);
-        Self { schema, validator, cel, rules: kube_cel::Validator::new() }
+        Self { kind, schema, validator, cel, rules: kube_cel::Validator::new() }
     }
 
     /// The CRD's `openAPIV3Schema` as JSON.
@@ -78,7 +84,7 @@ impl SessionSchema {
     /// server would store and hand to admission), with every finding.
     pub fn check(&self, object: &Value) -> (Value, Vec<Finding>) {
         let mut findings = Vec::new();
-        check_type_meta(object, &mut findings);
+        check_type_meta(object, self.kind, &mut findings);
         check_metadata(object.get("metadata"), &mut findings);
         let mut pruned = object.clone();
         prune_nulls(&mut pruned);
@@ -123,14 +129,14 @@ impl SessionSchema {
     }
 }
 
-fn check_type_meta(object: &Value, findings: &mut Vec<Finding>) {
+fn check_type_meta(object: &Value, expected: &str, findings: &mut Vec<Finding>) {
     let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
-    if api_version != API_VERSION || kind != "AgenticSession" {
+    if api_version != API_VERSION || kind != expected {
         findings.push(Finding {
             field: FieldPath::root(),
             message: format!(
-                "expected apiVersion {API_VERSION} and kind AgenticSession, found apiVersion {api_version:?} kind {kind:?}"
+                "expected apiVersion {API_VERSION} and kind {expected}, found apiVersion {api_version:?} kind {kind:?}"
             ),
             origin: Origin::Schema,
         });

@@ -184,7 +184,9 @@ impl PolicySet {
         let mut findings = Vec::new();
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let object_cel = to_cel(object, schema);
-        let request = request(name, namespace);
+        let kind = object["kind"].as_str().unwrap_or("AgenticSession");
+        let resource = resource_of(kind);
+        let request = request(name, namespace, kind, resource);
         let labels = object["metadata"]["labels"].as_object().cloned().unwrap_or_default();
         for binding in &self.bindings {
             let spec = &binding.spec;
@@ -193,8 +195,8 @@ impl PolicySet {
             };
             let denies = spec.validation_actions.iter().any(|a| a == "Deny");
             if !denies
-                || !matches(policy.spec_match.as_ref(), &labels)
-                || !matches(spec.match_resources.as_ref(), &labels)
+                || !matches(policy.spec_match.as_ref(), &labels, resource)
+                || !matches(spec.match_resources.as_ref(), &labels, resource)
             {
                 continue;
             }
@@ -234,8 +236,16 @@ impl PolicySet {
     }
 }
 
-/// The `request` variable of a create of AgenticSession `name` in `namespace`.
-fn request(name: &str, namespace: &str) -> Cel {
+/// The resource (plural) of one of acp's kinds.
+fn resource_of(kind: &str) -> &'static str {
+    match kind {
+        "SessionSchedule" => "sessionschedules",
+        _ => RESOURCE,
+    }
+}
+
+/// The `request` variable of a create of `kind` `name` in `namespace`.
+fn request(name: &str, namespace: &str, kind: &str, resource: &str) -> Cel {
     let text = |s: &str| Cel::String(std::sync::Arc::new(s.to_string()));
     let gv = |last: &str, value: &str| {
         map([
@@ -249,8 +259,8 @@ fn request(name: &str, namespace: &str) -> Cel {
         ("name".to_string(), text(name)),
         ("namespace".to_string(), text(namespace)),
         ("dryRun".to_string(), Cel::Bool(false)),
-        ("kind".to_string(), gv("kind", "AgenticSession")),
-        ("resource".to_string(), gv("resource", RESOURCE)),
+        ("kind".to_string(), gv("kind", kind)),
+        ("resource".to_string(), gv("resource", resource)),
         (
             "userInfo".to_string(),
             map([("username".to_string(), text("")), ("groups".to_string(), Cel::List(Default::default()))]),
@@ -342,7 +352,11 @@ fn field_of(message: &str) -> FieldPath {
     }
 }
 
-fn matches(resources: Option<&MatchResources>, labels: &serde_json::Map<String, Value>) -> bool {
+fn matches(
+    resources: Option<&MatchResources>,
+    labels: &serde_json::Map<String, Value>,
+    resource: &str,
+) -> bool {
     let Some(resources) = resources else { return true };
     let rule_matches = |rule: &NamedRuleWithOperations| {
         let any = |list: &Option<Vec<String>>, want: &str| {
@@ -350,7 +364,7 @@ fn matches(resources: Option<&MatchResources>, labels: &serde_json::Map<String, 
         };
         any(&rule.api_groups, GROUP)
             && any(&rule.api_versions, "v1alpha1")
-            && any(&rule.resources, RESOURCE)
+            && any(&rule.resources, resource)
             && any(&rule.operations, "CREATE")
     };
     if let Some(rules) = &resources.resource_rules

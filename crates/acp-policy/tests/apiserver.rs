@@ -35,11 +35,14 @@ async fn api_server_and_offline_checker_agree_on_the_corpus() {
     install_policies(&ns).await;
 
     let checker = Checker::with_embedded_policies().expect("policies load");
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("vteam.ambient-code", "v1alpha1", "AgenticSession"),
-        "agenticsessions",
-    );
-    let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
+    let api_of = |kind: &str| {
+        let plural = if kind == "SessionSchedule" { "sessionschedules" } else { "agenticsessions" };
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("vteam.ambient-code", "v1alpha1", kind),
+            plural,
+        );
+        Api::<DynamicObject>::namespaced_with(ns.client.clone(), &ns.name, &ar)
+    };
     let mut params = PatchParams::apply("acp-policy-test");
     params.dry_run = true;
     params.field_validation = Some(ValidationDirective::Strict);
@@ -50,6 +53,7 @@ async fn api_server_and_offline_checker_agree_on_the_corpus() {
     for (name, expected_allowed, mut doc) in files {
         doc["metadata"]["namespace"] = json!(ns.name);
         let object_name = doc["metadata"]["name"].as_str().expect("corpus files are named").to_string();
+        let api = api_of(doc["kind"].as_str().unwrap_or_default());
         let server = api.patch(&object_name, &params, &Patch::Apply(&doc)).await;
         let findings = checker.check(&doc, &ns.name);
         let server_allowed = server.is_ok();

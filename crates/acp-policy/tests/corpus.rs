@@ -65,6 +65,7 @@ fn shipped_policies_all_load() {
     assert_eq!(
         names,
         [
+            "acp-schedule-frequency",
             "acp-session-env-secrets",
             "acp-session-max-turns",
             "acp-session-models",
@@ -93,4 +94,38 @@ fn missing_params_deny_and_bad_policies_are_refused() {
     let error =
         acp_policy::PolicySet::from_files([("t.yaml".to_string(), broken)]).expect_err("does not compile");
     assert_eq!(error.category(), "compile");
+}
+
+/// Offline only (the API server checks a schedule's runs when they are
+/// created, at each due time): git-sync and `acp validate` check a
+/// schedule's template as the session it creates, and its cron and zone.
+#[test]
+fn a_schedule_template_is_held_to_the_session_policies_and_its_cron_is_parsed() {
+    let checker = Checker::with_embedded_policies().expect("shipped policies load");
+    let schedule = |schedule: &str, zone: &str, model: &str| {
+        object(&format!(
+            "apiVersion: vteam.ambient-code/v1alpha1\nkind: SessionSchedule\nmetadata:\n  name: nightly\nspec:\n  schedule: \"{schedule}\"\n  timeZone: {zone}\n  template:\n    spec:\n      llmSettings:\n        model: {model}\n"
+        ))
+    };
+    assert!(checker.check(&schedule("0 3 * * *", "UTC", "sonnet"), "team-a").is_empty());
+    let findings = checker.check(&schedule("0 3 * * *", "UTC", "gpt-4"), "team-a");
+    assert!(
+        findings.iter().any(|f| f.field.to_string() == "spec.template.spec.llmSettings.model"
+            && f.message.contains("gpt-4 is not allowed")),
+        "{findings:?}"
+    );
+    let findings = checker.check(&schedule("0 3 * *", "UTC", "sonnet"), "team-a");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.field.to_string() == "spec.schedule" && f.message.contains("4 fields, not 5")),
+        "{findings:?}"
+    );
+    let findings = checker.check(&schedule("0 3 * * *", "Mars/Base", "sonnet"), "team-a");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.field.to_string() == "spec.timeZone" && f.message.contains("unknown time zone")),
+        "{findings:?}"
+    );
 }

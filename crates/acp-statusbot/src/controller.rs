@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use acp_api::constants::{
     DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, labels,
 };
-use acp_api::{AgenticSession, SessionPhase, SessionSource};
+use acp_api::{AgenticSession, SessionPhase, SessionSchedule, SessionSource};
 use acp_git::Credentials;
 use futures_util::StreamExt as _;
 use k8s_openapi::ByteString;
@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, instrument, warn};
 
 use crate::github::{GitHub, GitHubError};
+use crate::provenance::{Provenance, provenance, schedule_vouches, scheduled_by};
 use crate::render::{RenderError, Renderer, marker};
 use crate::report::{Report, commit_status, report, status_file};
 use crate::writeback::{WriteBack, WriteBackError, Written, status_file as status_path};
@@ -100,37 +101,6 @@ impl Error {
 }
 
 pub use acp_api::status_bot::BotState;
-
-/// Whether a session's claimed source really applied it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Provenance {
-    /// The source targets the session's namespace and lists it in its inventory.
-    Confirmed,
-    /// The source targets the namespace but has not recorded the session yet
-    /// (git-sync writes the inventory after applying), and the session is
-    /// new: look again soon.
-    NotYet,
-    /// The source could not have applied it.
-    Refused(String),
-}
-
-/// Checks the claim that `source` applied session `namespace/name` (created
-/// `recent`ly, so the inventory may still be on its way).
-pub fn provenance(source: &SessionSource, namespace: &str, name: &str, recent: bool) -> Provenance {
-    let source_ns = source.metadata.namespace.as_deref().unwrap_or_default();
-    let target = source.spec.target_namespace.as_deref().unwrap_or(source_ns);
-    if target != namespace {
-        return Provenance::Refused(format!("the source applies into {target:?}, not {namespace:?}"));
-    }
-    let listed = source.status.as_ref().is_some_and(|s| {
-        s.inventory.iter().any(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.name == name)
-    });
-    match (listed, recent) {
-        (true, _) => Provenance::Confirmed,
-        (false, true) => Provenance::NotYet,
-        (false, false) => Provenance::Refused("the source's inventory does not list it".into()),
-    }
-}
 
 fn digest(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
@@ -240,7 +210,23 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         k8s_openapi::jiff::Timestamp::now().duration_since(t.0)
             < k8s_openapi::jiff::SignedDuration::from_secs(120)
     });
-    match provenance(&source, &ns, &name, recent) {
+    let verdict = match scheduled_by(&session) {
+        None => provenance(&source, &ns, "AgenticSession", &name, recent),
+        // A schedule's run: the source must have applied the schedule, and the
+        // schedule's status (written only by the scheduler) must list the run.
+        Some(owner) => match provenance(&source, &ns, "SessionSchedule", &owner.name, recent) {
+            Provenance::Confirmed => {
+                let schedules: Api<SessionSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+                let schedule = schedules
+                    .get_opt(&owner.name)
+                    .await
+                    .map_err(|source| Error::Kube { action: "read the session's schedule", source })?;
+                schedule_vouches(schedule.as_ref(), &owner.uid, &name, recent)
+            }
+            other => other,
+        },
+    };
+    match verdict {
         Provenance::Confirmed => {}
         Provenance::NotYet => return Ok(Action::requeue(Duration::from_secs(5))),
         Provenance::Refused(why) => {
@@ -503,39 +489,4 @@ async fn post(
     next.posted = Some(wanted);
     next.posted_at = Some(epoch());
     Ok(Action::await_change())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn source(namespace: &str, target: Option<&str>, inventory: &[(&str, &str)]) -> SessionSource {
-        let entries: Vec<serde_json::Value> = inventory
-            .iter()
-            .map(|(ns, name)| {
-                serde_json::json!({"kind": "AgenticSession", "namespace": ns, "name": name, "path": "s.yaml", "revision": "r"})
-            })
-            .collect();
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource",
-            "metadata": {"name": "src", "namespace": namespace},
-            "spec": {"url": "https://github.com/acme/sessions", "targetNamespace": target},
-            "status": {"inventory": entries}
-        }))
-        .expect("source")
-    }
-
-    #[test]
-    fn only_a_source_that_applied_the_session_vouches_for_it() {
-        let own = source("team-a", None, &[("team-a", "fix")]);
-        assert_eq!(provenance(&own, "team-a", "fix", false), Provenance::Confirmed);
-        // Another team's session claiming team-a's source.
-        assert!(matches!(provenance(&own, "team-b", "fix", true), Provenance::Refused(_)));
-        // Same namespace, not in the inventory: new sessions get a grace period.
-        assert_eq!(provenance(&own, "team-a", "other", true), Provenance::NotYet);
-        assert!(matches!(provenance(&own, "team-a", "other", false), Provenance::Refused(_)));
-        let cross = source("team-a", Some("team-b"), &[("team-b", "fix")]);
-        assert_eq!(provenance(&cross, "team-b", "fix", false), Provenance::Confirmed);
-        assert!(matches!(provenance(&cross, "team-a", "fix", false), Provenance::Refused(_)));
-    }
 }

@@ -7,12 +7,15 @@
 //! status file per session to the write-back branch with git2, only when its
 //! content changed, rebasing onto the remote tip when another writer got there
 //! first and never rewriting anyone's history. [`app`] authenticates as a
-//! GitHub App (installation tokens) when the Secret holds one.
+//! GitHub App (installation tokens) when the Secret holds one. [`provenance`]
+//! decides whether a session's claimed source really applied it (a
+//! schedule's run: applied its schedule).
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod controller;
 pub mod github;
+pub mod provenance;
 pub mod render;
 pub mod report;
 pub mod writeback;

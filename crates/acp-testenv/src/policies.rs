@@ -79,23 +79,30 @@ pub async fn install_policies(ns: &TestNamespace) {
             .unwrap_or_else(|e| panic!("failed to apply {name}: {e}"));
     }
     // One probe per policy, each violating only that policy.
+    let session = "AgenticSession";
     let probes = [
-        ("acp-session-timeout", json!({"timeout": 1})),
-        ("acp-session-repos", json!({"repos": [{"url": "https://example.invalid/x"}]})),
-        ("acp-session-models", json!({"llmSettings": {"model": "not-a-model"}})),
-        ("acp-session-env-secrets", json!({"environmentVariables": {"GITHUB_TOKEN": "x"}})),
-        ("acp-session-max-turns", json!({"maxTurns": 5000})),
+        ("acp-session-timeout", session, json!({"timeout": 1})),
+        ("acp-session-repos", session, json!({"repos": [{"url": "https://example.invalid/x"}]})),
+        ("acp-session-models", session, json!({"llmSettings": {"model": "not-a-model"}})),
+        ("acp-session-env-secrets", session, json!({"environmentVariables": {"GITHUB_TOKEN": "x"}})),
+        ("acp-session-max-turns", session, json!({"maxTurns": 5000})),
+        (
+            "acp-schedule-frequency",
+            "SessionSchedule",
+            json!({"schedule": "* * * * *", "template": {"spec": {}}}),
+        ),
     ];
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(acp_api::constants::GROUP, acp_api::constants::VERSION, "AgenticSession"),
-        "agenticsessions",
-    );
-    let sessions: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
     let mut dry_run = PatchParams::apply("acp-test-probe");
     dry_run.dry_run = true;
-    for (policy, spec) in probes {
+    for (policy, kind, spec) in probes {
+        let plural = if kind == session { "agenticsessions" } else { "sessionschedules" };
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(acp_api::constants::GROUP, acp_api::constants::VERSION, kind),
+            plural,
+        );
+        let sessions: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
         let probe = json!({
-            "apiVersion": acp_api::constants::API_VERSION, "kind": "AgenticSession",
+            "apiVersion": acp_api::constants::API_VERSION, "kind": kind,
             "metadata": {"name": "policy-probe"}, "spec": spec,
         });
         let want = format!("'{policy}-{}'", ns.name);

@@ -187,7 +187,24 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(namespace = ?config.namespace, metrics = %args.metrics_addr, "acp operator starting");
         let code = crate::leader::while_leading(
             leadership,
-            until_signal(|stop| controller::run_with_metrics(client, config, metrics, stop)),
+            until_signal(|stop| async move {
+                // One lease, two controllers: sessions, and the scheduler
+                // creating the sessions of SessionSchedules.
+                let stop = futures_util::FutureExt::shared(stop);
+                let clock = std::sync::Arc::new(acp_operator::schedule::clock::SystemClock);
+                let scheduler = acp_operator::schedule::controller::run(
+                    client.clone(),
+                    config.namespace.clone(),
+                    clock,
+                    metrics.clone(),
+                    stop.clone(),
+                );
+                futures_util::future::join(
+                    controller::run_with_metrics(client, config, metrics, stop),
+                    scheduler,
+                )
+                .await;
+            }),
         )
         .await;
         anyhow::Ok(code)

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use acp_api::source::{FileError, InventoryEntry};
 use acp_gitsync::files::{self, Filter};
-use acp_gitsync::plan::{self, Desired, SourceRef};
+use acp_gitsync::plan::{self, Desired, Kind, SourceRef};
 use anyhow::{Context as _, bail};
 use kube::api::{Patch, PatchParams, ValidationDirective};
 
@@ -66,11 +66,14 @@ pub struct Summary {
     pub prune: Vec<String>,
     /// Errors: invalid files and server-side refusals.
     pub errors: Vec<FileError>,
+    /// Schedules in the plan, with their next due times.
+    pub schedules: Vec<crate::validate::ScheduleRuns>,
 }
 
-/// `name (path:line)`, as plans list sessions.
+/// `name (path:line)`, as plans list sessions (`schedule name (path:line)` for schedules).
 fn label(desired: &Desired) -> String {
-    format!("{} ({}:{})", desired.name, desired.path, desired.line)
+    let kind = if desired.kind == Kind::Schedule { "schedule " } else { "" };
+    format!("{kind}{} ({}:{})", desired.name, desired.path, desired.line)
 }
 
 fn names(list: &[Desired]) -> Vec<String> {
@@ -79,7 +82,7 @@ fn names(list: &[Desired]) -> Vec<String> {
 
 fn offline(args: &PlanArgs, desired: Vec<Desired>, checker: &acp_policy::Checker) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
-    let base: BTreeMap<String, Desired> = match &args.base {
+    let base: BTreeMap<(Kind, String), Desired> = match &args.base {
         None => BTreeMap::new(),
         Some(rev) => {
             let repo = git2::Repository::discover(&args.path)
@@ -95,27 +98,50 @@ fn offline(args: &PlanArgs, desired: Vec<Desired>, checker: &acp_policy::Checker
             let entries = files::from_tree(&repo, &tree, &filter)?;
             let source = SourceRef { namespace: "local".into(), name: "plan".into() };
             let old = plan::manifests(&entries, &source, Some(&args.namespace), checker);
-            old.desired.into_iter().map(|d| (d.name.clone(), d)).collect()
+            old.desired.into_iter().map(|d| ((d.kind, d.name.clone()), d)).collect()
         }
     };
     let mut seen = HashSet::new();
     for want in desired {
-        seen.insert(want.name.clone());
-        match base.get(&want.name) {
+        let key = (want.kind, want.name.clone());
+        seen.insert(key.clone());
+        match base.get(&key) {
             None => summary.create.push(label(&want)),
             Some(old) if old.digest != want.digest => summary.update.push(label(&want)),
             Some(_) => summary.unchanged.push(label(&want)),
         }
     }
-    summary.prune = base.keys().filter(|n| !seen.contains(*n)).cloned().collect();
+    summary.prune = base.iter().filter(|(k, _)| !seen.contains(*k)).map(|(_, d)| label(d)).collect();
     Ok(summary)
 }
 
 async fn against_cluster(args: &PlanArgs, desired: Vec<Desired>) -> anyhow::Result<Summary> {
     let client =
         kube::Client::try_default().await.context("failed to connect to the cluster (KUBECONFIG)")?;
-    let api = acp_gitsync::apply::sessions(client, &args.namespace);
-    let live = acp_gitsync::apply::list(&api).await.context("failed to list sessions")?;
+    let mut summary = Summary::default();
+    for kind in Kind::ALL {
+        let desired: Vec<Desired> = desired.iter().filter(|d| d.kind == kind).cloned().collect();
+        if desired.is_empty() && (kind != Kind::Session || args.source.is_none()) {
+            continue;
+        }
+        let part = kind_against_cluster(args, client.clone(), kind, desired).await?;
+        summary.create.extend(part.create);
+        summary.update.extend(part.update);
+        summary.unchanged.extend(part.unchanged);
+        summary.prune.extend(part.prune);
+        summary.errors.extend(part.errors);
+    }
+    Ok(summary)
+}
+
+async fn kind_against_cluster(
+    args: &PlanArgs,
+    client: kube::Client,
+    kind: Kind,
+    desired: Vec<Desired>,
+) -> anyhow::Result<Summary> {
+    let api = acp_gitsync::apply::objects(client, &args.namespace, kind);
+    let live = acp_gitsync::apply::list(&api).await.with_context(|| format!("failed to list {kind}s"))?;
     let source = match &args.source {
         Some(s) => {
             let Some((namespace, name)) = s.split_once('/') else { bail!("--source must be namespace/name") };
@@ -171,6 +197,7 @@ async fn against_cluster(args: &PlanArgs, desired: Vec<Desired>) -> anyhow::Resu
             .collect(),
         prune: plan.prune,
         errors,
+        schedules: Vec::new(),
     })
 }
 
@@ -200,6 +227,18 @@ pub fn markdown(summary: &Summary) -> String {
             }
         }
     }
+    if !summary.schedules.is_empty() {
+        out.push_str("\n**Schedules**\n");
+        for schedule in &summary.schedules {
+            out.push_str(&format!(
+                "- `{}` `{}` ({}): next runs {}\n",
+                schedule.name,
+                schedule.schedule,
+                schedule.time_zone,
+                schedule.next_runs.join(", ")
+            ));
+        }
+    }
     if !summary.errors.is_empty() {
         out.push_str("\n**Findings**\n");
         for error in &summary.errors {
@@ -226,12 +265,14 @@ pub fn summarize(args: &PlanArgs) -> anyhow::Result<Summary> {
     let checker = crate::policies::checker(args.policies.as_deref())?;
     let entries = crate::validate::entries(std::slice::from_ref(&args.path))?;
     let manifests = plan::manifests(&entries, &plan_source(args), Some(&args.namespace), &checker);
+    let schedules = manifests.desired.iter().filter_map(|d| crate::validate::next_runs(d, 3)).collect();
     let mut summary = if args.cluster {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(against_cluster(args, manifests.desired))?
     } else {
         offline(args, manifests.desired, &checker)?
     };
+    summary.schedules = schedules;
     summary.errors.splice(0..0, manifests.errors);
     Ok(summary)
 }
@@ -252,6 +293,9 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             }
             for error in &summary.errors {
                 println!("{}: error: {}", position(error), error.message);
+            }
+            for schedule in &summary.schedules {
+                println!("{schedule}");
             }
             println!(
                 "Plan: {} to create, {} to update, {} to prune, {} unchanged, {} errors.",

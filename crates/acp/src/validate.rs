@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use acp_api::source::FileError;
 use acp_gitsync::files::{self, Entry, Filter};
-use acp_gitsync::plan::{self, Manifests, SourceRef};
+use acp_gitsync::plan::{self, Desired, Kind, Manifests, SourceRef};
 use anyhow::Context as _;
 
 /// Output formats.
@@ -97,6 +97,62 @@ pub fn github_annotation(error: &FileError) -> String {
     format!("::error {props},title=acp validate::{}", escape(&error.message))
 }
 
+/// A valid schedule's cron, zone and next `n` due times after now, as text
+/// (`None` for a session).
+pub fn next_runs(desired: &Desired, n: usize) -> Option<ScheduleRuns> {
+    if desired.kind != Kind::Schedule {
+        return None;
+    }
+    let spec = &desired.object["spec"];
+    let schedule = spec["schedule"].as_str().unwrap_or_default().to_string();
+    let zone = spec["timeZone"].as_str().map(str::to_owned);
+    // The checker parsed it already; a failure here cannot happen for a valid manifest.
+    let cron = acp_api::schedule::cron::Cron::parse(&schedule, zone.as_deref()).ok()?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let next = cron.upcoming(now, n).into_iter().map(|t| cron.display(t)).collect();
+    Some(ScheduleRuns {
+        name: desired.name.clone(),
+        path: desired.path.clone(),
+        line: desired.line,
+        schedule,
+        time_zone: cron.zone().to_string(),
+        next_runs: next,
+    })
+}
+
+/// A schedule and its next due times, as `validate` and `plan` show them.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleRuns {
+    /// Schedule name.
+    pub name: String,
+    /// File.
+    pub path: String,
+    /// Line of its document.
+    pub line: u32,
+    /// The cron expression.
+    pub schedule: String,
+    /// The zone it is read in.
+    pub time_zone: String,
+    /// The next due times, in that zone.
+    pub next_runs: Vec<String>,
+}
+
+impl std::fmt::Display for ScheduleRuns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "schedule {} ({}:{}) {:?} in {}: next runs {}",
+            self.name,
+            self.path,
+            self.line,
+            self.schedule,
+            self.time_zone,
+            self.next_runs.join(", ")
+        )
+    }
+}
+
 /// Checks the manifests of `paths`.
 pub fn check(
     paths: &[PathBuf],
@@ -112,14 +168,22 @@ pub fn check(
 /// Runs `acp validate`.
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let (files, manifests) = check(&args.paths, args.policies.as_deref(), args.namespace.as_deref())?;
+    let schedules: Vec<ScheduleRuns> = manifests.desired.iter().filter_map(|d| next_runs(d, 3)).collect();
+    let sessions = manifests.desired.len() - schedules.len();
     match args.format {
         Format::Text => {
             for error in &manifests.errors {
                 println!("{}: error: {}", position(error), error.message);
             }
+            for schedule in &schedules {
+                println!("{schedule}");
+            }
+            let schedules = match schedules.len() {
+                0 => String::new(),
+                n => format!("{n} schedules valid, "),
+            };
             println!(
-                "{files} files, {} sessions valid, {} errors",
-                manifests.desired.len(),
+                "{files} files, {schedules}{sessions} sessions valid, {} errors",
                 manifests.errors.len()
             );
         }
@@ -127,9 +191,10 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             let sessions: Vec<_> = manifests
                 .desired
                 .iter()
+                .filter(|d| d.kind == Kind::Session)
                 .map(|d| serde_json::json!({"name": d.name, "path": d.path, "line": d.line}))
                 .collect();
-            let out = serde_json::json!({"files": files, "sessions": sessions, "errors": manifests.errors});
+            let out = serde_json::json!({"files": files, "sessions": sessions, "schedules": schedules, "errors": manifests.errors});
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Format::Github => {
@@ -137,10 +202,10 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", github_annotation(error));
             }
             if manifests.errors.is_empty() {
-                println!(
-                    "::notice title=acp validate::{files} files, {} sessions valid",
-                    manifests.desired.len()
-                );
+                println!("::notice title=acp validate::{files} files, {sessions} sessions valid");
+                for schedule in &schedules {
+                    println!("::notice title=acp validate::{schedule}");
+                }
             }
         }
     }

@@ -61,6 +61,18 @@ async fn examples_apply_and_list_with_printer_columns() {
     let listed = sessions.list(&Default::default()).await.expect("list");
     assert_eq!(listed.items.len(), count);
     assert!(listed.items.iter().all(|s| !s.spec.repos.is_empty()));
+
+    // The schedule examples apply too, and parse into the Rust types.
+    let out = env
+        .kubectl()
+        .args(["apply", "--server-side", "-n", &ns.name, "-f"])
+        .arg(repo().join("examples/schedules"))
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    let schedules: Api<acp_api::SessionSchedule> = ns.api();
+    let listed = schedules.list(&Default::default()).await.expect("list");
+    assert!(!listed.items.is_empty() && listed.items.iter().all(|s| s.spec.cron().is_ok()));
 }
 
 /// Applies `spec` as a session and returns the server's rejection message.

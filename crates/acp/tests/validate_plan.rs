@@ -151,3 +151,56 @@ async fn plan_against_the_cluster_dry_runs_on_the_api_server() {
     let sessions = acp_gitsync::apply::sessions(ns.client.clone(), &ns.name);
     assert!(sessions.get_opt("new").await.expect("get").is_none());
 }
+
+/// A schedule is checked like a session (its template against the session
+/// policies, with positions in the file), and validate and plan show its
+/// next three due times.
+#[test]
+fn validate_and_plan_check_schedules_and_show_their_next_runs() {
+    let out = acp().arg("validate").arg(repo().join("examples/schedules")).output().expect("acp runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("1 schedules valid, 0 sessions valid, 0 errors"), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("schedule weekly-dependency-bump"))
+        .expect("the schedule's line");
+    assert!(line.contains("\"30 6 * * MON\" in Europe/Paris: next runs"), "{line}");
+    assert_eq!(line.matches(" 06:30 CE").count(), 3, "three Mondays at 06:30 Paris time: {line}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: vteam.ambient-code/v1alpha1\nkind: SessionSchedule\nmetadata:\n  name: too-often\nspec:\n  schedule: \"*/5 * * * *\"\n  template:\n    spec:\n      llmSettings:\n        model: gpt-4\n",
+    )
+    .expect("write");
+    let out = acp().arg("validate").arg(&bad).output().expect("acp runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let at = |line: u32| format!("{}:{line}:", bad.display());
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&at(6)) && l.contains("may run more often than every 15 minutes")),
+        "the frequency policy, at spec.schedule: {stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with(&at(10)) && l.contains("gpt-4 is not allowed")),
+        "the session policy, at the template's model: {stdout}"
+    );
+
+    let out = acp()
+        .arg("plan")
+        .arg(repo().join("examples/schedules"))
+        .args(["--format", "json"])
+        .output()
+        .expect("acp runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        plan["create"][0].as_str().map(|s| s.starts_with("schedule weekly-dependency-bump (")),
+        Some(true)
+    );
+    assert_eq!(plan["schedules"][0]["nextRuns"].as_array().map(Vec::len), Some(3), "{plan}");
+}

@@ -199,3 +199,42 @@ fn reserved_labels_and_annotations_from_git_are_refused() {
     );
     assert!(manifests.errors.iter().all(|e| e.line.is_some()), "each points at its key");
 }
+
+fn schedule(name: &str, cron: &str) -> String {
+    format!(
+        "apiVersion: vteam.ambient-code/v1alpha1\nkind: SessionSchedule\nmetadata:\n  name: {name}\nspec:\n  schedule: \"{cron}\"\n  template:\n    spec:\n      initialPrompt: go\n"
+    )
+}
+
+#[test]
+fn schedules_are_synced_beside_sessions_with_names_unique_per_kind() {
+    let entries = vec![
+        file("s.yaml", &format!("{}---\n{}", session("nightly", "one"), schedule("nightly", "0 3 * * *"))),
+        file("bad-cron.yaml", &schedule("broken", "0 3 * *")),
+        file("dup.yaml", &schedule("nightly", "0 4 * * *")),
+    ];
+    let out = manifests(&entries, &source(), Some("team"), &checker());
+    let kinds: Vec<_> = out.desired.iter().map(|d| (d.kind, d.name.as_str())).collect();
+    assert_eq!(kinds, [(Kind::Session, "nightly"), (Kind::Schedule, "nightly")]);
+    let schedule = &out.desired[1].object;
+    assert_eq!(schedule["metadata"]["labels"][labels::SOURCE_NAME], "repo", "stamped like a session");
+    let errors: Vec<String> =
+        out.errors.iter().map(|e| format!("{}:{:?} {}", e.path, e.line, e.message)).collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("bad-cron.yaml:Some(6)") && e.contains("4 fields, not 5")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("dup.yaml") && e.contains("SessionSchedule \"nightly\" is also defined"))
+    );
+}
+
+#[test]
+fn a_schedules_run_is_never_taken_for_a_session_of_the_source() {
+    let run = json!({"metadata": {"name": "nightly-29411400", "labels": {
+        labels::SOURCE_NAMESPACE: "team", labels::SOURCE_NAME: "repo", labels::SCHEDULE: "nightly"}}});
+    assert!(!source().owns(&run), "the scheduler created it: git-sync neither updates nor prunes it");
+}

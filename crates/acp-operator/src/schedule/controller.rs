@@ -1,0 +1,248 @@
+//! The scheduler's kube-runtime shell: watch SessionSchedules and the
+//! sessions they own, [`decide`](super::plan::decide) at the clock's time,
+//! create and stop runs, write the schedule's status with server-side apply,
+//! then delete runs past the history limits.
+//!
+//! Runs are created (never applied) under their deterministic names, and a
+//! name that exists counts as created: that, not the status, is what keeps a
+//! due time to one session across crashes and restarts. Deletions come after
+//! the status recorded the due times, so a deleted run is never re-created.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use acp_api::constants::{annotations, field_managers, labels};
+use acp_api::schedule::SessionScheduleStatus;
+use acp_api::{AgenticSession, SessionPhase, SessionSchedule};
+use futures_util::StreamExt as _;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource as _, ResourceExt as _};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use super::clock::Clock;
+use super::plan::{Action, Input, Run, decide};
+use super::session::{controlled_by, session};
+
+/// The longest the scheduler sleeps without looking (clock steps, lost watches).
+const MAX_SLEEP: Duration = Duration::from_secs(300);
+
+/// A reconcile failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("failed to {action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: &'static str,
+        /// The client error.
+        source: kube::Error,
+    },
+    /// The object is unusable.
+    #[error("failed to read schedule: {0}")]
+    Invalid(&'static str),
+}
+
+impl Error {
+    /// Bounded category for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kube { .. } => "kube",
+            Self::Invalid(_) => "invalid",
+        }
+    }
+}
+
+fn kube_err(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Kube { action, source }
+}
+
+/// Shared state of the reconciles.
+struct Context {
+    client: Client,
+    clock: Arc<dyn Clock>,
+    recorder: Recorder,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Runs the scheduler over `namespace` (all when `None`) until `shutdown`.
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (schedules, sessions) = match &namespace {
+        Some(ns) => {
+            (Api::<SessionSchedule>::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns))
+        }
+        None => (Api::all(client.clone()), Api::<AgenticSession>::all(client.clone())),
+    };
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "acp-scheduler".into(), instance: None });
+    let jumps = clock.jumps();
+    let ctx = Arc::new(Context { client, clock, recorder, metrics });
+    Controller::new(schedules, watcher::Config::default().any_semantic())
+        .owns(sessions, watcher::Config::default().labels(labels::SCHEDULE))
+        .reconcile_all_on(jumps)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn error_policy(schedule: Arc<SessionSchedule>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    warn!(schedule = %schedule.name_any(), %error, category = error.category(), "scheduler reconcile failed");
+    ctx.metrics
+        .errors
+        .get_or_create(&crate::metrics::ErrorLabels { category: error.category().into() })
+        .inc();
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+/// The schedule's runs, from its sessions.
+fn runs(schedule: &str, sessions: &[AgenticSession]) -> Vec<Run> {
+    let manual = format!("{schedule}-manual-");
+    sessions
+        .iter()
+        .map(|s| Run {
+            name: s.name_any(),
+            scheduled: s
+                .annotations()
+                .get(annotations::SCHEDULED_AT)
+                .and_then(|t| t.parse().ok())
+                .or_else(|| s.metadata.creation_timestamp.as_ref().map(|t| t.0))
+                .unwrap_or(Timestamp::UNIX_EPOCH),
+            phase: s.status.as_ref().and_then(|st| st.phase),
+            triggered: s.name_any().starts_with(&manual),
+            stopping: s.annotations().get(annotations::DESIRED_PHASE).map(String::as_str)
+                == Some(SessionPhase::Stopped.as_str()),
+        })
+        .collect()
+}
+
+/// One reconcile: list runs → decide → create and stop → status → delete.
+#[instrument(skip_all, fields(schedule = %schedule.name_any(), namespace = schedule.namespace().as_deref().unwrap_or_default()))]
+async fn reconcile(schedule: Arc<SessionSchedule>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    if schedule.metadata.deletion_timestamp.is_some() {
+        // Its runs go with it through owner references.
+        return Ok(Requeue::await_change());
+    }
+    let ns = schedule.namespace().ok_or(Error::Invalid("a schedule must be namespaced"))?;
+    let name = schedule.name_any();
+    let uid = schedule.uid().ok_or(Error::Invalid("a schedule has no uid yet"))?;
+    let sessions: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), &ns);
+    let listed = sessions
+        .list(&ListParams::default().labels(&format!("{}={name}", labels::SCHEDULE)))
+        .await
+        .map_err(kube_err("list the schedule's sessions"))?;
+    // Only sessions this schedule controls are its runs: a session that only
+    // carries the label cannot hold a run back or be deleted by it.
+    let owned: Vec<AgenticSession> = listed.items.into_iter().filter(|s| controlled_by(s, &uid)).collect();
+    let runs = runs(&name, &owned);
+    let status = schedule.status.clone().unwrap_or_default();
+    let now = ctx.clock.now();
+    let decision = decide(&Input {
+        name: &name,
+        generation: schedule.metadata.generation,
+        created: schedule.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0),
+        spec: &schedule.spec,
+        status: &status,
+        trigger: schedule.annotations().get(annotations::TRIGGER_REQUESTED_AT).map(String::as_str),
+        runs: &runs,
+        now,
+    });
+
+    for action in &decision.actions {
+        match action {
+            Action::Create { name: run, scheduled, .. } => {
+                let object = session(&schedule, run, *scheduled);
+                let params = PostParams {
+                    field_manager: Some(field_managers::SCHEDULER.into()),
+                    ..Default::default()
+                };
+                match sessions.create(&params, &object).await {
+                    Ok(_) => {
+                        info!(run = %run, scheduled = %scheduled, "created a scheduled run");
+                        ctx.metrics.scheduled_runs.inc();
+                    }
+                    // Created before: the name is the due time's, so this is the same run.
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(source) => return Err(Error::Kube { action: "create a scheduled run", source }),
+                }
+                acp_kube::failpoint::hit("scheduler.run-created");
+            }
+            Action::Stop(run) => {
+                let patch = json!({"metadata": {"annotations": {annotations::DESIRED_PHASE: SessionPhase::Stopped.as_str()}}});
+                let params = PatchParams {
+                    field_manager: Some(field_managers::SCHEDULER.into()),
+                    ..Default::default()
+                };
+                match sessions.patch(run, &params, &Patch::Merge(&patch)).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(source) => return Err(Error::Kube { action: "stop a replaced run", source }),
+                }
+            }
+            Action::Delete(_) => {}
+        }
+    }
+    if decision.status != status {
+        write_status(&ctx, &ns, &name, &decision.status).await?;
+    }
+    for action in &decision.actions {
+        if let Action::Delete(run) = action {
+            let params = DeleteParams::background();
+            match sessions.delete(run, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Kube { action: "delete a run past the history limit", source });
+                }
+            }
+        }
+    }
+    let reference = schedule.object_ref(&());
+    for note in &decision.notes {
+        let event = KubeEvent {
+            type_: if note.warning { EventType::Warning } else { EventType::Normal },
+            reason: note.reason.into(),
+            note: Some(note.message.clone()),
+            action: "Schedule".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            warn!(%error, "failed to record event");
+        }
+    }
+    ctx.metrics.schedule_reconciles.inc();
+    let sleep = decision
+        .wake_at
+        .map(|at| now.duration_until(at))
+        .and_then(|d| Duration::try_from(d).ok())
+        .map_or(MAX_SLEEP, |d| d.clamp(Duration::from_millis(200), MAX_SLEEP));
+    Ok(Requeue::requeue(sleep))
+}
+
+async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &SessionScheduleStatus,
+) -> Result<(), Error> {
+    let api: Api<SessionSchedule> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "apiVersion": acp_api::constants::API_VERSION,
+        "kind": "SessionSchedule",
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(field_managers::SCHEDULER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(kube_err("write the schedule status"))?;
+    Ok(())
+}
