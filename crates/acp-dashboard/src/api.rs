@@ -1,6 +1,6 @@
-//! The JSON API under `/api/v1`: sessions and sources, each with list, get
-//! and watch (server-sent events), a session's runner output, and the OpenAPI
-//! document describing them. Everything is read from the watch caches.
+//! The JSON API under `/api/v1`: sessions, sources and schedules, each with
+//! list, get and watch (server-sent events), a session's runner output, and
+//! the OpenAPI document describing them. Everything is read from the watch caches.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,9 +17,10 @@ use kube::ResourceExt;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::app::{ApiError, Shared, WebError, query, session_page, source_rows};
+use crate::app::{ApiError, Shared, WebError, query, schedule_views, session_page, source_rows};
 use crate::auth::Caller;
 use crate::store::{Change, Kind, Object};
+use crate::view::schedule::{ScheduleQuery, ScheduleView};
 use crate::view::{Page, SessionQuery, SessionRow};
 use acp_api::progress::render_line;
 
@@ -68,6 +69,28 @@ pub async fn get_source(
     Ok(Json(&*source).into_response())
 }
 
+/// `GET /api/v1/schedules`: filter `namespace`.
+pub async fn list_schedules(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    params: Result<Query<ScheduleQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let query = query(params)?;
+    let views = schedule_views(&app, &headers, &query).await?.1;
+    Ok(Json(serde_json::json!({ "items": views, "total": views.len() })).into_response())
+}
+
+/// `GET /api/v1/schedules/{namespace}/{name}`: the schedule's view
+/// (spec in short, next run, run history, Ready).
+pub async fn get_schedule(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let (_, schedule) = app.schedule(&headers, &namespace, &name).await?;
+    Ok(Json(ScheduleView::new(&schedule)))
+}
+
 /// Options of a watch.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -102,6 +125,15 @@ pub async fn watch_sources(
     watch(app, headers, query(params)?, Kind::Source).await
 }
 
+/// `GET /api/v1/schedules/watch`: as the session watch, for SessionSchedules.
+pub async fn watch_schedules(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    params: Result<Query<WatchQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    watch(app, headers, query(params)?, Kind::Schedule).await
+}
+
 struct Watch {
     app: Shared,
     caller: Option<Caller>,
@@ -120,6 +152,7 @@ impl Watch {
         let (kind, ns, obj_name, data) = match object {
             Object::Session(s) => (Kind::Session, s.namespace(), s.name_any(), serde_json::to_string(&**s)),
             Object::Source(s) => (Kind::Source, s.namespace(), s.name_any(), serde_json::to_string(&**s)),
+            Object::Schedule(s) => (Kind::Schedule, s.namespace(), s.name_any(), serde_json::to_string(&**s)),
         };
         let ns = ns.unwrap_or_default();
         if kind != self.kind || !self.wants(&ns, &obj_name) {
@@ -137,6 +170,7 @@ impl Watch {
         let objects: Vec<Object> = match self.kind {
             Kind::Session => self.app.cache.sessions.state().into_iter().map(Object::Session).collect(),
             Kind::Source => self.app.cache.sources.state().into_iter().map(Object::Source).collect(),
+            Kind::Schedule => self.app.cache.schedules.state().into_iter().map(Object::Schedule).collect(),
         };
         let mut events = Vec::with_capacity(objects.len() + 1);
         for object in &objects {

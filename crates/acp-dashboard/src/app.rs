@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use acp_api::{AgenticSession, SessionSource};
+use acp_api::{AgenticSession, SessionSchedule, SessionSource};
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,6 +17,7 @@ use crate::logs::{LogError, LogSource};
 use crate::metrics::Metrics;
 use crate::store::Cache;
 use crate::templates::Pages;
+use crate::view::schedule::{self, ScheduleQuery, ScheduleView};
 use crate::view::{self, Page, SessionQuery, SessionRow, SourceRow};
 
 /// Everything a request handler reads.
@@ -97,6 +98,17 @@ impl App {
     ) -> Result<(Option<Caller>, Arc<SessionSource>), WebError> {
         let caller = self.check(headers, namespace).await?;
         Ok((caller, self.cache.source(namespace, name).ok_or(WebError::NotFound)?))
+    }
+
+    /// Schedule `namespace/name`, if the caller may see it.
+    pub async fn schedule(
+        &self,
+        headers: &HeaderMap,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(Option<Caller>, Arc<SessionSchedule>), WebError> {
+        let caller = self.check(headers, namespace).await?;
+        Ok((caller, self.cache.schedule(namespace, name).ok_or(WebError::NotFound)?))
     }
 }
 
@@ -212,4 +224,18 @@ pub(crate) async fn source_rows(
         .collect();
     rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok((caller, rows))
+}
+
+/// Schedules visible to the caller (in `query`'s namespace, when it names
+/// one), sorted by namespace and name.
+pub(crate) async fn schedule_views(
+    app: &Shared,
+    headers: &HeaderMap,
+    query: &ScheduleQuery,
+) -> Result<(Option<Caller>, Vec<ScheduleView>), WebError> {
+    app.ready()?;
+    let (caller, access) = app.access(headers).await?;
+    let all = app.cache.schedules.state();
+    let views = schedule::select(&all, query.namespace.as_deref(), |ns| access.allows(ns));
+    Ok((caller, views))
 }

@@ -1,9 +1,10 @@
 //! acp's read-only dashboard and JSON API.
 //!
-//! Two kube-runtime reflectors cache every AgenticSession and SessionSource
-//! ([`store`]); pages ([`pages`]) and the API ([`api`]) are answered from them,
-//! filtered per caller by [`auth`]; the runner's output is streamed from
-//! [`logs`]. [`view`] holds the pure parts (rows, queries, links).
+//! Three kube-runtime reflectors cache every AgenticSession, SessionSource
+//! and SessionSchedule ([`store`]); pages ([`pages`]) and the API ([`api`])
+//! are answered from them, filtered per caller by [`auth`]; the runner's
+//! output is streamed from [`logs`]. [`view`] holds the pure parts (rows,
+//! queries, links; schedules in [`view::schedule`]).
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -1,6 +1,6 @@
 //! Server-rendered pages (minijinja templates under `templates/`, compiled
 //! into the binary): the session list and detail, the source list and detail,
-//! and error pages. They read as plain HTML; `static/live.js` adds live updates.
+//! the schedule list and detail, and error pages. They read as plain HTML; `static/live.js` adds live updates.
 
 use acp_api::SessionPhase;
 use axum::extract::rejection::QueryRejection;
@@ -10,8 +10,9 @@ use axum::response::{Html, IntoResponse, Response};
 use minijinja::{context, value::Serde};
 use serde::Serialize;
 
-use crate::app::{Shared, WebError, query, session_page, source_rows};
+use crate::app::{Shared, WebError, query, schedule_views, session_page, source_rows};
 use crate::auth::Caller;
+use crate::view::schedule::{self, RunView, ScheduleQuery, ScheduleView};
 use crate::view::{self, SessionQuery, SessionRow, SourceRow};
 
 /// Most inventory rows a source page lists.
@@ -126,6 +127,7 @@ pub async fn session(
         .collect();
     let spec =
         serde_saphyr::to_string(&session.spec).unwrap_or_else(|e| format!("(failed to show the spec: {e})"));
+    let schedule = schedule::schedule_of(&session);
     let ctx = context! {
         s => Serde(&row),
         links => Serde(&links),
@@ -135,6 +137,7 @@ pub async fn session(
         terminal => row.phase.is_terminal(),
         has_run => status.job_name.is_some(),
         spec => spec,
+        schedule => schedule,
     };
     render(&app, "session.html", caller.as_ref(), "sessions", ctx).map_err(fail)
 }
@@ -168,4 +171,55 @@ pub async fn source(
         conditions => Serde(view::timeline(&status.conditions)),
     };
     render(&app, "source.html", caller.as_ref(), "sources", ctx).map_err(fail)
+}
+
+/// `GET /schedules`: filter `namespace`.
+pub async fn schedules(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    params: Result<Query<ScheduleQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let fail = |error| PageError { app: app.clone(), error };
+    let query = query(params).map_err(fail)?;
+    let (caller, views) = schedule_views(&app, &headers, &query).await.map_err(fail)?;
+    let ctx = context! { schedules => Serde(&views), namespace => query.namespace };
+    render(&app, "schedules.html", caller.as_ref(), "schedules", ctx).map_err(fail)
+}
+
+/// A run on the schedule page, with the link to its session while it exists
+/// (the history limits delete old runs; the status still lists them).
+#[derive(Serialize)]
+struct RunLink<'a> {
+    #[serde(flatten)]
+    run: &'a RunView,
+    href: Option<String>,
+}
+
+/// `GET /schedules/{namespace}/{name}`.
+pub async fn schedule(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let fail = |error| PageError { app: app.clone(), error };
+    let (caller, schedule) = app.schedule(&headers, &namespace, &name).await.map_err(fail)?;
+    let view = ScheduleView::new(&schedule);
+    let link = |session: &str| {
+        app.cache.session(&namespace, session).is_some().then(|| view::session_path(&namespace, session))
+    };
+    let runs: Vec<RunLink<'_>> = view.runs.iter().map(|run| RunLink { run, href: link(&run.name) }).collect();
+    let status = schedule.status.clone().unwrap_or_default();
+    let template = serde_saphyr::to_string(&schedule.spec.template)
+        .unwrap_or_else(|e| format!("(failed to show it: {e})"));
+    let ctx = context! {
+        s => Serde(&view),
+        runs => Serde(&runs),
+        deadline => schedule.spec.starting_deadline_seconds,
+        keep_successful => schedule.spec.successful_history(),
+        keep_failed => schedule.spec.failed_history(),
+        last_trigger => status.last_trigger,
+        conditions => Serde(view::timeline(&status.conditions)),
+        template => template,
+    };
+    render(&app, "schedule.html", caller.as_ref(), "schedules", ctx).map_err(fail)
 }

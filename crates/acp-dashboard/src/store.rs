@@ -1,5 +1,5 @@
-//! The dashboard's caches. Two kube-runtime reflectors (AgenticSessions and
-//! SessionSources) hold every object; beside them, an index of list rows kept
+//! The dashboard's caches. Three kube-runtime reflectors (AgenticSessions,
+//! SessionSources and SessionSchedules) hold every object; beside them, an index of list rows kept
 //! in the default order and a broadcast of changes for the SSE watches. Every
 //! page and API answer is read from here, never from one API call per request.
 
@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use acp_api::{AgenticSession, SessionSource};
+use acp_api::{AgenticSession, SessionSchedule, SessionSource};
 use futures_util::{Stream, StreamExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
@@ -27,6 +27,8 @@ pub enum Object {
     Session(Arc<AgenticSession>),
     /// A SessionSource.
     Source(Arc<SessionSource>),
+    /// A SessionSchedule.
+    Schedule(Arc<SessionSchedule>),
 }
 
 /// Which resource a change is about.
@@ -36,6 +38,8 @@ pub enum Kind {
     Session,
     /// SessionSources.
     Source,
+    /// SessionSchedules.
+    Schedule,
 }
 
 /// What the watches broadcast.
@@ -75,16 +79,21 @@ pub struct Cache {
     pub sessions: Store<AgenticSession>,
     /// Every SessionSource (managedFields dropped).
     pub sources: Store<SessionSource>,
+    /// Every SessionSchedule (managedFields dropped).
+    pub schedules: Store<SessionSchedule>,
     rows: RwLock<Rows>,
     changes: broadcast::Sender<Change>,
     sessions_ready: AtomicBool,
     sources_ready: AtomicBool,
+    schedules_ready: AtomicBool,
 }
 
 impl Cache {
-    /// True once both reflectors have listed everything once.
+    /// True once every reflector has listed everything once.
     pub fn ready(&self) -> bool {
-        self.sessions_ready.load(Ordering::Acquire) && self.sources_ready.load(Ordering::Acquire)
+        self.sessions_ready.load(Ordering::Acquire)
+            && self.sources_ready.load(Ordering::Acquire)
+            && self.schedules_ready.load(Ordering::Acquire)
     }
 
     /// Subscribes to changes from now on.
@@ -117,10 +126,11 @@ impl Cache {
         snapshot
     }
 
-    /// Every namespace holding a session or a source.
+    /// Every namespace holding a session, a source or a schedule.
     pub fn namespaces(&self) -> Vec<String> {
         let mut out: Vec<String> = self.snapshot().namespaces.keys().cloned().collect();
         out.extend(self.sources.state().iter().filter_map(|s| s.namespace()));
+        out.extend(self.schedules.state().iter().filter_map(|s| s.namespace()));
         out.sort_unstable();
         out.dedup();
         out
@@ -134,6 +144,11 @@ impl Cache {
     /// One source.
     pub fn source(&self, namespace: &str, name: &str) -> Option<Arc<SessionSource>> {
         self.sources.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// One schedule.
+    pub fn schedule(&self, namespace: &str, name: &str) -> Option<Arc<SessionSchedule>> {
+        self.schedules.get(&ObjectRef::new(name).within(namespace))
     }
 
     /// The source that applied `session` (from git-sync's annotation).
@@ -177,6 +192,10 @@ impl Cache {
         self.announce(event, Object::Source, &self.sources_ready, Kind::Source);
     }
 
+    fn on_schedule(&self, event: &Event<SessionSchedule>) {
+        self.announce(event, Object::Schedule, &self.schedules_ready, Kind::Schedule);
+    }
+
     /// Broadcasts what `event` changed; marks `ready` once the first list is in.
     fn announce<K: Clone>(
         &self,
@@ -214,19 +233,30 @@ where
 /// Starts the caches of `namespace` (all namespaces when `None`): returns the
 /// cache and the future that keeps it current until it is dropped.
 pub fn start(client: Client, namespace: Option<String>) -> (Arc<Cache>, impl Future<Output = ()> + Send) {
-    let (sessions_api, sources_api): (Api<AgenticSession>, Api<SessionSource>) = match namespace {
-        Some(ns) => (Api::namespaced(client.clone(), &ns), Api::namespaced(client, &ns)),
-        None => (Api::all(client.clone()), Api::all(client)),
+    let (sessions_api, sources_api, schedules_api): (
+        Api<AgenticSession>,
+        Api<SessionSource>,
+        Api<SessionSchedule>,
+    ) = match namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), &ns),
+            Api::namespaced(client.clone(), &ns),
+            Api::namespaced(client, &ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
     };
     let (sessions, session_writer) = reflector::store();
     let (sources, source_writer) = reflector::store();
+    let (schedules, schedule_writer) = reflector::store();
     let cache = Arc::new(Cache {
         sessions,
         sources,
+        schedules,
         rows: RwLock::default(),
         changes: broadcast::channel(CHANGE_BUFFER).0,
         sessions_ready: AtomicBool::new(false),
         sources_ready: AtomicBool::new(false),
+        schedules_ready: AtomicBool::new(false),
     });
     let run = {
         let cache = cache.clone();
@@ -234,11 +264,17 @@ pub fn start(client: Client, namespace: Option<String>) -> (Arc<Cache>, impl Fut
             let sessions =
                 watch(sessions_api, session_writer).map(|e| e.map(|e| Either::Session(Box::new(e))));
             let sources = watch(sources_api, source_writer).map(|e| e.map(|e| Either::Source(Box::new(e))));
-            let mut events = std::pin::pin!(futures_util::stream::select(sessions, sources));
+            let schedules =
+                watch(schedules_api, schedule_writer).map(|e| e.map(|e| Either::Schedule(Box::new(e))));
+            let mut events = std::pin::pin!(futures_util::stream::select(
+                futures_util::stream::select(sessions, sources),
+                schedules
+            ));
             while let Some(event) = events.next().await {
                 match event {
                     Ok(Either::Session(e)) => cache.on_session(&e),
                     Ok(Either::Source(e)) => cache.on_source(&e),
+                    Ok(Either::Schedule(e)) => cache.on_schedule(&e),
                     // The backoff retries; a malformed object is reported, not fatal.
                     Err(e) => tracing::warn!(error = %e, "watch failed; retrying"),
                 }
@@ -251,4 +287,5 @@ pub fn start(client: Client, namespace: Option<String>) -> (Arc<Cache>, impl Fut
 enum Either {
     Session(Box<Event<AgenticSession>>),
     Source(Box<Event<SessionSource>>),
+    Schedule(Box<Event<SessionSchedule>>),
 }

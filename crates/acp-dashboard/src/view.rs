@@ -1,7 +1,7 @@
 //! What the dashboard shows, computed from cached objects without I/O: the
 //! session row of lists (and of `GET /api/v1/sessions`), the list query
 //! (filters, search, sort, page), and web links to files, commits, pull
-//! requests and branches.
+//! requests and branches. Schedules have their own module, [`schedule`].
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -10,6 +10,8 @@ use acp_api::constants::{annotations, labels};
 use acp_api::{AgenticSession, SessionPhase, SessionSource};
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+pub mod schedule;
 
 /// Most rows one page or API call returns.
 pub const MAX_LIMIT: usize = 500;
@@ -265,6 +267,11 @@ const UNRESERVED: &percent_encoding::AsciiSet =
 /// Percent-encodes everything but unreserved characters (RFC 3986).
 pub fn percent_encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+/// The page of session `namespace/name`.
+pub fn session_path(namespace: &str, name: &str) -> String {
+    format!("/sessions/{}/{}", percent_encode(namespace), percent_encode(name))
 }
 
 /// One page of a filtered, sorted list.

@@ -42,6 +42,7 @@ async fn api_pages_logs_and_watches_from_the_caches() {
     let url = dashboard.url.clone();
     let source = format!("{ns}/src");
     create_source(&client, &ns).await;
+    create_schedule(&client, &ns, "nightly", None, None).await;
     for name in ["s1", "s2", "s3", "s4", "s5"] {
         create_session(&client, &ns, name, &source).await;
     }
@@ -98,6 +99,12 @@ async fn api_pages_logs_and_watches_from_the_caches() {
     assert_eq!(ours["ready"]["reason"], "ValidationFailed");
     let src = get_json(&format!("{url}/api/v1/sources/{ns}/src"), None).await;
     assert_eq!(src["spec"]["url"], "https://github.com/acme/sessions");
+    let schedules = format!("{url}/api/v1/schedules?namespace={ns}");
+    eventually("the cache to hold the schedule", TIMEOUT, || {
+        let schedules = schedules.clone();
+        async move { (get_json(&schedules, None).await["total"] == 1).then_some(()) }
+    })
+    .await;
 
     // The runner's output, from the process executor's run directory.
     let run_dir = runs.path().join(&ns).join("s2-1");
@@ -182,11 +189,18 @@ async fn api_pages_logs_and_watches_from_the_caches() {
     // Every path of the OpenAPI document is served.
     let doc = get_json(&format!("{url}/api/v1/openapi.json"), None).await;
     let paths = doc["paths"].as_object().expect("paths");
-    assert!(paths.len() >= 8);
+    assert!(paths.len() >= 11, "sessions, sources and schedules: {}", paths.len());
     for path in paths.keys() {
-        let concrete = path
-            .replace("{namespace}", &ns)
-            .replace("{name}", if path.contains("sources") { "src" } else { "s2" });
+        let concrete = path.replace("{namespace}", &ns).replace(
+            "{name}",
+            if path.contains("sources") {
+                "src"
+            } else if path.contains("schedules") {
+                "nightly"
+            } else {
+                "s2"
+            },
+        );
         let concrete = format!("{url}{concrete}?initial=false&namespace={ns}");
         if path.ends_with("/watch") {
             assert!(Sse::open(&concrete, None).await.is_ok(), "{path}");

@@ -132,6 +132,18 @@ async fn pages_in_chromium_with_live_updates() {
     api.create(&Default::default(), &src).await.expect("source created");
     create_session(&client, &ns, "alpha", &source).await;
     create_session(&client, &ns, "beta", &source).await;
+    // The schedule and its run live apart, so the session list above stays two.
+    let sched_ns = env.namespace("dash-browser-sched").await.name;
+    let nightly = create_schedule(
+        &client,
+        &sched_ns,
+        "nightly",
+        Some("Europe/Paris"),
+        Some(json!({"nextRunTime": "2099-11-25T08:00:00Z", "active": ["nightly-29400480"],
+            "runs": [{"name": "nightly-29400480", "scheduledTime": "2026-11-24T08:00:00Z", "phase": "Running"}]})),
+    )
+    .await;
+    create_run(&client, &nightly, "nightly-29400480").await;
     set_status(
         &client,
         &ns,
@@ -227,6 +239,26 @@ async fn pages_in_chromium_with_live_updates() {
     browser.find(Locator::LinkText(&source)).await.expect("source link").click().await.expect("click");
     until_text(&browser, "the source page", "h1", |t| t.contains(&source)).await;
     screenshot(&browser, "source.png").await;
+
+    // Schedules: from the nav to the list, to a schedule, to its run.
+    browser.find(Locator::LinkText("Schedules")).await.expect("nav link").click().await.expect("click");
+    until_text(&browser, "the schedule list", "h1", |t| t == "Schedules").await;
+    browser.goto(&format!("{}/schedules?namespace={sched_ns}", dashboard.url)).await.expect("schedules");
+    assert!(text(&browser, "#schedule-list tbody").await.contains("Europe/Paris"));
+    screenshot(&browser, "schedules.png").await;
+    browser.find(Locator::LinkText("nightly")).await.expect("schedule link").click().await.expect("click");
+    until_text(&browser, "the schedule page", "h1", |t| t.contains(&format!("{sched_ns}/nightly"))).await;
+    assert_eq!(text(&browser, "#runs [data-phase]").await, "Running");
+    screenshot(&browser, "schedule.png").await;
+    browser
+        .find(Locator::LinkText("nightly-29400480"))
+        .await
+        .expect("run link")
+        .click()
+        .await
+        .expect("click");
+    until_text(&browser, "the run's page", "h1", |t| t.contains("Session nightly-29400480")).await;
+    assert!(text(&browser, "#schedule").await.contains("Run of schedule nightly"));
 
     // A phone: nothing wider than the screen but the scrolling table.
     browser.set_window_size(390, 844).await.expect("phone size");

@@ -14,7 +14,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
-/// A ServiceAccount in `ns`, allowed to list sessions and sources there when
+/// A ServiceAccount in `ns`, allowed to list sessions, sources and schedules there when
 /// `can_list`, and a token for it.
 async fn user(client: &kube::Client, ns: &str, name: &str, can_list: bool) -> String {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
@@ -24,7 +24,7 @@ async fn user(client: &kube::Client, ns: &str, name: &str, can_list: bool) -> St
     if can_list {
         let role: Role = serde_json::from_value(json!({
             "metadata": {"name": format!("{name}-reader")},
-            "rules": [{"apiGroups": ["vteam.ambient-code"], "resources": ["agenticsessions", "sessionsources"],
+            "rules": [{"apiGroups": ["vteam.ambient-code"], "resources": ["agenticsessions", "sessionsources", "sessionschedules"],
                        "verbs": ["get", "list", "watch"]}]
         }))
         .expect("role");
@@ -144,6 +144,64 @@ async fn each_user_sees_only_what_rbac_allows() {
     let (status, html) = get(&format!("{url}/sessions"), Some(&nobody)).await;
     assert_eq!(status, 200);
     assert!(html.contains("No sessions match."));
+    dashboard.stop().await;
+}
+
+/// A user allowed in namespace A sees none of namespace B's schedules: not
+/// in the list (filtered or not), not one by name, not on the pages, not in
+/// the watch.
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_of_other_namespaces_stay_hidden() {
+    let (env, client) = env().await;
+    let (a, b) = (env.namespace("dash-sched-a").await.name, env.namespace("dash-sched-b").await.name);
+    create_schedule(&client, &a, "nightly-a", None, None).await;
+    create_schedule(
+        &client,
+        &b,
+        "nightly-b",
+        None,
+        Some(json!({"nextRunTime": "2099-01-01T09:00:00Z", "active": ["nightly-b-1"],
+                    "runs": [{"name": "nightly-b-1", "scheduledTime": "2026-11-24T09:00:00Z", "phase": "Running"}]})),
+    )
+    .await;
+    let alice = user(&client, &a, "alice", true).await;
+    let bob = user(&client, &b, "bob", true).await;
+    let nobody = user(&client, &a, "nobody", false).await;
+    let dashboard = Dashboard::start(client.clone(), Mode::Token, LogSource::Pods(client.clone())).await;
+    let url = &dashboard.url;
+    let (mine, theirs) = (format!("{a}/nightly-a"), format!("{b}/nightly-b"));
+
+    for path in ["/api/v1/schedules", "/schedules", "/api/v1/schedules/watch"] {
+        assert_eq!(get(&format!("{url}{path}"), None).await.0, 401, "{path} without a token");
+    }
+    let list = format!("{url}/api/v1/schedules");
+    assert_eq!(names(&get_json(&list, Some(&alice)).await), [mine.as_str()]);
+    assert_eq!(names(&get_json(&list, Some(&bob)).await), [theirs.as_str()]);
+    assert_eq!(get_json(&list, Some(&nobody)).await["total"], 0);
+    let filtered = get_json(&format!("{list}?namespace={b}"), Some(&alice)).await;
+    assert_eq!(filtered["total"], 0, "a namespace filter does not widen access");
+    let one = |ns: &str, name: &str| format!("{url}/api/v1/schedules/{ns}/{name}");
+    assert_eq!(get(&one(&a, "nightly-a"), Some(&alice)).await.0, 200);
+    let (status, body) = get(&one(&b, "nightly-b"), Some(&alice)).await;
+    assert_eq!(status, 404, "not found, so its existence does not leak: {body}");
+    assert!(!body.contains("nightly-b-1"), "{body}");
+    assert_eq!(get(&one(&b, "nightly-b"), Some(&bob)).await.0, 200);
+    assert_eq!(get(&one(&a, "nightly-a"), Some(&nobody)).await.0, 404);
+
+    assert_eq!(watched(&format!("{url}/api/v1/schedules/watch"), &alice).await, [mine.as_str()]);
+    assert_eq!(
+        Sse::open(&format!("{url}/api/v1/schedules/watch?namespace={b}"), Some(&alice)).await.err(),
+        Some(404)
+    );
+
+    let (status, html) = get(&format!("{url}/schedules"), Some(&alice)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("nightly-a") && !html.contains("nightly-b"), "alice's list shows only hers");
+    assert_eq!(get(&format!("{url}/schedules/{b}/nightly-b"), Some(&alice)).await.0, 404);
+    assert_eq!(get(&format!("{url}/schedules/{b}/nightly-b"), Some(&bob)).await.0, 200);
+    let (status, html) = get(&format!("{url}/schedules"), Some(&nobody)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("No schedules."), "nobody sees none");
     dashboard.stop().await;
 }
 

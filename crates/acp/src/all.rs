@@ -1,7 +1,7 @@
 //! `acp all`: every controller in one process, for the local GitOps loop and
 //! small installations: git-sync, the operator (runs as Jobs on the cluster's
-//! nodes, or as `acp runner` processes on this host), the status bot and the
-//! dashboard; optionally a git server for local bare repositories and the
+//! nodes, or as `acp runner` processes on this host) with its scheduler of
+//! SessionSchedules, the status bot and the dashboard; optionally a git server for local bare repositories and the
 //! scripted replay model.
 
 use std::net::SocketAddr;
@@ -259,9 +259,17 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
                 // An error means the sender is gone: stopping too.
                 let _ = rx.wait_for(|s| *s).await;
             };
-            let (_, _, _, served) = tokio::join!(
+            let scheduler = acp_operator::schedule::controller::run(
+                client.clone(),
+                operator.namespace.clone(),
+                Arc::new(acp_operator::schedule::clock::SystemClock),
+                operator_metrics.clone(),
+                stopped(rx.clone()),
+            );
+            let (_, _, _, _, served) = tokio::join!(
                 acp_gitsync::controller::run(client.clone(), kube_config, gitsync, stopped(rx.clone())),
                 acp_operator::controller::run_with_metrics(client.clone(), operator, operator_metrics, stopped(rx.clone())),
+                scheduler,
                 acp_statusbot::controller::run(client.clone(), statusbot, stopped(rx.clone())),
                 acp_dashboard::run(client, dashboard, dashboard_listener, None, stopped(rx)),
             );

@@ -89,6 +89,19 @@ async fn a_schedule_from_git_runs_is_written_back_keeps_its_history_and_is_prune
     .await;
     let status = schedules.get("nightly").await.expect("schedule").status.expect("status");
     assert_eq!(status.last_trigger.as_deref(), Some("second"));
+
+    // The dashboard shows what the scheduler wrote and links the run.
+    let url = stack.start_dashboard().await;
+    let api = format!("{url}/api/v1/schedules/{}/nightly", stack.ns.name);
+    let view = eventually("the dashboard's view of the schedule", Duration::from_secs(30), || async {
+        let body = acp_testenv::proc::curl(&api, &[])?;
+        let view: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (view["runs"][0]["phase"] == "Completed").then_some(view)
+    })
+    .await;
+    assert_eq!(view["runs"][0]["name"], second.as_str(), "{view}");
+    assert_eq!(view["runs"][0]["triggered"], true, "{view}");
+    assert_eq!(view["timeZone"], "Europe/Paris", "{view}");
     assert_eq!(
         status.next_run_time.map(|t| t.0.to_string()),
         Some("2027-01-01T02:00:00Z".into()),

@@ -18,7 +18,7 @@ fn session(ns: &str, name: &str, created: &str, phase: &str, extra: serde_json::
     serde_json::from_value(value).expect("a valid session")
 }
 
-fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+pub(crate) fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     match (into, from) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
             for (k, v) in b {

@@ -1,11 +1,11 @@
 //! Shared by the dashboard's integration tests: a dashboard on loopback over
 //! the real control plane, a small HTTP client (with server-sent events) and
-//! session fixtures.
+//! session and schedule fixtures.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
-use acp_api::AgenticSession;
+use acp_api::{AgenticSession, SessionSchedule};
 use acp_dashboard::auth::Mode;
 use acp_dashboard::logs::LogSource;
 use acp_testenv::{TestEnv, eventually};
@@ -202,6 +202,61 @@ pub async fn set_status(client: &kube::Client, ns: &str, name: &str, status: ser
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
         .await
         .unwrap_or_else(|e| panic!("failed to write the status of {ns}/{name}: {e}"));
+}
+
+/// Creates SessionSchedule `name` (weekdays at 09:00 in `time_zone`, or UTC)
+/// and, when given, writes its `status`, playing the operator's scheduler,
+/// which owns that status (the dashboard only reads it). Returns the
+/// schedule as created, with its uid for [`create_run`].
+pub async fn create_schedule(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    time_zone: Option<&str>,
+    status: Option<serde_json::Value>,
+) -> SessionSchedule {
+    let api: Api<SessionSchedule> = Api::namespaced(client.clone(), ns);
+    let mut spec = json!({"schedule": "0 9 * * MON-FRI", "concurrencyPolicy": "Forbid",
+        "template": {"spec": {"initialPrompt": format!("triage for {name}"), "repos": [{"url": "https://github.com/acme/app"}]}}});
+    if let Some(zone) = time_zone {
+        spec["timeZone"] = json!(zone);
+    }
+    let schedule: SessionSchedule = serde_json::from_value(json!({
+        "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSchedule",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec
+    }))
+    .expect("a valid schedule");
+    let created = api
+        .create(&PostParams::default(), &schedule)
+        .await
+        .unwrap_or_else(|e| panic!("failed to create schedule {ns}/{name}: {e}"));
+    if let Some(status) = status {
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+            .await
+            .unwrap_or_else(|e| panic!("failed to write the status of schedule {ns}/{name}: {e}"));
+    }
+    created
+}
+
+/// Creates session `name` as a run of `schedule`, playing the operator's
+/// scheduler: its schedule label and the schedule as controller owner.
+pub async fn create_run(client: &kube::Client, schedule: &SessionSchedule, name: &str) -> AgenticSession {
+    let ns = schedule.metadata.namespace.as_deref().expect("a namespaced schedule");
+    let owner = schedule.metadata.name.as_deref().expect("a named schedule");
+    let uid = schedule.metadata.uid.as_deref().expect("a created schedule has a uid");
+    let api: Api<AgenticSession> = Api::namespaced(client.clone(), ns);
+    let session: AgenticSession = serde_json::from_value(json!({
+        "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
+        "metadata": {"name": name, "namespace": ns,
+            "labels": {"ambient-code.io/schedule": owner},
+            "ownerReferences": [{"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSchedule",
+                                 "name": owner, "uid": uid, "controller": true}]},
+        "spec": {"initialPrompt": format!("triage for {owner}"), "displayName": format!("Session {name}")}
+    }))
+    .expect("a valid session");
+    api.create(&PostParams::default(), &session)
+        .await
+        .unwrap_or_else(|e| panic!("failed to create run {ns}/{name}: {e}"))
 }
 
 /// The shared control plane with acp's CRDs.
