@@ -13,6 +13,7 @@ pub mod condition;
 pub mod constants;
 pub mod crds;
 pub mod progress;
+pub mod pull_requests;
 pub mod remote;
 pub mod schedule;
 pub mod schema;

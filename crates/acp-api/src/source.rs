@@ -41,6 +41,9 @@ use crate::schema::{GIT_URL_PATTERN, NO_DOT_DOT_RULE};
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "!has(self.targetNamespace) || has(self.serviceAccountName)",
     "message": "targetNamespace needs serviceAccountName: a source applies into another namespace only as a ServiceAccount whose RBAC allows it"
+}, {
+    "rule": "!has(self.pullRequests) || has(self.github)",
+    "message": "pullRequests needs github: its token answers commands and its webhook secret verifies them"
 }]))]
 pub struct SessionSourceSpec {
     /// Repository URL: `https://…`, `ssh://…`, `git@host:path` or `file://…`.
@@ -101,6 +104,12 @@ pub struct SessionSourceSpec {
     /// GitHub integration: pull request comments and commit statuses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub github: Option<GitHubSettings>,
+    /// Pull requests this source serves with `/acp` commands and `@acp`
+    /// follow-ups in their comments (needs `github`, whose token and webhook
+    /// secret it uses). Each request is committed to `requestsBranch` of this
+    /// repository, which git-sync applies too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_requests: Option<crate::pull_requests::PullRequestBinding>,
 }
 
 /// A git reference.

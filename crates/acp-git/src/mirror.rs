@@ -120,6 +120,33 @@ pub fn fetch(
     Ok(commit.id())
 }
 
+/// Fetches `branch` of `url` into the mirror `dir`, if the remote has it:
+/// `None` when it does not (a branch nobody wrote to yet), never a stale tip
+/// of a branch since deleted.
+pub fn fetch_branch_if_present(
+    dir: &Path,
+    url: &str,
+    branch: &str,
+    creds: &Credentials,
+    timeout: Duration,
+) -> Result<Option<git2::Oid>, FetchError> {
+    if let Ok(repo) = Repository::open_bare(dir)
+        && let Ok(mut stale) = repo.find_reference(&format!("refs/remotes/origin/{branch}"))
+    {
+        stale.delete().map_err(|source| FetchError::Git {
+            url: url.to_string(),
+            what: format!("branch {branch}"),
+            source,
+        })?;
+    }
+    let git_ref = GitRef { branch: Some(branch.to_owned()), ..GitRef::default() };
+    match fetch(dir, url, Some(&git_ref), creds, timeout) {
+        Ok(commit) => Ok(Some(commit)),
+        Err(FetchError::Git { source, .. }) if source.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,7 +138,26 @@ impl BranchWriter {
         &self,
         files: &[(String, Vec<u8>)],
         message: &str,
+        before_push: impl FnMut(u32),
+    ) -> Result<Written, WriteError> {
+        self.commit_loop(before_push, |_, _| Some((files.to_vec(), message.to_owned())))
+    }
+
+    /// Read-modify-write: `change` sees the branch's tree at its current tip
+    /// (empty for a new branch) and returns the files to write with the
+    /// commit message; it runs again on the new tip when another writer got
+    /// there first. `None` (or no file) writes nothing.
+    pub fn edit(
+        &self,
+        change: impl FnMut(&Repository, &git2::Tree<'_>) -> Option<(Vec<(String, Vec<u8>)>, String)>,
+    ) -> Result<Written, WriteError> {
+        self.commit_loop(|_| {}, change)
+    }
+
+    fn commit_loop(
+        &self,
         mut before_push: impl FnMut(u32),
+        mut files_for: impl FnMut(&Repository, &git2::Tree<'_>) -> Option<(Vec<(String, Vec<u8>)>, String)>,
     ) -> Result<Written, WriteError> {
         let repo = self.open()?;
         let signature = Signature::now(&self.author_name, &self.author_email).map_err(self.err("sign"))?;
@@ -156,8 +175,12 @@ impl BranchWriter {
                     repo.find_tree(empty).map_err(self.err("build a tree"))?
                 }
             };
+            let Some((files, message)) = files_for(&repo, &base).filter(|(files, _)| !files.is_empty())
+            else {
+                return Ok(Written::Unchanged);
+            };
             let mut update = TreeUpdateBuilder::new();
-            for (path, content) in files {
+            for (path, content) in &files {
                 let blob = repo.blob(content).map_err(self.err("write a blob"))?;
                 update.upsert(path.as_str(), blob, FileMode::Blob);
             }
@@ -168,7 +191,7 @@ impl BranchWriter {
             let tree = repo.find_tree(tree_id).map_err(self.err("build the tree"))?;
             let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
             let commit = repo
-                .commit(None, &signature, &signature, message, &tree, &parents)
+                .commit(None, &signature, &signature, &message, &tree, &parents)
                 .map_err(self.err("commit"))?;
             before_push(n);
             if self.push(&repo, commit)? {

@@ -339,12 +339,29 @@ async fn sync(
     let url = spec.url.clone();
     let git_ref = spec.git_ref.clone();
     let timeout = spec.timeout.map(Duration::from).unwrap_or(DEFAULT_TIMEOUT);
+    let requests = spec.pull_requests.as_ref().map(|b| b.requests_branch().to_owned());
     let read = tokio::task::spawn_blocking(move || {
         let revision =
             fetch::fetch(&dir, &url, git_ref.as_ref(), &creds, timeout).map_err(|e| e.to_string())?;
         let repo = git2::Repository::open_bare(&dir).map_err(|e| e.to_string())?;
         let tree = repo.find_commit(revision).and_then(|c| c.tree()).map_err(|e| e.to_string())?;
-        let entries = files::from_tree(&repo, &tree, &filter).map_err(|e| e.to_string())?;
+        let mut entries = files::from_tree(&repo, &tree, &filter).map_err(|e| e.to_string())?;
+        // Pull-request requests: every manifest of the requests branch, its
+        // paths prefixed with the branch (`acp/requests:owner/repo/pr-7/…`).
+        if let Some(branch) = requests {
+            let tip = fetch::fetch_branch_if_present(&dir, &url, &branch, &creds, timeout)
+                .map_err(|e| e.to_string())?;
+            if let Some(tip) = tip {
+                let tree = repo.find_commit(tip).and_then(|c| c.tree()).map_err(|e| e.to_string())?;
+                let all = Filter::new("", &[], &[]).map_err(|e| e.to_string())?;
+                entries.extend(
+                    files::from_tree(&repo, &tree, &all)
+                        .map_err(|e| e.to_string())?
+                        .into_iter()
+                        .map(|e| e.within(&branch)),
+                );
+            }
+        }
         Ok::<_, String>((revision.to_string(), entries))
     });
     let (revision, entries) = match tokio::time::timeout(timeout + Duration::from_secs(5), read).await {

@@ -39,6 +39,19 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// The same entry, its path prefixed with `branch:` (a file of another
+    /// branch than the source's ref, such as the requests branch).
+    pub fn within(self, branch: &str) -> Self {
+        let on = |path: String| format!("{branch}:{path}");
+        match self {
+            Entry::File { path, bytes } => Entry::File { path: on(path), bytes },
+            Entry::Symlink { path, target } => Entry::Symlink { path: on(path), target },
+            Entry::TooLarge { path, size } => Entry::TooLarge { path: on(path), size },
+        }
+    }
+}
+
+impl Entry {
     /// The entry's path.
     pub fn path(&self) -> &str {
         match self {

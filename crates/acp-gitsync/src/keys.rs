@@ -90,7 +90,7 @@ async fn secret_of(client: &Client, source: &SessionSource) -> Option<Vec<u8>> {
             return None;
         }
     };
-    let key = secret_ref.key.as_deref().unwrap_or("token");
+    let key = secret_ref.key.as_deref().unwrap_or("webhook-secret");
     secret.data.and_then(|mut d| d.remove(key)).map(|v| v.0)
 }
 

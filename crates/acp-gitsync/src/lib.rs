@@ -6,10 +6,12 @@
 //! ([`plan`], pure) → server-side apply and prune, kind by kind ([`kinds`],
 //! [`apply`]) → status
 //! ([`status`], pure; written by [`controller`]). [`webhook`] turns GitHub push
-//! deliveries into immediate syncs.
+//! deliveries into immediate syncs, and pull-request comments into requests
+//! committed to a source's requests branch ([`commands`]).
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod commands;
 pub mod controller;
 pub mod files;
 pub mod keys;
@@ -17,5 +19,6 @@ pub mod kinds;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;
+pub mod recent;
 pub mod status;
 pub mod webhook;

@@ -7,11 +7,12 @@
 //! delivery costs no API request. Only then is the body parsed. A `push` to a source's
 //! ref triggers that source at once by setting its reconcile-requested-at
 //! annotation to the delivery id; a repeated `X-GitHub-Delivery` is
-//! acknowledged and ignored.
+//! acknowledged and ignored. Pull-request deliveries (`issue_comment`,
+//! `pull_request_review_comment`, `pull_request`) go to
+//! [`crate::commands`].
 
-use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use acp_api::SessionSource;
 use acp_api::constants::annotations;
@@ -43,11 +44,14 @@ pub struct Config {
     pub max_body: usize,
     /// Deliveries accepted per second (burst of the same size).
     pub per_second: u32,
+    /// Pull-request commands (`issue_comment`, `pull_request_review_comment`
+    /// and `pull_request` deliveries); without it they are acknowledged only.
+    pub commands: Option<crate::commands::handler::Config>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { namespace: None, max_body: DEFAULT_MAX_BODY, per_second: 50 }
+        Self { namespace: None, max_body: DEFAULT_MAX_BODY, per_second: 50, commands: None }
     }
 }
 
@@ -57,7 +61,8 @@ pub struct Receiver {
     config: Config,
     keys: Arc<crate::keys::Keys>,
     limiter: DefaultDirectRateLimiter,
-    seen: Mutex<(HashSet<String>, VecDeque<String>)>,
+    seen: crate::recent::Recent<String>,
+    commands: Option<crate::commands::handler::Commands>,
 }
 
 impl Receiver {
@@ -65,12 +70,15 @@ impl Receiver {
     pub fn new(client: Client, config: Config) -> Arc<Self> {
         let rate = NonZeroU32::new(config.per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let keys = crate::keys::Keys::start(client.clone(), config.namespace.clone());
+        let commands =
+            config.commands.clone().map(|c| crate::commands::handler::Commands::new(client.clone(), c));
         Arc::new(Self {
             client,
+            commands,
             config,
             keys,
             limiter: RateLimiter::direct(Quota::per_second(rate)),
-            seen: Mutex::default(),
+            seen: crate::recent::Recent::new(REMEMBERED),
         })
     }
 
@@ -90,18 +98,7 @@ impl Receiver {
 
     /// Records `id`; false when it was seen before.
     fn first_delivery(&self, id: &str) -> bool {
-        let Ok(mut seen) = self.seen.lock() else { return true };
-        let (set, order) = &mut *seen;
-        if !set.insert(id.to_string()) {
-            return false;
-        }
-        order.push_back(id.to_string());
-        if order.len() > REMEMBERED
-            && let Some(old) = order.pop_front()
-        {
-            set.remove(&old);
-        }
-        true
+        self.seen.first(id.to_owned())
     }
 }
 
@@ -160,14 +157,28 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
         return reply(StatusCode::OK, json!({"pong": true}));
     }
     if matches!(event.as_str(), "issue_comment" | "pull_request" | "pull_request_review_comment") {
-        // Verified and de-duplicated like pushes; acted on by the PR-command
-        // handling that builds on this receiver.
-        let names: Vec<String> = sources
-            .iter()
-            .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
-            .collect();
-        info!(%event, ?names, "pull request delivery verified");
-        return reply(StatusCode::ACCEPTED, json!({"event": event, "sources": names}));
+        let Some(commands) = &receiver.commands else {
+            let names: Vec<String> = sources
+                .iter()
+                .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
+                .collect();
+            let why = "pull-request commands are off";
+            return reply(StatusCode::ACCEPTED, json!({"ignored": event, "why": why, "sources": names}));
+        };
+        let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+            return reply(StatusCode::BAD_REQUEST, json!({"error": "body is not JSON"}));
+        };
+        let sources: Vec<&SessionSource> = sources.iter().collect();
+        return match commands.handle(&event, &payload, &sources).await {
+            Ok(outcome) => {
+                info!(%event, delivery, ?outcome, "pull request delivery");
+                reply(StatusCode::ACCEPTED, json!(outcome))
+            }
+            Err(error) => {
+                warn!(%event, delivery, %error, category = error.category(), "pull request delivery failed");
+                reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": error.to_string()}))
+            }
+        };
     }
     if event != "push" {
         return reply(StatusCode::ACCEPTED, json!({"ignored": event}));

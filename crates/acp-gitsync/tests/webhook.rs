@@ -35,7 +35,10 @@ async fn post(receiver: &Arc<Receiver>, body: &[u8], signature: &str, delivery: 
 
 /// A receiver for the fixture's namespace, once it holds its keys.
 async fn receiver(f: &Fixture, client: kube::Client, max_body: usize, per_second: u32) -> Arc<Receiver> {
-    let receiver = Receiver::new(client, Config { namespace: Some(f.ns.name.clone()), max_body, per_second });
+    let receiver = Receiver::new(
+        client,
+        Config { namespace: Some(f.ns.name.clone()), max_body, per_second, commands: None },
+    );
     let ready = receiver.clone();
     acp_testenv::eventually("the receiver's keys", acp_testenv::DEFAULT_TIMEOUT, || {
         let ready = ready.clone();
@@ -56,7 +59,7 @@ fn push(git_ref: &str, after: &str) -> Vec<u8> {
 #[tokio::test]
 async fn deliveries_are_verified_deduplicated_and_trigger_syncs() {
     let f = Fixture::start("gitsync-webhook").await;
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"token": std::str::from_utf8(SECRET).expect("utf-8")}});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"webhook-secret": std::str::from_utf8(SECRET).expect("utf-8")}});
     f.ns.api::<Secret>()
         .patch("hook", &PatchParams::apply("test"), &Patch::Apply(&secret))
         .await
@@ -140,7 +143,7 @@ async fn deliveries_beyond_the_rate_limit_are_refused() {
 #[tokio::test]
 async fn a_thousand_forged_deliveries_cost_no_api_request() {
     let f = Fixture::start("gitsync-webhook-forged").await;
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"token": "real"}});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"webhook-secret": "real"}});
     f.ns.api::<Secret>()
         .patch("hook", &PatchParams::apply("test"), &Patch::Apply(&secret))
         .await

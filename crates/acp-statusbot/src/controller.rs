@@ -31,11 +31,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, instrument, warn};
 
-use crate::github::{GitHub, GitHubError};
 use crate::provenance::{Provenance, provenance, schedule_vouches, scheduled_by};
 use crate::render::{RenderError, Renderer, marker};
 use crate::report::{Report, commit_status, report, status_file};
 use crate::writeback::{WriteBack, WriteBackError, Written, status_file as status_path};
+use acp_github::{GitHub, GitHubError};
 
 /// Status bot settings.
 #[derive(Clone)]
@@ -74,7 +74,7 @@ pub enum Error {
     GitHub(#[from] GitHubError),
     /// GitHub App authentication failed.
     #[error(transparent)]
-    App(#[from] crate::app::AppError),
+    App(#[from] acp_github::app::AppError),
     /// The write-back commit failed.
     #[error(transparent)]
     WriteBack(#[from] WriteBackError),
@@ -120,7 +120,7 @@ struct Context {
     /// still hold the object from before that save; this never does.
     saved: std::sync::Mutex<std::collections::HashMap<(String, String), BotState>>,
     /// GitHub App installation tokens, reused until shortly before they expire.
-    tokens: crate::app::Tokens,
+    tokens: acp_github::app::Tokens,
     /// The login of each token (`GET /user`), by API URL and token digest.
     logins: moka::future::Cache<(String, String), String>,
     /// Events on sessions the bot will not act for.
@@ -335,17 +335,9 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         let token = match &github.token_secret_ref {
             Some(r) => {
                 let data = secret_data(&ctx.client, source_ns, &r.name).await?;
-                match crate::app::App::from_secret_data(&data) {
-                    Some(app) => {
-                        let app = app?;
-                        let api = &ctx.config.github_api_url;
-                        let token = ctx.tokens.token(api, &app, &github.repository).await?;
-                        Some((token, Some(ctx.tokens.login(api, &app).await?)))
-                    }
-                    None => data
-                        .get(r.key.as_deref().unwrap_or("token"))
-                        .map(|v| (String::from_utf8_lossy(&v.0).into_owned(), None)),
-                }
+                let api = &ctx.config.github_api_url;
+                acp_github::app::credentials(&data, r.key.as_deref(), api, &github.repository, &ctx.tokens)
+                    .await?
             }
             None => None,
         };

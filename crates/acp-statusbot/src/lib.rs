@@ -6,15 +6,13 @@
 //! in the repository (users may override them); [`writeback`] commits one
 //! status file per session to the write-back branch with git2, only when its
 //! content changed, rebasing onto the remote tip when another writer got there
-//! first and never rewriting anyone's history. [`app`] authenticates as a
-//! GitHub App (installation tokens) when the Secret holds one. [`provenance`]
-//! decides whether a session's claimed source really applied it (a
-//! schedule's run: applied its schedule).
+//! first and never rewriting anyone's history. [`provenance`] decides
+//! whether a session's claimed source really applied it (a schedule's run:
+//! applied its schedule). GitHub itself (comments, statuses, App tokens) is
+//! reached through the shared `acp_github` crate.
 #![forbid(unsafe_code)]
 
-pub mod app;
 pub mod controller;
-pub mod github;
 pub mod provenance;
 pub mod render;
 pub mod report;

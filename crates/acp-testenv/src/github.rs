@@ -1,7 +1,8 @@
 //! A fake GitHub REST API (GitHub is unreachable from here), stateful and
 //! request-recording, for the parts acp uses: `GET /user`, a commit's pull
 //! requests and message, issue comments (list with pagination, create, read,
-//! edit) and commit statuses (create, list newest first).
+//! edit), commit statuses (create, list newest first), pull requests, the
+//! collaborator permission endpoint and comment reactions.
 //!
 //! It keeps GitHub's rules that matter to acp's promises: a token acts as
 //! its login, a comment belongs to the login that wrote it, and only that
@@ -73,6 +74,24 @@ struct World {
     statuses: Vec<Status>,
     requests: Vec<Request>,
     next_id: u64,
+    roles: BTreeMap<(String, String), String>,
+    pull_requests: BTreeMap<(String, u64), Value>,
+    reactions: Vec<Reaction>,
+}
+
+/// A reaction added to a comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reaction {
+    /// `owner/name`.
+    pub repo: String,
+    /// The comment.
+    pub comment: u64,
+    /// `issues` or `pulls` (a review comment).
+    pub kind: String,
+    /// `eyes`, `+1`…
+    pub content: String,
+    /// Who reacted.
+    pub user: String,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -136,6 +155,9 @@ impl FakeGitHub {
             .route("/repos/{owner}/{repo}/issues/{number}/comments", get(list_comments).post(create_comment))
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
             .route("/repos/{owner}/{repo}/commits/{sha}/statuses", get(list_statuses))
+            .route("/repos/{owner}/{repo}/collaborators/{user}/permission", get(permission))
+            .route("/repos/{owner}/{repo}/pulls/{number}", get(read_pull))
+            .route("/repos/{owner}/{repo}/{kind}/comments/{id}/reactions", post(react))
             .layer(axum::middleware::from_fn_with_state(world.clone(), recorder))
             .with_state(world.clone());
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind the fake GitHub");
@@ -201,6 +223,35 @@ impl FakeGitHub {
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Request> {
         lock(&self.world).requests.clone()
+    }
+
+    /// Gives `login` role `role` (`read`, `write`, `maintain`…) on `repo`.
+    pub fn role(&self, repo: &str, login: &str, role: &str) {
+        lock(&self.world).roles.insert((repo.to_owned(), login.to_owned()), role.to_owned());
+    }
+
+    /// Opens pull request `number` on `repo` from branch `head_ref` at
+    /// `head_sha` of `head_repo` (`repo` itself, or a fork), cloned from `clone_url`.
+    pub fn open_pull(
+        &self,
+        repo: &str,
+        number: u64,
+        head_repo: &str,
+        head_ref: &str,
+        head_sha: &str,
+        clone_url: &str,
+    ) {
+        let pull = json!({
+            "number": number, "state": "open",
+            "head": {"ref": head_ref, "sha": head_sha, "repo": {"full_name": head_repo, "clone_url": clone_url}},
+            "base": {"ref": "main", "repo": {"full_name": repo}},
+        });
+        lock(&self.world).pull_requests.insert((repo.to_owned(), number), pull);
+    }
+
+    /// Every reaction added, in order.
+    pub fn reactions(&self) -> Vec<Reaction> {
+        lock(&self.world).reactions.clone()
     }
 
     /// The requests that changed something (not GETs).
@@ -383,4 +434,63 @@ async fn list_statuses(
         newest_first.map(|s| json!({"state": s.state, "context": s.context, "description": s.description}))
     )
     .into_response()
+}
+
+async fn permission(
+    State(world): State<Shared>,
+    Path((owner, repo, user)): Path<(String, String, String)>,
+) -> Response {
+    let world = lock(&world);
+    match world.roles.get(&(format!("{owner}/{repo}"), user.clone())) {
+        Some(role) => {
+            let permission = match role.as_str() {
+                "maintain" => "write",
+                "triage" => "read",
+                other => other,
+            };
+            axum::Json(json!({"permission": permission, "role_name": role, "user": {"login": user}}))
+                .into_response()
+        }
+        // GitHub answers 404 for someone who is not a collaborator.
+        None => error(StatusCode::NOT_FOUND, &format!("{user} is not a user")),
+    }
+}
+
+async fn read_pull(
+    State(world): State<Shared>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+) -> Response {
+    let world = lock(&world);
+    match world.pull_requests.get(&(format!("{owner}/{repo}"), number)) {
+        Some(pull) => axum::Json(pull.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+async fn react(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((owner, repo, kind, id)): Path<(String, String, String, u64)>,
+    body: Bytes,
+) -> Response {
+    let mut world = lock(&world);
+    let Some(who) = login(&world, &headers) else { return unauthorized() };
+    let content =
+        serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["content"].as_str().map(str::to_owned));
+    let Some(content) = content.filter(|c| {
+        ["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"].contains(&c.as_str())
+    }) else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "content is invalid");
+    };
+    if kind != "issues" && kind != "pulls" {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    world.reactions.push(Reaction {
+        repo: format!("{owner}/{repo}"),
+        comment: id,
+        kind,
+        content: content.clone(),
+        user: who,
+    });
+    (StatusCode::CREATED, axum::Json(json!({"content": content}))).into_response()
 }

@@ -257,7 +257,7 @@ fn plan(args: &ActionArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             .context("the plan comment needs a token: set the github-token input")?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
-            let github = acp_statusbot::github::GitHub::new(&ctx.api_url, token, &ctx.repository)?;
+            let github = acp_github::GitHub::new(&ctx.api_url, token, &ctx.repository)?;
             // The plan comment is the one this token's user wrote: the
             // workflow's GITHUB_TOKEN (which may not read /user) writes as
             // github-actions[bot]. A pasted marker in someone else's comment

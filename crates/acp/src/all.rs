@@ -186,6 +186,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             namespace: Some(ns.clone()),
             max_body: acp_gitsync::webhook::DEFAULT_MAX_BODY,
             per_second: 50,
+            commands: None,
         };
         let gitsync_metrics = crate::gitsync::serve_webhook(&client, webhook, args.webhook_addr, None).await?;
         let operator_metrics = Arc::new(acp_operator::metrics::Metrics::default());

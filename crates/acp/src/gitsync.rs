@@ -25,6 +25,15 @@ pub struct GitSyncArgs {
     /// Webhook deliveries accepted per second.
     #[arg(long, default_value_t = 50)]
     webhook_rate: u32,
+    /// GitHub API base URL, for pull-request commands (`/acp …` comments).
+    #[arg(long, env = "ACP_GITHUB_API_URL", default_value = "https://api.github.com")]
+    github_api_url: String,
+    /// Author name of the request commits pull-request commands make.
+    #[arg(long, env = "ACP_REQUESTS_AUTHOR_NAME", default_value = "acp")]
+    requests_author_name: String,
+    /// Author email of the request commits.
+    #[arg(long, env = "ACP_REQUESTS_AUTHOR_EMAIL", default_value = "acp@localhost")]
+    requests_author_email: String,
     /// Address of `/metrics` (and `/healthz`), apart from the webhook's port.
     #[arg(long, env = "ACP_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     metrics_addr: std::net::SocketAddr,
@@ -65,6 +74,11 @@ pub fn run(args: &GitSyncArgs) -> anyhow::Result<ExitCode> {
             namespace: args.namespace.clone(),
             max_body: args.webhook_max_body,
             per_second: args.webhook_rate,
+            commands: Some(acp_gitsync::commands::handler::Config {
+                github_api_url: args.github_api_url.clone(),
+                cache_dir: args.cache_dir.clone(),
+                author: (args.requests_author_name.clone(), args.requests_author_email.clone()),
+            }),
         };
         let metrics = serve_webhook(&client, webhook, args.webhook_addr, Some(args.metrics_addr)).await?;
         tracing::info!(namespace = ?args.namespace, webhook = %args.webhook_addr, policies = ?checker.policies(), "acp git-sync starting");

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const COMPONENTS: [&str; 5] = ["acp-runner", "acp-operator", "acp-gitsync", "acp-statusbot", "acp-dashboard"];
-const SHARED: [&str; 6] = ["acp-api", "acp-git", "acp-kube", "acp-policy", "acp-replay", "acp-testenv"];
+const SHARED: [&str; 7] =
+    ["acp-api", "acp-git", "acp-github", "acp-kube", "acp-policy", "acp-replay", "acp-testenv"];
 
 fn metadata() -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO"))

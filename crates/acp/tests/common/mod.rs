@@ -94,6 +94,10 @@ pub struct Stack {
     starts: usize,
     /// Extra arguments for the next start.
     extra: Vec<String>,
+    /// The last git-sync replica's webhook address.
+    webhook: Option<String>,
+    /// A policies directory for git-sync (`ACP_POLICIES`), instead of the built-in ones.
+    pub policies: Option<PathBuf>,
 }
 
 impl Drop for Stack {
@@ -151,7 +155,7 @@ impl Stack {
         let secrets: Api<Secret> = ns.api();
         for secret in [
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ambient-runner-secrets"},
-                   "stringData": {"ANTHROPIC_API_KEY": "sk-ant-stack", "ANTHROPIC_BASE_URL": model.url()}}),
+                   "stringData": {"ANTHROPIC_API_KEY": "sk-ant-stack", "ANTHROPIC_BASE_URL": model.url(), "GIT_TOKEN": GIT_TOKEN}}),
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gh"}, "stringData": {"token": BOT_TOKEN}}),
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git"}, "stringData": {"token": GIT_TOKEN}}),
         ] {
@@ -172,6 +176,8 @@ impl Stack {
             running: Vec::new(),
             starts: 0,
             extra: Vec::new(),
+            webhook: None,
+            policies: None,
         }
     }
 
@@ -231,6 +237,55 @@ impl Stack {
         }
     }
 
+    /// A code repository `name` on the stack's git server with `branch`
+    /// holding `files`; returns its clone URL.
+    pub fn code_repo(&self, name: &str, branch: &str, files: &[(&str, &str)]) -> String {
+        self.git.create_repo(name, branch, files);
+        self.git.url(name)
+    }
+
+    /// Posts a GitHub webhook delivery to the git-sync replica started last,
+    /// signed with `secret`; returns the HTTP status and the JSON answer.
+    pub fn deliver(
+        &self,
+        event: &str,
+        delivery: &str,
+        secret: &str,
+        payload: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let body = payload.to_string();
+        let signature = acp_gitsync::webhook::sign(secret.as_bytes(), body.as_bytes());
+        let url = format!("http://{}/hooks/github", self.webhook.as_deref().expect("git-sync started"));
+        let mut child = Command::new("curl")
+            .args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", &url])
+            .args(["-H", "content-type: application/json"])
+            .args(["-H", &format!("x-github-event: {event}")])
+            .args(["-H", &format!("x-github-delivery: {delivery}")])
+            .args(["-H", &format!("x-hub-signature-256: {signature}")])
+            .args(["--data-binary", "@-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl runs");
+        use std::io::Write as _;
+        child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("send the body");
+        let out = child.wait_with_output().expect("curl ends");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (answer, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), serde_json::from_str(answer).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The full message of commit `sha` of the bare repository.
+    pub fn commit_message(&self, sha: &str) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.bare)
+            .args(["show", "--no-patch", "--format=%B", sha])
+            .output()
+            .expect("git show");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The bare repository's `ref` as text (for write-back checks).
     pub fn show(&self, spec: &str) -> Option<String> {
         let out = Command::new("git").arg("-C").arg(&self.bare).args(["show", spec]).output().ok()?;
@@ -265,14 +320,15 @@ impl Stack {
         let metrics = format!("127.0.0.1:{}", free_port());
         match component {
             Component::GitSync => {
-                cmd.args([
-                    "--webhook-addr",
-                    &format!("127.0.0.1:{}", free_port()),
-                    "--metrics-addr",
-                    &metrics,
-                ])
-                .arg("--cache-dir")
-                .arg(root.join(format!("git-sync-{replica}")));
+                let webhook = format!("127.0.0.1:{}", free_port());
+                cmd.args(["--webhook-addr", &webhook, "--metrics-addr", &metrics])
+                    .args(["--github-api-url", &self.github.url()])
+                    .arg("--cache-dir")
+                    .arg(root.join(format!("git-sync-{replica}")));
+                if let Some(policies) = &self.policies {
+                    cmd.env("ACP_POLICIES", policies);
+                }
+                self.webhook = Some(webhook);
             }
             Component::Operator => match self.executor {
                 Executor::Process => {

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use acp_statusbot::app::{App, Tokens};
+use acp_github::app::{App, Tokens};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use wiremock::matchers::{method, path};
@@ -67,7 +67,9 @@ impl Match for SignedBy {
 }
 
 fn in_seconds(secs: i64) -> String {
-    (k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(secs)).to_string()
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let at = i64::try_from(now).expect("a 64-bit clock") + secs;
+    k8s_openapi::jiff::Timestamp::from_second(at).expect("a time").to_string()
 }
 
 #[tokio::test]
@@ -133,6 +135,6 @@ fn secrets_name_the_app_or_not() {
         ("appId", "123"),
         ("privateKey", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----"),
     ]));
-    assert!(matches!(bad, Some(Err(acp_statusbot::app::AppError::Key(_)))));
-    assert!(matches!(App::new("abc", &pem, None), Err(acp_statusbot::app::AppError::AppId(_))));
+    assert!(matches!(bad, Some(Err(acp_github::app::AppError::Key(_)))));
+    assert!(matches!(App::new("abc", &pem, None), Err(acp_github::app::AppError::AppId(_))));
 }

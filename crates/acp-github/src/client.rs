@@ -1,6 +1,7 @@
-//! The GitHub side of the status bot, through octocrab: which pull request
-//! brought a commit in, the session's comment (found by its hidden marker,
-//! created once, then edited), and commit statuses. octocrab's
+//! GitHub's REST API through octocrab, for one repository: which pull
+//! request brought a commit in, comments (the status bot's, found by a hidden
+//! marker, created once, then edited), commit statuses, and for pull-request
+//! commands: reactions, a user's role, a pull request. octocrab's
 //! `HandleRateLimits` retry policy honours `x-ratelimit-*` and `retry-after`
 //! (primary and secondary limits) and retries server errors.
 
@@ -50,6 +51,27 @@ impl GitHubError {
             GitHubError::Shape { .. } => "shape",
         }
     }
+}
+
+/// A pull request, as pull-request commands need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequest {
+    /// Its number.
+    pub number: u64,
+    /// Open (not closed or merged).
+    pub open: bool,
+    /// The head commit.
+    pub head_sha: String,
+    /// The head branch.
+    pub head_ref: String,
+    /// The head repository (`owner/name`).
+    pub head_repository: String,
+    /// The head repository's clone URL.
+    pub head_clone_url: String,
+    /// The base repository (`owner/name`).
+    pub base_repository: String,
+    /// The head lives in another repository than the base.
+    pub fork: bool,
 }
 
 /// A repository on GitHub (or GitHub Enterprise).
@@ -191,6 +213,59 @@ impl GitHub {
             .flatten()
             .find(|s| s["context"].as_str() == Some(context))
             .and_then(|s| s["state"].as_str().map(str::to_owned)))
+    }
+
+    /// Pull request `number`: its head (commit, branch, repository) and state.
+    pub async fn pull(&self, number: u64) -> Result<PullRequest, GitHubError> {
+        let action = "read the pull request";
+        let pull = self.get(action, self.route(&format!("pulls/{number}"))).await?;
+        let text =
+            |v: &Value| v.as_str().map(str::to_owned).ok_or(GitHubError::Shape { action: action.into() });
+        let head_repository = text(&pull["head"]["repo"]["full_name"])?;
+        let base_repository = text(&pull["base"]["repo"]["full_name"])?;
+        Ok(PullRequest {
+            number,
+            open: pull["state"].as_str() == Some("open"),
+            head_sha: text(&pull["head"]["sha"])?,
+            head_ref: text(&pull["head"]["ref"])?,
+            head_clone_url: text(&pull["head"]["repo"]["clone_url"])?,
+            fork: !head_repository.eq_ignore_ascii_case(&base_repository),
+            head_repository,
+            base_repository,
+        })
+    }
+
+    /// The role of `login` on the repository, from the collaborator
+    /// permission endpoint (`role_name`: admin, maintain, write, triage,
+    /// read; a custom role falls back to its base `permission`), or `none`
+    /// for someone who is not a collaborator.
+    pub async fn role(&self, login: &str) -> Result<String, GitHubError> {
+        let action = "read the commenter's permission";
+        let route = self.route(&format!("collaborators/{login}/permission"));
+        match self.client.get::<Value, _, ()>(route, None).await {
+            Ok(answer) => {
+                let known = ["admin", "maintain", "write", "triage", "read", "none"];
+                let role = answer["role_name"].as_str().filter(|r| known.contains(r));
+                let role = role.or_else(|| answer["permission"].as_str().filter(|r| known.contains(r)));
+                role.map(str::to_owned).ok_or(GitHubError::Shape { action: action.into() })
+            }
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => {
+                Ok("none".into())
+            }
+            Err(source) => Err(GitHubError::Request { action: action.into(), source }),
+        }
+    }
+
+    /// Adds reaction `content` (`eyes`, `+1`…) to comment `id`: an issue
+    /// comment, or with `review` a pull request review comment.
+    pub async fn react(&self, id: u64, review: bool, content: &str) -> Result<(), GitHubError> {
+        let kind = if review { "pulls" } else { "issues" };
+        let _: Value = self
+            .client
+            .post(self.route(&format!("{kind}/comments/{id}/reactions")), Some(&json!({"content": content})))
+            .await
+            .map_err(|source| GitHubError::Request { action: "react to the comment".into(), source })?;
+        Ok(())
     }
 
     /// Sets commit status `context` on `sha`.

@@ -214,3 +214,24 @@ async fn create(api_url: &str, app: &App, repository: &str) -> Result<Token, App
         .map_or(now() + 3600, |t| t.as_second().max(0) as u64);
     Ok(Token { token, expires })
 }
+
+/// Who acts on GitHub for a Secret: the token it holds under `key`
+/// (default `token`), or an installation token of the GitHub App it holds
+/// (`appId`, `privateKey`) for `repository`, with the App's bot login.
+/// `None` when the Secret holds neither.
+pub async fn credentials(
+    data: &std::collections::BTreeMap<String, ByteString>,
+    key: Option<&str>,
+    api_url: &str,
+    repository: &str,
+    tokens: &Tokens,
+) -> Result<Option<(String, Option<String>)>, AppError> {
+    match App::from_secret_data(data) {
+        Some(app) => {
+            let app = app?;
+            let token = tokens.token(api_url, &app, repository).await?;
+            Ok(Some((token, Some(tokens.login(api_url, &app).await?))))
+        }
+        None => Ok(text(data, key.unwrap_or("token")).map(|t| (t, None))),
+    }
+}

@@ -1,0 +1,194 @@
+//! A SessionSource's binding to pull requests: which code repositories'
+//! pull requests it serves with `/acp` commands and `@acp` follow-ups, the
+//! session each request creates, how far a comment's flags may go, and the
+//! repository role each command needs.
+//!
+//! The binding is read from the cluster (the SessionSource), never from the
+//! pull request: a PR author cannot widen what a comment may do.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::SessionTemplate;
+
+/// Default branch requests are committed to.
+pub const DEFAULT_REQUESTS_BRANCH: &str = "acp/requests";
+/// Default largest `--max-turns`.
+pub const DEFAULT_MAX_TURNS: i64 = 50;
+/// Default longest `--timeout`, in seconds.
+pub const DEFAULT_MAX_TIMEOUT_SECONDS: i64 = 3600;
+
+/// Pull requests a SessionSource serves.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestBinding {
+    /// Code repositories whose pull requests are served: `owner/name` or
+    /// `owner/*`.
+    #[schemars(length(min = 1, max = 64), extend("items" = {
+        "type": "string",
+        "pattern": r"^[A-Za-z0-9_.-]+/([A-Za-z0-9_.-]+|\*)$",
+        "maxLength": 200
+    }))]
+    pub repositories: Vec<String>,
+    /// Branch of this source's repository where each request is committed as
+    /// a session manifest (git-sync applies it like the source's ref).
+    /// Defaults to `acp/requests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub requests_branch: Option<String>,
+    /// The session a request creates. Its `repos` are set from the pull
+    /// request (its head branch); everything else comes from here.
+    pub template: SessionTemplate,
+    /// Models `--model` may name. Empty: only the template's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub allowed_models: Vec<String>,
+    /// Largest `--max-turns`. Defaults to 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_turns: Option<i64>,
+    /// Longest `--timeout`, in seconds. Defaults to 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_timeout_seconds: Option<i64>,
+    /// The least repository role each command needs.
+    #[serde(default)]
+    pub roles: CommandRoles,
+    /// GitHub App ids whose bots may give commands; comments of other bots
+    /// are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub allowed_bot_app_ids: Vec<i64>,
+}
+
+impl PullRequestBinding {
+    /// `requestsBranch` with its default.
+    pub fn requests_branch(&self) -> &str {
+        self.requests_branch.as_deref().unwrap_or(DEFAULT_REQUESTS_BRANCH)
+    }
+
+    /// Whether `repository` (`owner/name`) is one this binding serves.
+    pub fn serves(&self, repository: &str) -> bool {
+        let Some((owner, name)) = repository.split_once('/') else { return false };
+        self.repositories.iter().any(|pattern| match pattern.split_once('/') {
+            Some((o, "*")) => o.eq_ignore_ascii_case(owner),
+            Some((o, n)) => o.eq_ignore_ascii_case(owner) && n.eq_ignore_ascii_case(name),
+            None => false,
+        })
+    }
+}
+
+/// A repository role on GitHub, lowest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Anyone (not a collaborator).
+    #[default]
+    None,
+    /// Read access.
+    Read,
+    /// Triage access.
+    Triage,
+    /// Write access.
+    Write,
+    /// Maintain access.
+    Maintain,
+    /// Admin access.
+    Admin,
+}
+
+impl Role {
+    /// The role GitHub names `name` (`role_name`), `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "none" => Self::None,
+            "read" => Self::Read,
+            "triage" => Self::Triage,
+            "write" => Self::Write,
+            "maintain" => Self::Maintain,
+            "admin" => Self::Admin,
+            _ => return None,
+        })
+    }
+
+    /// The role as GitHub writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Read => "read",
+            Self::Triage => "triage",
+            Self::Write => "write",
+            Self::Maintain => "maintain",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// The least role per command. Unset: `run`, `followUp`, `retry` and `stop`
+/// need write, `approve` maintain, `status` and `help` nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandRoles {
+    /// `/acp run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Role>,
+    /// `@acp …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<Role>,
+    /// `/acp stop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Role>,
+    /// `/acp retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Role>,
+    /// `/acp approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<Role>,
+    /// `/acp status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Role>,
+    /// `/acp help`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<Role>,
+}
+
+impl CommandRoles {
+    /// The least role command `verb` needs.
+    pub fn needed(&self, verb: &str) -> Role {
+        let (set, default) = match verb {
+            "run" => (self.run, Role::Write),
+            "follow-up" => (self.follow_up, Role::Write),
+            "stop" => (self.stop, Role::Write),
+            "retry" => (self.retry, Role::Write),
+            "approve" => (self.approve, Role::Maintain),
+            "status" => (self.status, Role::None),
+            "help" => (self.help, Role::None),
+            _ => (None, Role::Admin),
+        };
+        set.unwrap_or(default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_match_by_name_or_owner_glob_and_roles_order() {
+        let binding = PullRequestBinding {
+            repositories: vec!["acme/webapp".into(), "tools/*".into()],
+            ..Default::default()
+        };
+        assert!(binding.serves("acme/webapp") && binding.serves("ACME/WebApp"));
+        assert!(binding.serves("tools/anything"));
+        assert!(!binding.serves("acme/other") && !binding.serves("evil/webapp") && !binding.serves("tools"));
+        assert!(Role::Write > Role::Triage && Role::Admin > Role::Maintain);
+        assert_eq!(Role::parse("maintain"), Some(Role::Maintain));
+        assert_eq!(Role::parse("custom-role"), None);
+        let roles = CommandRoles { status: Some(Role::Read), ..Default::default() };
+        assert_eq!(roles.needed("run"), Role::Write);
+        assert_eq!(roles.needed("status"), Role::Read);
+        assert_eq!(roles.needed("approve"), Role::Maintain);
+        assert_eq!(roles.needed("anything else"), Role::Admin);
+    }
+}

@@ -1,0 +1,11 @@
+//! acp's GitHub client, shared by the status bot (comments, commit statuses)
+//! and git-sync's pull-request commands (reactions, permissions, pull
+//! requests): [`client`] makes the REST calls through octocrab (rate limits
+//! and retries handled), [`app`] authenticates as a GitHub App when a
+//! Secret holds one.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod client;
+
+pub use client::{GitHub, GitHubError, PullRequest};

@@ -1,0 +1,513 @@
+//! The webhook's side of pull-request commands. For a verified, first-seen
+//! `issue_comment`, `pull_request_review_comment` or `pull_request` delivery
+//! and each SessionSource whose binding serves the repository: parse the
+//! comment ([`grammar`](super::grammar)), ask GitHub for the commenter's role
+//! (the collaborator permission endpoint, never `author_association`), gate
+//! ([`request::gate`]), react with `eyes`, and record the request as a commit
+//! on the source's requests branch; then ask git-sync to sync the source.
+//!
+//! A request's file is named by its comment id and is only ever created, so
+//! a replayed delivery or a second webhook for the same comment writes
+//! nothing new, even after a restart.
+
+use std::path::PathBuf;
+
+use acp_api::SessionSource;
+use acp_api::constants::annotations;
+use acp_api::pull_requests::{PullRequestBinding, Role};
+use acp_git::Credentials;
+use acp_git::push::{BranchWriter, Written};
+use acp_github::{GitHub, PullRequest};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt as _};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::grammar::{self, Command, Found};
+use super::request::{self, Comment, Commenter, Gate, Record};
+
+/// Comments remembered for de-duplication.
+const REMEMBERED: usize = 4096;
+
+/// `/acp help`'s answer.
+pub const HELP: &str = "acp commands (one per line):\n\
+- `/acp run [--model M] [--max-turns N] [--timeout 20m] [-- prompt]`: run a session on this pull request's branch\n\
+- `@acp <text>`: a follow-up to the latest session of this pull request\n\
+- `/acp stop`: stop the running session\n\
+- `/acp retry`: run the latest request again\n\
+- `/acp status`: this pull request's sessions\n\
+- `/acp help`: this text";
+
+/// A failure to act on a command (logged and answered with 500, so GitHub
+/// shows the delivery as failed and it can be redelivered).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A GitHub call failed.
+    #[error(transparent)]
+    GitHub(#[from] acp_github::GitHubError),
+    /// The source's GitHub credentials are unusable.
+    #[error("failed to authenticate to GitHub: {0}")]
+    App(#[from] acp_github::app::AppError),
+    /// A Kubernetes call failed.
+    #[error("failed to {action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: &'static str,
+        /// The client error.
+        source: kube::Error,
+    },
+    /// The commit to the requests branch failed.
+    #[error(transparent)]
+    Write(#[from] acp_git::push::WriteError),
+    /// A blocking task failed.
+    #[error("failed to run a git task: {0}")]
+    Task(String),
+}
+
+impl Error {
+    /// Bounded category for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::GitHub(e) => e.category(),
+            Self::App(_) => "app",
+            Self::Kube { .. } => "kube",
+            Self::Write(e) => e.category(),
+            Self::Task(_) => "task",
+        }
+    }
+}
+
+/// Settings of the command handler.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// GitHub API base URL.
+    pub github_api_url: String,
+    /// Where requests branches are checked out to commit.
+    pub cache_dir: PathBuf,
+    /// Author of request commits (name, email).
+    pub author: (String, String),
+}
+
+/// The command handler.
+pub struct Commands {
+    client: Client,
+    config: Config,
+    tokens: acp_github::app::Tokens,
+    seen: crate::recent::Recent<(u64, String)>,
+}
+
+/// What a delivery led to, for the webhook's answer and the logs.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    /// Requests committed (session names).
+    pub recorded: Vec<String>,
+    /// One-line answers posted.
+    pub replied: usize,
+    /// Commands ignored (bots, strangers, repeats).
+    pub ignored: usize,
+}
+
+impl Commands {
+    /// A handler acting with `client`.
+    pub fn new(client: Client, config: Config) -> Self {
+        Self {
+            client,
+            config,
+            tokens: acp_github::app::Tokens::default(),
+            seen: crate::recent::Recent::new(REMEMBERED),
+        }
+    }
+
+    /// Acts on delivery `event` for each of `sources` whose binding serves its repository.
+    pub async fn handle(
+        &self,
+        event: &str,
+        payload: &Value,
+        sources: &[&SessionSource],
+    ) -> Result<Outcome, Error> {
+        let mut outcome = Outcome::default();
+        let repository = payload["repository"]["full_name"].as_str().unwrap_or_default();
+        for source in sources {
+            let Some(binding) = source.spec.pull_requests.as_ref().filter(|b| b.serves(repository)) else {
+                continue;
+            };
+            match event {
+                "issue_comment" | "pull_request_review_comment" => {
+                    self.comment(source, binding, event, payload, &mut outcome).await?;
+                }
+                "pull_request" if payload["action"] == "closed" => {
+                    let pull = payload["pull_request"]["number"].as_u64().unwrap_or_default();
+                    if let Some(stopped) = self.stop(source, binding, repository, pull, "closed").await? {
+                        outcome.recorded.push(stopped);
+                    }
+                }
+                _ => outcome.ignored += 1,
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn comment(
+        &self,
+        source: &SessionSource,
+        binding: &PullRequestBinding,
+        event: &str,
+        payload: &Value,
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
+        let review = event == "pull_request_review_comment";
+        let action = payload["action"].as_str().unwrap_or_default();
+        let (comment, pull_number) = if review {
+            (&payload["comment"], payload["pull_request"]["number"].as_u64())
+        } else if payload["issue"]["pull_request"].is_object() {
+            (&payload["comment"], payload["issue"]["number"].as_u64())
+        } else {
+            // A comment on an issue, not a pull request.
+            return Ok(());
+        };
+        let Some(pull_number) = pull_number else { return Ok(()) };
+        let body = comment["body"].as_str().unwrap_or_default();
+        let found: Vec<Found> = match action {
+            "created" => grammar::parse(body),
+            "edited" if !review => {
+                grammar::added(payload["changes"]["body"]["from"].as_str().unwrap_or_default(), body)
+            }
+            _ => Vec::new(),
+        };
+        let comment = Comment {
+            id: comment["id"].as_u64().unwrap_or_default(),
+            url: comment["html_url"].as_str().unwrap_or_default().to_owned(),
+            commenter: Commenter {
+                login: comment["user"]["login"].as_str().unwrap_or_default().to_owned(),
+                bot: comment["user"]["type"] == "Bot",
+                app_id: comment["performed_via_github_app"]["id"].as_i64(),
+            },
+        };
+        let repository = payload["repository"]["full_name"].as_str().unwrap_or_default();
+        let private = payload["repository"]["private"].as_bool().unwrap_or(true);
+        let fresh: Vec<Found> = found.into_iter().filter(|f| self.first(comment.id, &f.text)).collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let Some(github) = self.github(source, repository).await? else {
+            warn!(source = %source.name_any(), "pull request commands need spec.github.tokenSecretRef");
+            return Ok(());
+        };
+        let mut role: Option<Role> = None;
+        for found in fresh {
+            let command = match found.command {
+                Ok(command) => command,
+                Err(error) => {
+                    // Only people who may run commands hear about their typos.
+                    let role = *role.get_or_insert(self.role(&github, &comment.commenter).await?);
+                    if role >= Role::Triage && !comment.commenter.bot {
+                        github
+                            .create_comment(
+                                pull_number,
+                                &format!("@{}: {}", comment.commenter.login, error.message),
+                            )
+                            .await?;
+                        outcome.replied += 1;
+                    }
+                    continue;
+                }
+            };
+            let role = *role.get_or_insert(self.role(&github, &comment.commenter).await?);
+            match request::gate(binding, repository, private, &comment, role, &command) {
+                Gate::Silent => {
+                    outcome.ignored += 1;
+                    continue;
+                }
+                Gate::Refused(line) => {
+                    github.create_comment(pull_number, &line).await?;
+                    outcome.replied += 1;
+                    continue;
+                }
+                Gate::Allowed => {}
+            }
+            github.react(comment.id, review, "eyes").await?;
+            match &command {
+                Command::Help => {
+                    github.create_comment(pull_number, HELP).await?;
+                    outcome.replied += 1;
+                }
+                Command::Status => {
+                    let text = self.status(source, repository, pull_number).await?;
+                    github.create_comment(pull_number, &text).await?;
+                    outcome.replied += 1;
+                }
+                Command::Stop => match self
+                    .stop(source, binding, repository, pull_number, &comment.commenter.login)
+                    .await?
+                {
+                    Some(name) => outcome.recorded.push(name),
+                    None => {
+                        github
+                            .create_comment(
+                                pull_number,
+                                "Nothing to stop: this pull request has no session yet.",
+                            )
+                            .await?;
+                        outcome.replied += 1;
+                    }
+                },
+                Command::Approve => {
+                    github
+                        .create_comment(
+                            pull_number,
+                            "`/acp approve` is not available yet: requests from forks are not run.",
+                        )
+                        .await?;
+                    outcome.replied += 1;
+                }
+                Command::Run(_) | Command::FollowUp(_) | Command::Retry => {
+                    let pull = github.pull(pull_number).await?;
+                    if pull.fork {
+                        github
+                            .create_comment(pull_number, "Requests on pull requests from forks are not run (approval of fork requests is not available yet).")
+                            .await?;
+                        outcome.replied += 1;
+                        continue;
+                    }
+                    match self.record(source, binding, repository, &pull, &comment, role, &command).await? {
+                        Ok(Some(name)) => outcome.recorded.push(name),
+                        Ok(None) => outcome.ignored += 1,
+                        Err(line) => {
+                            github
+                                .create_comment(pull_number, &format!("@{}: {line}", comment.commenter.login))
+                                .await?;
+                            outcome.replied += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `(comment, command line)`; false when seen before.
+    fn first(&self, comment: u64, text: &str) -> bool {
+        self.seen.first((comment, text.to_owned()))
+    }
+
+    async fn role(&self, github: &GitHub, commenter: &Commenter) -> Result<Role, Error> {
+        Ok(Role::parse(&github.role(&commenter.login).await?).unwrap_or(Role::None))
+    }
+
+    /// A GitHub client for `repository` with the source's credentials.
+    async fn github(&self, source: &SessionSource, repository: &str) -> Result<Option<GitHub>, Error> {
+        let Some(reference) = source.spec.github.as_ref().and_then(|g| g.token_secret_ref.as_ref()) else {
+            return Ok(None);
+        };
+        let data = self.secret(source, &reference.name).await?;
+        let api = &self.config.github_api_url;
+        let found =
+            acp_github::app::credentials(&data, reference.key.as_deref(), api, repository, &self.tokens)
+                .await?;
+        Ok(match found {
+            Some((token, _)) => Some(GitHub::new(api, &token, repository)?),
+            None => None,
+        })
+    }
+
+    async fn secret(
+        &self,
+        source: &SessionSource,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, k8s_openapi::ByteString>, Error> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &source.namespace().unwrap_or_default());
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(|source| Error::Kube { action: "read the source's secret", source })?;
+        Ok(secret.and_then(|s| s.data).unwrap_or_default())
+    }
+
+    /// The writer of the source's requests branch.
+    async fn writer(
+        &self,
+        source: &SessionSource,
+        binding: &PullRequestBinding,
+    ) -> Result<BranchWriter, Error> {
+        let ns = source.namespace().unwrap_or_default();
+        let credentials = match &source.spec.secret_ref {
+            Some(r) => crate::controller::secret_credentials(&self.secret(source, &r.name).await?),
+            None => Credentials::default(),
+        };
+        Ok(BranchWriter {
+            dir: self.config.cache_dir.join("requests").join(&ns).join(source.name_any()),
+            url: source.spec.url.clone(),
+            branch: binding.requests_branch().to_owned(),
+            credentials,
+            author_name: self.config.author.0.clone(),
+            author_email: self.config.author.1.clone(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one request's whole context")]
+    async fn record(
+        &self,
+        source: &SessionSource,
+        binding: &PullRequestBinding,
+        repository: &str,
+        pull: &PullRequest,
+        comment: &Comment,
+        role: Role,
+        command: &Command,
+    ) -> Result<Result<Option<String>, String>, Error> {
+        let writer = self.writer(source, binding).await?;
+        let dir = request::thread_dir(repository, pull.number);
+        let (binding, repository, pull, comment, command) =
+            (binding.clone(), repository.to_owned(), pull.clone(), comment.clone(), command.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let mut refused = None;
+            let mut made: Option<Record> = None;
+            let written = writer.edit(|repo, tree| {
+                let names = files_in(repo, tree, &dir);
+                let parent = request::latest(names.iter().map(String::as_str))
+                    .map(|f| f.trim_end_matches(".yaml").to_owned());
+                let command = match (&command, &parent) {
+                    // A retry runs the latest request's text again.
+                    (Command::Retry, Some(parent)) => match read(repo, tree, &format!("{dir}/{parent}.yaml"))
+                    {
+                        Some(text) => Command::FollowUp(prompt_of(&text)),
+                        None => return None,
+                    },
+                    (Command::Retry, None) => {
+                        refused = Some("nothing to retry: this pull request has no session yet".to_owned());
+                        return None;
+                    }
+                    (other, _) => other.clone(),
+                };
+                match request::run(&binding, &repository, &pull, &comment, role, &command, parent.as_deref())
+                {
+                    // Recorded before (a replay, another webhook): nothing new.
+                    Ok(record) if names.iter().any(|n| *n == format!("{}.yaml", record.session)) => None,
+                    Ok(record) => {
+                        let edit = (
+                            vec![(record.path.clone(), record.content.clone().into_bytes())],
+                            record.message.clone(),
+                        );
+                        made = Some(record);
+                        Some(edit)
+                    }
+                    Err(line) => {
+                        refused = Some(line);
+                        None
+                    }
+                }
+            });
+            (written, made, refused)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+        let (written, made, refused) = written;
+        if let Some(line) = refused {
+            return Ok(Err(line));
+        }
+        match (written?, made) {
+            (Written::Committed { commit, .. }, Some(record)) => {
+                info!(session = %record.session, %commit, "request recorded");
+                self.sync(source).await?;
+                Ok(Ok(Some(record.session)))
+            }
+            _ => Ok(Ok(None)),
+        }
+    }
+
+    /// Stops the thread's latest session (annotation `desired-phase: Stopped`).
+    async fn stop(
+        &self,
+        source: &SessionSource,
+        binding: &PullRequestBinding,
+        repository: &str,
+        pull: u64,
+        by: &str,
+    ) -> Result<Option<String>, Error> {
+        let writer = self.writer(source, binding).await?;
+        let dir = request::thread_dir(repository, pull);
+        let message = format!(
+            "acp: stop request on {repository}#{pull} by {by}\n\nAcp-Command: stop\nAcp-Commenter: {by}"
+        );
+        let result = tokio::task::spawn_blocking(move || {
+            let mut stopped = None;
+            let written = writer.edit(|repo, tree| {
+                let names = files_in(repo, tree, &dir);
+                let latest = request::latest(names.iter().map(String::as_str))?;
+                let path = format!("{dir}/{latest}");
+                stopped = Some(latest.trim_end_matches(".yaml").to_owned());
+                let text = request::stopped(&read(repo, tree, &path)?)?;
+                Some((vec![(path, text.into_bytes())], message.clone()))
+            });
+            (written, stopped)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+        let (written, stopped) = result;
+        if let Written::Committed { .. } = written? {
+            self.sync(source).await?;
+        }
+        Ok(stopped)
+    }
+
+    /// `/acp status`: the thread's sessions and their phases.
+    async fn status(&self, source: &SessionSource, repository: &str, pull: u64) -> Result<String, Error> {
+        let prefix = request::session_name(repository, pull, 0);
+        let prefix = prefix.trim_end_matches('0');
+        let ns =
+            source.spec.target_namespace.clone().unwrap_or_else(|| source.namespace().unwrap_or_default());
+        let api: Api<acp_api::AgenticSession> = Api::namespaced(self.client.clone(), &ns);
+        let list = api
+            .list(&Default::default())
+            .await
+            .map_err(|source| Error::Kube { action: "list sessions", source })?;
+        let mut lines: Vec<String> = list
+            .items
+            .iter()
+            .filter(|s| s.name_any().starts_with(prefix))
+            .map(|s| {
+                let phase = s.status.as_ref().and_then(|st| st.phase).unwrap_or_default();
+                format!("- `{}`: {phase}", s.name_any())
+            })
+            .collect();
+        lines.sort();
+        Ok(if lines.is_empty() {
+            "No session on this pull request yet. `/acp run -- …` starts one.".into()
+        } else {
+            format!("Sessions of this pull request:\n{}", lines.join("\n"))
+        })
+    }
+
+    /// Asks git-sync to sync `source` now (as a push webhook does).
+    async fn sync(&self, source: &SessionSource) -> Result<(), Error> {
+        let api: Api<SessionSource> =
+            Api::namespaced(self.client.clone(), &source.namespace().unwrap_or_default());
+        let token = format!("{:?}", std::time::SystemTime::now());
+        let patch = json!({"metadata": {"annotations": {annotations::RECONCILE_REQUESTED_AT: token}}});
+        api.patch(&source.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Kube { action: "trigger a sync", source })?;
+        Ok(())
+    }
+}
+
+/// Names of the files directly in `dir` of `tree`.
+fn files_in(repo: &git2::Repository, tree: &git2::Tree<'_>, dir: &str) -> Vec<String> {
+    let Ok(entry) = tree.get_path(std::path::Path::new(dir)) else { return Vec::new() };
+    let Ok(sub) = repo.find_tree(entry.id()) else { return Vec::new() };
+    sub.iter().filter_map(|e| e.name().ok().map(str::to_owned)).collect()
+}
+
+fn read(repo: &git2::Repository, tree: &git2::Tree<'_>, path: &str) -> Option<String> {
+    let entry = tree.get_path(std::path::Path::new(path)).ok()?;
+    let blob = repo.find_blob(entry.id()).ok()?;
+    String::from_utf8(blob.content().to_vec()).ok()
+}
+
+/// The request text of a recorded session (after the "Request from" line).
+fn prompt_of(manifest: &str) -> String {
+    let value: Value = serde_saphyr::from_str(manifest).unwrap_or_default();
+    let prompt = value["spec"]["initialPrompt"].as_str().unwrap_or_default();
+    prompt.split_once("):\n\n").map_or(prompt, |(_, text)| text).to_owned()
+}

@@ -1,0 +1,12 @@
+//! Pull-request commands: `/acp …` and `@acp …` comments become commits of
+//! session manifests on a SessionSource's requests branch, which git-sync
+//! then applies like any manifest.
+//!
+//! - [`grammar`]: which lines of a comment are commands (pure);
+//! - [`request`]: who may give them and the commit each becomes (pure);
+//! - [`handler`]: the webhook's side: de-duplication, the GitHub calls
+//!   (role, pull request, reaction, replies) and the commit.
+
+pub mod grammar;
+pub mod handler;
+pub mod request;

@@ -1,0 +1,247 @@
+//! What a command becomes, without I/O: whether the commenter may give it,
+//! and the commit that records it on the requests branch (a session
+//! manifest, or a stop annotation on the thread's latest session) with
+//! trailers naming the command, the commenter, their role, the comment and
+//! the pull request's head.
+
+use acp_api::constants::{API_VERSION, annotations};
+use acp_api::pull_requests::{PullRequestBinding, Role};
+use acp_github::PullRequest;
+use serde_json::{Value, json};
+
+use super::grammar::{Command, RunFlags};
+
+/// The existing platform's annotation linking a session to its parent: the
+/// sessions of one pull request form a thread through it.
+pub const PARENT_SESSION: &str = "vteam.ambient-code/parent-session-id";
+
+/// Who wrote a comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commenter {
+    /// GitHub login.
+    pub login: String,
+    /// A bot account.
+    pub bot: bool,
+    /// For a bot: its GitHub App's id, when the delivery names one.
+    pub app_id: Option<i64>,
+}
+
+/// The comment a command came in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Comment {
+    /// Comment id.
+    pub id: u64,
+    /// Its URL.
+    pub url: String,
+    /// Who wrote it.
+    pub commenter: Commenter,
+}
+
+/// What to do about a command, before any write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Go on.
+    Allowed,
+    /// Say nothing (a bot, or a stranger on a public repository: no reply
+    /// that could be used to make acp spam).
+    Silent,
+    /// Refuse with this one line.
+    Refused(String),
+}
+
+/// Whether `comment`'s author, with `role` on `repository`, may give `command`.
+pub fn gate(
+    binding: &PullRequestBinding,
+    repository: &str,
+    private: bool,
+    comment: &Comment,
+    role: Role,
+    command: &Command,
+) -> Gate {
+    let who = &comment.commenter;
+    if who.bot && !who.app_id.is_some_and(|id| binding.allowed_bot_app_ids.contains(&id)) {
+        return Gate::Silent;
+    }
+    let needed = binding.roles.needed(command.verb());
+    if role >= needed {
+        return Gate::Allowed;
+    }
+    if role == Role::None && !private {
+        return Gate::Silent;
+    }
+    Gate::Refused(format!(
+        "@{}: `{}` needs {} access to {repository}; you have {}.",
+        who.login,
+        display(command),
+        needed.as_str(),
+        role.as_str()
+    ))
+}
+
+fn display(command: &Command) -> String {
+    match command {
+        Command::FollowUp(_) => "@acp".into(),
+        other => format!("/acp {}", other.verb()),
+    }
+}
+
+/// The directory of pull request `pull` of `repository` on the requests branch.
+pub fn thread_dir(repository: &str, pull: u64) -> String {
+    format!("{}/pr-{pull}", repository.to_ascii_lowercase())
+}
+
+/// The session name of the request made by comment `comment` on `pull`.
+pub fn session_name(repository: &str, pull: u64, comment: u64) -> String {
+    let name = repository.rsplit('/').next().unwrap_or(repository);
+    let clean: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(30)
+        .collect();
+    format!("{}-pr{pull}-{comment}", clean.trim_matches('-'))
+}
+
+/// A commit to make on the requests branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// File path on the branch.
+    pub path: String,
+    /// File content.
+    pub content: String,
+    /// Commit message, with trailers.
+    pub message: String,
+    /// The session it creates or changes.
+    pub session: String,
+}
+
+/// The session a `/acp run` or `@acp` request creates, with its commit.
+/// `parent` is the thread's latest session (a follow-up links to it).
+pub fn run(
+    binding: &PullRequestBinding,
+    repository: &str,
+    pull: &PullRequest,
+    comment: &Comment,
+    role: Role,
+    command: &Command,
+    parent: Option<&str>,
+) -> Result<Record, String> {
+    let (flags, text) = match command {
+        Command::Run(flags) => (flags.clone(), flags.prompt.clone().unwrap_or_default()),
+        Command::FollowUp(text) => (RunFlags::default(), text.clone()),
+        other => return Err(format!("/acp {} does not start a session", other.verb())),
+    };
+    let template = &binding.template.spec;
+    let template_model = template.llm_settings.as_ref().and_then(|l| l.model.clone());
+    let model = match &flags.model {
+        Some(model)
+            if binding.allowed_models.contains(model)
+                || template_model.as_deref() == Some(model.as_str()) =>
+        {
+            Some(model.clone())
+        }
+        Some(model) => {
+            let allowed: Vec<&str> = template_model
+                .iter()
+                .map(String::as_str)
+                .chain(binding.allowed_models.iter().map(String::as_str))
+                .collect();
+            return Err(format!("--model {model} is not allowed here (allowed: {})", allowed.join(", ")));
+        }
+        None => template_model,
+    };
+    let max_turns = binding.max_turns.unwrap_or(acp_api::pull_requests::DEFAULT_MAX_TURNS);
+    if let Some(n) = flags.max_turns.filter(|n| *n > max_turns) {
+        return Err(format!("--max-turns {n} is over this repository's limit of {max_turns}"));
+    }
+    let max_timeout =
+        binding.max_timeout_seconds.unwrap_or(acp_api::pull_requests::DEFAULT_MAX_TIMEOUT_SECONDS);
+    if let Some(t) = flags.timeout_seconds.filter(|t| *t > max_timeout) {
+        return Err(format!("--timeout {t}s is over this repository's limit of {max_timeout}s"));
+    }
+    let name = session_name(repository, pull.number, comment.id);
+    let request = if text.trim().is_empty() { "(no further instructions)".to_owned() } else { text.clone() };
+    let prompt = format!(
+        "You are working on pull request #{} of {repository}, branch {} at commit {}.\n\nRequest from @{} ({}):\n\n{request}",
+        pull.number, pull.head_ref, pull.head_sha, comment.commenter.login, comment.url
+    );
+    let mut spec = serde_json::to_value(template).map_err(|e| format!("failed to read the template: {e}"))?;
+    spec["repos"] = json!([{"url": pull.head_clone_url, "branch": pull.head_ref, "autoPush": true}]);
+    spec["initialPrompt"] = json!(prompt);
+    if let Some(model) = model {
+        spec["llmSettings"]["model"] = json!(model);
+    }
+    if let Some(n) = flags.max_turns {
+        spec["maxTurns"] = json!(n);
+    }
+    if let Some(t) = flags.timeout_seconds {
+        spec["timeout"] = json!(t);
+    }
+    let mut metadata = json!({"name": name});
+    if !binding.template.metadata.labels.is_empty() {
+        metadata["labels"] = json!(binding.template.metadata.labels);
+    }
+    let mut notes: serde_json::Map<String, Value> =
+        binding.template.metadata.annotations.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    if let Some(parent) = parent {
+        notes.insert(PARENT_SESSION.into(), json!(parent));
+    }
+    if !notes.is_empty() {
+        metadata["annotations"] = Value::Object(notes);
+    }
+    let manifest =
+        json!({"apiVersion": API_VERSION, "kind": "AgenticSession", "metadata": metadata, "spec": spec});
+    let content =
+        serde_saphyr::to_string(&manifest).map_err(|e| format!("failed to write the manifest: {e}"))?;
+    let subject = format!(
+        "acp: {} request from @{} on {repository}#{}",
+        command.verb(),
+        comment.commenter.login,
+        pull.number
+    );
+    Ok(Record {
+        path: format!("{}/{name}.yaml", thread_dir(repository, pull.number)),
+        content,
+        message: format!("{subject}\n\n{text}\n\n{}", trailers(command, comment, role, pull)),
+        session: name,
+    })
+}
+
+/// The trailers of a request commit.
+pub fn trailers(command: &Command, comment: &Comment, role: Role, pull: &PullRequest) -> String {
+    format!(
+        "Acp-Command: {}\nAcp-Commenter: {}\nAcp-Role: {}\nAcp-Comment: {}\nAcp-Head: {}",
+        command.verb(),
+        comment.commenter.login,
+        role.as_str(),
+        comment.url,
+        pull.head_sha
+    )
+}
+
+/// `manifest` (YAML) with the stop request annotation, or `None` when it
+/// already has it or does not parse.
+pub fn stopped(manifest: &str) -> Option<String> {
+    let mut object: Value = serde_saphyr::from_str(manifest).ok()?;
+    let phase = acp_api::SessionPhase::Stopped.as_str();
+    if object["metadata"]["annotations"][annotations::DESIRED_PHASE] == phase {
+        return None;
+    }
+    if !object["metadata"]["annotations"].is_object() {
+        object["metadata"]["annotations"] = json!({});
+    }
+    object["metadata"]["annotations"][annotations::DESIRED_PHASE] = json!(phase);
+    serde_saphyr::to_string(&object).ok()
+}
+
+/// The latest session file of a thread, from the file names of its
+/// directory (comment ids grow, so the longest then greatest name is newest).
+pub fn latest<'a>(files: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    files
+        .into_iter()
+        .filter(|f| f.ends_with(".yaml"))
+        .max_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+use acp_api::pull_requests::CommandRoles;
+
+use super::*;
+
+fn binding() -> PullRequestBinding {
+    serde_json::from_value(json!({
+        "repositories": ["acme/*"],
+        "template": {"metadata": {"labels": {"team": "web"}},
+                     "spec": {"llmSettings": {"model": "claude-sonnet-4-6"}, "timeout": 600}},
+        "allowedModels": ["claude-opus-4-6"],
+        "maxTurns": 20,
+        "allowedBotAppIds": [42]
+    }))
+    .expect("binding")
+}
+
+fn pull() -> PullRequest {
+    PullRequest {
+        number: 7,
+        open: true,
+        head_sha: "a".repeat(40),
+        head_ref: "fix-login".into(),
+        head_repository: "acme/webapp".into(),
+        head_clone_url: "https://github.com/acme/webapp.git".into(),
+        base_repository: "acme/webapp".into(),
+        fork: false,
+    }
+}
+
+fn comment(login: &str, bot: bool, app_id: Option<i64>) -> Comment {
+    Comment {
+        id: 1001,
+        url: "https://github.com/acme/webapp/pull/7#issuecomment-1001".into(),
+        commenter: Commenter { login: login.into(), bot, app_id },
+    }
+}
+
+fn run_command(prompt: &str) -> Command {
+    Command::Run(RunFlags { prompt: Some(prompt.into()), ..RunFlags::default() })
+}
+
+#[test]
+fn roles_bots_and_strangers_are_gated() {
+    let b = binding();
+    let run = run_command("x");
+    let alice = comment("alice", false, None);
+    assert_eq!(gate(&b, "acme/webapp", false, &alice, Role::Write, &run), Gate::Allowed);
+    assert_eq!(gate(&b, "acme/webapp", false, &alice, Role::Admin, &Command::Stop), Gate::Allowed);
+    let Gate::Refused(line) = gate(&b, "acme/webapp", false, &alice, Role::Read, &run) else {
+        panic!("refused")
+    };
+    assert_eq!(line, "@alice: `/acp run` needs write access to acme/webapp; you have read.");
+    // A stranger on a public repository gets no reply; on a private one, one line.
+    assert_eq!(gate(&b, "acme/webapp", false, &alice, Role::None, &run), Gate::Silent);
+    assert!(matches!(gate(&b, "acme/webapp", true, &alice, Role::None, &run), Gate::Refused(_)));
+    // Anyone may ask for help and status.
+    assert_eq!(gate(&b, "acme/webapp", false, &alice, Role::None, &Command::Help), Gate::Allowed);
+    // Bots are ignored unless their App is allowed, whatever their role.
+    assert_eq!(
+        gate(&b, "acme/webapp", false, &comment("ci[bot]", true, Some(7)), Role::Admin, &run),
+        Gate::Silent
+    );
+    assert_eq!(
+        gate(&b, "acme/webapp", false, &comment("ci[bot]", true, None), Role::Admin, &run),
+        Gate::Silent
+    );
+    assert_eq!(
+        gate(&b, "acme/webapp", false, &comment("ok[bot]", true, Some(42)), Role::Write, &run),
+        Gate::Allowed
+    );
+    // Roles are the binding's.
+    let strict =
+        PullRequestBinding { roles: CommandRoles { run: Some(Role::Admin), ..Default::default() }, ..b };
+    assert!(matches!(gate(&strict, "acme/webapp", false, &alice, Role::Maintain, &run), Gate::Refused(_)));
+}
+
+#[test]
+fn a_run_request_freezes_the_text_targets_the_head_branch_and_carries_trailers() {
+    let record = run(
+        &binding(),
+        "acme/webapp",
+        &pull(),
+        &comment("alice", false, None),
+        Role::Write,
+        &run_command("add a CHANGELOG entry"),
+        None,
+    )
+    .expect("a record");
+    assert_eq!(record.session, "webapp-pr7-1001");
+    assert_eq!(record.path, "acme/webapp/pr-7/webapp-pr7-1001.yaml");
+    let manifest: Value = serde_saphyr::from_str(&record.content).expect("yaml");
+    assert_eq!(manifest["kind"], "AgenticSession");
+    assert_eq!(manifest["metadata"]["labels"]["team"], "web");
+    assert_eq!(
+        manifest["spec"]["repos"],
+        json!([{"url": "https://github.com/acme/webapp.git", "branch": "fix-login", "autoPush": true}])
+    );
+    assert_eq!(manifest["spec"]["llmSettings"]["model"], "claude-sonnet-4-6");
+    assert_eq!(manifest["spec"]["timeout"], 600);
+    let prompt = manifest["spec"]["initialPrompt"].as_str().expect("prompt");
+    assert!(
+        prompt.contains("pull request #7 of acme/webapp, branch fix-login")
+            && prompt.ends_with("add a CHANGELOG entry"),
+        "{prompt}"
+    );
+    assert!(
+        record
+            .message
+            .starts_with("acp: run request from @alice on acme/webapp#7\n\nadd a CHANGELOG entry\n"),
+        "{}",
+        record.message
+    );
+    for trailer in [
+        "Acp-Command: run",
+        "Acp-Commenter: alice",
+        "Acp-Role: write",
+        "Acp-Comment: https://github.com/acme/webapp/pull/7#issuecomment-1001",
+    ] {
+        assert!(record.message.contains(trailer), "{trailer}: {}", record.message);
+    }
+    assert!(record.message.ends_with(&format!("Acp-Head: {}", "a".repeat(40))));
+}
+
+#[test]
+fn flags_are_capped_by_the_binding() {
+    let b = binding();
+    let who = comment("alice", false, None);
+    let with =
+        |flags: RunFlags| run(&b, "acme/webapp", &pull(), &who, Role::Write, &Command::Run(flags), None);
+    let opus =
+        with(RunFlags { model: Some("claude-opus-4-6".into()), max_turns: Some(20), ..RunFlags::default() })
+            .expect("allowed");
+    let manifest: Value = serde_saphyr::from_str(&opus.content).expect("yaml");
+    assert_eq!(
+        (manifest["spec"]["llmSettings"]["model"].as_str(), manifest["spec"]["maxTurns"].as_i64()),
+        (Some("claude-opus-4-6"), Some(20))
+    );
+    let error = with(RunFlags { model: Some("gpt-4".into()), ..RunFlags::default() }).expect_err("model");
+    assert!(
+        error.contains("--model gpt-4 is not allowed here (allowed: claude-sonnet-4-6, claude-opus-4-6)"),
+        "{error}"
+    );
+    assert!(
+        with(RunFlags { max_turns: Some(21), ..RunFlags::default() })
+            .expect_err("turns")
+            .contains("limit of 20")
+    );
+    assert!(
+        with(RunFlags { timeout_seconds: Some(7200), ..RunFlags::default() })
+            .expect_err("timeout")
+            .contains("limit of 3600s")
+    );
+}
+
+#[test]
+fn a_follow_up_links_its_parent_and_a_stop_is_an_annotation_on_the_latest() {
+    let record = run(
+        &binding(),
+        "acme/webapp",
+        &pull(),
+        &comment("alice", false, None),
+        Role::Write,
+        &Command::FollowUp("also the docs".into()),
+        Some("webapp-pr7-999"),
+    )
+    .expect("a record");
+    let manifest: Value = serde_saphyr::from_str(&record.content).expect("yaml");
+    assert_eq!(manifest["metadata"]["annotations"][PARENT_SESSION], "webapp-pr7-999");
+    assert!(record.message.contains("Acp-Command: follow-up"));
+
+    let stopped_text = stopped(&record.content).expect("changed");
+    let stopped_manifest: Value = serde_saphyr::from_str(&stopped_text).expect("yaml");
+    assert_eq!(stopped_manifest["metadata"]["annotations"][annotations::DESIRED_PHASE], "Stopped");
+    assert_eq!(stopped_manifest["spec"], manifest["spec"], "nothing else changes");
+    assert_eq!(stopped(&stopped_text), None, "stopping twice writes nothing");
+
+    assert_eq!(
+        latest(["webapp-pr7-999.yaml", "webapp-pr7-1001.yaml", "webapp-pr7-1000.yaml"]),
+        Some("webapp-pr7-1001.yaml")
+    );
+    assert_eq!(latest(Vec::<&str>::new()), None);
+}

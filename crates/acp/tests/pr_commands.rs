@@ -1,0 +1,220 @@
+//! Pull-request commands with every component real: GitHub webhook
+//! deliveries of the real payload shapes (`issue_comment`,
+//! `pull_request_review_comment`, `pull_request`), signed, go to
+//! `acp git-sync`'s receiver, which asks the fake GitHub (playing GitHub,
+//! unreachable here: roles, pull requests, reactions, replies) and records
+//! each request as a commit on the requests branch; git-sync applies it, the
+//! operator runs it (process executor: the real runner and Claude Code CLI
+//! against a scripted model) on the pull request's branch.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use acp_api::session::SessionPhase;
+use acp_testenv::eventually;
+use acp_testenv::model::{Responder, Step};
+use common::{BOT, MODEL, Stack};
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+const CODE: &str = "acme/webapp";
+const SECRET: &str = "webhook-s3cret";
+const RUN: Duration = Duration::from_secs(180);
+
+/// An `issue_comment` delivery as GitHub sends it for a pull request.
+fn comment(action: &str, id: u64, login: &str, kind: &str, body: &str, before: Option<&str>) -> Value {
+    let mut payload = json!({
+        "action": action,
+        "issue": {"number": 7, "pull_request": {"url": "https://api.github.example/repos/acme/webapp/pulls/7"}},
+        "comment": {"id": id, "body": body, "html_url": format!("https://github.example/acme/webapp/pull/7#issuecomment-{id}"),
+                    "user": {"login": login, "type": kind}, "author_association": "OWNER"},
+        "repository": {"full_name": CODE, "private": false},
+        "sender": {"login": login, "type": kind},
+    });
+    if let Some(before) = before {
+        payload["changes"] = json!({"body": {"from": before}});
+    }
+    payload
+}
+
+/// The policies of `policies/` with the stack's git server allowed as a
+/// repository prefix (the shipped ones allow GitHub only).
+fn policies(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("policies");
+    std::fs::create_dir_all(&out).expect("dir");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    for entry in std::fs::read_dir(root).expect("policies/") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("policy");
+        let text = text.replace("allowedRepoPrefixes: \"", "allowedRepoPrefixes: \"http://127.0.0.1:,");
+        std::fs::write(out.join(path.file_name().expect("name")), text).expect("write");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() {
+    let responder: Responder = Arc::new(|_: &Value| Step::text("Added the CHANGELOG entry."));
+    let mut stack = Stack::new("pr-commands", responder).await;
+    stack.policies = Some(policies(stack.dir.path()));
+    let clone_url = stack.code_repo("webapp", "fix-login", &[("README.md", "webapp\n")]);
+    stack.github.open_pull(CODE, 7, CODE, "fix-login", &"a".repeat(40), &clone_url);
+    stack.github.open_pull(CODE, 8, "mallory/webapp", "evil", &"b".repeat(40), &clone_url);
+    stack.github.role(CODE, BOT, "admin");
+    stack.github.role(CODE, "alice", "write");
+    stack.github.role(CODE, "bob", "read");
+    stack.github.token("alice-token", "alice");
+    stack.commit(&[("sessions/README.md", Some("sessions\n"))], "Start");
+    let secrets = stack.ns.api::<k8s_openapi::api::core::v1::Secret>();
+    let gh = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gh-hook"},
+                    "stringData": {"token": "bot-token", "webhook-secret": SECRET}});
+    secrets.patch("gh-hook", &PatchParams::apply("test"), &Patch::Apply(&gh)).await.expect("secret");
+    stack.start_all();
+    stack.create_source().await;
+    let binding = json!({"spec": {
+        "github": {"repository": "acme/sessions", "tokenSecretRef": {"name": "gh"}, "webhookSecretRef": {"name": "gh-hook"}},
+        "pullRequests": {"repositories": ["acme/*"], "template": {"spec": {"llmSettings": {"model": MODEL}, "timeout": 300}}}}});
+    let sources = stack.ns.api::<acp_api::SessionSource>();
+    sources.patch("repo", &PatchParams::default(), &Patch::Merge(&binding)).await.expect("bind");
+
+    // A write-access follow-up on a pull request without a session yet: a request.
+    let first = comment("created", 5001, "alice", "User", "@acp add a CHANGELOG entry", None);
+    // Until git-sync's caches hold the binding and its secret, deliveries are
+    // refused (401) or find no binding; each attempt is a new delivery.
+    let attempt = std::sync::atomic::AtomicU32::new(0);
+    let (delivery, answer) = eventually("git-sync to record the request", Duration::from_secs(30), || {
+        let (stack, first, attempt) = (&stack, &first, &attempt);
+        async move {
+            let delivery = format!("d-1-{}", attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            let (code, answer) = stack.deliver("issue_comment", &delivery, SECRET, first);
+            eprintln!("delivery {delivery}: {code} {answer}");
+            (code == 202 && answer["recorded"] != json!([])).then_some((delivery, answer))
+        }
+    })
+    .await;
+    assert_eq!(answer["recorded"], json!(["webapp-pr7-5001"]), "{answer}\n{}", stack.logs());
+    let reactions = stack.github.reactions();
+    assert_eq!(reactions.len(), 1);
+    assert_eq!(
+        (reactions[0].comment, reactions[0].content.as_str(), reactions[0].kind.as_str()),
+        (5001, "eyes", "issues")
+    );
+    let path = "acme/webapp/pr-7/webapp-pr7-5001.yaml";
+    let log = stack.git_log("acp/requests", path);
+    assert_eq!(log.len(), 1, "one commit on the requests branch");
+    let message = stack.commit_message(&log[0]);
+    for needed in [
+        "add a CHANGELOG entry",
+        "Acp-Command: follow-up",
+        "Acp-Commenter: alice",
+        "Acp-Role: write",
+        "Acp-Comment: https://github.example/acme/webapp/pull/7#issuecomment-5001",
+    ] {
+        assert!(message.contains(needed), "{needed}: {message}");
+    }
+    let manifest = stack.show(&format!("acp/requests:{path}")).expect("the request manifest");
+    assert!(manifest.contains("add a CHANGELOG entry") && manifest.contains("fix-login"), "{manifest}");
+
+    let session = stack
+        .wait_session("webapp-pr7-5001", "the request's run finished", RUN, |s| {
+            s.status.as_ref().and_then(|st| st.phase).is_some_and(SessionPhase::is_terminal)
+        })
+        .await;
+    assert_eq!(
+        session.status.as_ref().and_then(|s| s.phase),
+        Some(SessionPhase::Completed),
+        "{}",
+        stack.logs()
+    );
+    assert_eq!(session.spec.repos[0].branch.as_deref(), Some("fix-login"));
+    assert_eq!(session.spec.repos[0].url, clone_url);
+
+    // A replay (same delivery) and a second delivery of the same comment: nothing new.
+    let (code, answer) = stack.deliver("issue_comment", &delivery, SECRET, &first);
+    assert_eq!((code, answer["duplicate"].as_bool()), (200, Some(true)));
+    let (code, answer) = stack.deliver("issue_comment", "d-2", SECRET, &first);
+    assert_eq!((code, answer["recorded"].clone()), (202, json!([])), "{answer}");
+    // An edit that adds no command: nothing.
+    let edited = comment(
+        "edited",
+        5001,
+        "alice",
+        "User",
+        "@acp add a CHANGELOG entry\n\nThanks!",
+        Some("@acp add a CHANGELOG entry"),
+    );
+    let (_, answer) = stack.deliver("issue_comment", "d-3", SECRET, &edited);
+    assert_eq!(answer["recorded"], json!([]), "{answer}");
+    assert_eq!(stack.git_log("acp/requests", path).len(), 1);
+
+    // A read-only user gets one line; a bot and a stranger get nothing.
+    let replies_before = stack.github.comments(CODE, 7).len();
+    let (_, answer) = stack.deliver(
+        "issue_comment",
+        "d-4",
+        SECRET,
+        &comment("created", 5002, "bob", "User", "/acp run -- delete everything", None),
+    );
+    assert_eq!(answer["recorded"], json!([]), "{answer}");
+    let replies = stack.github.comments(CODE, 7);
+    assert_eq!(replies.len(), replies_before + 1);
+    assert_eq!(
+        replies.last().map(|c| c.body.as_str()),
+        Some("@bob: `/acp run` needs write access to acme/webapp; you have read.")
+    );
+    let (_, answer) = stack.deliver(
+        "issue_comment",
+        "d-5",
+        SECRET,
+        &comment("created", 5003, "ci[bot]", "Bot", "/acp run -- bump", None),
+    );
+    assert_eq!((answer["recorded"].clone(), answer["ignored"].as_u64()), (json!([]), Some(1)), "{answer}");
+    let (_, answer) = stack.deliver(
+        "issue_comment",
+        "d-6",
+        SECRET,
+        &comment("created", 5004, "stranger", "User", "/acp run -- mine now", None),
+    );
+    assert_eq!((answer["recorded"].clone(), answer["ignored"].as_u64()), (json!([]), Some(1)), "{answer}");
+    assert_eq!(stack.github.comments(CODE, 7).len(), replies_before + 1, "no reply to bots and strangers");
+
+    // A fork's pull request is not run.
+    let mut fork = comment("created", 5005, "alice", "User", "/acp run -- from the fork", None);
+    fork["issue"]["number"] = json!(8);
+    let (_, answer) = stack.deliver("issue_comment", "d-7", SECRET, &fork);
+    assert_eq!(answer["recorded"], json!([]), "{answer}");
+    assert!(stack.github.comments(CODE, 8).iter().any(|c| c.body.contains("forks are not run")));
+
+    // `/acp stop` records the stop on the thread's latest session, in git.
+    let (_, answer) = stack.deliver(
+        "issue_comment",
+        "d-8",
+        SECRET,
+        &comment("created", 5006, "alice", "User", "/acp stop", None),
+    );
+    assert_eq!(answer["recorded"], json!(["webapp-pr7-5001"]), "{answer}");
+    assert!(
+        stack.show(&format!("acp/requests:{path}")).is_some_and(|m| m.contains("desired-phase: Stopped"))
+    );
+    stack
+        .wait_session("webapp-pr7-5001", "the stop applied by git-sync", Duration::from_secs(60), |s| {
+            s.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("ambient-code.io/desired-phase"))
+                .map(String::as_str)
+                == Some("Stopped")
+        })
+        .await;
+
+    // `/acp help` answers.
+    let (_, _) = stack.deliver(
+        "issue_comment",
+        "d-9",
+        SECRET,
+        &comment("created", 5007, "stranger", "User", "/acp help", None),
+    );
+    assert!(stack.github.comments(CODE, 7).iter().any(|c| c.body.starts_with("acp commands")));
+}
