@@ -280,6 +280,20 @@ pub struct PushError {
 /// leads by the machine's configuration; no proxy is configured, and libgit2
 /// runs no hooks.
 pub fn force_push(dir: &Path, url: &str, branch: &str, creds: &Credentials) -> Result<(), PushError> {
+    push_branch(dir, url, branch, creds, true)
+}
+
+/// Pushes local `branch` of the repository at `dir` to `url`: forced (see
+/// [`force_push`]), or with `force` false as a fast-forward only, which the
+/// remote refuses when the branch moved (someone else's commits are never
+/// overwritten). The same precautions as [`force_push`] apply.
+pub fn push_branch(
+    dir: &Path,
+    url: &str,
+    branch: &str,
+    creds: &Credentials,
+    force: bool,
+) -> Result<(), PushError> {
     let fail = |message: String| PushError { url: url.to_owned(), branch: branch.to_owned(), message };
     let repo = Repository::open(dir).map_err(|e| fail(e.message().to_owned()))?;
     if let Some(key) = untrusted_rewrite(&repo).map_err(|e| fail(e.message().to_owned()))? {
@@ -304,8 +318,18 @@ pub fn force_push(dir: &Path, url: &str, branch: &str, creds: &Credentials) -> R
     });
     let mut options = PushOptions::new();
     options.remote_callbacks(cbs);
-    let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
-    remote.push(&[refspec.as_str()], Some(&mut options)).map_err(|e| fail(e.message().to_owned()))?;
+    let plus = if force { "+" } else { "" };
+    let refspec = format!("{plus}refs/heads/{branch}:refs/heads/{branch}");
+    remote.push(&[refspec.as_str()], Some(&mut options)).map_err(|e| {
+        if e.code() == git2::ErrorCode::NotFastForward || e.message().contains("fast-forward") {
+            fail(format!(
+                "the branch moved on the remote since the clone; not overwriting it ({})",
+                e.message()
+            ))
+        } else {
+            fail(e.message().to_owned())
+        }
+    })?;
     drop(options);
     match rejection.into_inner() {
         Some(status) => Err(fail(format!("the remote rejected the update: {status}"))),

@@ -41,10 +41,18 @@ impl Access {
         }
     }
 
-    /// Force-pushes the session branch of repository `index` (at `dir`, URL `url`).
-    pub async fn push(&self, index: usize, url: &str, dir: &Path, branch: &str) -> Result<Pushed, OpError> {
+    /// Pushes `branch` of repository `index` (at `dir`, URL `url`); `force`
+    /// for the session's own branch.
+    pub async fn push(
+        &self,
+        index: usize,
+        url: &str,
+        dir: &Path,
+        branch: &str,
+        force: bool,
+    ) -> Result<Pushed, OpError> {
         match self {
-            Access::Direct(direct) => direct.push(url, dir, branch).await,
+            Access::Direct(direct) => direct.push(url, dir, branch, force).await,
             Access::Sidecar(client) => client.push(index).await,
         }
     }

@@ -87,6 +87,9 @@ pub struct RepoConfig {
     /// Also open a draft pull request (GitHub).
     #[serde(default)]
     pub pull_request: bool,
+    /// Push to this branch, fast-forward only, instead of `ambient/<session>`.
+    #[serde(default)]
+    pub push_branch: Option<String>,
 }
 
 impl RepoConfig {
@@ -312,6 +315,7 @@ impl RunnerConfig {
                 name: None,
                 auto_push: r.auto_push(),
                 pull_request: r.pull_request.unwrap_or(false),
+                push_branch: r.push_branch.clone().filter(|b| !b.trim().is_empty()),
             })
             .collect();
         config.workflow = spec.active_workflow.as_ref().and_then(|w| {
@@ -363,6 +367,16 @@ impl RunnerConfig {
     /// `ambient/<session-name>`.
     pub fn push_branch(&self) -> String {
         format!("{}{}", acp_api::constants::SESSION_BRANCH_PREFIX, self.session_name)
+    }
+
+    /// The branch `repo`'s changes go to, and whether it may be force-pushed:
+    /// its `pushBranch` (fast-forward only), else `ambient/<session-name>`
+    /// (the session's own, replaced by a re-run).
+    pub fn push_target(&self, repo: &RepoConfig) -> (String, bool) {
+        match &repo.push_branch {
+            Some(branch) => (branch.clone(), false),
+            None => (self.push_branch(), true),
+        }
     }
 }
 

@@ -110,7 +110,12 @@ pub fn commit_changes(
         return Ok(None);
     }
     let commit = repo.find_commit(tip).map_err(err)?;
-    repo.branch(branch, &commit, true).map_err(err)?;
+    // The checked-out branch (a pull request's head pushed back to) already
+    // points at the new commit; libgit2 refuses to force-update it.
+    let current = repo.head().ok().and_then(|h| h.shorthand().ok().map(str::to_owned));
+    if current.as_deref() != Some(branch) {
+        repo.branch(branch, &commit, true).map_err(err)?;
+    }
     Ok(Some(tip))
 }
 
@@ -126,11 +131,12 @@ pub fn branch_tip(dir: &Path, branch: &str) -> Result<git2::Oid, GitError> {
         .map_err(|e| fail(format!("no such branch in the workspace: {}", e.message())))
 }
 
-/// Force-pushes local `branch` to `url` (the branch belongs to the session;
-/// a re-run replaces it). The repository's own remotes and URL rewrites are
+/// Pushes local `branch` to `url`: forced for the session's own branch (a
+/// re-run replaces it), fast-forward only for a branch it shares (a pull
+/// request's head). The repository's own remotes and URL rewrites are
 /// ignored: the agent may have written its configuration.
-pub fn push(dir: &Path, url: &str, branch: &str, creds: &Credentials) -> Result<(), GitError> {
-    acp_git::push::force_push(dir, url, branch, &creds.git()).map_err(|e| GitError::Push {
+pub fn push(dir: &Path, url: &str, branch: &str, creds: &Credentials, force: bool) -> Result<(), GitError> {
+    acp_git::push::push_branch(dir, url, branch, &creds.git(), force).map_err(|e| GitError::Push {
         url: e.url,
         branch: e.branch,
         message: e.message,

@@ -83,12 +83,12 @@ impl Direct {
     }
 
     /// Force-pushes `branch` of the repository at `dir` to `url`.
-    pub async fn push(&self, url: &str, dir: &Path, branch: &str) -> Result<Pushed, OpError> {
+    pub async fn push(&self, url: &str, dir: &Path, branch: &str, force: bool) -> Result<Pushed, OpError> {
         let (url, dir, branch, creds) =
             (url.to_owned(), PathBuf::from(dir), branch.to_owned(), self.credentials.clone());
         blocking(move || {
             let commit = crate::git::branch_tip(&dir, &branch)?;
-            crate::git::push(&dir, &url, &branch, &creds)?;
+            crate::git::push(&dir, &url, &branch, &creds, force)?;
             Ok(Pushed { commit: commit.to_string() })
         })
         .await

@@ -224,7 +224,7 @@ async fn pipeline(
     for repo in cloned.iter().filter(|r| r.config.auto_push) {
         handler.reporter.emit(Progress::Step {
             step: "push".into(),
-            message: format!("pushing {}", config.push_branch()),
+            message: format!("pushing {}", config.push_target(&repo.config).0),
         });
         match push_repo(config, &access, repo, &mut stop).await? {
             Ok(Some(pushed)) => {
@@ -281,7 +281,7 @@ async fn open_pull_request(
         "Opened by acp session `{session}`.\n\n### Agent summary\n\n{}\n",
         truncate_utf8(summary, 8000)
     );
-    let head = config.push_branch();
+    let (head, _) = config.push_target(&repo.config);
     let proposal = Proposal { base: &repo.branch, head: &head, title: &title, body: &body };
     access.pull_request(repo.index, &repo.config, proposal).await
 }
@@ -307,7 +307,7 @@ async fn push_repo(
     repo: &ClonedRepo,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Result<Option<PushedBranch>, OpError>, SessionResult> {
-    let branch = config.push_branch();
+    let (branch, force) = config.push_target(&repo.config);
     let title = commit_title(config);
     let session = session_ref(config);
     let message = format!(
@@ -325,7 +325,7 @@ async fn push_repo(
         Err(err) => return Ok(Err(OpError::Task(err.to_string()))),
     };
     let url = repo.config.url.clone();
-    let pushed = or_stop(stop, access.push(repo.index, &url, &repo.dir, &branch)).await?;
+    let pushed = or_stop(stop, access.push(repo.index, &url, &repo.dir, &branch, force)).await?;
     Ok(pushed.map(|pushed| {
         if pushed.commit != committed.to_string() {
             tracing::warn!(committed = %committed, pushed = %pushed.commit, "the branch moved between commit and push");

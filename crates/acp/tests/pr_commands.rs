@@ -56,8 +56,28 @@ fn policies(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() {
-    let responder: Responder = Arc::new(|_: &Value| Step::text("Added the CHANGELOG entry."));
+    // The agent writes CHANGELOG.md in the run's checkout (the process
+    // executor's layout: <runs>/<namespace>/<job>/workspace/repos/<repo>),
+    // then answers.
+    let changelog: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let path = changelog.clone();
+    let responder: Responder = Arc::new(move |body: &Value| {
+        if body.to_string().contains("tool_result") {
+            Step::text("Added the CHANGELOG entry.")
+        } else {
+            let file = path.get().cloned().unwrap_or_default();
+            Step::tool("Write", json!({"file_path": file, "content": "- Fixed the login redirect.\n"}))
+        }
+    });
     let mut stack = Stack::new("pr-commands", responder).await;
+    let _ = changelog.set(
+        stack
+            .dir
+            .path()
+            .join(format!("runs/{}/webapp-pr7-5001-1/workspace/repos/webapp/CHANGELOG.md", stack.ns.name))
+            .display()
+            .to_string(),
+    );
     stack.policies = Some(policies(stack.dir.path()));
     let clone_url = stack.code_repo("webapp", "fix-login", &[("README.md", "webapp\n")]);
     stack.github.open_pull(CODE, 7, CODE, "fix-login", &"a".repeat(40), &clone_url);
@@ -130,6 +150,27 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     );
     assert_eq!(session.spec.repos[0].branch.as_deref(), Some("fix-login"));
     assert_eq!(session.spec.repos[0].url, clone_url);
+    // The agent's commit is on the pull request's own branch, on top of its head.
+    let pushed = &session.status.as_ref().and_then(|s| s.result.clone()).expect("a result").pushed_branches;
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert_eq!(pushed[0].branch, "fix-login");
+    let code = stack.dir.path().join("git/webapp.git");
+    let log = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&code)
+        .args(["log", "--format=%H %s", "fix-login"])
+        .output()
+        .expect("git log");
+    let log = String::from_utf8_lossy(&log.stdout).into_owned();
+    assert_eq!(log.lines().count(), 2, "the PR's commit and the agent's: {log}");
+    assert!(log.lines().next().is_some_and(|l| l.starts_with(&pushed[0].commit)), "{log}");
+    let file = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&code)
+        .args(["show", "fix-login:CHANGELOG.md"])
+        .output()
+        .expect("git show");
+    assert_eq!(String::from_utf8_lossy(&file.stdout), "- Fixed the login redirect.\n");
 
     // A replay (same delivery) and a second delivery of the same comment: nothing new.
     let (code, answer) = stack.deliver("issue_comment", &delivery, SECRET, &first);

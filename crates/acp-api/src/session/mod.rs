@@ -144,6 +144,13 @@ pub struct RepoSpec {
     /// pull request from the pushed branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_request: Option<bool>,
+    /// acp addition: with `autoPush`, push the agent's commit to this branch
+    /// (usually `branch`, a pull request's head) instead of
+    /// `ambient/<session-name>`, as a fast-forward only: a branch that moved
+    /// since the clone is never overwritten (the push fails and says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub push_branch: Option<String>,
 }
 
 /// Authenticated caller identity captured at creation time.

@@ -166,7 +166,9 @@ pub fn run(
         pull.number, pull.head_ref, pull.head_sha, comment.commenter.login, comment.url
     );
     let mut spec = serde_json::to_value(template).map_err(|e| format!("failed to read the template: {e}"))?;
-    spec["repos"] = json!([{"url": pull.head_clone_url, "branch": pull.head_ref, "autoPush": true}]);
+    // The session works on the pull request's branch and pushes back to it
+    // (fast-forward only: commits pushed meanwhile are never overwritten).
+    spec["repos"] = json!([{"url": pull.head_clone_url, "branch": pull.head_ref, "autoPush": true, "pushBranch": pull.head_ref}]);
     spec["initialPrompt"] = json!(prompt);
     if let Some(model) = model {
         spec["llmSettings"]["model"] = json!(model);

@@ -174,8 +174,8 @@ async fn push(
         return Err(sidecar.fail(StatusCode::CONFLICT, format!("{} was not cloned", repo.url)));
     }
     let dir = sidecar.layout.repos.join(repo.dir_name());
-    let branch = sidecar.config.push_branch();
-    match sidecar.direct.push(&repo.url, &dir, &branch).await {
+    let (branch, force) = sidecar.config.push_target(repo);
+    match sidecar.direct.push(&repo.url, &dir, &branch, force).await {
         Ok(pushed) => {
             info!(url = %repo.url, %branch, commit = %pushed.commit, "pushed");
             Ok(Json(PushedReply { commit: pushed.commit }))
@@ -201,7 +201,7 @@ async fn pull_request(
     else {
         return Err(sidecar.fail(StatusCode::CONFLICT, format!("{} was not cloned", repo.url)));
     };
-    let head = sidecar.config.push_branch();
+    let (head, _) = sidecar.config.push_target(repo);
     let proposal = Proposal { base: &base, head: &head, title: &request.title, body: &request.body };
     match sidecar.direct.pull_request(repo, proposal).await {
         None => Ok(Json(PullRequestReply { url: None })),

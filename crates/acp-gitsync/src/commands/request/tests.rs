@@ -93,7 +93,7 @@ fn a_run_request_freezes_the_text_targets_the_head_branch_and_carries_trailers()
     assert_eq!(manifest["metadata"]["labels"]["team"], "web");
     assert_eq!(
         manifest["spec"]["repos"],
-        json!([{"url": "https://github.com/acme/webapp.git", "branch": "fix-login", "autoPush": true}])
+        json!([{"url": "https://github.com/acme/webapp.git", "branch": "fix-login", "autoPush": true, "pushBranch": "fix-login"}])
     );
     assert_eq!(manifest["spec"]["llmSettings"]["model"], "claude-sonnet-4-6");
     assert_eq!(manifest["spec"]["timeout"], 600);
