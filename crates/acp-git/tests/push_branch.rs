@@ -30,7 +30,8 @@ fn commit(dir: &Path, file: &str, text: &str) -> String {
 #[test]
 fn a_shared_branch_is_only_fast_forwarded() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (remote, ours, theirs) = (tmp.path().join("remote.git"), tmp.path().join("ours"), tmp.path().join("theirs"));
+    let (remote, ours, theirs) =
+        (tmp.path().join("remote.git"), tmp.path().join("ours"), tmp.path().join("theirs"));
     git(tmp.path(), &["init", "-q", "--bare", "-b", "fix", remote.to_str().expect("utf-8")]);
     let url = format!("file://{}", remote.display());
     git(tmp.path(), &["clone", "-q", &url, ours.to_str().expect("utf-8")]);
@@ -49,7 +50,8 @@ fn a_shared_branch_is_only_fast_forwarded() {
     let theirs_commit = commit(&theirs, "c.txt", "c\n");
     git(&theirs, &["push", "-q", "origin", "fix"]);
     commit(&ours, "d.txt", "d\n");
-    let error = push_branch(&ours, &url, "fix", &Credentials::default(), false).expect_err("not a fast-forward");
+    let error =
+        push_branch(&ours, &url, "fix", &Credentials::default(), false).expect_err("not a fast-forward");
     assert!(error.message.contains("moved on the remote") || error.message.contains("rejected"), "{error}");
     assert_eq!(git(&remote, &["rev-parse", "fix"]), theirs_commit, "their commit is kept");
 

@@ -329,20 +329,29 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         }
     }
 
-    // GitHub: commit status and the pull request comment.
-    if let Some(github) = source.spec.github.as_ref().filter(|_| !revision.is_empty()) {
+    // GitHub: commit status and the pull request comment. A session a
+    // pull-request comment asked for is reported on that pull request of the
+    // code repository (its current head gets the status); any other on the
+    // pull request of the sessions repository that brought its commit.
+    let asked = crate::provenance::pull_request_of(&source, &ns, &name);
+    let repository = asked.as_ref().map(|(repo, _)| repo.clone());
+    if let Some(github) = source.spec.github.as_ref().filter(|_| !revision.is_empty() || asked.is_some()) {
+        let repository = repository.unwrap_or_else(|| github.repository.clone());
         // The Secret holds a token, or a GitHub App (appId, privateKey).
         let token = match &github.token_secret_ref {
             Some(r) => {
                 let data = secret_data(&ctx.client, source_ns, &r.name).await?;
                 let api = &ctx.config.github_api_url;
-                acp_github::app::credentials(&data, r.key.as_deref(), api, &github.repository, &ctx.tokens)
-                    .await?
+                acp_github::app::credentials(&data, r.key.as_deref(), api, &repository, &ctx.tokens).await?
             }
             None => None,
         };
         if let Some((token, app_login)) = token {
-            let gh = GitHub::new(&ctx.config.github_api_url, &token, &github.repository)?;
+            let gh = GitHub::new(&ctx.config.github_api_url, &token, &repository)?;
+            let (commit, pull) = match asked {
+                Some((_, pull)) => (gh.pull(pull).await?.head_sha, Some(pull)),
+                None => (revision.clone(), None),
+            };
             // Who the bot is on GitHub: the App's bot user, or the token's user.
             let author = match app_login {
                 Some(login) => login,
@@ -351,7 +360,8 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
                     ctx.logins.try_get_with(key, gh.login()).await.map_err(GitHubError::Shared)?
                 }
             };
-            let posted = post(&gh, &author, github, &report, &revision, &state, &mut next, &ctx.config).await;
+            let target = Target { commit: &commit, pull };
+            let posted = post(&gh, &author, github, &report, target, &state, &mut next, &ctx.config).await;
             // Record what did happen before reporting what failed: a retry must
             // not post again what was already posted.
             save(&ctx, &ns, &name, &saved, &next).await?;
@@ -406,6 +416,13 @@ async fn save(ctx: &Context, ns: &str, name: &str, state: &BotState, next: &BotS
     Ok(())
 }
 
+/// Where a session is reported: the commit its status goes on, and the pull
+/// request when it is known (else the one containing the commit).
+struct Target<'a> {
+    commit: &'a str,
+    pull: Option<u64>,
+}
+
 /// Posts what changed on GitHub; returns when to look again (debounce).
 #[allow(clippy::too_many_arguments, reason = "one call site; the pieces are unrelated")]
 async fn post(
@@ -413,11 +430,12 @@ async fn post(
     author: &str,
     settings: &acp_api::source::GitHubSettings,
     report: &Report,
-    revision: &str,
+    target: Target<'_>,
     state: &BotState,
     next: &mut BotState,
     config: &Config,
 ) -> Result<Action, Error> {
+    let revision = target.commit;
     if settings.commit_statuses.unwrap_or(true) {
         let (wanted, description) = commit_status(report);
         if state.status.as_deref() != Some(wanted) {
@@ -438,7 +456,7 @@ async fn post(
     if !settings.comments.unwrap_or(true) || !started {
         return Ok(Action::await_change());
     }
-    let pull = match state.pull {
+    let pull = match state.pull.or(target.pull) {
         Some(pull) => pull,
         None => gh.pull_for_commit(revision).await?.unwrap_or(0),
     };

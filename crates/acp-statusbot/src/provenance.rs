@@ -44,6 +44,26 @@ pub fn provenance(
     }
 }
 
+/// The pull request (`owner/repo`, number) that asked for session
+/// `namespace/name`: its file, as `source`'s inventory records it (git-sync's
+/// record, not a claim on the session), lies on the source's requests branch
+/// under `owner/repo/pr-<n>/`, for a repository the source's binding serves.
+pub fn pull_request_of(source: &SessionSource, namespace: &str, name: &str) -> Option<(String, u64)> {
+    let binding = source.spec.pull_requests.as_ref()?;
+    let entry = source
+        .status
+        .as_ref()?
+        .inventory
+        .iter()
+        .find(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.name == name)?;
+    let rest = entry.path.strip_prefix(binding.requests_branch())?.strip_prefix(':')?;
+    let mut parts = rest.split('/');
+    let (owner, repo, pull) = (parts.next()?, parts.next()?, parts.next()?);
+    let number = pull.strip_prefix("pr-")?.parse().ok()?;
+    let repository = format!("{owner}/{repo}");
+    binding.serves(&repository).then_some((repository, number))
+}
+
 /// The SessionSchedule that claims to control `session`, if any.
 pub fn scheduled_by(session: &AgenticSession) -> Option<OwnerReference> {
     session
@@ -130,6 +150,25 @@ mod tests {
             "status": {"runs": runs, "active": active}
         }))
         .expect("schedule")
+    }
+
+    #[test]
+    fn a_request_is_reported_on_the_pull_request_its_file_names() {
+        let mut own = source("team-a", None, &[("team-a", "webapp-pr7-1")]);
+        own.status.as_mut().expect("status").inventory[0].path =
+            "acp/requests:acme/webapp/pr-7/webapp-pr7-1.yaml".into();
+        assert_eq!(pull_request_of(&own, "team-a", "webapp-pr7-1"), None, "no binding: not a request");
+        own.spec.pull_requests = Some(
+            serde_json::from_value(serde_json::json!({"repositories": ["acme/*"], "template": {"spec": {}}}))
+                .expect("binding"),
+        );
+        assert_eq!(pull_request_of(&own, "team-a", "webapp-pr7-1"), Some(("acme/webapp".into(), 7)));
+        // A file of the source's own ref, or of a repository the binding does not serve.
+        own.status.as_mut().expect("status").inventory[0].path = "acme/webapp/pr-7/webapp-pr7-1.yaml".into();
+        assert_eq!(pull_request_of(&own, "team-a", "webapp-pr7-1"), None);
+        own.status.as_mut().expect("status").inventory[0].path =
+            "acp/requests:evil/webapp/pr-7/x.yaml".into();
+        assert_eq!(pull_request_of(&own, "team-a", "webapp-pr7-1"), None);
     }
 
     #[test]

@@ -172,6 +172,18 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
         .expect("git show");
     assert_eq!(String::from_utf8_lossy(&file.stdout), "- Fixed the login redirect.\n");
 
+    // The status bot reports on the pull request that asked: a commit status
+    // on its head and a comment with the result.
+    let head = "a".repeat(40);
+    eventually("the result reported on the pull request", Duration::from_secs(60), || async {
+        let done = stack.github.comments(CODE, 7).iter().any(|c| c.user == BOT && c.body.contains("Added the CHANGELOG entry."));
+        let status = stack.github.statuses().iter().any(|s| {
+            s.repo == CODE && s.sha == head && s.context == "acp/webapp-pr7-5001" && s.state == "success"
+        });
+        (done && status).then_some(())
+    })
+    .await;
+
     // A replay (same delivery) and a second delivery of the same comment: nothing new.
     let (code, answer) = stack.deliver("issue_comment", &delivery, SECRET, &first);
     assert_eq!((code, answer["duplicate"].as_bool()), (200, Some(true)));
