@@ -62,7 +62,9 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     let changelog: Arc<std::sync::OnceLock<String>> = Arc::default();
     let path = changelog.clone();
     let responder: Responder = Arc::new(move |body: &Value| {
-        if body.to_string().contains("tool_result") {
+        if body.to_string().contains("also update the docs") {
+            Step::text("Docs updated.")
+        } else if body.to_string().contains("tool_result") {
             Step::text("Added the CHANGELOG entry.")
         } else {
             let file = path.get().cloned().unwrap_or_default();
@@ -176,7 +178,11 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     // on its head and a comment with the result.
     let head = "a".repeat(40);
     eventually("the result reported on the pull request", Duration::from_secs(60), || async {
-        let done = stack.github.comments(CODE, 7).iter().any(|c| c.user == BOT && c.body.contains("Added the CHANGELOG entry."));
+        let done = stack
+            .github
+            .comments(CODE, 7)
+            .iter()
+            .any(|c| c.user == BOT && c.body.contains("Added the CHANGELOG entry."));
         let status = stack.github.statuses().iter().any(|s| {
             s.repo == CODE && s.sha == head && s.context == "acp/webapp-pr7-5001" && s.state == "success"
         });
@@ -261,6 +267,31 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
                 == Some("Stopped")
         })
         .await;
+
+    // A follow-up: a new session linked to the thread's latest, told what the
+    // earlier turn did (its transcript is not carried over yet).
+    let (_, answer) = stack.deliver(
+        "issue_comment",
+        "d-10",
+        SECRET,
+        &comment("created", 5010, "alice", "User", "@acp also update the docs", None),
+    );
+    assert_eq!(answer["recorded"], json!(["webapp-pr7-5010"]), "{answer}");
+    let follow_up = stack
+        .wait_session("webapp-pr7-5010", "the follow-up finished", RUN, |s| {
+            s.status.as_ref().and_then(|st| st.phase).is_some_and(SessionPhase::is_terminal)
+        })
+        .await;
+    assert_eq!(follow_up.status.as_ref().and_then(|s| s.phase), Some(SessionPhase::Completed), "{}", stack.logs());
+    let parent = follow_up.metadata.annotations.as_ref().and_then(|a| a.get("vteam.ambient-code/parent-session-id").cloned());
+    assert_eq!(parent.as_deref(), Some("webapp-pr7-5001"));
+    assert!(
+        stack.model.requests().iter().any(|r| {
+            let body = r.body.to_string();
+            body.contains("also update the docs") && body.contains("Added the CHANGELOG entry.")
+        }),
+        "the model saw the earlier turn's result with the follow-up"
+    );
 
     // `/acp help` answers.
     let (_, _) = stack.deliver(

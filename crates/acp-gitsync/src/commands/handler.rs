@@ -358,6 +358,16 @@ impl Commands {
     ) -> Result<Result<Option<String>, String>, Error> {
         let writer = self.writer(source, binding).await?;
         let dir = request::thread_dir(repository, pull.number);
+        let turns: Vec<(String, String)> = self
+            .thread(source, repository, pull.number)
+            .await?
+            .iter()
+            .map(|s| {
+                let summary =
+                    s.status.as_ref().and_then(|st| st.result.as_ref()).and_then(|r| r.summary.clone());
+                (s.name_any(), summary.unwrap_or_else(|| "(no result yet)".into()))
+            })
+            .collect();
         let (binding, repository, pull, comment, command) =
             (binding.clone(), repository.to_owned(), pull.clone(), comment.clone(), command.clone());
         let written = tokio::task::spawn_blocking(move || {
@@ -380,8 +390,8 @@ impl Commands {
                     }
                     (other, _) => other.clone(),
                 };
-                match request::run(&binding, &repository, &pull, &comment, role, &command, parent.as_deref())
-                {
+                let thread = request::Thread { parent: parent.clone(), turns: turns.clone() };
+                match request::run(&binding, &repository, &pull, &comment, role, &command, &thread) {
                     // Recorded before (a replay, another webhook): nothing new.
                     Ok(record) if names.iter().any(|n| *n == format!("{}.yaml", record.session)) => None,
                     Ok(record) => {
@@ -453,8 +463,30 @@ impl Commands {
 
     /// `/acp status`: the thread's sessions and their phases.
     async fn status(&self, source: &SessionSource, repository: &str, pull: u64) -> Result<String, Error> {
-        let prefix = request::session_name(repository, pull, 0);
-        let prefix = prefix.trim_end_matches('0');
+        let lines: Vec<String> = self
+            .thread(source, repository, pull)
+            .await?
+            .iter()
+            .map(|s| {
+                let phase = s.status.as_ref().and_then(|st| st.phase).unwrap_or_default();
+                format!("- `{}`: {phase}", s.name_any())
+            })
+            .collect();
+        Ok(if lines.is_empty() {
+            "No session on this pull request yet. `/acp run -- …` starts one.".into()
+        } else {
+            format!("Sessions of this pull request:\n{}", lines.join("\n"))
+        })
+    }
+
+    /// The sessions of `pull`'s thread in the cluster, oldest first.
+    async fn thread(
+        &self,
+        source: &SessionSource,
+        repository: &str,
+        pull: u64,
+    ) -> Result<Vec<acp_api::AgenticSession>, Error> {
+        let prefix = request::thread_prefix(repository, pull);
         let ns =
             source.spec.target_namespace.clone().unwrap_or_else(|| source.namespace().unwrap_or_default());
         let api: Api<acp_api::AgenticSession> = Api::namespaced(self.client.clone(), &ns);
@@ -462,21 +494,12 @@ impl Commands {
             .list(&Default::default())
             .await
             .map_err(|source| Error::Kube { action: "list sessions", source })?;
-        let mut lines: Vec<String> = list
-            .items
-            .iter()
-            .filter(|s| s.name_any().starts_with(prefix))
-            .map(|s| {
-                let phase = s.status.as_ref().and_then(|st| st.phase).unwrap_or_default();
-                format!("- `{}`: {phase}", s.name_any())
-            })
-            .collect();
-        lines.sort();
-        Ok(if lines.is_empty() {
-            "No session on this pull request yet. `/acp run -- …` starts one.".into()
-        } else {
-            format!("Sessions of this pull request:\n{}", lines.join("\n"))
-        })
+        let comment =
+            |s: &acp_api::AgenticSession| s.name_any()[prefix.len()..].parse::<u64>().unwrap_or_default();
+        let mut sessions: Vec<_> =
+            list.items.into_iter().filter(|s| s.name_any().starts_with(&prefix)).collect();
+        sessions.sort_by_key(comment);
+        Ok(sessions)
     }
 
     /// Asks git-sync to sync `source` now (as a push webhook does).

@@ -92,6 +92,11 @@ pub fn thread_dir(repository: &str, pull: u64) -> String {
 
 /// The session name of the request made by comment `comment` on `pull`.
 pub fn session_name(repository: &str, pull: u64, comment: u64) -> String {
+    format!("{}{comment}", thread_prefix(repository, pull))
+}
+
+/// The start of every session name of `pull`'s thread (`webapp-pr7-`).
+pub fn thread_prefix(repository: &str, pull: u64) -> String {
     let name = repository.rsplit('/').next().unwrap_or(repository);
     let clean: String = name
         .to_ascii_lowercase()
@@ -99,7 +104,7 @@ pub fn session_name(repository: &str, pull: u64, comment: u64) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .take(30)
         .collect();
-    format!("{}-pr{pull}-{comment}", clean.trim_matches('-'))
+    format!("{}-pr{pull}-", clean.trim_matches('-'))
 }
 
 /// A commit to make on the requests branch.
@@ -115,8 +120,20 @@ pub struct Record {
     pub session: String,
 }
 
-/// The session a `/acp run` or `@acp` request creates, with its commit.
-/// `parent` is the thread's latest session (a follow-up links to it).
+/// What a follow-up continues: the thread's latest session, and the
+/// summaries of the thread's earlier turns, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Thread {
+    /// The latest session.
+    pub parent: Option<String>,
+    /// `(session, summary)` of the turns so far.
+    pub turns: Vec<(String, String)>,
+}
+
+/// The session a `/acp run` or `@acp` request creates, with its commit. A
+/// follow-up links to the thread's latest session and, as acp does not carry
+/// the agent's transcript from one session to the next yet, starts with the
+/// earlier turns' summaries and says so.
 pub fn run(
     binding: &PullRequestBinding,
     repository: &str,
@@ -124,8 +141,9 @@ pub fn run(
     comment: &Comment,
     role: Role,
     command: &Command,
-    parent: Option<&str>,
+    thread: &Thread,
 ) -> Result<Record, String> {
+    let parent = thread.parent.as_deref();
     let (flags, text) = match command {
         Command::Run(flags) => (flags.clone(), flags.prompt.clone().unwrap_or_default()),
         Command::FollowUp(text) => (RunFlags::default(), text.clone()),
@@ -161,8 +179,19 @@ pub fn run(
     }
     let name = session_name(repository, pull.number, comment.id);
     let request = if text.trim().is_empty() { "(no further instructions)".to_owned() } else { text.clone() };
+    let history = match (command, thread.turns.is_empty()) {
+        (Command::FollowUp(_), false) => {
+            let turns: Vec<String> =
+                thread.turns.iter().map(|(name, summary)| format!("- {name}: {summary}")).collect();
+            format!(
+                "This follows up earlier sessions on this pull request. Their conversation is not resumed (its transcript is not available to this session); here is what each earlier turn reported:\n{}\n\n",
+                turns.join("\n")
+            )
+        }
+        _ => String::new(),
+    };
     let prompt = format!(
-        "You are working on pull request #{} of {repository}, branch {} at commit {}.\n\nRequest from @{} ({}):\n\n{request}",
+        "You are working on pull request #{} of {repository}, branch {} at commit {}.\n\n{history}Request from @{} ({}):\n\n{request}",
         pull.number, pull.head_ref, pull.head_sha, comment.commenter.login, comment.url
     );
     let mut spec = serde_json::to_value(template).map_err(|e| format!("failed to read the template: {e}"))?;

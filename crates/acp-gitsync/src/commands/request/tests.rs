@@ -83,7 +83,7 @@ fn a_run_request_freezes_the_text_targets_the_head_branch_and_carries_trailers()
         &comment("alice", false, None),
         Role::Write,
         &run_command("add a CHANGELOG entry"),
-        None,
+        &Thread::default(),
     )
     .expect("a record");
     assert_eq!(record.session, "webapp-pr7-1001");
@@ -125,8 +125,9 @@ fn a_run_request_freezes_the_text_targets_the_head_branch_and_carries_trailers()
 fn flags_are_capped_by_the_binding() {
     let b = binding();
     let who = comment("alice", false, None);
-    let with =
-        |flags: RunFlags| run(&b, "acme/webapp", &pull(), &who, Role::Write, &Command::Run(flags), None);
+    let with = |flags: RunFlags| {
+        run(&b, "acme/webapp", &pull(), &who, Role::Write, &Command::Run(flags), &Thread::default())
+    };
     let opus =
         with(RunFlags { model: Some("claude-opus-4-6".into()), max_turns: Some(20), ..RunFlags::default() })
             .expect("allowed");
@@ -161,12 +162,21 @@ fn a_follow_up_links_its_parent_and_a_stop_is_an_annotation_on_the_latest() {
         &comment("alice", false, None),
         Role::Write,
         &Command::FollowUp("also the docs".into()),
-        Some("webapp-pr7-999"),
+        &Thread {
+            parent: Some("webapp-pr7-999".into()),
+            turns: vec![("webapp-pr7-999".into(), "Added the CHANGELOG entry.".into())],
+        },
     )
     .expect("a record");
     let manifest: Value = serde_saphyr::from_str(&record.content).expect("yaml");
     assert_eq!(manifest["metadata"]["annotations"][PARENT_SESSION], "webapp-pr7-999");
     assert!(record.message.contains("Acp-Command: follow-up"));
+    let prompt = manifest["spec"]["initialPrompt"].as_str().expect("prompt");
+    assert!(
+        prompt.contains("is not resumed") && prompt.contains("- webapp-pr7-999: Added the CHANGELOG entry."),
+        "{prompt}"
+    );
+    assert!(prompt.ends_with("also the docs"), "{prompt}");
 
     let stopped_text = stopped(&record.content).expect("changed");
     let stopped_manifest: Value = serde_saphyr::from_str(&stopped_text).expect("yaml");
