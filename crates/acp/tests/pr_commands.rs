@@ -282,8 +282,17 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
             s.status.as_ref().and_then(|st| st.phase).is_some_and(SessionPhase::is_terminal)
         })
         .await;
-    assert_eq!(follow_up.status.as_ref().and_then(|s| s.phase), Some(SessionPhase::Completed), "{}", stack.logs());
-    let parent = follow_up.metadata.annotations.as_ref().and_then(|a| a.get("vteam.ambient-code/parent-session-id").cloned());
+    assert_eq!(
+        follow_up.status.as_ref().and_then(|s| s.phase),
+        Some(SessionPhase::Completed),
+        "{}",
+        stack.logs()
+    );
+    let parent = follow_up
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("vteam.ambient-code/parent-session-id").cloned());
     assert_eq!(parent.as_deref(), Some("webapp-pr7-5001"));
     assert!(
         stack.model.requests().iter().any(|r| {
