@@ -66,6 +66,11 @@ pub mod annotations {
     /// The status bot's progress on a session (JSON: pull request, comment id,
     /// digests of what was posted and written), so a restart resumes it.
     pub const STATUS_BOT_STATE: &str = "ambient-code.io/status-bot";
+    /// The existing platform's link from a session to the one it continues.
+    /// Sessions linked this way form a thread, and the operator runs one
+    /// session of a thread at a time: a session waits (queued) while its
+    /// parent has not finished.
+    pub const PARENT_SESSION: &str = "vteam.ambient-code/parent-session-id";
     /// On a SessionSchedule, set by people: each new value runs the schedule
     /// once, now (the existing platform's "trigger").
     pub const TRIGGER_REQUESTED_AT: &str = "ambient-code.io/trigger-requested-at";
@@ -153,6 +158,8 @@ pub mod reasons {
     pub const VALIDATION_FAILED: &str = "ValidationFailed";
     /// git-sync: the SessionSource itself is unusable (bad ignore pattern, ref).
     pub const INVALID_SOURCE: &str = "InvalidSource";
+    /// A session waits for its parent session to finish.
+    pub const QUEUED: &str = "Queued";
     /// Scheduler: the schedule or its time zone cannot be parsed.
     pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
     /// Scheduler: a run was created (event).

@@ -212,6 +212,19 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
         Some(process) => crate::process::observe(process, &ns, &name, status.run.unwrap_or(0)),
         None => observe_run(&ctx.client, &ns, &name, status.run.unwrap_or(0)).await?,
     };
+    // A thread runs one session at a time: while the parent has not
+    // finished (and this run has not started), this session waits.
+    let parent = session.annotations().get(annotations::PARENT_SESSION).filter(|p| *p != &name);
+    let waiting = match parent {
+        Some(parent) if status.phase.is_none_or(|p| !p.is_terminal()) => {
+            let sessions: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), &ns);
+            let found = sessions.get_opt(parent).await.map_err(kube_err("read the parent session"))?;
+            found
+                .filter(|p| !p.status.as_ref().and_then(|s| s.phase).is_some_and(|ph| ph.is_terminal()))
+                .map(|_| parent.as_str())
+        }
+        _ => None,
+    };
     let observation = Observation {
         session: &name,
         generation: session.metadata.generation.unwrap_or(1),
@@ -223,6 +236,7 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
         },
         run,
         timeout_seconds: session.spec.timeout_seconds(),
+        waiting_for: waiting,
         now: now(),
     };
     let decision = decide(&observation);
@@ -296,6 +310,8 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
     ctx.backoff.succeeded(&ObjectRef::from(&*session));
     Ok(match decision.status.phase.unwrap_or_default() {
         phase if phase.is_terminal() => Requeue::await_change(),
+        // Queued behind its parent: look again soon (the parent is another object).
+        _ if waiting.is_some() => Requeue::requeue(Duration::from_secs(3)),
         // Local processes are not watched objects: poll them while they run.
         _ if ctx.config.process.is_some() => Requeue::requeue(Duration::from_secs(1)),
         _ => Requeue::requeue(Duration::from_secs(300)),

@@ -62,8 +62,12 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     let changelog: Arc<std::sync::OnceLock<String>> = Arc::default();
     let path = changelog.clone();
     let responder: Responder = Arc::new(move |body: &Value| {
-        if body.to_string().contains("also update the docs") {
-            Step::text("Docs updated.")
+        let text = body.to_string();
+        if text.contains("and the release notes") {
+            Step::text("Release notes updated.")
+        } else if text.contains("also update the docs") {
+            // Slow: this turn is still running when it is stopped.
+            Step::slow_text(&["Updating", " the docs", " slowly"], Duration::from_secs(20))
         } else if body.to_string().contains("tool_result") {
             Step::text("Added the CHANGELOG entry.")
         } else {
@@ -246,30 +250,9 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     assert_eq!(answer["recorded"], json!([]), "{answer}");
     assert!(stack.github.comments(CODE, 8).iter().any(|c| c.body.contains("forks are not run")));
 
-    // `/acp stop` records the stop on the thread's latest session, in git.
-    let (_, answer) = stack.deliver(
-        "issue_comment",
-        "d-8",
-        SECRET,
-        &comment("created", 5006, "alice", "User", "/acp stop", None),
-    );
-    assert_eq!(answer["recorded"], json!(["webapp-pr7-5001"]), "{answer}");
-    assert!(
-        stack.show(&format!("acp/requests:{path}")).is_some_and(|m| m.contains("desired-phase: Stopped"))
-    );
-    stack
-        .wait_session("webapp-pr7-5001", "the stop applied by git-sync", Duration::from_secs(60), |s| {
-            s.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("ambient-code.io/desired-phase"))
-                .map(String::as_str)
-                == Some("Stopped")
-        })
-        .await;
-
-    // A follow-up: a new session linked to the thread's latest, told what the
-    // earlier turn did (its transcript is not carried over yet).
+    // Two follow-ups: the second waits (queued) while the first runs; a stop
+    // ends the running one, then the queued one runs, knowing the earlier
+    // turns' results.
     let (_, answer) = stack.deliver(
         "issue_comment",
         "d-10",
@@ -277,30 +260,79 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
         &comment("created", 5010, "alice", "User", "@acp also update the docs", None),
     );
     assert_eq!(answer["recorded"], json!(["webapp-pr7-5010"]), "{answer}");
-    let follow_up = stack
-        .wait_session("webapp-pr7-5010", "the follow-up finished", RUN, |s| {
-            s.status.as_ref().and_then(|st| st.phase).is_some_and(SessionPhase::is_terminal)
+    let (_, answer) = stack.deliver(
+        "issue_comment",
+        "d-11",
+        SECRET,
+        &comment("created", 5011, "alice", "User", "@acp and the release notes", None),
+    );
+    assert_eq!(answer["recorded"], json!(["webapp-pr7-5011"]), "{answer}");
+    let running = |s: &acp_api::AgenticSession| {
+        s.status.as_ref().and_then(|st| st.phase) == Some(SessionPhase::Running)
+    };
+    stack.wait_session("webapp-pr7-5010", "the first follow-up running", RUN, running).await;
+    let queued = stack
+        .wait_session("webapp-pr7-5011", "the second follow-up queued", Duration::from_secs(60), |s| {
+            s.status.as_ref().is_some_and(|st| {
+                st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason.as_deref() == Some("Queued"))
+            })
         })
         .await;
-    assert_eq!(
-        follow_up.status.as_ref().and_then(|s| s.phase),
-        Some(SessionPhase::Completed),
-        "{}",
-        stack.logs()
-    );
-    let parent = follow_up
+    assert_eq!(queued.status.as_ref().and_then(|s| s.job_name.clone()), None, "no Job while queued");
+    let parent = queued
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get("vteam.ambient-code/parent-session-id").cloned());
-    assert_eq!(parent.as_deref(), Some("webapp-pr7-5001"));
+    assert_eq!(parent.as_deref(), Some("webapp-pr7-5010"));
+
+    // `/acp stop` stops the running turn, through git.
+    let (_, answer) = stack.deliver(
+        "issue_comment",
+        "d-12",
+        SECRET,
+        &comment("created", 5012, "alice", "User", "/acp stop", None),
+    );
+    assert_eq!(answer["recorded"], json!(["webapp-pr7-5010"]), "{answer}");
+    assert!(
+        stack
+            .show("acp/requests:acme/webapp/pr-7/webapp-pr7-5010.yaml")
+            .is_some_and(|m| m.contains("desired-phase: Stopped"))
+    );
+    let stopped = stack
+        .wait_session("webapp-pr7-5010", "the running follow-up stopped", RUN, |s| {
+            s.status.as_ref().and_then(|st| st.phase).is_some_and(SessionPhase::is_terminal)
+        })
+        .await;
+    assert_eq!(
+        stopped.status.as_ref().and_then(|s| s.phase),
+        Some(SessionPhase::Stopped),
+        "{}",
+        stack.logs()
+    );
+    let next = stack
+        .wait_session("webapp-pr7-5011", "the queued follow-up ran", RUN, |s| {
+            s.status.as_ref().and_then(|st| st.phase).is_some_and(SessionPhase::is_terminal)
+        })
+        .await;
+    assert_eq!(next.status.as_ref().and_then(|s| s.phase), Some(SessionPhase::Completed), "{}", stack.logs());
     assert!(
         stack.model.requests().iter().any(|r| {
             let body = r.body.to_string();
-            body.contains("also update the docs") && body.contains("Added the CHANGELOG entry.")
+            body.contains("and the release notes") && body.contains("Added the CHANGELOG entry.")
         }),
         "the model saw the earlier turn's result with the follow-up"
     );
+
+    // Nothing runs any more: a stop says so.
+    let (_, answer) = stack.deliver(
+        "issue_comment",
+        "d-13",
+        SECRET,
+        &comment("created", 5013, "alice", "User", "/acp stop", None),
+    );
+    assert_eq!(answer["recorded"], json!([]), "{answer}");
+    assert!(stack.github.comments(CODE, 7).iter().any(|c| c.body.starts_with("Nothing to stop")));
 
     // `/acp help` answers.
     let (_, _) = stack.deliver(

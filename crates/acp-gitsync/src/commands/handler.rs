@@ -138,9 +138,8 @@ impl Commands {
                 }
                 "pull_request" if payload["action"] == "closed" => {
                     let pull = payload["pull_request"]["number"].as_u64().unwrap_or_default();
-                    if let Some(stopped) = self.stop(source, binding, repository, pull, "closed").await? {
-                        outcome.recorded.push(stopped);
-                    }
+                    let stopped = self.stop(source, binding, repository, pull, "closed", true).await?;
+                    outcome.recorded.extend(stopped);
                 }
                 _ => outcome.ignored += 1,
             }
@@ -237,21 +236,16 @@ impl Commands {
                     github.create_comment(pull_number, &text).await?;
                     outcome.replied += 1;
                 }
-                Command::Stop => match self
-                    .stop(source, binding, repository, pull_number, &comment.commenter.login)
-                    .await?
-                {
-                    Some(name) => outcome.recorded.push(name),
-                    None => {
-                        github
-                            .create_comment(
-                                pull_number,
-                                "Nothing to stop: this pull request has no session yet.",
-                            )
-                            .await?;
+                Command::Stop => {
+                    let login = &comment.commenter.login;
+                    let stopped = self.stop(source, binding, repository, pull_number, login, false).await?;
+                    if stopped.is_empty() {
+                        let line = "Nothing to stop: no session of this pull request is running.";
+                        github.create_comment(pull_number, line).await?;
                         outcome.replied += 1;
                     }
-                },
+                    outcome.recorded.extend(stopped);
+                }
                 Command::Approve => {
                     github
                         .create_comment(
@@ -426,7 +420,9 @@ impl Commands {
         }
     }
 
-    /// Stops the thread's latest session (annotation `desired-phase: Stopped`).
+    /// Stops the thread's running session (`all`: every unfinished one, as
+    /// when the pull request closes, queued ones included) by committing
+    /// `desired-phase: Stopped` on their manifests; returns the sessions stopped.
     async fn stop(
         &self,
         source: &SessionSource,
@@ -434,31 +430,46 @@ impl Commands {
         repository: &str,
         pull: u64,
         by: &str,
-    ) -> Result<Option<String>, Error> {
+        all: bool,
+    ) -> Result<Vec<String>, Error> {
+        let unfinished: Vec<String> = self
+            .thread(source, repository, pull)
+            .await?
+            .iter()
+            .filter(|s| !s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_terminal()))
+            .map(|s| s.name_any())
+            .collect();
+        // The oldest unfinished session is the one running; the others wait.
+        let targets: Vec<String> = if all { unfinished } else { unfinished.into_iter().take(1).collect() };
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
         let writer = self.writer(source, binding).await?;
         let dir = request::thread_dir(repository, pull);
         let message = format!(
-            "acp: stop request on {repository}#{pull} by {by}\n\nAcp-Command: stop\nAcp-Commenter: {by}"
+            "acp: stop request on {repository}#{pull} by {by}\n\nAcp-Command: stop\nAcp-Commenter: {by}\nAcp-Stopped: {}",
+            targets.join(", ")
         );
-        let result = tokio::task::spawn_blocking(move || {
-            let mut stopped = None;
-            let written = writer.edit(|repo, tree| {
-                let names = files_in(repo, tree, &dir);
-                let latest = request::latest(names.iter().map(String::as_str))?;
-                let path = format!("{dir}/{latest}");
-                stopped = Some(latest.trim_end_matches(".yaml").to_owned());
-                let text = request::stopped(&read(repo, tree, &path)?)?;
-                Some((vec![(path, text.into_bytes())], message.clone()))
-            });
-            (written, stopped)
+        let names = targets.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            writer.edit(|repo, tree| {
+                let files: Vec<(String, Vec<u8>)> = names
+                    .iter()
+                    .map(|name| format!("{dir}/{name}.yaml"))
+                    .filter_map(|path| {
+                        let text = request::stopped(&read(repo, tree, &path)?)?;
+                        Some((path, text.into_bytes()))
+                    })
+                    .collect();
+                Some((files, message.clone()))
+            })
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?;
-        let (written, stopped) = result;
         if let Written::Committed { .. } = written? {
             self.sync(source).await?;
         }
-        Ok(stopped)
+        Ok(targets)
     }
 
     /// `/acp status`: the thread's sessions and their phases.

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::grammar::{Command, RunFlags};
 
-/// The existing platform's annotation linking a session to its parent: the
-/// sessions of one pull request form a thread through it.
-pub const PARENT_SESSION: &str = "vteam.ambient-code/parent-session-id";
+/// The annotation linking a session to its parent: the sessions of one pull
+/// request form a thread through it.
+pub use acp_api::constants::annotations::PARENT_SESSION;
 
 /// Who wrote a comment.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -105,6 +105,9 @@ pub struct Observation<'a> {
     pub run: Option<RunState>,
     /// `spec.timeout`, for messages.
     pub timeout_seconds: i64,
+    /// The parent session (annotation `vteam.ambient-code/parent-session-id`)
+    /// when it has not finished: a thread runs one session at a time.
+    pub waiting_for: Option<&'a str>,
     /// Now.
     pub now: Time,
 }
@@ -230,10 +233,18 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         return finish(status, before, actions, events);
     }
     cond(&mut status, ct::SECRETS_READY, true, reasons::SUCCEEDED, "runner credentials are in place", obs);
+    let recorded = acp_api::condition::find(&status.conditions, ct::JOB_CREATED).is_some_and(|c| c.is_true());
+    if let Some(parent) = obs.waiting_for.filter(|_| current.is_none() && !recorded) {
+        // Queued: the run starts once the thread's previous session ends.
+        let message = format!("queued: waits for session {parent} to finish");
+        status.phase = Some(SessionPhase::Pending);
+        status.message = Some(message.clone());
+        cond(&mut status, ct::READY, false, reasons::QUEUED, message, obs);
+        return finish(status, before, actions, events);
+    }
     let job = job_name(obs.session, run);
     status.job_name = Some(job.clone());
 
-    let recorded = acp_api::condition::find(&status.conditions, ct::JOB_CREATED).is_some_and(|c| c.is_true());
     if current.as_ref().is_some_and(|r| r.progress != Progress::Terminating) {
         job_created(&mut status, obs.generation, &obs.now);
     }

@@ -20,6 +20,7 @@ fn obs<'a>(status: &'a SessionStatus, generation: i64, run: Option<RunState>) ->
         secrets: Secrets::Ready,
         run,
         timeout_seconds: 300,
+        waiting_for: None,
         now: at(10),
     }
 }
@@ -308,4 +309,42 @@ fn a_stop_withdrawn_or_turned_into_a_restart_while_stopping_ends_right() {
     let d = step(&stopping, &restart);
     assert!(d.actions.contains(&Action::Ensure { run: 2 }), "{:?}", d.actions);
     assert_eq!(d.status.run, Some(2));
+}
+
+#[test]
+fn a_session_waits_for_its_unfinished_parent_then_starts() {
+    let fresh = SessionStatus::default();
+    let queued = step(&fresh, &Observation { waiting_for: Some("fix-parent"), ..obs(&fresh, 1, None) });
+    assert!(queued.actions.is_empty(), "no Job while the parent runs: {queued:?}");
+    assert_eq!(queued.status.phase, Some(P::Pending));
+    let ready = find(&queued.status.conditions, ct::READY).expect("Ready");
+    assert_eq!(ready.reason.as_deref(), Some(reasons::QUEUED));
+    assert!(ready.message.as_deref().is_some_and(|m| m.contains("fix-parent")), "{ready:?}");
+    // Waiting again changes nothing.
+    let again = step(
+        &queued.status,
+        &Observation { waiting_for: Some("fix-parent"), ..obs(&queued.status, 1, None) },
+    );
+    assert_eq!(again.status, queued.status);
+    // The parent finished: the run starts.
+    let started = step(&queued.status, &obs(&queued.status, 1, None));
+    assert_eq!(started.actions, vec![Action::Ensure { run: 1 }]);
+    // A run already under way is never held back by a parent.
+    let mut running_status = started.status.clone();
+    job_created(&mut running_status, 1, &at(10));
+    let held = step(
+        &running_status,
+        &Observation { waiting_for: Some("fix-parent"), ..obs(&running_status, 1, running(1)) },
+    );
+    assert_eq!(held.status.phase, Some(P::Running));
+    // A stop request wins over the queue.
+    let stopped = step(
+        &queued.status,
+        &Observation {
+            waiting_for: Some("fix-parent"),
+            desired: Some("Stopped"),
+            ..obs(&queued.status, 1, None)
+        },
+    );
+    assert_eq!(stopped.status.phase, Some(P::Stopped));
 }
