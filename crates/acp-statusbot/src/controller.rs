@@ -348,9 +348,14 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         };
         if let Some((token, app_login)) = token {
             let gh = GitHub::new(&ctx.config.github_api_url, &token, &repository)?;
-            let (commit, pull) = match asked {
-                Some((_, pull)) => (gh.pull(pull).await?.head_sha, Some(pull)),
-                None => (revision.clone(), None),
+            let (commit, pull, comment) = match &asked {
+                Some((repo, pull)) => {
+                    let thread = thread(&ctx, &source, &ns, repo, *pull, &report).await?;
+                    let body = ctx.config.renderer.thread(&thread)?;
+                    let marker = crate::render::thread_marker(repo, *pull);
+                    (gh.pull(*pull).await?.head_sha, Some(*pull), Some((marker, body)))
+                }
+                None => (revision.clone(), None, None),
             };
             // Who the bot is on GitHub: the App's bot user, or the token's user.
             let author = match app_login {
@@ -360,7 +365,7 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
                     ctx.logins.try_get_with(key, gh.login()).await.map_err(GitHubError::Shared)?
                 }
             };
-            let target = Target { commit: &commit, pull };
+            let target = Target { commit: &commit, pull, comment };
             let posted = post(&gh, &author, github, &report, target, &state, &mut next, &ctx.config).await;
             // Record what did happen before reporting what failed: a retry must
             // not post again what was already posted.
@@ -371,6 +376,35 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     }
     save(&ctx, &ns, &name, &saved, &next).await?;
     Ok(requeue)
+}
+
+/// The thread of pull request `pull` of `repository`: the reports of its
+/// sessions, oldest first, `current` (the session being reconciled, with its
+/// todo list) in its place.
+async fn thread(
+    ctx: &Context,
+    source: &SessionSource,
+    ns: &str,
+    repository: &str,
+    pull: u64,
+    current: &Report,
+) -> Result<crate::render::Thread, Error> {
+    let names = crate::provenance::thread_of(source, ns, repository, pull);
+    let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("{}={}", labels::SOURCE_NAME, source.name_any());
+    let listed = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Kube { action: "list the thread's sessions", source })?;
+    let dashboard = ctx.config.dashboard_url.as_deref();
+    let turns = names
+        .iter()
+        .filter_map(|name| match name == &current.name {
+            true => Some(current.clone()),
+            false => listed.items.iter().find(|s| &s.name_any() == name).map(|s| report(s, dashboard)),
+        })
+        .collect();
+    Ok(crate::render::Thread { repository: repository.to_owned(), pull, turns })
 }
 
 /// True while the operator has not yet observed the session's latest spec
@@ -421,6 +455,8 @@ async fn save(ctx: &Context, ns: &str, name: &str, state: &BotState, next: &BotS
 struct Target<'a> {
     commit: &'a str,
     pull: Option<u64>,
+    /// The comment to keep (marker, body) instead of the session's own.
+    comment: Option<(String, String)>,
 }
 
 /// Posts what changed on GitHub; returns when to look again (debounce).
@@ -464,7 +500,10 @@ async fn post(
     if pull == 0 {
         return Ok(Action::await_change());
     }
-    let body = config.renderer.comment(report)?;
+    let (marker_text, body) = match target.comment {
+        Some(comment) => comment,
+        None => (marker(&report.namespace, &report.name), config.renderer.comment(report)?),
+    };
     let wanted = digest(&body);
     if state.posted.as_deref() == Some(wanted.as_str()) {
         return Ok(Action::await_change());
@@ -482,7 +521,7 @@ async fn post(
     };
     let existing = match recorded {
         Some(id) => Some(id),
-        None => gh.find_comment(pull, &marker(&report.namespace, &report.name), author).await?,
+        None => gh.find_comment(pull, &marker_text, author).await?,
     };
     let id = match existing {
         Some(id) => {

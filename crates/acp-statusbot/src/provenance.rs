@@ -64,6 +64,24 @@ pub fn pull_request_of(source: &SessionSource, namespace: &str, name: &str) -> O
     binding.serves(&repository).then_some((repository, number))
 }
 
+/// The sessions of pull request `pull` of `repository` that `source`
+/// applied into `namespace` (its inventory's files under `owner/repo/pr-N/`
+/// on the requests branch), oldest request first.
+pub fn thread_of(source: &SessionSource, namespace: &str, repository: &str, pull: u64) -> Vec<String> {
+    let Some(binding) = source.spec.pull_requests.as_ref() else { return Vec::new() };
+    let dir = format!("{}:{}/pr-{pull}/", binding.requests_branch(), repository.to_ascii_lowercase());
+    let mut names: Vec<String> = source
+        .status
+        .iter()
+        .flat_map(|s| &s.inventory)
+        .filter(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.path.starts_with(&dir))
+        .map(|e| e.name.clone())
+        .collect();
+    // Names end in the comment id, which grows: shorter, then smaller, is older.
+    names.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    names
+}
+
 /// The SessionSchedule that claims to control `session`, if any.
 pub fn scheduled_by(session: &AgenticSession) -> Option<OwnerReference> {
     session
@@ -169,6 +187,30 @@ mod tests {
         own.status.as_mut().expect("status").inventory[0].path =
             "acp/requests:evil/webapp/pr-7/x.yaml".into();
         assert_eq!(pull_request_of(&own, "team-a", "webapp-pr7-1"), None);
+    }
+
+    #[test]
+    fn a_thread_is_the_requests_of_one_pull_request_oldest_first() {
+        let sessions = [
+            ("team-a", "webapp-pr7-1001"),
+            ("team-a", "webapp-pr7-999"),
+            ("team-a", "webapp-pr8-5"),
+            ("team-a", "other"),
+        ];
+        let mut own = source("team-a", None, &sessions);
+        let paths = [
+            "acp/requests:acme/webapp/pr-7/webapp-pr7-1001.yaml",
+            "acp/requests:acme/webapp/pr-7/webapp-pr7-999.yaml",
+            "acp/requests:acme/webapp/pr-8/webapp-pr8-5.yaml",
+            "sessions/other.yaml",
+        ];
+        for (entry, path) in own.status.as_mut().expect("status").inventory.iter_mut().zip(paths) {
+            entry.path = path.into();
+        }
+        let binding = serde_json::json!({"repositories": ["acme/*"], "template": {"spec": {}}});
+        own.spec.pull_requests = Some(serde_json::from_value(binding).expect("binding"));
+        assert_eq!(thread_of(&own, "team-a", "acme/webapp", 7), ["webapp-pr7-999", "webapp-pr7-1001"]);
+        assert!(thread_of(&own, "team-b", "acme/webapp", 7).is_empty());
     }
 
     #[test]

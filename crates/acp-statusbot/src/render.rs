@@ -13,6 +13,11 @@ use crate::report::Report;
 pub const COMMENT: &str = "comment.md.j2";
 /// The built-in comment template.
 pub const DEFAULT_COMMENT: &str = include_str!("../templates/comment.md.j2");
+/// The tracking comment template's file name (sessions asked for by
+/// pull-request comments: one comment per pull request).
+pub const THREAD: &str = "thread.md.j2";
+/// The built-in tracking comment template.
+pub const DEFAULT_THREAD: &str = include_str!("../templates/thread.md.j2");
 
 /// A template problem.
 #[derive(Debug, thiserror::Error)]
@@ -26,13 +31,30 @@ pub enum RenderError {
         source: std::io::Error,
     },
     /// The template does not compile or fails to render.
-    #[error("failed to render {COMMENT}: {0:#}")]
+    #[error("failed to render a comment template: {0:#}")]
     Template(#[from] minijinja::Error),
 }
 
 /// The hidden marker identifying a session's comment.
 pub fn marker(namespace: &str, name: &str) -> String {
     format!("<!-- acp:session {namespace}/{name} -->")
+}
+
+/// The hidden marker identifying the tracking comment of pull request
+/// `pull` of `repository`.
+pub fn thread_marker(repository: &str, pull: u64) -> String {
+    format!("<!-- acp:thread {repository}#{pull} -->")
+}
+
+/// A pull request's thread of sessions, as the tracking comment shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Thread {
+    /// `owner/name`.
+    pub repository: String,
+    /// Pull request number.
+    pub pull: u64,
+    /// The sessions, oldest first.
+    pub turns: Vec<Report>,
 }
 
 /// Compiled templates.
@@ -45,12 +67,14 @@ impl Renderer {
     /// The built-in templates, or those in `overrides` where present.
     pub fn new(overrides: Option<&Path>) -> Result<Self, RenderError> {
         let mut env = Environment::new();
-        let source = match overrides.map(|d| d.join(COMMENT)).filter(|p| p.exists()) {
-            Some(path) => std::fs::read_to_string(&path)
-                .map_err(|source| RenderError::Read { path: path.display().to_string(), source })?,
-            None => DEFAULT_COMMENT.to_string(),
-        };
-        env.add_template_owned(COMMENT, source)?;
+        for (name, default) in [(COMMENT, DEFAULT_COMMENT), (THREAD, DEFAULT_THREAD)] {
+            let source = match overrides.map(|d| d.join(name)).filter(|p| p.exists()) {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|source| RenderError::Read { path: path.display().to_string(), source })?,
+                None => default.to_string(),
+            };
+            env.add_template_owned(name, source)?;
+        }
         Ok(Self { env })
     }
 
@@ -58,6 +82,12 @@ impl Renderer {
     pub fn comment(&self, report: &Report) -> Result<String, RenderError> {
         let body = self.env.get_template(COMMENT)?.render(minijinja::value::Serde(report))?;
         Ok(format!("{}\n{}\n", marker(&report.namespace, &report.name), body.trim()))
+    }
+
+    /// The tracking comment body for `thread`, starting with its marker.
+    pub fn thread(&self, thread: &Thread) -> Result<String, RenderError> {
+        let body = self.env.get_template(THREAD)?.render(minijinja::value::Serde(thread))?;
+        Ok(format!("{}\n{}\n", thread_marker(&thread.repository, thread.pull), body.trim()))
     }
 }
 

@@ -334,6 +334,26 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     assert_eq!(answer["recorded"], json!([]), "{answer}");
     assert!(stack.github.comments(CODE, 7).iter().any(|c| c.body.starts_with("Nothing to stop")));
 
+    // One tracking comment for the whole thread, edited in place, ending
+    // with every turn's outcome.
+    eventually("the tracking comment to show every turn", Duration::from_secs(60), || async {
+        let ours: Vec<_> = stack.github.comments(CODE, 7).into_iter().filter(|c| c.user == BOT).collect();
+        let marker = "<!-- acp:thread acme/webapp#7 -->";
+        let thread = ours.iter().filter(|c| c.body.starts_with(marker)).count();
+        let per_session = ours.iter().filter(|c| c.body.contains("<!-- acp:session")).count();
+        let body =
+            ours.iter().find(|c| c.body.starts_with(marker)).map(|c| c.body.clone()).unwrap_or_default();
+        let all = [
+            "`webapp-pr7-5001`** · Completed",
+            "`webapp-pr7-5010`** · Stopped",
+            "`webapp-pr7-5011`** · Completed",
+        ]
+        .iter()
+        .all(|t| body.contains(t));
+        (thread == 1 && per_session == 0 && all && body.contains("Release notes updated.")).then_some(())
+    })
+    .await;
+
     // `/acp help` answers.
     let (_, _) = stack.deliver(
         "issue_comment",

@@ -104,3 +104,26 @@ fn a_todo_list_renders_as_a_checklist() {
     let body = renderer.comment(&running).expect("render");
     assert!(body.contains("**Todo**\n\n- [x] Read the test\n- [ ] **Fix <it>** (in progress)"), "{body}");
 }
+
+#[test]
+fn the_tracking_comment_lists_every_turn_of_a_thread_in_order() {
+    let renderer = Renderer::new(None).expect("default templates");
+    let first = report(&session("Completed", Some(done())), Some("https://acp.example"));
+    let mut queued = report(&session("Pending", None), None);
+    queued.name = "fix-login-2".into();
+    queued.message = Some("queued: waits for session fix-login to finish".into());
+    let thread = Thread { repository: "acme/app".into(), pull: 7, turns: vec![first, queued] };
+    let body = renderer.thread(&thread).expect("renders");
+    assert!(body.starts_with("<!-- acp:thread acme/app#7 -->\n### acp on this pull request"), "{body}");
+    let one = body.find("**1. ✅ `fix-login`** · Completed").expect("the first turn");
+    let two = body
+        .find("**2. 🕓 `fix-login-2`** · Pending · queued: waits for session fix-login to finish")
+        .expect("the queued turn");
+    assert!(one < two, "oldest first: {body}");
+    assert!(body.contains("> Fixed the redirect."), "{body}");
+    assert!(
+        body.contains("success · 7 turns · $0.0421 · pushed `ambient/fix-login` @ abcdef123456"),
+        "{body}"
+    );
+    assert!(body.contains("[dashboard](https://acp.example/sessions/team/fix-login)"), "{body}");
+}
