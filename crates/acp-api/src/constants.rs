@@ -75,7 +75,7 @@ pub mod annotations {
     /// once, now (the existing platform's "trigger").
     pub const TRIGGER_REQUESTED_AT: &str = "ambient-code.io/trigger-requested-at";
     /// On sessions a SessionSchedule created: the due time (RFC 3339) they
-    /// ran for, or the trigger value for a triggered run.
+    /// ran for (for a triggered run, when the trigger was acted on).
     pub const SCHEDULED_AT: &str = "ambient-code.io/scheduled-at";
 }
 

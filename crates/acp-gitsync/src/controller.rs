@@ -346,11 +346,13 @@ async fn sync(
         let repo = git2::Repository::open_bare(&dir).map_err(|e| e.to_string())?;
         let tree = repo.find_commit(revision).and_then(|c| c.tree()).map_err(|e| e.to_string())?;
         let mut entries = files::from_tree(&repo, &tree, &filter).map_err(|e| e.to_string())?;
+        let mut requests_present = false;
         // Pull-request requests: every manifest of the requests branch, its
         // paths prefixed with the branch (`acp/requests:owner/repo/pr-7/…`).
         if let Some(branch) = requests {
             let tip = fetch::fetch_branch_if_present(&dir, &url, &branch, &creds, timeout)
                 .map_err(|e| e.to_string())?;
+            requests_present = tip.is_some();
             if let Some(tip) = tip {
                 let tree = repo.find_commit(tip).and_then(|c| c.tree()).map_err(|e| e.to_string())?;
                 let all = Filter::new("", &[], &[]).map_err(|e| e.to_string())?;
@@ -362,29 +364,33 @@ async fn sync(
                 );
             }
         }
-        Ok::<_, String>((revision.to_string(), entries))
+        Ok::<_, String>((revision.to_string(), entries, requests_present))
     });
-    let (revision, entries) = match tokio::time::timeout(timeout + Duration::from_secs(5), read).await {
-        Ok(Ok(Ok(read))) => read,
-        Ok(Ok(Err(message))) => return Ok(Err(failed(reasons::FETCH_FAILED, message, true))),
-        Ok(Err(join)) => {
-            return Ok(Err(failed(reasons::FETCH_FAILED, format!("fetch task failed: {join}"), true)));
-        }
-        Err(_) => {
-            return Ok(Err(failed(
-                reasons::FETCH_FAILED,
-                format!("fetch timed out after {timeout:?}"),
-                true,
-            )));
-        }
-    };
+    let (revision, entries, requests_present) =
+        match tokio::time::timeout(timeout + Duration::from_secs(5), read).await {
+            Ok(Ok(Ok(read))) => read,
+            Ok(Ok(Err(message))) => return Ok(Err(failed(reasons::FETCH_FAILED, message, true))),
+            Ok(Err(join)) => {
+                return Ok(Err(failed(reasons::FETCH_FAILED, format!("fetch task failed: {join}"), true)));
+            }
+            Err(_) => {
+                return Ok(Err(failed(
+                    reasons::FETCH_FAILED,
+                    format!("fetch timed out after {timeout:?}"),
+                    true,
+                )));
+            }
+        };
 
     let fetched_ms = started.elapsed().as_millis();
     let source_ref = SourceRef { namespace: ns.to_string(), name: name.to_string() };
     let oref = ObjectRef::from(source);
     let previous = ctx.checked.lock().ok().and_then(|c| c.get(&oref).cloned()).unwrap_or_default();
-    let (manifests, cache) =
+    let (mut manifests, cache) =
         plan::manifests_cached(&entries, &source_ref, Some(target.as_str()), &ctx.config.checker, &previous);
+    if let Some(binding) = &spec.pull_requests {
+        crate::commands::branch::check(binding, &mut manifests, requests_present, &current.inventory);
+    }
     if let Ok(mut checked) = ctx.checked.lock() {
         checked.insert(oref, Arc::new(cache));
     }

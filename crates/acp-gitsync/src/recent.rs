@@ -34,6 +34,15 @@ impl<K: Clone + Eq + Hash> Recent<K> {
         }
         true
     }
+
+    /// Forgets `key` (its work failed: a redelivery may try again).
+    pub fn forget(&self, key: &K) {
+        if let Ok(mut seen) = self.seen.lock() {
+            let (set, order) = &mut *seen;
+            set.remove(key);
+            order.retain(|k| k != key);
+        }
+    }
 }
 
 #[cfg(test)]

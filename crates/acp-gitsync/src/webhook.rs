@@ -175,6 +175,8 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
                 reply(StatusCode::ACCEPTED, json!(outcome))
             }
             Err(error) => {
+                // Not done: a redelivery (same id) must be able to try again.
+                receiver.seen.forget(&delivery);
                 warn!(%event, delivery, %error, category = error.category(), "pull request delivery failed");
                 reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": error.to_string()}))
             }

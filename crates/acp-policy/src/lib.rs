@@ -111,6 +111,17 @@ impl Checker {
             return findings;
         }
         let mut findings = self.policies.evaluate(&defaulted, namespace, Some(self.schedule.schema()));
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        if name.len() > 63 {
+            findings.push(Finding {
+                field: FieldPath::parse("metadata.name"),
+                message: format!(
+                    "a SessionSchedule name is at most 63 characters (its runs carry it as a label value); this one has {}",
+                    name.len()
+                ),
+                origin: Origin::Schema,
+            });
+        }
         if let Err(error) = acp_api::schedule::cron::Cron::parse(
             defaulted["spec"]["schedule"].as_str().unwrap_or_default(),
             defaulted["spec"]["timeZone"].as_str(),

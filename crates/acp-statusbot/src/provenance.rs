@@ -3,6 +3,7 @@
 //! schedule, whose status lists the run). Annotations and owner references
 //! are only claims: anyone who may edit a session may set them.
 
+pub use acp_api::pull_requests::{pull_request_of, thread_of};
 use acp_api::{AgenticSession, SessionSchedule, SessionSource};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt as _;
@@ -42,44 +43,6 @@ pub fn provenance(
         (false, true) => Provenance::NotYet,
         (false, false) => Provenance::Refused("the source's inventory does not list it".into()),
     }
-}
-
-/// The pull request (`owner/repo`, number) that asked for session
-/// `namespace/name`: its file, as `source`'s inventory records it (git-sync's
-/// record, not a claim on the session), lies on the source's requests branch
-/// under `owner/repo/pr-<n>/`, for a repository the source's binding serves.
-pub fn pull_request_of(source: &SessionSource, namespace: &str, name: &str) -> Option<(String, u64)> {
-    let binding = source.spec.pull_requests.as_ref()?;
-    let entry = source
-        .status
-        .as_ref()?
-        .inventory
-        .iter()
-        .find(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.name == name)?;
-    let rest = entry.path.strip_prefix(binding.requests_branch())?.strip_prefix(':')?;
-    let mut parts = rest.split('/');
-    let (owner, repo, pull) = (parts.next()?, parts.next()?, parts.next()?);
-    let number = pull.strip_prefix("pr-")?.parse().ok()?;
-    let repository = format!("{owner}/{repo}");
-    binding.serves(&repository).then_some((repository, number))
-}
-
-/// The sessions of pull request `pull` of `repository` that `source`
-/// applied into `namespace` (its inventory's files under `owner/repo/pr-N/`
-/// on the requests branch), oldest request first.
-pub fn thread_of(source: &SessionSource, namespace: &str, repository: &str, pull: u64) -> Vec<String> {
-    let Some(binding) = source.spec.pull_requests.as_ref() else { return Vec::new() };
-    let dir = format!("{}:{}/pr-{pull}/", binding.requests_branch(), repository.to_ascii_lowercase());
-    let mut names: Vec<String> = source
-        .status
-        .iter()
-        .flat_map(|s| &s.inventory)
-        .filter(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.path.starts_with(&dir))
-        .map(|e| e.name.clone())
-        .collect();
-    // Names end in the comment id, which grows: shorter, then smaller, is older.
-    names.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
-    names
 }
 
 /// The SessionSchedule that claims to control `session`, if any.

@@ -69,8 +69,8 @@ pub struct SessionScheduleSpec {
     #[serde(default)]
     pub concurrency_policy: ConcurrencyPolicy,
     /// A run that could not start within this many seconds of its due time
-    /// (the operator was down, or Forbid held it) is skipped and counted as
-    /// missed. Without it, only the most recent missed run is started.
+    /// (the operator was down) is skipped and counted as missed. Without it,
+    /// only the most recent missed run is started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub starting_deadline_seconds: Option<i64>,
@@ -124,7 +124,8 @@ impl TemplateMetadata {
 /// CronJob's concurrency policies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConcurrencyPolicy {
-    /// Skip a due run while an earlier one is active (counted as missed).
+    /// Skip a due run while an earlier one is active (counted as missed; it
+    /// is not started later when the active one ends).
     #[default]
     Forbid,
     /// Stop the active runs and start the new one.

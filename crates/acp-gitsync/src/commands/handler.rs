@@ -94,7 +94,8 @@ pub struct Commands {
     client: Client,
     config: Config,
     tokens: acp_github::app::Tokens,
-    seen: crate::recent::Recent<(u64, String)>,
+    seen: crate::recent::Recent<(String, u64, String)>,
+    locks: std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<std::sync::Mutex<()>>>>,
 }
 
 /// What a delivery led to, for the webhook's answer and the logs.
@@ -116,7 +117,17 @@ impl Commands {
             config,
             tokens: acp_github::app::Tokens::default(),
             seen: crate::recent::Recent::new(REMEMBERED),
+            locks: Default::default(),
         }
+    }
+
+    /// The lock serialising writes through the mirror at `dir`: concurrent
+    /// deliveries must not build commits in one repository at once.
+    fn lock(&self, dir: &std::path::Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .map(|mut locks| locks.entry(dir.to_owned()).or_default().clone())
+            .unwrap_or_default()
     }
 
     /// Acts on delivery `event` for each of `sources` whose binding serves its repository.
@@ -167,6 +178,18 @@ impl Commands {
         };
         let Some(pull_number) = pull_number else { return Ok(()) };
         let body = comment["body"].as_str().unwrap_or_default();
+        let author = comment["user"]["login"].as_str().unwrap_or_default();
+        // An edit counts only as its author's own: the role that matters is
+        // the editor's, and a collaborator editing someone else's comment
+        // must not borrow their role or name.
+        if action == "edited" && payload["sender"]["login"].as_str() != Some(author) {
+            return Ok(());
+        }
+        // acp's own comments (the tracking comment quotes agent output) are
+        // never commands.
+        if body.contains("<!-- acp:thread ") || body.contains("<!-- acp:session ") {
+            return Ok(());
+        }
         let found: Vec<Found> = match action {
             "created" => grammar::parse(body),
             "edited" if !review => {
@@ -178,24 +201,62 @@ impl Commands {
             id: comment["id"].as_u64().unwrap_or_default(),
             url: comment["html_url"].as_str().unwrap_or_default().to_owned(),
             commenter: Commenter {
-                login: comment["user"]["login"].as_str().unwrap_or_default().to_owned(),
+                login: author.to_owned(),
                 bot: comment["user"]["type"] == "Bot",
                 app_id: comment["performed_via_github_app"]["id"].as_i64(),
             },
         };
         let repository = payload["repository"]["full_name"].as_str().unwrap_or_default();
         let private = payload["repository"]["private"].as_bool().unwrap_or(true);
-        let fresh: Vec<Found> = found.into_iter().filter(|f| self.first(comment.id, &f.text)).collect();
+        let scope = format!("{}/{}", source.namespace().unwrap_or_default(), source.name_any());
+        // Repeats are keyed by source, comment and command; help and status
+        // answer once per comment whatever their spelling.
+        let key = |f: &Found| match &f.command {
+            Ok(c @ (Command::Help | Command::Status)) => (scope.clone(), comment.id, c.verb().to_owned()),
+            _ => (scope.clone(), comment.id, f.text.clone()),
+        };
+        let fresh: Vec<Found> = found.into_iter().filter(|f| self.seen.first(key(f))).collect();
         if fresh.is_empty() {
             return Ok(());
         }
-        let Some(github) = self.github(source, repository).await? else {
+        let keys: Vec<_> = fresh.iter().map(key).collect();
+        let result = self
+            .act(source, binding, repository, private, pull_number, review, &comment, fresh, outcome)
+            .await;
+        if result.is_err() {
+            // Not done: a redelivery may try again.
+            for key in &keys {
+                self.seen.forget(key);
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one comment's whole context")]
+    async fn act(
+        &self,
+        source: &SessionSource,
+        binding: &PullRequestBinding,
+        repository: &str,
+        private: bool,
+        pull_number: u64,
+        review: bool,
+        comment: &Comment,
+        fresh: Vec<Found>,
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
+        let Some((github, me)) = self.github(source, repository).await? else {
             warn!(source = %source.name_any(), "pull request commands need spec.github.tokenSecretRef");
             return Ok(());
         };
+        if comment.commenter.login.eq_ignore_ascii_case(&me) {
+            // The bot's own comment (its login acts through a user token).
+            return Ok(());
+        }
+        let mut started = false;
         let mut role: Option<Role> = None;
         for found in fresh {
-            let command = match found.command {
+            let command = match found.command.clone() {
                 Ok(command) => command,
                 Err(error) => {
                     // Only people who may run commands hear about their typos.
@@ -256,7 +317,24 @@ impl Commands {
                     outcome.replied += 1;
                 }
                 Command::Run(_) | Command::FollowUp(_) | Command::Retry => {
+                    // One session per comment: its file is named by the comment.
+                    if std::mem::replace(&mut started, true) {
+                        let line = format!(
+                            "@{}: one request per comment; `{}` was not recorded, post it as a comment of its own.",
+                            comment.commenter.login, found.text
+                        );
+                        github.create_comment(pull_number, &line).await?;
+                        outcome.replied += 1;
+                        continue;
+                    }
                     let pull = github.pull(pull_number).await?;
+                    if !pull.open {
+                        github
+                            .create_comment(pull_number, "This pull request is closed: nothing is run on it.")
+                            .await?;
+                        outcome.replied += 1;
+                        continue;
+                    }
                     if pull.fork {
                         github
                             .create_comment(pull_number, "Requests on pull requests from forks are not run (approval of fork requests is not available yet).")
@@ -264,7 +342,7 @@ impl Commands {
                         outcome.replied += 1;
                         continue;
                     }
-                    match self.record(source, binding, repository, &pull, &comment, role, &command).await? {
+                    match self.record(source, binding, repository, &pull, comment, role, &command).await? {
                         Ok(Some(name)) => outcome.recorded.push(name),
                         Ok(None) => outcome.ignored += 1,
                         Err(line) => {
@@ -280,17 +358,17 @@ impl Commands {
         Ok(())
     }
 
-    /// Records `(comment, command line)`; false when seen before.
-    fn first(&self, comment: u64, text: &str) -> bool {
-        self.seen.first((comment, text.to_owned()))
-    }
-
     async fn role(&self, github: &GitHub, commenter: &Commenter) -> Result<Role, Error> {
         Ok(Role::parse(&github.role(&commenter.login).await?).unwrap_or(Role::None))
     }
 
-    /// A GitHub client for `repository` with the source's credentials.
-    async fn github(&self, source: &SessionSource, repository: &str) -> Result<Option<GitHub>, Error> {
+    /// A GitHub client for `repository` with the source's credentials, and
+    /// the login it acts as.
+    async fn github(
+        &self,
+        source: &SessionSource,
+        repository: &str,
+    ) -> Result<Option<(GitHub, String)>, Error> {
         let Some(reference) = source.spec.github.as_ref().and_then(|g| g.token_secret_ref.as_ref()) else {
             return Ok(None);
         };
@@ -299,10 +377,13 @@ impl Commands {
         let found =
             acp_github::app::credentials(&data, reference.key.as_deref(), api, repository, &self.tokens)
                 .await?;
-        Ok(match found {
-            Some((token, _)) => Some(GitHub::new(api, &token, repository)?),
-            None => None,
-        })
+        let Some((token, app_login)) = found else { return Ok(None) };
+        let github = GitHub::new(api, &token, repository)?;
+        let me = match app_login {
+            Some(login) => login,
+            None => github.login().await?,
+        };
+        Ok(Some((github, me)))
     }
 
     async fn secret(
@@ -364,7 +445,9 @@ impl Commands {
             .collect();
         let (binding, repository, pull, comment, command) =
             (binding.clone(), repository.to_owned(), pull.clone(), comment.clone(), command.clone());
+        let lock = self.lock(&writer.dir);
         let written = tokio::task::spawn_blocking(move || {
+            let _serial = lock.lock();
             let mut refused = None;
             let mut made: Option<Record> = None;
             let written = writer.edit(|repo, tree| {
@@ -450,26 +533,35 @@ impl Commands {
             "acp: stop request on {repository}#{pull} by {by}\n\nAcp-Command: stop\nAcp-Commenter: {by}\nAcp-Stopped: {}",
             targets.join(", ")
         );
-        let names = targets.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            writer.edit(|repo, tree| {
-                let files: Vec<(String, Vec<u8>)> = names
+        let lock = self.lock(&writer.dir);
+        let result = tokio::task::spawn_blocking(move || {
+            let _serial = lock.lock();
+            let mut changed = Vec::new();
+            let written = writer.edit(|repo, tree| {
+                changed.clear();
+                let files: Vec<(String, Vec<u8>)> = targets
                     .iter()
-                    .map(|name| format!("{dir}/{name}.yaml"))
-                    .filter_map(|path| {
+                    .filter_map(|name| {
+                        let path = format!("{dir}/{name}.yaml");
                         let text = request::stopped(&read(repo, tree, &path)?)?;
+                        changed.push(name.clone());
                         Some((path, text.into_bytes()))
                     })
                     .collect();
                 Some((files, message.clone()))
-            })
+            });
+            (written, changed)
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?;
-        if let Written::Committed { .. } = written? {
-            self.sync(source).await?;
+        let (written, changed) = result;
+        match written? {
+            Written::Committed { .. } => {
+                self.sync(source).await?;
+                Ok(changed)
+            }
+            Written::Unchanged => Ok(Vec::new()),
         }
-        Ok(targets)
     }
 
     /// `/acp status`: the thread's sessions and their phases.
@@ -497,19 +589,20 @@ impl Commands {
         repository: &str,
         pull: u64,
     ) -> Result<Vec<acp_api::AgenticSession>, Error> {
-        let prefix = request::thread_prefix(repository, pull);
+        // The thread is what the source's inventory (git-sync's record) holds
+        // under this pull request's directory, never a name that looks alike.
         let ns =
             source.spec.target_namespace.clone().unwrap_or_else(|| source.namespace().unwrap_or_default());
+        let names = acp_api::pull_requests::thread_of(source, &ns, repository, pull);
         let api: Api<acp_api::AgenticSession> = Api::namespaced(self.client.clone(), &ns);
-        let list = api
-            .list(&Default::default())
-            .await
-            .map_err(|source| Error::Kube { action: "list sessions", source })?;
-        let comment =
-            |s: &acp_api::AgenticSession| s.name_any()[prefix.len()..].parse::<u64>().unwrap_or_default();
-        let mut sessions: Vec<_> =
-            list.items.into_iter().filter(|s| s.name_any().starts_with(&prefix)).collect();
-        sessions.sort_by_key(comment);
+        let mut sessions = Vec::new();
+        for name in names {
+            let found = api
+                .get_opt(&name)
+                .await
+                .map_err(|source| Error::Kube { action: "read a thread's session", source })?;
+            sessions.extend(found);
+        }
         Ok(sessions)
     }
 

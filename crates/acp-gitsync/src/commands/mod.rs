@@ -4,9 +4,11 @@
 //!
 //! - [`grammar`]: which lines of a comment are commands (pure);
 //! - [`request`]: who may give them and the commit each becomes (pure);
+//! - [`branch`]: what git-sync takes from the requests branch (pure);
 //! - [`handler`]: the webhook's side: de-duplication, the GitHub calls
 //!   (role, pull request, reaction, replies) and the commit.
 
+pub mod branch;
 pub mod grammar;
 pub mod handler;
 pub mod request;

@@ -171,8 +171,28 @@ async fn reconcile(schedule: Arc<SessionSchedule>, ctx: Arc<Context>) -> Result<
                         info!(run = %run, scheduled = %scheduled, "created a scheduled run");
                         ctx.metrics.scheduled_runs.inc();
                     }
-                    // Created before: the name is the due time's, so this is the same run.
-                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    // Created before: the name is the due time's, so this is the
+                    // same run, if this schedule controls it. A session someone
+                    // else made under that name is not adopted.
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        let existing =
+                            sessions.get_opt(run).await.map_err(kube_err("read an existing run"))?;
+                        if !existing.as_ref().is_some_and(|s| controlled_by(s, &uid)) {
+                            let event = KubeEvent {
+                                type_: EventType::Warning,
+                                reason: acp_api::constants::reasons::MISSED_SCHEDULE.into(),
+                                note: Some(format!(
+                                    "session {run} exists and is not this schedule's run; the run was not started"
+                                )),
+                                action: "Schedule".into(),
+                                secondary: None,
+                            };
+                            if let Err(error) = ctx.recorder.publish(&event, &schedule.object_ref(&())).await
+                            {
+                                warn!(%error, "failed to record event");
+                            }
+                        }
+                    }
                     Err(source) => return Err(Error::Kube { action: "create a scheduled run", source }),
                 }
                 acp_kube::failpoint::hit("scheduler.run-created");

@@ -19,6 +19,9 @@ use acp_api::session::SessionPhase;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+/// The longest schedule name: its runs carry it as a label value.
+pub const MAX_NAME: usize = 63;
+
 /// A session of the schedule, as observed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Run {
@@ -119,6 +122,10 @@ pub fn trigger_name(schedule: &str, value: &str) -> String {
 
 /// Decides what the scheduler does now.
 pub fn decide(input: &Input<'_>) -> Decision {
+    // Whole seconds, as status times are written: a trigger's run time is
+    // recorded as is, and must read back equal.
+    let now = Timestamp::from_second(input.now.as_second()).unwrap_or(input.now);
+    let input = &Input { now, ..input.clone() };
     let now_time = Time(input.now);
     let mut status = input.status.clone();
     status.observed_generation = input.generation;
@@ -134,6 +141,17 @@ pub fn decide(input: &Input<'_>) -> Decision {
         }
     };
     let mut runs: Vec<Run> = input.runs.to_vec();
+    if input.name.len() > MAX_NAME {
+        // Its runs carry the name as a label value (at most 63 characters).
+        let message = format!(
+            "the schedule's name is {} characters long; at most {MAX_NAME} are allowed",
+            input.name.len()
+        );
+        let ready = Condition::new(condition_types::READY, false, reasons::INVALID_SCHEDULE, message);
+        set_condition(&mut decision.status.conditions, ready.observed(input.generation), &now_time);
+        decision.status.next_run_time = None;
+        return decision;
+    }
     if input.spec.mode == ScheduleMode::Continue {
         // The CRD refuses it; a schedule admitted before that rule waits here.
         let ready = Condition::new(

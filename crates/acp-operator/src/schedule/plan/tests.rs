@@ -238,3 +238,31 @@ fn time_zones_move_the_due_minute() {
     let decision = case.at("2026-12-01T10:00:05Z");
     assert_eq!(creates(&decision), vec![run_name("nightly", at("2026-12-01T10:00:00Z")).as_str()]);
 }
+
+#[test]
+fn a_name_too_long_for_a_label_is_refused_and_trigger_times_are_whole_seconds() {
+    let case = Case::new("* * * * *");
+    let long = "n".repeat(64);
+    let decision = decide(&Input {
+        name: &long,
+        generation: Some(1),
+        created: at("2026-11-30T10:00:30Z"),
+        spec: &case.spec,
+        status: &case.status,
+        trigger: None,
+        runs: &[],
+        now: at("2026-11-30T10:05:00Z"),
+    });
+    assert!(decision.actions.is_empty());
+    let ready = find(&decision.status.conditions, "Ready").expect("Ready");
+    assert!(ready.message.as_deref().is_some_and(|m| m.contains("64 characters")), "{ready:?}");
+
+    let mut case = Case::new("0 0 1 1 *");
+    case.trigger = Some("now");
+    let decision = case.at("2026-11-30T10:05:07.123456789Z");
+    assert_eq!(
+        decision.status.runs[0].scheduled_time,
+        Time(at("2026-11-30T10:05:07Z")),
+        "no fraction to churn status"
+    );
+}
