@@ -274,7 +274,7 @@ impl Commands {
                 }
             };
             let role = *role.get_or_insert(self.role(&github, &comment.commenter).await?);
-            match request::gate(binding, repository, private, &comment, role, &command) {
+            match request::gate(binding, repository, private, comment, role, &command) {
                 Gate::Silent => {
                     outcome.ignored += 1;
                     continue;
