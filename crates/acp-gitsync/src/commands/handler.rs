@@ -13,15 +13,14 @@
 use std::path::PathBuf;
 
 use acp_api::SessionSource;
-use acp_api::constants::annotations;
 use acp_api::pull_requests::{PullRequestBinding, Role};
 use acp_git::Credentials;
 use acp_git::push::{BranchWriter, Written};
 use acp_github::{GitHub, PullRequest};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt as _};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{info, warn};
 
 use super::grammar::{self, Command, Found};
@@ -608,14 +607,10 @@ impl Commands {
 
     /// Asks git-sync to sync `source` now (as a push webhook does).
     async fn sync(&self, source: &SessionSource) -> Result<(), Error> {
-        let api: Api<SessionSource> =
-            Api::namespaced(self.client.clone(), &source.namespace().unwrap_or_default());
         let token = format!("{:?}", std::time::SystemTime::now());
-        let patch = json!({"metadata": {"annotations": {annotations::RECONCILE_REQUESTED_AT: token}}});
-        api.patch(&source.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        crate::webhook::request_sync(&self.client, source, &token)
             .await
-            .map_err(|source| Error::Kube { action: "trigger a sync", source })?;
-        Ok(())
+            .map_err(|source| Error::Kube { action: "trigger a sync", source })
     }
 }
 
