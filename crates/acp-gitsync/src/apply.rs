@@ -1,7 +1,8 @@
-//! The Kubernetes side of a sync: list the target namespace's sessions, apply
+//! The Kubernetes side of a sync: list the target namespace's objects, apply
 //! with server-side apply under git-sync's field manager (optionally as the
-//! source's ServiceAccount), and delete pruned sessions with a UID
-//! precondition so that only the object that was listed is removed.
+//! source's ServiceAccount), and delete pruned ones with a UID precondition
+//! so that only the object that was listed is removed; plus the source's
+//! git credentials from its Secret, and asking for a sync.
 
 use acp_api::constants::{GROUP, VERSION, field_managers};
 use futures_util::{StreamExt as _, stream};
@@ -113,4 +114,25 @@ pub async fn prune(
         .collect()
         .await;
     results.into_iter().flatten().collect()
+}
+
+/// Git credentials from a source's Secret data (Flux's key names).
+pub fn secret_credentials(
+    data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>,
+) -> acp_git::Credentials {
+    acp_git::Credentials::from_secret(|k| data.get(k).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
+}
+
+/// Asks git-sync to sync `source` now: a new `reconcile-requested-at`
+/// value (`token`), as a push delivery or a recorded request does.
+pub async fn request_sync(
+    client: &Client,
+    source: &acp_api::SessionSource,
+    token: &str,
+) -> Result<(), kube::Error> {
+    use kube::ResourceExt as _;
+    let api: Api<acp_api::SessionSource> =
+        Api::namespaced(client.clone(), &source.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"annotations": {acp_api::constants::annotations::RECONCILE_REQUESTED_AT: token}}});
+    api.patch(&source.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
 }

@@ -458,7 +458,4 @@ async fn sync(
     }))
 }
 
-/// Git credentials from a source's Secret data (Flux's key names).
-pub fn secret_credentials(data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>) -> Credentials {
-    Credentials::from_secret(|k| data.get(k).map(|v| String::from_utf8_lossy(&v.0).into_owned()))
-}
+pub use crate::apply::secret_credentials;

@@ -15,7 +15,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use acp_api::SessionSource;
-use acp_api::constants::annotations;
 use acp_api::remote::Remote;
 use axum::Router;
 use axum::body::Bytes;
@@ -24,7 +23,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt as _};
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -197,21 +195,13 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     let mut triggered = Vec::new();
     for source in sources.iter().filter(|s| concerns(s, &payload["repository"], git_ref)) {
         let ns = source.namespace().unwrap_or_default();
-        match request_sync(&receiver.client, source, &token).await {
+        match crate::apply::request_sync(&receiver.client, source, &token).await {
             Ok(()) => triggered.push(format!("{ns}/{}", source.name_any())),
             Err(error) => warn!(%error, source = %source.name_any(), "failed to trigger a sync"),
         }
     }
     info!(git_ref, ?triggered, "push delivery");
     reply(StatusCode::ACCEPTED, json!({"triggered": triggered}))
-}
-
-/// Asks git-sync to sync `source` now: a new `reconcile-requested-at`
-/// value (`token`), as a push delivery or a recorded request does.
-pub async fn request_sync(client: &Client, source: &SessionSource, token: &str) -> Result<(), kube::Error> {
-    let api: Api<SessionSource> = Api::namespaced(client.clone(), &source.namespace().unwrap_or_default());
-    let patch = json!({"metadata": {"annotations": {annotations::RECONCILE_REQUESTED_AT: token}}});
-    api.patch(&source.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -406,7 +406,7 @@ impl Commands {
     ) -> Result<BranchWriter, Error> {
         let ns = source.namespace().unwrap_or_default();
         let credentials = match &source.spec.secret_ref {
-            Some(r) => crate::controller::secret_credentials(&self.secret(source, &r.name).await?),
+            Some(r) => crate::apply::secret_credentials(&self.secret(source, &r.name).await?),
             None => Credentials::default(),
         };
         Ok(BranchWriter {
@@ -608,7 +608,7 @@ impl Commands {
     /// Asks git-sync to sync `source` now (as a push webhook does).
     async fn sync(&self, source: &SessionSource) -> Result<(), Error> {
         let token = format!("{:?}", std::time::SystemTime::now());
-        crate::webhook::request_sync(&self.client, source, &token)
+        crate::apply::request_sync(&self.client, source, &token)
             .await
             .map_err(|source| Error::Kube { action: "trigger a sync", source })
     }
