@@ -221,6 +221,9 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
             let found = sessions.get_opt(parent).await.map_err(kube_err("read the parent session"))?;
             found
                 .filter(|p| !p.status.as_ref().and_then(|s| s.phase).is_some_and(|ph| ph.is_terminal()))
+                // Two sessions naming each other (hand-made links) would wait
+                // forever: the one whose parent waits for it goes first.
+                .filter(|p| p.annotations().get(annotations::PARENT_SESSION) != Some(&name))
                 .map(|_| parent.as_str())
         }
         _ => None,

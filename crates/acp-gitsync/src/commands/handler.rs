@@ -451,8 +451,18 @@ impl Commands {
             let mut made: Option<Record> = None;
             let written = writer.edit(|repo, tree| {
                 let names = files_in(repo, tree, &dir);
-                let parent = request::latest(names.iter().map(String::as_str))
-                    .map(|f| f.trim_end_matches(".yaml").to_owned());
+                // The thread's latest request: the end of the parent chain.
+                let links: Vec<(String, Option<String>)> = names
+                    .iter()
+                    .filter_map(|file| file.strip_suffix(".yaml"))
+                    .map(|name| {
+                        (
+                            name.to_owned(),
+                            read(repo, tree, &format!("{dir}/{name}.yaml")).and_then(|t| parent_of(&t)),
+                        )
+                    })
+                    .collect();
+                let parent = request::chain(&links).pop();
                 let command = match (&command, &parent) {
                     // A retry runs the latest request's text again.
                     (Command::Retry, Some(parent)) => match read(repo, tree, &format!("{dir}/{parent}.yaml"))
@@ -514,14 +524,21 @@ impl Commands {
         by: &str,
         all: bool,
     ) -> Result<Vec<String>, Error> {
-        let unfinished: Vec<String> = self
-            .thread(source, repository, pull)
-            .await?
+        let sessions = self.thread(source, repository, pull).await?;
+        let links: Vec<(String, Option<String>)> = sessions
             .iter()
-            .filter(|s| !s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_terminal()))
-            .map(|s| s.name_any())
+            .map(|s| (s.name_any(), s.annotations().get(request::PARENT_SESSION).cloned()))
             .collect();
-        // The oldest unfinished session is the one running; the others wait.
+        let unfinished: Vec<String> = request::chain(&links)
+            .into_iter()
+            .filter(|name| {
+                sessions.iter().any(|s| {
+                    &s.name_any() == name
+                        && !s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_terminal())
+                })
+            })
+            .collect();
+        // The earliest unfinished session in the chain is the one running; the others wait.
         let targets: Vec<String> = if all { unfinished } else { unfinished.into_iter().take(1).collect() };
         if targets.is_empty() {
             return Ok(Vec::new());
@@ -625,6 +642,12 @@ fn read(repo: &git2::Repository, tree: &git2::Tree<'_>, path: &str) -> Option<St
     let entry = tree.get_path(std::path::Path::new(path)).ok()?;
     let blob = repo.find_blob(entry.id()).ok()?;
     String::from_utf8(blob.content().to_vec()).ok()
+}
+
+/// The parent link of a recorded request manifest.
+fn parent_of(manifest: &str) -> Option<String> {
+    let value: Value = serde_saphyr::from_str(manifest).ok()?;
+    value["metadata"]["annotations"][request::PARENT_SESSION].as_str().map(str::to_owned)
 }
 
 /// The request text of a recorded session (after the "Request from" line).

@@ -184,9 +184,13 @@ fn a_follow_up_links_its_parent_and_a_stop_is_an_annotation_on_the_latest() {
     assert_eq!(stopped_manifest["spec"], manifest["spec"], "nothing else changes");
     assert_eq!(stopped(&stopped_text), None, "stopping twice writes nothing");
 
-    assert_eq!(
-        latest(["webapp-pr7-999.yaml", "webapp-pr7-1001.yaml", "webapp-pr7-1000.yaml"]),
-        Some("webapp-pr7-1001.yaml")
-    );
-    assert_eq!(latest(Vec::<&str>::new()), None);
+    // The chain follows the parent links, not the comment ids: an edited old
+    // comment (id 150) that joined last is the latest.
+    let link = |name: &str, parent: Option<&str>| (name.to_owned(), parent.map(str::to_owned));
+    let links = [link("x-200", Some("x-100")), link("x-150", Some("x-200")), link("x-100", None)];
+    assert_eq!(chain(&links), ["x-100", "x-200", "x-150"]);
+    // A cycle or a broken link never loops; what is off the chain follows.
+    let cycle = [link("a", Some("b")), link("b", Some("a")), link("c", None)];
+    assert_eq!(chain(&cycle), ["c", "a", "b"]);
+    assert!(chain(&[]).is_empty());
 }
