@@ -391,7 +391,13 @@ async fn thread(
 ) -> Result<crate::render::Thread, Error> {
     let names = crate::provenance::thread_of(source, ns, repository, pull);
     let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = format!("{}={}", labels::SOURCE_NAME, source.name_any());
+    let selector = format!(
+        "{}={},{}={}",
+        labels::SOURCE_NAMESPACE,
+        source.namespace().unwrap_or_default(),
+        labels::SOURCE_NAME,
+        source.name_any()
+    );
     let listed = api
         .list(&kube::api::ListParams::default().labels(&selector))
         .await

@@ -14,17 +14,15 @@ use std::path::PathBuf;
 
 use acp_api::SessionSource;
 use acp_api::pull_requests::{PullRequestBinding, Role};
-use acp_git::Credentials;
-use acp_git::push::{BranchWriter, Written};
-use acp_github::{GitHub, PullRequest};
+use acp_github::GitHub;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, ResourceExt as _};
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::grammar::{self, Command, Found};
-use super::request::{self, Comment, Commenter, Gate, Record};
+use super::request::{self, Comment, Commenter, Gate};
 
 /// Comments remembered for de-duplication.
 const REMEMBERED: usize = 4096;
@@ -118,15 +116,6 @@ impl Commands {
             seen: crate::recent::Recent::new(REMEMBERED),
             locks: Default::default(),
         }
-    }
-
-    /// The lock serialising writes through the mirror at `dir`: concurrent
-    /// deliveries must not build commits in one repository at once.
-    fn lock(&self, dir: &std::path::Path) -> std::sync::Arc<std::sync::Mutex<()>> {
-        self.locks
-            .lock()
-            .map(|mut locks| locks.entry(dir.to_owned()).or_default().clone())
-            .unwrap_or_default()
     }
 
     /// Acts on delivery `event` for each of `sources` whose binding serves its repository.
@@ -398,188 +387,6 @@ impl Commands {
         Ok(secret.and_then(|s| s.data).unwrap_or_default())
     }
 
-    /// The writer of the source's requests branch.
-    async fn writer(
-        &self,
-        source: &SessionSource,
-        binding: &PullRequestBinding,
-    ) -> Result<BranchWriter, Error> {
-        let ns = source.namespace().unwrap_or_default();
-        let credentials = match &source.spec.secret_ref {
-            Some(r) => crate::apply::secret_credentials(&self.secret(source, &r.name).await?),
-            None => Credentials::default(),
-        };
-        Ok(BranchWriter {
-            dir: self.config.cache_dir.join("requests").join(&ns).join(source.name_any()),
-            url: source.spec.url.clone(),
-            branch: binding.requests_branch().to_owned(),
-            credentials,
-            author_name: self.config.author.0.clone(),
-            author_email: self.config.author.1.clone(),
-        })
-    }
-
-    #[allow(clippy::too_many_arguments, reason = "one request's whole context")]
-    async fn record(
-        &self,
-        source: &SessionSource,
-        binding: &PullRequestBinding,
-        repository: &str,
-        pull: &PullRequest,
-        comment: &Comment,
-        role: Role,
-        command: &Command,
-    ) -> Result<Result<Option<String>, String>, Error> {
-        let writer = self.writer(source, binding).await?;
-        let dir = request::thread_dir(repository, pull.number);
-        let turns: Vec<(String, String)> = self
-            .thread(source, repository, pull.number)
-            .await?
-            .iter()
-            .map(|s| {
-                let summary =
-                    s.status.as_ref().and_then(|st| st.result.as_ref()).and_then(|r| r.summary.clone());
-                (s.name_any(), summary.unwrap_or_else(|| "(no result yet)".into()))
-            })
-            .collect();
-        let (binding, repository, pull, comment, command) =
-            (binding.clone(), repository.to_owned(), pull.clone(), comment.clone(), command.clone());
-        let lock = self.lock(&writer.dir);
-        let written = tokio::task::spawn_blocking(move || {
-            let _serial = lock.lock();
-            let mut refused = None;
-            let mut made: Option<Record> = None;
-            let written = writer.edit(|repo, tree| {
-                let names = files_in(repo, tree, &dir);
-                // The thread's latest request: the end of the parent chain.
-                let links: Vec<(String, Option<String>)> = names
-                    .iter()
-                    .filter_map(|file| file.strip_suffix(".yaml"))
-                    .map(|name| {
-                        (
-                            name.to_owned(),
-                            read(repo, tree, &format!("{dir}/{name}.yaml")).and_then(|t| parent_of(&t)),
-                        )
-                    })
-                    .collect();
-                let parent = request::chain(&links).pop();
-                let command = match (&command, &parent) {
-                    // A retry runs the latest request's text again.
-                    (Command::Retry, Some(parent)) => match read(repo, tree, &format!("{dir}/{parent}.yaml"))
-                    {
-                        Some(text) => Command::FollowUp(prompt_of(&text)),
-                        None => return None,
-                    },
-                    (Command::Retry, None) => {
-                        refused = Some("nothing to retry: this pull request has no session yet".to_owned());
-                        return None;
-                    }
-                    (other, _) => other.clone(),
-                };
-                let thread = request::Thread { parent: parent.clone(), turns: turns.clone() };
-                match request::run(&binding, &repository, &pull, &comment, role, &command, &thread) {
-                    // Recorded before (a replay, another webhook): nothing new.
-                    Ok(record) if names.iter().any(|n| *n == format!("{}.yaml", record.session)) => None,
-                    Ok(record) => {
-                        let edit = (
-                            vec![(record.path.clone(), record.content.clone().into_bytes())],
-                            record.message.clone(),
-                        );
-                        made = Some(record);
-                        Some(edit)
-                    }
-                    Err(line) => {
-                        refused = Some(line);
-                        None
-                    }
-                }
-            });
-            (written, made, refused)
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?;
-        let (written, made, refused) = written;
-        if let Some(line) = refused {
-            return Ok(Err(line));
-        }
-        match (written?, made) {
-            (Written::Committed { commit, .. }, Some(record)) => {
-                info!(session = %record.session, %commit, "request recorded");
-                self.sync(source).await?;
-                Ok(Ok(Some(record.session)))
-            }
-            _ => Ok(Ok(None)),
-        }
-    }
-
-    /// Stops the thread's running session (`all`: every unfinished one, as
-    /// when the pull request closes, queued ones included) by committing
-    /// `desired-phase: Stopped` on their manifests; returns the sessions stopped.
-    async fn stop(
-        &self,
-        source: &SessionSource,
-        binding: &PullRequestBinding,
-        repository: &str,
-        pull: u64,
-        by: &str,
-        all: bool,
-    ) -> Result<Vec<String>, Error> {
-        let sessions = self.thread(source, repository, pull).await?;
-        let links: Vec<(String, Option<String>)> = sessions
-            .iter()
-            .map(|s| (s.name_any(), s.annotations().get(request::PARENT_SESSION).cloned()))
-            .collect();
-        let unfinished: Vec<String> = request::chain(&links)
-            .into_iter()
-            .filter(|name| {
-                sessions.iter().any(|s| {
-                    &s.name_any() == name
-                        && !s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_terminal())
-                })
-            })
-            .collect();
-        // The earliest unfinished session in the chain is the one running; the others wait.
-        let targets: Vec<String> = if all { unfinished } else { unfinished.into_iter().take(1).collect() };
-        if targets.is_empty() {
-            return Ok(Vec::new());
-        }
-        let writer = self.writer(source, binding).await?;
-        let dir = request::thread_dir(repository, pull);
-        let message = format!(
-            "acp: stop request on {repository}#{pull} by {by}\n\nAcp-Command: stop\nAcp-Commenter: {by}\nAcp-Stopped: {}",
-            targets.join(", ")
-        );
-        let lock = self.lock(&writer.dir);
-        let result = tokio::task::spawn_blocking(move || {
-            let _serial = lock.lock();
-            let mut changed = Vec::new();
-            let written = writer.edit(|repo, tree| {
-                changed.clear();
-                let files: Vec<(String, Vec<u8>)> = targets
-                    .iter()
-                    .filter_map(|name| {
-                        let path = format!("{dir}/{name}.yaml");
-                        let text = request::stopped(&read(repo, tree, &path)?)?;
-                        changed.push(name.clone());
-                        Some((path, text.into_bytes()))
-                    })
-                    .collect();
-                Some((files, message.clone()))
-            });
-            (written, changed)
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?;
-        let (written, changed) = result;
-        match written? {
-            Written::Committed { .. } => {
-                self.sync(source).await?;
-                Ok(changed)
-            }
-            Written::Unchanged => Ok(Vec::new()),
-        }
-    }
-
     /// `/acp status`: the thread's sessions and their phases.
     async fn status(&self, source: &SessionSource, repository: &str, pull: u64) -> Result<String, Error> {
         let lines: Vec<String> = self
@@ -610,15 +417,23 @@ impl Commands {
         let ns =
             source.spec.target_namespace.clone().unwrap_or_else(|| source.namespace().unwrap_or_default());
         let names = acp_api::pull_requests::thread_of(source, &ns, repository, pull);
-        let api: Api<acp_api::AgenticSession> = Api::namespaced(self.client.clone(), &ns);
-        let mut sessions = Vec::new();
-        for name in names {
-            let found = api
-                .get_opt(&name)
-                .await
-                .map_err(|source| Error::Kube { action: "read a thread's session", source })?;
-            sessions.extend(found);
+        if names.is_empty() {
+            return Ok(Vec::new());
         }
+        // One list of the source's sessions, not a read per turn.
+        let api: Api<acp_api::AgenticSession> = Api::namespaced(self.client.clone(), &ns);
+        let selector = crate::plan::SourceRef {
+            namespace: source.namespace().unwrap_or_default(),
+            name: source.name_any(),
+        }
+        .selector();
+        let listed = api
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| Error::Kube { action: "list the thread's sessions", source })?;
+        let mut sessions: Vec<_> =
+            listed.items.into_iter().filter(|s| names.contains(&s.name_any())).collect();
+        sessions.sort_by_key(|s| names.iter().position(|n| *n == s.name_any()));
         Ok(sessions)
     }
 
@@ -631,28 +446,4 @@ impl Commands {
     }
 }
 
-/// Names of the files directly in `dir` of `tree`.
-fn files_in(repo: &git2::Repository, tree: &git2::Tree<'_>, dir: &str) -> Vec<String> {
-    let Ok(entry) = tree.get_path(std::path::Path::new(dir)) else { return Vec::new() };
-    let Ok(sub) = repo.find_tree(entry.id()) else { return Vec::new() };
-    sub.iter().filter_map(|e| e.name().ok().map(str::to_owned)).collect()
-}
-
-fn read(repo: &git2::Repository, tree: &git2::Tree<'_>, path: &str) -> Option<String> {
-    let entry = tree.get_path(std::path::Path::new(path)).ok()?;
-    let blob = repo.find_blob(entry.id()).ok()?;
-    String::from_utf8(blob.content().to_vec()).ok()
-}
-
-/// The parent link of a recorded request manifest.
-fn parent_of(manifest: &str) -> Option<String> {
-    let value: Value = serde_saphyr::from_str(manifest).ok()?;
-    value["metadata"]["annotations"][request::PARENT_SESSION].as_str().map(str::to_owned)
-}
-
-/// The request text of a recorded session (after the "Request from" line).
-fn prompt_of(manifest: &str) -> String {
-    let value: Value = serde_saphyr::from_str(manifest).unwrap_or_default();
-    let prompt = value["spec"]["initialPrompt"].as_str().unwrap_or_default();
-    prompt.split_once("):\n\n").map_or(prompt, |(_, text)| text).to_owned()
-}
+mod writes;
