@@ -210,6 +210,32 @@ pub fn thread_of(source: &crate::SessionSource, namespace: &str, repository: &st
     names
 }
 
+/// The sessions of a thread in the order they were asked for, from each
+/// one's parent link (`(name, parent)`): each request links the thread's
+/// latest, so the links form one chain, whatever the comment ids (an edited
+/// older comment gets an old id but joins at the end). Sessions outside the
+/// chain (a broken link) follow, by name.
+pub fn chain(links: &[(String, Option<String>)]) -> Vec<String> {
+    let names: std::collections::HashSet<&str> = links.iter().map(|(n, _)| n.as_str()).collect();
+    let child_of: std::collections::HashMap<&str, &str> = links
+        .iter()
+        .filter_map(|(name, parent)| {
+            parent.as_deref().filter(|p| names.contains(p)).map(|p| (p, name.as_str()))
+        })
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let root = links.iter().find(|(_, parent)| parent.as_deref().is_none_or(|p| !names.contains(p)));
+    let mut at = root.map(|(name, _)| name.as_str());
+    while let Some(name) = at.filter(|n| !out.iter().any(|o| o == n)) {
+        out.push(name.to_owned());
+        at = child_of.get(name).copied();
+    }
+    let mut rest: Vec<String> = links.iter().map(|(n, _)| n.clone()).filter(|n| !out.contains(n)).collect();
+    rest.sort();
+    out.extend(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

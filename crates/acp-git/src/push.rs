@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use backon::{BlockingRetryable as _, ExponentialBuilder};
 use git2::build::TreeUpdateBuilder;
-use git2::{ConfigLevel, FetchOptions, FileMode, Oid, PushOptions, Repository, Signature};
+use git2::{ConfigLevel, FileMode, Oid, PushOptions, Repository, Signature};
 
 use crate::auth::{Credentials, callbacks, callbacks_for};
 
@@ -73,6 +73,9 @@ pub enum Written {
     Unchanged,
 }
 
+/// How long one fetch of the branch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Commits files on one branch of a remote, never rewriting its history.
 #[derive(Clone, Debug)]
 pub struct BranchWriter {
@@ -103,27 +106,20 @@ impl BranchWriter {
             .map_err(self.err("open the mirror"))
     }
 
-    /// The remote tip of the branch, if the branch exists.
-    fn fetch_tip(&self, repo: &Repository) -> Result<Option<Oid>, WriteError> {
-        let local = format!("refs/remotes/origin/{}", self.branch);
-        let mut remote = repo.remote_anonymous(&self.url).map_err(self.err("fetch"))?;
-        let attempts = Cell::new(0);
-        let mut options = FetchOptions::new();
-        options.remote_callbacks(callbacks(&self.credentials, &attempts));
-        options.download_tags(git2::AutotagOption::None);
-        let wanted = format!("refs/heads/{}", self.branch);
-        // Forget the last tip, so that a branch gone from the remote reads as absent:
-        // libgit2 leaves the local ref alone when the remote has no such branch.
-        if let Ok(mut stale) = repo.find_reference(&local) {
-            stale.delete().map_err(self.err("reset the tracking ref"))?;
-        }
-        remote.fetch(&[format!("+{wanted}:{local}")], Some(&mut options), None).map_err(self.err("fetch"))?;
-        match repo.refname_to_id(&local) {
-            Ok(tip) => Ok(Some(tip)),
-            // The branch does not exist yet: the first write creates it.
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(self.err("read the fetched tip")(e)),
-        }
+    /// The remote tip of the branch, if the branch exists (the mirror's
+    /// fetch of one branch: a branch gone from the remote reads as absent).
+    fn fetch_tip(&self) -> Result<Option<Oid>, WriteError> {
+        crate::mirror::fetch_branch_if_present(
+            &self.dir,
+            &self.url,
+            &self.branch,
+            &self.credentials,
+            FETCH_TIMEOUT,
+        )
+        .map_err(|error| match error {
+            crate::mirror::FetchError::Git { source, .. } => self.err("fetch")(source),
+            other => self.err("fetch")(git2::Error::from_str(&other.to_string())),
+        })
     }
 
     /// Writes `files` (`(path in the repository, content)`) in one commit with
@@ -165,7 +161,7 @@ impl BranchWriter {
         let once = || -> Result<Written, Refused> {
             let n = attempt.get();
             attempt.set(n + 1);
-            let tip = self.fetch_tip(&repo)?;
+            let tip = self.fetch_tip()?;
             let parent = tip.map(|t| repo.find_commit(t)).transpose().map_err(self.err("read the tip"))?;
             let base = match &parent {
                 Some(commit) => commit.tree().map_err(self.err("read the tip's tree"))?,

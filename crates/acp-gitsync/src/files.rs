@@ -39,15 +39,19 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// The same entry at the path `rename` makes of its path.
+    pub fn with_path(self, rename: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Entry::File { path, bytes } => Entry::File { path: rename(path), bytes },
+            Entry::Symlink { path, target } => Entry::Symlink { path: rename(path), target },
+            Entry::TooLarge { path, size } => Entry::TooLarge { path: rename(path), size },
+        }
+    }
+
     /// The same entry, its path prefixed with `branch:` (a file of another
     /// branch than the source's ref, such as the requests branch).
     pub fn within(self, branch: &str) -> Self {
-        let on = |path: String| format!("{branch}:{path}");
-        match self {
-            Entry::File { path, bytes } => Entry::File { path: on(path), bytes },
-            Entry::Symlink { path, target } => Entry::Symlink { path: on(path), target },
-            Entry::TooLarge { path, size } => Entry::TooLarge { path: on(path), size },
-        }
+        self.with_path(|path| format!("{branch}:{path}"))
     }
 }
 

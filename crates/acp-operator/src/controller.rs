@@ -216,7 +216,8 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
     // finished (and this run has not started), this session waits.
     let parent = session.annotations().get(annotations::PARENT_SESSION).filter(|p| *p != &name);
     let waiting = match parent {
-        Some(parent) if status.phase.is_none_or(|p| !p.is_terminal()) => {
+        // Only a session whose run has not started can wait: no read otherwise.
+        Some(parent) if status.phase.is_none_or(|p| p == acp_api::SessionPhase::Pending) => {
             let sessions: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), &ns);
             let found = sessions.get_opt(parent).await.map_err(kube_err("read the parent session"))?;
             found

@@ -403,7 +403,16 @@ async fn thread(
         .await
         .map_err(|source| Error::Kube { action: "list the thread's sessions", source })?;
     let dashboard = ctx.config.dashboard_url.as_deref();
-    let turns = names
+    // In the order they were asked for: the parent links' chain.
+    let links: Vec<(String, Option<String>)> = names
+        .iter()
+        .map(|name| {
+            let session = listed.items.iter().find(|s| &s.name_any() == name);
+            let parent = session.and_then(|s| s.annotations().get(annotations::PARENT_SESSION).cloned());
+            (name.clone(), parent)
+        })
+        .collect();
+    let turns = acp_api::pull_requests::chain(&links)
         .iter()
         .filter_map(|name| match name == &current.name {
             true => Some(current.clone()),

@@ -66,12 +66,7 @@ pub fn entries(paths: &[PathBuf]) -> anyhow::Result<Vec<Entry>> {
 }
 
 fn rebase(dir: &Path, entry: Entry) -> Entry {
-    let join = |p: &str| dir.join(p).display().to_string();
-    match entry {
-        Entry::File { path, bytes } => Entry::File { path: join(&path), bytes },
-        Entry::Symlink { path, target } => Entry::Symlink { path: join(&path), target },
-        Entry::TooLarge { path, size } => Entry::TooLarge { path: join(&path), size },
-    }
+    entry.with_path(|path| dir.join(path).display().to_string())
 }
 
 /// `path:line:col`.
