@@ -353,9 +353,9 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
                     let thread = thread(&ctx, &source, &ns, repo, *pull, &report).await?;
                     let body = ctx.config.renderer.thread(&thread)?;
                     let marker = crate::render::thread_marker(repo, *pull);
-                    (gh.pull(*pull).await?.head_sha, Some(*pull), Some((marker, body)))
+                    (None, Some(*pull), Some((marker, body)))
                 }
-                None => (revision.clone(), None, None),
+                None => (Some(revision.as_str()), None, None),
             };
             // Who the bot is on GitHub: the App's bot user, or the token's user.
             let author = match app_login {
@@ -365,7 +365,7 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
                     ctx.logins.try_get_with(key, gh.login()).await.map_err(GitHubError::Shared)?
                 }
             };
-            let target = Target { commit: &commit, pull, comment };
+            let target = Target { commit, pull, comment };
             let posted = post(&gh, &author, github, &report, target, &state, &mut next, &ctx.config).await;
             // Record what did happen before reporting what failed: a retry must
             // not post again what was already posted.
@@ -468,7 +468,9 @@ async fn save(ctx: &Context, ns: &str, name: &str, state: &BotState, next: &BotS
 /// Where a session is reported: the commit its status goes on, and the pull
 /// request when it is known (else the one containing the commit).
 struct Target<'a> {
-    commit: &'a str,
+    /// The commit; `None`: the pull request's head, read only when a status
+    /// is to be set.
+    commit: Option<&'a str>,
     pull: Option<u64>,
     /// The comment to keep (marker, body) instead of the session's own.
     comment: Option<(String, String)>,
@@ -486,10 +488,14 @@ async fn post(
     next: &mut BotState,
     config: &Config,
 ) -> Result<Action, Error> {
-    let revision = target.commit;
     if settings.commit_statuses.unwrap_or(true) {
         let (wanted, description) = commit_status(report);
         if state.status.as_deref() != Some(wanted) {
+            let revision = &match (target.commit, target.pull) {
+                (Some(commit), _) => commit.to_owned(),
+                (None, Some(pull)) => gh.pull(pull).await?.head_sha,
+                (None, None) => return Ok(Action::await_change()),
+            };
             let context = format!("acp/{}", report.name);
             // A crash between posting and saving leaves the state behind
             // GitHub: GitHub's latest status for the context says whether
@@ -509,7 +515,10 @@ async fn post(
     }
     let pull = match state.pull.or(target.pull) {
         Some(pull) => pull,
-        None => gh.pull_for_commit(revision).await?.unwrap_or(0),
+        None => match target.commit {
+            Some(commit) => gh.pull_for_commit(commit).await?.unwrap_or(0),
+            None => 0,
+        },
     };
     next.pull = Some(pull);
     if pull == 0 {

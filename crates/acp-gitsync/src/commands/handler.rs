@@ -93,6 +93,8 @@ pub struct Commands {
     tokens: acp_github::app::Tokens,
     seen: crate::recent::Recent<(String, u64, String)>,
     locks: std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<std::sync::Mutex<()>>>>,
+    /// The login each token acts as (by the token's digest): asked once.
+    logins: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// What a delivery led to, for the webhook's answer and the logs.
@@ -115,6 +117,7 @@ impl Commands {
             tokens: acp_github::app::Tokens::default(),
             seen: crate::recent::Recent::new(REMEMBERED),
             locks: Default::default(),
+            logins: Default::default(),
         }
     }
 
@@ -369,7 +372,21 @@ impl Commands {
         let github = GitHub::new(api, &token, repository)?;
         let me = match app_login {
             Some(login) => login,
-            None => github.login().await?,
+            None => {
+                use sha2::Digest as _;
+                let key = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+                let known = self.logins.lock().ok().and_then(|l| l.get(&key).cloned());
+                match known {
+                    Some(login) => login,
+                    None => {
+                        let login = github.login().await?;
+                        if let Ok(mut logins) = self.logins.lock() {
+                            logins.insert(key, login.clone());
+                        }
+                        login
+                    }
+                }
+            }
         };
         Ok(Some((github, me)))
     }
