@@ -35,6 +35,11 @@ fn comment(login: &str, bot: bool, app_id: Option<i64>) -> Comment {
     }
 }
 
+/// What alice (write access) asking `command` on pull request 7 records.
+fn alice_asks(command: &Command, thread: &Thread) -> Result<Record, String> {
+    run(&binding(), "acme/webapp", &pull(), &comment("alice", false, None), Role::Write, command, thread)
+}
+
 fn run_command(prompt: &str) -> Command {
     Command::Run(RunFlags { prompt: Some(prompt.into()), ..RunFlags::default() })
 }
@@ -76,16 +81,7 @@ fn roles_bots_and_strangers_are_gated() {
 
 #[test]
 fn a_run_request_freezes_the_text_targets_the_head_branch_and_carries_trailers() {
-    let record = run(
-        &binding(),
-        "acme/webapp",
-        &pull(),
-        &comment("alice", false, None),
-        Role::Write,
-        &run_command("add a CHANGELOG entry"),
-        &Thread::default(),
-    )
-    .expect("a record");
+    let record = alice_asks(&run_command("add a CHANGELOG entry"), &Thread::default()).expect("a record");
     assert_eq!(record.session, "webapp-pr7-1001");
     assert_eq!(record.path, "acme/webapp/pr-7/webapp-pr7-1001.yaml");
     let manifest: Value = serde_saphyr::from_str(&record.content).expect("yaml");
@@ -155,19 +151,11 @@ fn flags_are_capped_by_the_binding() {
 
 #[test]
 fn a_follow_up_links_its_parent_and_a_stop_is_an_annotation_on_the_latest() {
-    let record = run(
-        &binding(),
-        "acme/webapp",
-        &pull(),
-        &comment("alice", false, None),
-        Role::Write,
-        &Command::FollowUp("also the docs".into()),
-        &Thread {
-            parent: Some("webapp-pr7-999".into()),
-            turns: vec![("webapp-pr7-999".into(), "Added the CHANGELOG entry.".into())],
-        },
-    )
-    .expect("a record");
+    let thread = Thread {
+        parent: Some("webapp-pr7-999".into()),
+        turns: vec![("webapp-pr7-999".into(), "Added the CHANGELOG entry.".into())],
+    };
+    let record = alice_asks(&Command::FollowUp("also the docs".into()), &thread).expect("a record");
     let manifest: Value = serde_saphyr::from_str(&record.content).expect("yaml");
     assert_eq!(manifest["metadata"]["annotations"][PARENT_SESSION], "webapp-pr7-999");
     assert!(record.message.contains("Acp-Command: follow-up"));
