@@ -44,6 +44,11 @@ pub mod labels {
     pub const SOURCE_COMMIT: &str = "ambient-code.io/source-commit";
     /// On sessions a SessionSchedule created: the schedule's name.
     pub const SCHEDULE: &str = "ambient-code.io/schedule";
+    /// Which controller shard handles an object (see the `shard` module): set
+    /// on a SessionSource or SessionSchedule by whoever creates it, stamped
+    /// by git-sync on what a source applies, by the scheduler on its runs, and
+    /// by the operator on a session's children.
+    pub const SHARD: &str = "ambient-code.io/shard";
 }
 
 /// Annotations acp reads or writes.

@@ -18,6 +18,7 @@ pub mod remote;
 pub mod schedule;
 pub mod schema;
 pub mod session;
+pub mod shard;
 pub mod source;
 pub mod status_bot;
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use acp_api::SessionSource;
 use acp_api::constants::{
-    API_VERSION, DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, reasons,
+    API_VERSION, DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, labels,
+    reasons,
 };
 use acp_api::source::{FileError, SessionSourceStatus};
 use acp_policy::Checker;
@@ -48,6 +49,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Where bare mirrors of the sources' repositories are kept.
     pub cache_dir: PathBuf,
+    /// The sources this replica set syncs.
+    pub shard: acp_api::shard::Shard,
     /// Schema and policies every manifest must pass.
     pub checker: Arc<Checker>,
     /// Where to count syncs.
@@ -113,7 +116,11 @@ pub async fn run(
         last: Mutex::default(),
         checked: Mutex::default(),
     });
-    Controller::new(sources, watcher::Config::default().any_semantic())
+    let watched = match ctx.config.shard.selector() {
+        Some(selector) => watcher::Config::default().any_semantic().labels(&selector),
+        None => watcher::Config::default().any_semantic(),
+    };
+    Controller::new(sources, watched)
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -383,7 +390,11 @@ async fn sync(
         };
 
     let fetched_ms = started.elapsed().as_millis();
-    let source_ref = SourceRef { namespace: ns.to_string(), name: name.to_string() };
+    let source_ref = SourceRef {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        shard: source.labels().get(labels::SHARD).cloned(),
+    };
     let oref = ObjectRef::from(source);
     let previous = ctx.checked.lock().ok().and_then(|c| c.get(&oref).cloned()).unwrap_or_default();
     let (mut manifests, cache) =

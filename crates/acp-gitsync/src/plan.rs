@@ -70,9 +70,17 @@ pub struct SourceRef {
     pub namespace: String,
     /// Source name.
     pub name: String,
+    /// The source's shard label, stamped on everything it applies (so that
+    /// the operator shard of the same key runs its sessions).
+    pub shard: Option<String>,
 }
 
 impl SourceRef {
+    /// The source `namespace/name`, unsharded.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), name: name.into(), shard: None }
+    }
+
     /// Label selector of the objects this source applied.
     pub fn selector(&self) -> String {
         format!("{}={},{}={}", labels::SOURCE_NAMESPACE, self.namespace, labels::SOURCE_NAME, self.name)
@@ -178,11 +186,13 @@ pub fn manifests_cached(
     for entry in entries {
         let checked = match entry {
             Entry::File { path, bytes } => {
-                let key = (
-                    path.clone(),
-                    target_namespace.unwrap_or_default().to_string(),
-                    Sha256::digest(bytes).into(),
+                // The stamp depends on the namespace and the shard as well as the bytes.
+                let scope = format!(
+                    "{}|{}",
+                    target_namespace.unwrap_or_default(),
+                    source.shard.as_deref().unwrap_or("")
                 );
+                let key = (path.clone(), scope, Sha256::digest(bytes).into());
                 let checked = match previous.get(&key) {
                     Some(hit) => hit.clone(),
                     None => check_file(path, bytes, source, target_namespace, checker),
@@ -340,6 +350,10 @@ fn stamp(
     meta["labels"][labels::SOURCE_NAMESPACE] = json!(source.namespace);
     meta["labels"][labels::SOURCE_NAME] = json!(source.name);
     meta["labels"][labels::MANAGED_BY] = json!(labels::MANAGED_BY_VALUE);
+    // A manifest cannot carry the (reserved) shard label: the source's decides.
+    if let Some(shard) = &source.shard {
+        meta["labels"][labels::SHARD] = json!(shard);
+    }
     meta["annotations"][annotations::SOURCE] = json!(format!("{}/{}", source.namespace, source.name));
     meta["annotations"][annotations::SOURCE_PATH] = json!(doc.path);
     meta["annotations"][DIGEST_ANNOTATION] = json!(digest);

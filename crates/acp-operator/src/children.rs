@@ -130,6 +130,10 @@ pub(crate) fn meta(session: &AgenticSession, name: String, run: Option<i64>) -> 
     if let Some(run) = run {
         labels.insert("ambient-code.io/run".into(), run.to_string());
     }
+    // Children are watched in their session's shard.
+    if let Some(shard) = session.metadata.labels.as_ref().and_then(|l| l.get(labels::SHARD)) {
+        labels.insert(labels::SHARD.to_owned(), shard.clone());
+    }
     ObjectMeta {
         name: Some(name),
         namespace: session.metadata.namespace.clone(),

@@ -1,27 +1,30 @@
-//! The kube-runtime shell: watch sessions (and their Jobs, pods and the
-//! runner secret), observe, [`decide`](crate::state::decide), apply children
-//! with server-side apply, write status with server-side apply.
+//! The kube-runtime shell: watch sessions (their children and the runner
+//! secrets through [`Caches`]), observe from the caches,
+//! [`decide`](crate::state::decide), apply the children that differ with
+//! server-side apply, write status with server-side apply (at most once per
+//! reconcile). A settled session costs no request.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use acp_api::AgenticSession;
-use acp_api::constants::{RUNNER_SECRETS, annotations, field_managers, labels};
+use acp_api::constants::{annotations, field_managers};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
+use crate::cache::Caches;
 use crate::children::{self, ChildConfig};
 use crate::state::{Action, Observation, RunState, Secrets, decide, job_name};
 
@@ -34,6 +37,15 @@ pub struct Config {
     pub children: ChildConfig,
     /// Run sessions as local `acp runner` processes instead of Jobs.
     pub process: Option<crate::process::ProcessConfig>,
+    /// The sessions (and children) this replica set handles.
+    pub shard: acp_api::shard::Shard,
+}
+
+/// A list-and-watch of `shard`'s objects matching `selector` (may be empty).
+pub fn in_shard(shard: &acp_api::shard::Shard, selector: &str) -> watcher::Config {
+    let selector = shard.narrow(selector);
+    let config = watcher::Config::default().any_semantic();
+    if selector.is_empty() { config } else { config.labels(&selector) }
 }
 
 /// A reconcile failure.
@@ -82,7 +94,12 @@ pub struct Context {
     recorder: Recorder,
     metrics: Arc<crate::metrics::Metrics>,
     backoff: acp_kube::backoff::PerObject<ObjectRef<AgenticSession>>,
+    caches: Arc<Caches>,
+    sessions: Store<AgenticSession>,
 }
+
+/// Sessions reconciled at once: each reconcile is a handful of writes.
+const CONCURRENCY: u16 = 32;
 
 /// Runs the operator until `shutdown` completes.
 pub async fn run(
@@ -100,56 +117,54 @@ pub async fn run_with_metrics(
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (sessions, jobs, pods, secrets) = match &config.namespace {
-        Some(ns) => (
-            Api::<AgenticSession>::namespaced(client.clone(), ns),
-            Api::<Job>::namespaced(client.clone(), ns),
-            Api::<Pod>::namespaced(client.clone(), ns),
-            Api::<Secret>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
+    let sessions = match &config.namespace {
+        Some(ns) => Api::<AgenticSession>::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
-    let managed = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let (caches, streams) = Caches::watch(&client, config.namespace.as_deref(), &config.shard);
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
     let backoff = acp_kube::backoff::PerObject::new(Duration::from_secs(1), Duration::from_secs(300));
-    let ctx = Arc::new(Context { client, config, recorder, metrics, backoff });
     // Bounded concurrency keeps memory flat when thousands of sessions are
     // reconciled at start-up.
-    let controller = Controller::new(sessions, watcher::Config::default().any_semantic())
-        .with_config(kube::runtime::controller::Config::default().concurrency(16));
+    let controller = Controller::new(sessions, in_shard(&config.shard, ""))
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY));
     let store = controller.store();
+    let ctx =
+        Arc::new(Context { client, config, recorder, metrics, backoff, caches, sessions: store.clone() });
+    let session_of_pod = |pod: Arc<Pod>| {
+        let ns = pod.namespace();
+        pod.annotations()
+            .get(annotations::SESSION_NAME)
+            .map(|name| ObjectRef::new(name).within(ns.as_deref().unwrap_or_default()))
+    };
+    // The runner secret appeared or changed: revisit that namespace's sessions.
+    let sessions_of_namespace = move |secret: Secret| {
+        let ns = secret.namespace().unwrap_or_default();
+        store
+            .state()
+            .into_iter()
+            .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+            .map(|s| ObjectRef::from(&*s))
+            .collect::<Vec<_>>()
+    };
     controller
-        .owns(jobs, watcher::Config::default().labels(&managed))
-        .watches(pods, watcher::Config::default().labels(&managed), |pod: Pod| {
-            let ns = pod.namespace();
-            pod.annotations()
-                .get(annotations::SESSION_NAME)
-                .map(|name| ObjectRef::new(name).within(ns.as_deref().unwrap_or_default()))
-        })
-        .watches(
-            secrets,
-            watcher::Config::default().fields(&format!("metadata.name={RUNNER_SECRETS}")),
-            move |secret: Secret| {
-                // The runner secret appeared or changed: revisit that namespace's sessions.
-                let ns = secret.namespace().unwrap_or_default();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-                    .map(|s| ObjectRef::from(&*s))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .owns_stream(streams.jobs)
+        .owns_stream(streams.session_secrets)
+        .owns_stream(streams.claims)
+        .watches_stream(streams.pods, move |pod| session_of_pod(Arc::new(pod)))
+        .watches_stream(streams.runner_secrets, sessions_of_namespace)
+        // Polled only to keep its cache; a change is seen at the next run's start.
+        .watches_stream(streams.egress, |_| Vec::new())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        // Failures are logged (once) by error_policy.
-        .for_each(|_| async {})
+        .for_each(|result| async move {
+            // Reconcile failures are logged (once) by error_policy; a watch
+            // that fails (RBAC, say) would otherwise stall its cache unseen.
+            if let Err(kube::runtime::controller::Error::QueueError(error)) = result {
+                warn!(%error, "a watch failed; retrying with backoff");
+            }
+        })
         .await;
 }
 
@@ -157,18 +172,23 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
+/// The runner's credentials: the namespace's runner secret from the cache,
+/// and the session's own override secret (read only for a session that may
+/// start a run).
 async fn observe_secrets(
-    client: &Client,
+    ctx: &Context,
     session: &AgenticSession,
     ns: &str,
 ) -> Result<Result<Vec<(String, k8s_openapi::ByteString)>, String>, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let shared = api.get_opt(RUNNER_SECRETS).await.map_err(kube_err("read the runner secret"))?;
+    let shared = ctx.caches.runner_secret(ns);
     // The override is a spec field the namespace's policy must allow; the old
     // annotation (which any manifest could carry) is not read.
     let override_name = session.spec.runner_secret.clone();
     let override_secret = match &override_name {
-        Some(name) => api.get_opt(name).await.map_err(kube_err("read the session's runner secret"))?,
+        Some(name) => Api::<Secret>::namespaced(ctx.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .map_err(kube_err("read the session's runner secret"))?,
         None => None,
     };
     let data = children::secret_data(
@@ -178,27 +198,30 @@ async fn observe_secrets(
     Ok(data.map(|d| d.into_iter().collect()))
 }
 
-async fn observe_run(client: &Client, ns: &str, session: &str, run: i64) -> Result<Option<RunState>, Error> {
+/// Run `run`'s Job and newest pod, from the caches. A Job this process just
+/// created and the watch has not shown yet reads as waiting.
+fn observe_run(caches: &Caches, ns: &str, session: &str, run: i64) -> Option<RunState> {
     if run == 0 {
-        return Ok(None);
+        return None;
     }
     let name = job_name(session, run);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let Some(job) = jobs.get_opt(&name).await.map_err(kube_err("read the runner job"))? else {
-        return Ok(None);
+    let progress = match caches.job(ns, &name) {
+        Some(job) => crate::observe::progress(&job, caches.newest_pod(ns, &name).as_deref()),
+        None if caches.expected(ns, &name) => crate::state::Progress::Waiting { reason: None, message: None },
+        None => return None,
     };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}")))
-        .await
-        .map_err(kube_err("list the runner pods"))?;
-    let pod = list.items.iter().max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    Ok(Some(RunState { run, name, progress: crate::observe::progress(&job, pod) }))
+    Some(RunState { run, name, progress })
 }
 
 /// One reconcile: read → observe → decide → apply children → write status.
-#[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().as_deref().unwrap_or_default()))]
 pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let result = reconcile_session(session, ctx.clone()).await;
+    ctx.metrics.reconciles_completed.inc();
+    result
+}
+
+#[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().as_deref().unwrap_or_default()))]
+async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.metrics.reconciles.inc();
     let ns = session.namespace().ok_or(Error::Invalid("a session must be namespaced"))?;
     let name = session.name_any();
@@ -206,37 +229,47 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
         // Children go with it through owner references.
         return Ok(Requeue::await_change());
     }
+    if !ctx.caches.ready() {
+        // Until every cache holds its first list, a missing Job proves nothing.
+        return Ok(Requeue::requeue(Duration::from_millis(500)));
+    }
     let status = session.status.clone().unwrap_or_default();
-    let secrets = observe_secrets(&ctx.client, &session, &ns).await?;
+    let generation = session.metadata.generation.unwrap_or(1);
+    let desired = session.annotations().get(annotations::DESIRED_PHASE).map(String::as_str);
+    // A finished session that will not run again reads nothing at all.
+    let secrets = if crate::state::settled(&status, generation, desired) {
+        None
+    } else {
+        Some(observe_secrets(&ctx, &session, &ns).await?)
+    };
     let run = match &ctx.config.process {
         Some(process) => crate::process::observe(process, &ns, &name, status.run.unwrap_or(0)),
-        None => observe_run(&ctx.client, &ns, &name, status.run.unwrap_or(0)).await?,
+        None => observe_run(&ctx.caches, &ns, &name, status.run.unwrap_or(0)),
     };
     // A thread runs one session at a time: while the parent has not
     // finished (and this run has not started), this session waits.
     let parent = session.annotations().get(annotations::PARENT_SESSION).filter(|p| *p != &name);
     let waiting = match parent {
-        // Only a session whose run has not started can wait: no read otherwise.
-        Some(parent) if status.phase.is_none_or(|p| p == acp_api::SessionPhase::Pending) => {
-            let sessions: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), &ns);
-            let found = sessions.get_opt(parent).await.map_err(kube_err("read the parent session"))?;
-            found
-                .filter(|p| !p.status.as_ref().and_then(|s| s.phase).is_some_and(|ph| ph.is_terminal()))
-                // Two sessions naming each other (hand-made links) would wait
-                // forever: the one whose parent waits for it goes first.
-                .filter(|p| p.annotations().get(annotations::PARENT_SESSION) != Some(&name))
-                .map(|_| parent.as_str())
-        }
+        // Only a session whose run has not started can wait.
+        Some(parent) if status.phase.is_none_or(|p| p == acp_api::SessionPhase::Pending) => ctx
+            .sessions
+            .get(&ObjectRef::new(parent).within(&ns))
+            .filter(|p| !p.status.as_ref().and_then(|s| s.phase).is_some_and(|ph| ph.is_terminal()))
+            // Two sessions naming each other (hand-made links) would wait
+            // forever: the one whose parent waits for it goes first.
+            .filter(|p| p.annotations().get(annotations::PARENT_SESSION) != Some(&name))
+            .map(|_| parent.as_str()),
         _ => None,
     };
     let observation = Observation {
         session: &name,
-        generation: session.metadata.generation.unwrap_or(1),
-        desired: session.annotations().get(annotations::DESIRED_PHASE).map(String::as_str),
+        generation,
+        desired,
         status: &status,
         secrets: match &secrets {
-            Ok(_) => Secrets::Ready,
-            Err(message) => Secrets::Missing(message.clone()),
+            Some(Err(message)) => Secrets::Missing(message.clone()),
+            // Not read: a settled session starts nothing.
+            Some(Ok(_)) | None => Secrets::Ready,
         },
         run,
         timeout_seconds: session.spec.timeout_seconds(),
@@ -259,23 +292,24 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
     // nothing; with children to create, the guarded write is made even when
     // the status is unchanged.
     let ensures = decision.actions.iter().any(|a| matches!(a, Action::Ensure { .. }));
-    let mut version = session.resource_version();
     if decision.status != status || ensures {
-        version = write_status(&ctx, &ns, &name, &decision.status, version).await?;
+        write_status(&ctx, &ns, &name, &decision.status, session.resource_version()).await?;
         acp_kube::failpoint::hit("operator.status-written");
     }
     for action in &decision.actions {
         if let Action::Ensure { run } = action {
-            let data = secrets.clone().map_err(Error::SecretMissing)?;
+            let data = secrets
+                .clone()
+                .unwrap_or_else(|| Err("the runner secret was not read".into()))
+                .map_err(Error::SecretMissing)?;
             match &ctx.config.process {
                 Some(process) => crate::process::ensure(process, &session, *run, &data)
                     .map_err(|e| Error::Process(format!("failed to start acp runner: {e}")))?,
                 None => ensure_children(&ctx, &session, &ns, *run, data).await?,
             }
+            // `JobCreated=True` is recorded by the next reconcile, which the
+            // Job's watch event brings: one status write per reconcile.
             acp_kube::failpoint::hit("operator.job-created");
-            let mut created = decision.status.clone();
-            crate::state::job_created(&mut created, observation.generation, &observation.now);
-            version = write_status(&ctx, &ns, &name, &created, version).await?;
         }
     }
 
@@ -306,7 +340,7 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
             warn!(error = %err, "failed to record event");
         }
     }
-    if let Err(message) = secrets
+    if let Some(Err(message)) = secrets
         && decision.status.phase.is_some_and(|p| !p.is_terminal())
     {
         return Err(Error::SecretMissing(message));
@@ -361,6 +395,9 @@ async fn write_status(
     Ok(written.resource_version())
 }
 
+/// Applies run `run`'s children, each only when the cache shows it differs:
+/// the Secret (by its data's digest), the workspace claim (by existence), the
+/// namespace's egress policy (by spec) and the Job (by existence).
 async fn ensure_children(
     ctx: &Context,
     session: &AgenticSession,
@@ -369,33 +406,52 @@ async fn ensure_children(
     data: Vec<(String, k8s_openapi::ByteString)>,
 ) -> Result<(), Error> {
     let params = PatchParams::apply(field_managers::OPERATOR).force();
+    let caches = &ctx.caches;
     let keys: Vec<String> = data.iter().map(|(k, _)| k.clone()).collect();
     let secret = children::secret(session, data.into_iter().collect());
     let secret_name = secret.metadata.name.clone().unwrap_or_default();
-    Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .patch(&secret_name, &params, &Patch::Apply(&secret))
-        .await
-        .map_err(kube_err("apply the runner secret"))?;
-    if let Some(pvc) = children::pvc(session, &ctx.config.children) {
+    let write_secret = async {
+        if !secret.data.as_ref().is_some_and(|d| caches.secret_holds(ns, &secret_name, d)) {
+            Api::<Secret>::namespaced(ctx.client.clone(), ns)
+                .patch(&secret_name, &params, &Patch::Apply(&secret))
+                .await
+                .map_err(kube_err("apply the runner secret"))?;
+        }
+        Ok::<_, Error>(())
+    };
+    let pvc = children::pvc(session, &ctx.config.children);
+    let write_claim = async {
+        let Some(pvc) = &pvc else { return Ok(()) };
         let pvc_name = pvc.metadata.name.clone().unwrap_or_default();
-        Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns)
-            .patch(&pvc_name, &params, &Patch::Apply(&pvc))
-            .await
-            .map_err(kube_err("apply the workspace claim"))?;
-    }
+        if !caches.claim_exists(ns, &pvc_name) {
+            Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns)
+                .patch(&pvc_name, &params, &Patch::Apply(pvc))
+                .await
+                .map_err(kube_err("apply the workspace claim"))?;
+        }
+        Ok(())
+    };
+    // Independent of each other: one round trip, not two.
+    futures_util::future::try_join(write_secret, write_claim).await?;
     if let crate::egress::Egress::Allow(allowed) = &ctx.config.children.egress {
         let policy = crate::egress::network_policy(ns, allowed);
-        Api::<NetworkPolicy>::namespaced(ctx.client.clone(), ns)
-            .patch(acp_api::constants::runner_pod::EGRESS_POLICY, &params, &Patch::Apply(&policy))
-            .await
-            .map_err(kube_err("apply the runner egress policy"))?;
+        if !caches.egress_holds(ns, &policy) {
+            Api::<NetworkPolicy>::namespaced(ctx.client.clone(), ns)
+                .patch(acp_api::constants::runner_pod::EGRESS_POLICY, &params, &Patch::Apply(&policy))
+                .await
+                .map_err(kube_err("apply the runner egress policy"))?;
+        }
     }
     let job = crate::pod::job(session, run, &ctx.config.children, &keys);
     let job_name = job.metadata.name.clone().unwrap_or_default();
+    if caches.job(ns, &job_name).is_some() || caches.expected(ns, &job_name) {
+        return Ok(());
+    }
     Api::<Job>::namespaced(ctx.client.clone(), ns)
         .patch(&job_name, &params, &Patch::Apply(&job))
         .await
         .map_err(kube_err("apply the runner job"))?;
+    caches.expect(ns, &job_name);
     info!(job = %job_name, run, "runner job applied");
     Ok(())
 }

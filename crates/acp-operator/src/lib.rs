@@ -6,11 +6,13 @@
 //!   named by [`names`];
 //! - [`result`]: reading the runner's result from its termination message;
 //! - [`controller`]: the kube-runtime shell that observes, decides and applies;
+//! - [`cache`]: its watch caches of Jobs, pods, secrets and the other children;
 //! - [`process`]: the `process` executor (runs as local `acp runner` processes);
 //! - [`schedule`]: the scheduler, which runs SessionSchedules' sessions at
 //!   their due times.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod children;
 pub mod controller;
 pub mod egress;

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub scheduled_runs: Counter,
     /// Scheduler reconciles completed.
     pub schedule_reconciles: Counter,
+    /// Session reconciles completed (with or without an error).
+    pub reconciles_completed: Counter,
     registry: Registry,
 }
 
@@ -74,7 +76,14 @@ impl Default for Metrics {
             "Scheduler reconciles completed",
             schedule_reconciles.clone(),
         );
+        let reconciles_completed = Counter::default();
+        registry.register(
+            "reconciles_completed",
+            "Session reconciles completed",
+            reconciles_completed.clone(),
+        );
         Self {
+            reconciles_completed,
             reconciles,
             errors,
             transitions,

@@ -29,6 +29,7 @@ fn start(ns: &TestNamespace, clock: &Arc<ManualClock>, metrics: &Arc<Metrics>) -
     tokio::spawn(controller::run(
         ns.client.clone(),
         Some(ns.name.clone()),
+        Default::default(),
         clock.clone(),
         metrics.clone(),
         std::future::pending(),

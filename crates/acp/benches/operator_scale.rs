@@ -1,7 +1,9 @@
 //! Operator at scale, against the real control plane:
 //! - N sessions applied at once → time until N Jobs exist, against the
 //!   baseline of `kubectl apply --server-side` of the same N Jobs directly;
-//!   API requests the operator made; its peak RSS;
+//!   API requests the operator made; its peak RSS; and against the floor,
+//!   `kubectl apply --server-side` of exactly the Secrets, PVCs and Jobs the
+//!   operator writes;
 //! - RSS with M sessions in the operator's cache (sessions held Stopped, so
 //!   no Jobs are made).
 //!
@@ -88,6 +90,37 @@ async fn main() {
     wait_until("baseline jobs", Duration::from_secs(600), async || count_jobs(&base).await >= n).await;
     let baseline = started.elapsed();
 
+    // The floor: exactly the objects the operator writes (Secret, PVC, Job), applied directly.
+    let floor_ns = env.namespace("bench-floor").await;
+    env.install_crds(&floor_ns.client).await;
+    let mut children = String::new();
+    for i in 0..n {
+        let mut session = AgenticSession::new(&format!("s-{i:05}"), Default::default());
+        session.metadata.namespace = Some(floor_ns.name.clone());
+        let data = std::collections::BTreeMap::from([(
+            "ANTHROPIC_API_KEY".to_owned(),
+            k8s_openapi::ByteString(b"sk-bench".to_vec()),
+        )]);
+        let objects = [
+            serde_json::to_value(acp_operator::children::secret(&session, data)).expect("json"),
+            serde_json::to_value(acp_operator::children::pvc(&session, &ChildConfig::default()))
+                .expect("json"),
+            serde_json::to_value(job(&session, 1, &ChildConfig::default(), &["ANTHROPIC_API_KEY".into()]))
+                .expect("json"),
+        ];
+        for mut object in objects {
+            // No owner: the sessions do not exist in this namespace.
+            object["metadata"].as_object_mut().map(|m| m.remove("ownerReferences"));
+            let _ = writeln!(children, "---\n{object}");
+        }
+    }
+    let children_file = tmp.path().join("children.yaml");
+    std::fs::write(&children_file, children).expect("write");
+    let started = Instant::now();
+    kubectl_apply(env, &floor_ns.name, &children_file);
+    wait_until("floor jobs", Duration::from_secs(600), async || count_jobs(&floor_ns).await >= n).await;
+    let floor = started.elapsed();
+
     // The operator: N sessions applied at once.
     let ns = env.namespace("bench-op").await;
     let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "ambient-runner-secrets"}, "stringData": {"ANTHROPIC_API_KEY": "sk-bench"}})).expect("secret");
@@ -143,6 +176,12 @@ async fn main() {
     println!("  baseline kubectl apply --server-side of {n} Jobs: {:.1} s", baseline.as_secs_f64());
     println!("  {n} sessions applied -> {n} Jobs via the operator: {:.1} s", with_operator.as_secs_f64());
     println!("  ratio operator/baseline: {:.2}", with_operator.as_secs_f64() / baseline.as_secs_f64());
+    println!(
+        "  floor: kubectl apply --server-side of the {} Secrets, PVCs and Jobs the operator writes: {:.1} s (operator/floor {:.2})",
+        n,
+        floor.as_secs_f64(),
+        with_operator.as_secs_f64() / floor.as_secs_f64()
+    );
     println!("  operator API requests: {requests} ({:.1} per session)", requests as f64 / n as f64);
     println!("  operator peak RSS: {:.1} MiB", peak as f64 / 1024.0);
     println!(

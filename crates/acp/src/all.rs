@@ -205,6 +205,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             cache_dir: state.join("git-sync"),
             checker,
             metrics: gitsync_metrics,
+            shard: Default::default(),
         };
         let process = (args.executor == "process").then(|| -> anyhow::Result<_> {
             Ok(acp_operator::process::ProcessConfig {
@@ -230,6 +231,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
                 egress: egress_with(&local),
                 ..ChildConfig::default()
             },
+            shard: Default::default(),
         };
         let dashboard_url = format!("http://{}", args.dashboard_addr);
         let statusbot = acp_statusbot::controller::Config {
@@ -263,6 +265,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
             let scheduler = acp_operator::schedule::controller::run(
                 client.clone(),
                 operator.namespace.clone(),
+                operator.shard.clone(),
                 Arc::new(acp_operator::schedule::clock::SystemClock),
                 operator_metrics.clone(),
                 stopped(rx.clone()),

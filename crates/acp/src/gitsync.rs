@@ -39,6 +39,8 @@ pub struct GitSyncArgs {
     metrics_addr: std::net::SocketAddr,
     #[command(flatten)]
     leader: crate::leader::LeaderArgs,
+    #[command(flatten)]
+    shard: crate::shard::ShardArgs,
 }
 
 /// Serves git-sync's webhook receiver (and `/healthz`) on `addr`, and
@@ -87,10 +89,11 @@ pub fn run(args: &GitSyncArgs) -> anyhow::Result<ExitCode> {
             cache_dir: args.cache_dir.clone(),
             checker,
             metrics,
+            shard: args.shard.shard(),
         };
         // Every replica serves the webhook (it only marks sources to sync);
         // the leader syncs.
-        let leadership = args.leader.lead(&client, "acp-git-sync").await;
+        let leadership = args.leader.lead(&client, &config.shard.lease("acp-git-sync")).await;
         let work = crate::operator::until_signal(|stop| acp_gitsync::controller::run(client, kube_config, config, stop));
         anyhow::Ok(crate::leader::while_leading(leadership, work).await)
     })

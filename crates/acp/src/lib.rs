@@ -14,6 +14,7 @@ mod operator;
 mod plan;
 mod policies;
 mod runner;
+mod shard;
 mod statusbot;
 mod tty;
 mod validate;

@@ -44,6 +44,8 @@ pub struct OperatorArgs {
     claude_bin: Option<std::path::PathBuf>,
     #[command(flatten)]
     leader: crate::leader::LeaderArgs,
+    #[command(flatten)]
+    shard: crate::shard::ShardArgs,
     /// Address of the /metrics and /healthz endpoint.
     #[arg(long, env = "ACP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
@@ -170,6 +172,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
             egress,
             ..ChildConfig::default()
         },
+        shard: args.shard.shard(),
     };
     let runtime = runtime()?;
     runtime.block_on(async {
@@ -183,8 +186,8 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
         // and ready to take over, and its probes must say so.
         let listener = listen(args.metrics_addr, "metrics and health").await?;
         tokio::spawn(acp_operator::metrics::serve(listener, metrics.clone()));
-        let leadership = args.leader.lead(&client, "acp-operator").await;
-        tracing::info!(namespace = ?config.namespace, metrics = %args.metrics_addr, "acp operator starting");
+        let leadership = args.leader.lead(&client, &config.shard.lease("acp-operator")).await;
+        tracing::info!(namespace = ?config.namespace, shard = ?config.shard, metrics = %args.metrics_addr, "acp operator starting");
         let code = crate::leader::while_leading(
             leadership,
             until_signal(|stop| async move {
@@ -195,6 +198,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
                 let scheduler = acp_operator::schedule::controller::run(
                     client.clone(),
                     config.namespace.clone(),
+                    config.shard.clone(),
                     clock,
                     metrics.clone(),
                     stop.clone(),

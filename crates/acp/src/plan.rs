@@ -96,7 +96,7 @@ fn offline(args: &PlanArgs, desired: Vec<Desired>, checker: &acp_policy::Checker
                 .with_context(|| format!("failed to resolve revision {rev}"))?;
             let filter = Filter::new(&prefix.to_string_lossy(), &[], &[])?;
             let entries = files::from_tree(&repo, &tree, &filter)?;
-            let source = SourceRef { namespace: "local".into(), name: "plan".into() };
+            let source = SourceRef::new("local", "plan");
             let old = plan::manifests(&entries, &source, Some(&args.namespace), checker);
             old.desired.into_iter().map(|d| ((d.kind, d.name.clone()), d)).collect()
         }
@@ -145,7 +145,7 @@ async fn kind_against_cluster(
     let source = match &args.source {
         Some(s) => {
             let Some((namespace, name)) = s.split_once('/') else { bail!("--source must be namespace/name") };
-            SourceRef { namespace: namespace.into(), name: name.into() }
+            SourceRef::new(namespace, name)
         }
         None => plan_source(args),
     };
@@ -204,8 +204,8 @@ async fn kind_against_cluster(
 /// The source the sessions are stamped with: `--source`, or a local stand-in.
 fn plan_source(args: &PlanArgs) -> SourceRef {
     match args.source.as_deref().and_then(|s| s.split_once('/')) {
-        Some((namespace, name)) => SourceRef { namespace: namespace.into(), name: name.into() },
-        None => SourceRef { namespace: "local".into(), name: "plan".into() },
+        Some((namespace, name)) => SourceRef::new(namespace, name),
+        None => SourceRef::new("local", "plan"),
     }
 }
 

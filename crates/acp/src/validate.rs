@@ -156,7 +156,7 @@ pub fn check(
 ) -> anyhow::Result<(usize, Manifests)> {
     let checker = crate::policies::checker(policies)?;
     let entries = entries(paths)?;
-    let source = SourceRef { namespace: "local".into(), name: "validate".into() };
+    let source = SourceRef::new("local", "validate");
     Ok((entries.len(), plan::manifests(&entries, &source, namespace, &checker)))
 }
 

@@ -98,6 +98,54 @@ fn every_overlay_builds_hardened() {
     );
 }
 
+#[test]
+fn the_sharded_overlay_runs_three_hardened_shards_of_each_controller_with_their_leases() {
+    use acp_api::shard::Shard;
+    let env = TestEnv::get();
+    let docs = kustomize(env, "overlays/sharded");
+    let role = find(&docs, "Role", "acp-leader-election");
+    let leases: Vec<&str> = role["rules"][1]["resourceNames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for (component, account) in [("acp-operator", "acp-operator"), ("acp-git-sync", "acp-git-sync")] {
+        let mut shards = Vec::new();
+        for d in docs.iter().filter(|d| {
+            d["kind"] == "Deployment"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n == component || n.starts_with(&format!("{component}-shard-")))
+        }) {
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            let pod = &d["spec"]["template"]["spec"];
+            assert_eq!(pod["serviceAccountName"], account, "{name} runs as its component");
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+            assert_eq!(pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"], true, "{name}");
+            assert_eq!(d["spec"]["replicas"], 2, "{name} has a standby");
+            assert_eq!(d["metadata"]["namespace"], "acp-system", "{name}");
+            let args: Vec<&str> = pod["containers"][0]["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(args.contains(&"--leader-elect"), "{name}: {args:?}");
+            let key = args.iter().find_map(|a| a.strip_prefix("--shard="));
+            let shard = Shard::from_flags(key, args.contains(&"--shard-unlabelled"));
+            assert_ne!(shard, Shard::All, "{name} is a shard: {args:?}");
+            // The Role lets the shard renew the very lease the binary leads.
+            let lease = shard.lease(component);
+            assert!(leases.contains(&lease.as_str()), "{lease} is missing from the Role: {leases:?}");
+            shards.push(shard);
+        }
+        shards.sort_by_key(|s| format!("{s:?}"));
+        shards.dedup();
+        assert_eq!(shards.len(), 3, "{component}: three distinct shards");
+    }
+}
+
 /// A kubeconfig acting as `system:serviceaccount:acp-system:<name>`.
 fn impersonating_kubeconfig(env: &TestEnv, dir: &Path, name: &str) -> PathBuf {
     let text = std::fs::read_to_string(env.kubeconfig()).expect("kubeconfig");

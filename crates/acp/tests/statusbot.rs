@@ -167,6 +167,7 @@ async fn setup(prefix: &str, pulls: Value) -> Setup {
         cache_dir: tmp.path().join("git-sync"),
         checker: Arc::new(acp_policy::Checker::with_embedded_policies().expect("policies")),
         metrics: Arc::default(),
+        shard: Default::default(),
     };
     let gitsync = GitSync(tokio::spawn(acp_gitsync::controller::run(
         ns.client.clone(),

@@ -85,12 +85,7 @@ mod tests {
             .map(|(path, text)| Entry::File { path: (*path).into(), bytes: text.as_bytes().to_vec() })
             .collect();
         let checker = acp_policy::Checker::with_embedded_policies().expect("policies");
-        plan::manifests(
-            &entries,
-            &SourceRef { namespace: "team".into(), name: "repo".into() },
-            Some("team"),
-            &checker,
-        )
+        plan::manifests(&entries, &SourceRef::new("team", "repo"), Some("team"), &checker)
     }
 
     fn session(name: &str) -> String {

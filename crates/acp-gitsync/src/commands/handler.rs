@@ -439,11 +439,8 @@ impl Commands {
         }
         // One list of the source's sessions, not a read per turn.
         let api: Api<acp_api::AgenticSession> = Api::namespaced(self.client.clone(), &ns);
-        let selector = crate::plan::SourceRef {
-            namespace: source.namespace().unwrap_or_default(),
-            name: source.name_any(),
-        }
-        .selector();
+        let selector =
+            crate::plan::SourceRef::new(source.namespace().unwrap_or_default(), source.name_any()).selector();
         let listed = api
             .list(&kube::api::ListParams::default().labels(&selector))
             .await

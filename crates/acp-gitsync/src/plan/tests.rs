@@ -7,7 +7,7 @@ use serde_json::json;
 use super::*;
 
 fn source() -> SourceRef {
-    SourceRef { namespace: "team".into(), name: "repo".into() }
+    SourceRef::new("team", "repo")
 }
 
 fn file(path: &str, text: &str) -> Entry {
@@ -179,7 +179,7 @@ fn another_target_namespace_needs_a_service_account() {
 
 #[test]
 fn reserved_labels_and_annotations_from_git_are_refused() {
-    let source = SourceRef { namespace: "team-a".into(), name: "src".into() };
+    let source = SourceRef::new("team-a", "src");
     let checker = acp_policy::Checker::with_embedded_policies().expect("policies");
     let text = "apiVersion: vteam.ambient-code/v1alpha1\nkind: AgenticSession\nmetadata:\n  name: sneaky\n  \
                 annotations:\n    ambient-code.io/runner-secret: team-b-keys\n    ambient-code.io/desired-phase: Stopped\n  \
@@ -237,4 +237,21 @@ fn a_schedules_run_is_never_taken_for_a_session_of_the_source() {
     let run = json!({"metadata": {"name": "nightly-29411400", "labels": {
         labels::SOURCE_NAMESPACE: "team", labels::SOURCE_NAME: "repo", labels::SCHEDULE: "nightly"}}});
     assert!(!source().owns(&run), "the scheduler created it: git-sync neither updates nor prunes it");
+}
+
+#[test]
+fn a_sharded_source_stamps_its_shard_and_a_manifest_cannot_pick_one() {
+    let entries = vec![file("a.yaml", &session("a", "one"))];
+    let sharded = SourceRef { shard: Some("2".into()), ..source() };
+    let previous = CheckCache::new();
+    let (out, cache) = manifests_cached(&entries, &sharded, Some("team"), &checker(), &previous);
+    assert_eq!(out.desired[0].object["metadata"]["labels"][labels::SHARD], "2");
+    // The same bytes for an unsharded source are not served from the sharded stamp.
+    let (unsharded, _) = manifests_cached(&entries, &source(), Some("team"), &checker(), &cache);
+    assert!(unsharded.desired[0].object["metadata"]["labels"].get(labels::SHARD).is_none());
+    let picking = session("b", "two")
+        .replace("  name: b\n", "  name: b\n  labels:\n    ambient-code.io/shard: \"1\"\n");
+    let out = manifests(&[file("b.yaml", &picking)], &sharded, Some("team"), &checker());
+    assert!(out.desired.is_empty(), "a manifest cannot choose its shard");
+    assert!(out.errors[0].message.contains("label ambient-code.io/shard is reserved"), "{:?}", out.errors);
 }

@@ -103,6 +103,7 @@ impl Fixture {
             cache_dir: cache.path().to_path_buf(),
             checker: Arc::new(acp_policy::Checker::with_embedded_policies().expect("policies")),
             metrics: Arc::default(),
+            shard: Default::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let client = ns.client.clone();

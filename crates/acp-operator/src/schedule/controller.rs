@@ -19,7 +19,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -69,10 +68,12 @@ struct Context {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// Runs the scheduler over `namespace` (all when `None`) until `shutdown`.
+/// Runs the scheduler over `namespace` (all when `None`) and `shard`'s
+/// schedules until `shutdown`.
 pub async fn run(
     client: Client,
     namespace: Option<String>,
+    shard: acp_api::shard::Shard,
     clock: Arc<dyn Clock>,
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -87,8 +88,8 @@ pub async fn run(
         Recorder::new(client.clone(), Reporter { controller: "acp-scheduler".into(), instance: None });
     let jumps = clock.jumps();
     let ctx = Arc::new(Context { client, clock, recorder, metrics });
-    Controller::new(schedules, watcher::Config::default().any_semantic())
-        .owns(sessions, watcher::Config::default().labels(labels::SCHEDULE))
+    Controller::new(schedules, crate::controller::in_shard(&shard, ""))
+        .owns(sessions, crate::controller::in_shard(&shard, labels::SCHEDULE))
         .reconcile_all_on(jumps)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -33,7 +33,7 @@ pub fn session(schedule: &SessionSchedule, name: &str, scheduled: Timestamp) -> 
     labels.insert(labels::MANAGED_BY.into(), labels::MANAGED_BY_VALUE.into());
     annotations.insert(annotations::SCHEDULED_AT.into(), scheduled.to_string());
     // The source that applied the schedule also answers for its runs.
-    for key in [labels::SOURCE_NAME, labels::SOURCE_NAMESPACE] {
+    for key in [labels::SOURCE_NAME, labels::SOURCE_NAMESPACE, labels::SHARD] {
         if let Some(value) = schedule.labels().get(key) {
             labels.insert(key.into(), value.clone());
         }
@@ -107,7 +107,13 @@ mod tests {
         );
         schedule.metadata.namespace = Some("team-a".into());
         schedule.metadata.uid = Some("u-1".into());
-        schedule.metadata.labels = Some([(labels::SOURCE_NAME.to_string(), "repo".to_string())].into());
+        schedule.metadata.labels = Some(
+            [
+                (labels::SOURCE_NAME.to_string(), "repo".to_string()),
+                (labels::SHARD.to_string(), "one".to_string()),
+            ]
+            .into(),
+        );
         schedule.metadata.annotations =
             Some([(annotations::SOURCE.to_string(), "team-a/repo".to_string())].into());
         let at: Timestamp = "2026-11-30T10:00:00Z".parse().expect("a timestamp");
@@ -118,6 +124,7 @@ mod tests {
         assert_eq!(labels_of.get("team").map(String::as_str), Some("a"));
         assert_eq!(labels_of.get(labels::SCHEDULE).map(String::as_str), Some("nightly"));
         assert_eq!(labels_of.get(labels::SOURCE_NAME).map(String::as_str), Some("repo"));
+        assert_eq!(labels_of.get(labels::SHARD).map(String::as_str), Some("one"), "a run stays in its shard");
         assert!(
             !labels_of.contains_key(labels::SOURCE_COMMIT),
             "reserved keys are not copied from the template"

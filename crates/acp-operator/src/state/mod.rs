@@ -314,6 +314,19 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
     finish(status, before, actions, events)
 }
 
+/// True when deciding needs no credentials, so none are read: the session
+/// is held stopped, or it finished and nothing (a spec change, a restart
+/// request) starts another run.
+pub fn settled(status: &SessionStatus, generation: i64, desired: Option<&str>) -> bool {
+    if desired == Some(DESIRED_STOPPED) {
+        return true;
+    }
+    let restart = desired == Some(DESIRED_RUNNING)
+        && status.last_handled_desired_phase.as_deref() != Some(DESIRED_RUNNING);
+    let spec_changed = status.observed_generation.is_some_and(|g| g != generation);
+    status.phase.is_some_and(|p| p.is_terminal()) && status.run.unwrap_or(0) != 0 && !spec_changed && !restart
+}
+
 /// Records that the current run's Job (or process) exists: from then on, its
 /// disappearance without a verdict is `RunLost`, never a reason to run again.
 pub fn job_created(status: &mut SessionStatus, generation: i64, now: &Time) {
@@ -415,7 +428,9 @@ fn finish(
     mut events: Vec<Event>,
 ) -> Decision {
     let after = status.phase.unwrap_or_default();
-    if after != before {
+    // Creating is said by the JobCreated condition: no event for it (one
+    // request less per session).
+    if after != before && after != SessionPhase::Creating {
         let warning = after == SessionPhase::Failed;
         let message = status.message.clone().unwrap_or_default();
         events.push(Event { warning, reason: after.to_string(), message });

@@ -348,3 +348,32 @@ fn a_session_waits_for_its_unfinished_parent_then_starts() {
     );
     assert_eq!(stopped.status.phase, Some(P::Stopped));
 }
+
+#[test]
+fn a_settled_session_decides_the_same_without_credentials() {
+    let done = finished(0);
+    let missing = Secrets::Missing("secret ambient-runner-secrets not found".into());
+    // (status, generation, desired phase, run, settled)
+    type Case<'a> = (&'a SessionStatus, i64, Option<&'a str>, Option<RunState>, bool);
+    let cases: [Case; 6] = [
+        (&done, 1, None, exited(1, 0, "{}"), true),
+        (&done, 1, None, None, true),
+        (&done, 1, Some(DESIRED_STOPPED), None, true),
+        // A spec change or a restart request starts a run: credentials count.
+        (&done, 2, None, None, false),
+        (&done, 1, Some(DESIRED_RUNNING), None, false),
+        (&SessionStatus::default(), 1, None, None, false),
+    ];
+    for (status, generation, desired, run, want) in cases {
+        assert_eq!(settled(status, generation, desired), want, "{desired:?} generation {generation}");
+        let mut with = obs(status, generation, run);
+        with.desired = desired;
+        let without = Observation { secrets: missing.clone(), ..with.clone() };
+        if want {
+            assert_eq!(decide(&with), decide(&without), "settled: credentials change nothing");
+            assert!(!decide(&without).actions.iter().any(|a| matches!(a, Action::Ensure { .. })));
+        } else {
+            assert_ne!(decide(&with), decide(&without), "unsettled: credentials decide");
+        }
+    }
+}
