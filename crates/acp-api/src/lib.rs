@@ -12,6 +12,7 @@
 pub mod condition;
 pub mod constants;
 pub mod crds;
+pub mod inventory;
 pub mod progress;
 pub mod pull_requests;
 pub mod remote;

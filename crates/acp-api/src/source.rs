@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
+pub use crate::inventory::{Inventory, InventoryEntry};
 use crate::schema::{GIT_URL_PATTERN, NO_DOT_DOT_RULE};
 
 /// Desired state of a SessionSource.
@@ -226,9 +227,11 @@ pub struct SessionSourceStatus {
     /// annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
-    /// Objects this source applied and owns; the basis of pruning.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inventory: Vec<InventoryEntry>,
+    /// Objects this source applied and owns; the basis of pruning. On the
+    /// wire, `inventory` (a list) while it is short, `compactInventory`
+    /// beyond that (see [`Inventory`]).
+    #[serde(flatten)]
+    pub inventory: Inventory,
     /// Per-file problems of the last attempt; the other files still applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
@@ -237,22 +240,6 @@ pub struct SessionSourceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub history: Vec<SyncRecord>,
-}
-
-/// One object applied by a source.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InventoryEntry {
-    /// Object kind.
-    pub kind: String,
-    /// Object namespace.
-    pub namespace: String,
-    /// Object name.
-    pub name: String,
-    /// Repository-relative file path the object came from.
-    pub path: String,
-    /// Commit the object was last applied from.
-    pub revision: String,
 }
 
 /// A problem with one file (or one document in it).

@@ -100,25 +100,22 @@ pub async fn sync(job: Sync<'_>) -> Result<KindSynced, String> {
         message: format!("failed to apply {kind} {:?}: {}", d.name, api_message(e)),
     }));
 
-    let uid_of = |name: &str| {
-        live.iter()
-            .find(|o| o["metadata"]["name"] == name)
-            .and_then(|o| o["metadata"]["uid"].as_str().map(String::from))
-    };
+    // By name: syncs of tens of thousands of objects look names up often.
+    let live_by_name: HashMap<&str, &Value> =
+        live.iter().filter_map(|o| o["metadata"]["name"].as_str().map(|n| (n, o))).collect();
+    let uid_of =
+        |name: &str| live_by_name.get(name).and_then(|o| o["metadata"]["uid"].as_str().map(String::from));
     let mut kept_by_failure = HashSet::new();
     if job.prune && !plan.prune.is_empty() {
         let victims: Vec<_> = plan.prune.iter().map(|n| (n.clone(), uid_of(n))).collect();
         let count = victims.len();
         let failures = apply::prune(&api, victims).await;
+        let path_of: HashMap<&str, &str> =
+            job.inventory.iter().map(|i| (i.name.as_str(), i.path.as_str())).collect();
         for (victim, error) in &failures {
             kept_by_failure.insert(victim.clone());
             out.errors.push(FileError {
-                path: job
-                    .inventory
-                    .iter()
-                    .find(|i| &i.name == victim)
-                    .map(|i| i.path.clone())
-                    .unwrap_or_default(),
+                path: path_of.get(victim.as_str()).map(|p| (*p).to_owned()).unwrap_or_default(),
                 line: None,
                 column: None,
                 message: format!("failed to prune {kind} {victim:?}: {}", api_message(error)),
@@ -143,13 +140,13 @@ pub async fn sync(job: Sync<'_>) -> Result<KindSynced, String> {
     }
     // Still ours and still live: kept for a broken file, a failed update or prune, or prune off.
     let listed: HashSet<String> = out.inventory.iter().map(|i| i.name.clone()).collect();
+    let to_prune: HashSet<&str> = plan.prune.iter().map(String::as_str).collect();
     for old in &job.inventory {
-        let live_and_ours =
-            live.iter().any(|o| o["metadata"]["name"] == old.name.as_str() && job.source.owns(o));
+        let live_and_ours = live_by_name.get(old.name.as_str()).is_some_and(|o| job.source.owns(o));
         let kept = failed_names.contains(old.name.as_str())
             || job.broken.contains(old.path.as_str())
             || kept_by_failure.contains(&old.name)
-            || (!job.prune && plan.prune.contains(&old.name));
+            || (!job.prune && to_prune.contains(old.name.as_str()));
         if live_and_ours && kept && !listed.contains(&old.name) {
             out.inventory.push(old.clone());
         }

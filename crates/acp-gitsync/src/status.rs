@@ -130,7 +130,7 @@ pub fn after_sync(
     let mut errors = synced.errors;
     errors.truncate(MAX_ERRORS);
     status.errors = errors;
-    status.inventory = synced.inventory;
+    status.inventory = synced.inventory.into();
     status
 }
 

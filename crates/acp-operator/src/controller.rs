@@ -39,6 +39,8 @@ pub struct Config {
     pub process: Option<crate::process::ProcessConfig>,
     /// The sessions (and children) this replica set handles.
     pub shard: acp_api::shard::Shard,
+    /// Sessions reconciled at once (0: the default, 32).
+    pub concurrency: u16,
 }
 
 /// A list-and-watch of `shard`'s objects matching `selector` (may be empty).
@@ -127,8 +129,12 @@ pub async fn run_with_metrics(
     let backoff = acp_kube::backoff::PerObject::new(Duration::from_secs(1), Duration::from_secs(300));
     // Bounded concurrency keeps memory flat when thousands of sessions are
     // reconciled at start-up.
-    let controller = Controller::new(sessions, in_shard(&config.shard, ""))
-        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY));
+    let controller = Controller::new(sessions, in_shard(&config.shard, "")).with_config(
+        kube::runtime::controller::Config::default().concurrency(match config.concurrency {
+            0 => CONCURRENCY,
+            n => n,
+        }),
+    );
     let store = controller.store();
     let ctx =
         Arc::new(Context { client, config, recorder, metrics, backoff, caches, sessions: store.clone() });

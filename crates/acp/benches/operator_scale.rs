@@ -1,6 +1,9 @@
 //! Operator at scale, against the real control plane:
-//! - N sessions applied at once → time until N Jobs exist, against the
-//!   baseline of `kubectl apply --server-side` of the same N Jobs directly;
+//! - N sessions applied (operator stopped), then the operator started → time
+//!   until N Jobs exist, against the baseline of `kubectl apply --server-side`
+//!   of the same N Jobs directly; also end to end, the operator running while
+//!   kubectl applies the sessions; the CPU the operator, kube-apiserver and
+//!   etcd used;
 //!   API requests the operator made; its peak RSS; and against the floor,
 //!   `kubectl apply --server-side` of exactly the Secrets, PVCs and Jobs the
 //!   operator writes;
@@ -49,6 +52,16 @@ fn start_operator(env: &TestEnv, ns: &str, port: u16) -> Child {
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("acp operator starts")
+}
+
+async fn wait_healthy(port: u16) {
+    wait_until("operator metrics", Duration::from_secs(60), async || {
+        Command::new("curl")
+            .args(["-fsS", &format!("http://127.0.0.1:{port}/healthz")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+    .await;
 }
 
 fn api_requests(port: u16) -> u64 {
@@ -121,10 +134,11 @@ async fn main() {
     wait_until("floor jobs", Duration::from_secs(600), async || count_jobs(&floor_ns).await >= n).await;
     let floor = started.elapsed();
 
-    // The operator: N sessions applied at once.
+    // The operator, end to end: running while N sessions are applied at once
+    // (the clock includes kubectl applying the sessions).
+    let runner_secret: Secret = serde_json::from_value(json!({"metadata": {"name": "ambient-runner-secrets"}, "stringData": {"ANTHROPIC_API_KEY": "sk-bench"}})).expect("secret");
     let ns = env.namespace("bench-op").await;
-    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "ambient-runner-secrets"}, "stringData": {"ANTHROPIC_API_KEY": "sk-bench"}})).expect("secret");
-    ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
+    ns.api::<Secret>().create(&PostParams::default(), &runner_secret).await.expect("secret");
     let sessions_file = tmp.path().join("sessions.yaml");
     std::fs::write(
         &sessions_file,
@@ -133,19 +147,33 @@ async fn main() {
     .expect("write");
     let port = free_port();
     let mut operator = start_operator(env, &ns.name, port);
-    wait_until("operator metrics", Duration::from_secs(60), async || {
-        Command::new("curl")
-            .args(["-fsS", &format!("http://127.0.0.1:{port}/healthz")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-    .await;
-    let before = api_requests(port);
+    wait_healthy(port).await;
     let started = Instant::now();
     kubectl_apply(env, &ns.name, &sessions_file);
     wait_until("operator jobs", Duration::from_secs(900), async || count_jobs(&ns).await >= n).await;
+    let end_to_end = started.elapsed();
+    let _ = operator.kill();
+    let _ = operator.wait();
+
+    // The operator alone: N sessions already applied, the clock starts with
+    // the operator (start-up and cache sync included) and stops at N Jobs.
+    let ns = env.namespace("bench-op-warm").await;
+    ns.api::<Secret>().create(&PostParams::default(), &runner_secret).await.expect("secret");
+    kubectl_apply(env, &ns.name, &sessions_file);
+    let server: Vec<u32> = ["kube-apiserver", "etcd"]
+        .iter()
+        .flat_map(|name| acp_testenv::bench::pids_matching(&[name, "-bench/"]))
+        .collect();
+    let server_cpu = || server.iter().map(|&p| acp_testenv::bench::cpu_seconds(p)).sum::<f64>();
+    let port = free_port();
+    let server_before = server_cpu();
+    let started = Instant::now();
+    let mut operator = start_operator(env, &ns.name, port);
+    wait_until("operator jobs", Duration::from_secs(900), async || count_jobs(&ns).await >= n).await;
     let with_operator = started.elapsed();
-    let requests = api_requests(port) - before;
+    let requests = api_requests(port);
+    let operator_cpu = acp_testenv::bench::cpu_seconds(operator.id());
+    let server_used = server_cpu() - server_before;
     let peak = status_kib(operator.id(), "VmHWM");
     let _ = operator.kill();
     let _ = operator.wait();
@@ -174,15 +202,30 @@ async fn main() {
 
     println!("operator_scale: sessions={n} cached={cached}");
     println!("  baseline kubectl apply --server-side of {n} Jobs: {:.1} s", baseline.as_secs_f64());
-    println!("  {n} sessions applied -> {n} Jobs via the operator: {:.1} s", with_operator.as_secs_f64());
+    println!(
+        "  {n} sessions (already applied) -> {n} Jobs, operator start-up included: {:.1} s",
+        with_operator.as_secs_f64()
+    );
     println!("  ratio operator/baseline: {:.2}", with_operator.as_secs_f64() / baseline.as_secs_f64());
+    println!(
+        "  end to end (operator running while kubectl applies the {n} sessions): {:.1} s",
+        end_to_end.as_secs_f64()
+    );
+    println!(
+        "  CPU while the operator worked: operator {operator_cpu:.1} s, kube-apiserver + etcd {server_used:.1} s ({} processes) in {:.1} s of 2 cores",
+        server.len(),
+        with_operator.as_secs_f64()
+    );
     println!(
         "  floor: kubectl apply --server-side of the {} Secrets, PVCs and Jobs the operator writes: {:.1} s (operator/floor {:.2})",
         n,
         floor.as_secs_f64(),
         with_operator.as_secs_f64() / floor.as_secs_f64()
     );
-    println!("  operator API requests: {requests} ({:.1} per session)", requests as f64 / n as f64);
+    println!(
+        "  operator API requests, start-up watches included: {requests} ({:.1} per session)",
+        requests as f64 / n as f64
+    );
     println!("  operator peak RSS: {:.1} MiB", peak as f64 / 1024.0);
     println!(
         "  {cached} sessions cached: settled in {:.1} s, RSS {:.1} MiB (peak {:.1} MiB)",

@@ -232,6 +232,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<ExitCode> {
                 ..ChildConfig::default()
             },
             shard: Default::default(),
+            concurrency: 0,
         };
         let dashboard_url = format!("http://{}", args.dashboard_addr);
         let statusbot = acp_statusbot::controller::Config {

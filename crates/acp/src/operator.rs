@@ -46,6 +46,10 @@ pub struct OperatorArgs {
     leader: crate::leader::LeaderArgs,
     #[command(flatten)]
     shard: crate::shard::ShardArgs,
+    /// Sessions reconciled at once. Each reconcile is a handful of requests;
+    /// the API server, not the operator, is what more would load.
+    #[arg(long, env = "ACP_MAX_CONCURRENT_RECONCILES", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
     /// Address of the /metrics and /healthz endpoint.
     #[arg(long, env = "ACP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
@@ -173,6 +177,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
             ..ChildConfig::default()
         },
         shard: args.shard.shard(),
+        concurrency: args.max_concurrent_reconciles,
     };
     let runtime = runtime()?;
     runtime.block_on(async {

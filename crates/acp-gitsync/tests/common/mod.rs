@@ -94,7 +94,11 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start(prefix: &str) -> Self {
-        let env = TestEnv::get();
+        Self::start_in(TestEnv::get(), prefix).await
+    }
+
+    /// [`Fixture::start`] on `env` (the control plane alone, for scale tests).
+    pub async fn start_in(env: &'static TestEnv, prefix: &str) -> Self {
         let ns = env.namespace(prefix).await;
         env.install_crds(&ns.client).await;
         let cache = tempfile::tempdir().expect("tempdir");
@@ -151,8 +155,19 @@ impl Fixture {
         what: &str,
         check: impl Fn(&SessionSourceStatus) -> Option<T>,
     ) -> T {
+        self.wait_status_within(name, what, Duration::from_secs(60), check).await
+    }
+
+    /// [`Fixture::wait_status`] with a deadline of `timeout`.
+    pub async fn wait_status_within<T>(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&SessionSourceStatus) -> Option<T>,
+    ) -> T {
         let api = self.sources();
-        eventually(what, Duration::from_secs(60), || {
+        eventually(what, timeout, || {
             let api = api.clone();
             let check = &check;
             async move { api.get(name).await.ok().and_then(|s| s.status).and_then(|s| check(&s)) }
