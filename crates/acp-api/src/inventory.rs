@@ -83,6 +83,14 @@ pub enum DecodeError {
     /// A line without five fields.
     #[error("failed to read the compact inventory: line {0} does not have five fields")]
     Line(usize),
+    /// Fewer or more entries than declared (cut short, say).
+    #[error("failed to read the compact inventory: {found} entries where {declared} were declared")]
+    Count {
+        /// `entries`.
+        declared: i64,
+        /// Lines decoded.
+        found: usize,
+    },
 }
 
 impl std::ops::Deref for Inventory {
@@ -121,13 +129,14 @@ impl From<Vec<InventoryEntry>> for Inventory {
 }
 
 impl CompactInventory {
-    /// Encodes `entries`. Names, paths and revisions hold no tab or newline
-    /// (Kubernetes names, git paths under a manifest filter, hex commits).
+    /// Encodes `entries`. A git path may hold any byte but NUL, so `%`, tab,
+    /// newline and carriage return in a field are percent-escaped.
     pub fn encode(entries: &[InventoryEntry]) -> Self {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         for e in entries {
+            let fields = [&e.kind, &e.namespace, &e.name, &e.path, &e.revision].map(|f| escape(f));
             // Writing into a Vec cannot fail.
-            let _ = writeln!(gz, "{}\t{}\t{}\t{}\t{}", e.kind, e.namespace, e.name, e.path, e.revision);
+            let _ = writeln!(gz, "{}", fields.join("\t"));
         }
         let bytes = gz.finish().unwrap_or_default();
         Self {
@@ -158,15 +167,47 @@ impl CompactInventory {
                     return Err(DecodeError::Line(i + 1));
                 };
                 Ok(InventoryEntry {
-                    kind: kind.into(),
-                    namespace: namespace.into(),
-                    name: name.into(),
-                    path: path.into(),
-                    revision: revision.into(),
+                    kind: unescape(kind),
+                    namespace: unescape(namespace),
+                    name: unescape(name),
+                    path: unescape(path),
+                    revision: unescape(revision),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|entries| {
+                if i64::try_from(entries.len()).ok() == Some(self.entries) {
+                    Ok(entries)
+                } else {
+                    Err(DecodeError::Count { declared: self.entries, found: entries.len() })
+                }
+            })
     }
+}
+
+/// `%`, tab, newline and carriage return as `%25`, `%09`, `%0A`, `%0D`.
+fn escape(field: &str) -> std::borrow::Cow<'_, str> {
+    if !field.contains(['%', '\t', '\n', '\r']) {
+        return field.into();
+    }
+    let mut out = String::with_capacity(field.len() + 6);
+    for c in field.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\t' => out.push_str("%09"),
+            '\n' => out.push_str("%0A"),
+            '\r' => out.push_str("%0D"),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+fn unescape(field: &str) -> String {
+    if !field.contains('%') {
+        return field.to_owned();
+    }
+    field.replace("%09", "\t").replace("%0A", "\n").replace("%0D", "\r").replace("%25", "%")
 }
 
 impl Serialize for Inventory {
@@ -183,14 +224,19 @@ impl Serialize for Inventory {
     }
 }
 
+/// An unreadable compact inventory reads as empty rather than failing the
+/// whole SessionSource (which would stop every reader of every source). That
+/// is the safe side: pruning deletes only inventory entries, so it prunes
+/// nothing; the status bot vouches for no session by it; and git-sync's next
+/// sync writes a fresh inventory of what it applied.
 impl<'de> Deserialize<'de> for Inventory {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = InventoryWire::deserialize(deserializer)?;
-        let mut entries = wire.inventory;
-        if let Some(compact) = wire.compact_inventory {
-            entries.extend(compact.decode().map_err(serde::de::Error::custom)?);
-        }
-        Ok(Self(entries))
+        Ok(Self(match wire.compact_inventory {
+            // The compact form, when present, is the whole inventory.
+            Some(compact) => compact.decode().unwrap_or_default(),
+            None => wire.inventory,
+        }))
     }
 }
 
@@ -252,13 +298,28 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_compact_inventory_is_an_error_not_an_empty_inventory() {
-        let bad = serde_json::json!({"compactInventory": {"entries": 1, "encoding": ENCODING, "data": "bm90IGd6aXA="}});
-        let err = serde_json::from_value::<Inventory>(bad).expect_err("corrupt");
-        assert!(err.to_string().contains("failed to read the compact inventory"), "{err}");
-        let other = serde_json::json!({"compactInventory": {"entries": 1, "encoding": "zstd", "data": ""}});
+    fn an_unreadable_compact_inventory_reads_as_empty_and_says_why() {
+        let bad = CompactInventory { entries: 1, encoding: ENCODING.into(), data: "bm90IGd6aXA=".into() };
         assert!(
-            serde_json::from_value::<Inventory>(other).expect_err("unknown").to_string().contains("zstd")
+            bad.decode().expect_err("corrupt").to_string().contains("failed to read the compact inventory")
         );
+        let other = CompactInventory { encoding: "zstd".into(), ..bad.clone() };
+        assert!(other.decode().expect_err("unknown").to_string().contains("zstd"));
+        let mut short = CompactInventory::encode(&entries(3));
+        short.entries = 4;
+        assert!(short.decode().expect_err("count").to_string().contains("3 entries where 4"));
+        // The source still reads: the inventory is empty, so nothing is pruned by it.
+        let json = serde_json::json!({"inventory": [], "compactInventory": bad});
+        assert!(serde_json::from_value::<Inventory>(json).expect("a source still reads").is_empty());
+    }
+
+    #[test]
+    fn any_path_git_allows_survives_the_compact_form() {
+        let mut odd = entries(INLINE_MAX + 1);
+        odd[7].path = "sessions/tab\there/new\nline/100%25/cr\r.yaml".into();
+        let back: Inventory =
+            serde_json::from_value(serde_json::to_value(Inventory(odd.clone())).expect("json"))
+                .expect("back");
+        assert_eq!(back.0, odd);
     }
 }

@@ -427,7 +427,10 @@ pub fn diff(
             }),
             Some(live) => {
                 let same_digest = live["metadata"]["annotations"][DIGEST_ANNOTATION] == want.digest.as_str();
-                if same_digest && contains(live, &want.object) {
+                // `contains` ignores extra live labels: a shard label the
+                // source no longer has must go too.
+                let shard = |o: &Value| o["metadata"]["labels"][labels::SHARD].clone();
+                if same_digest && contains(live, &want.object) && shard(live) == shard(&want.object) {
                     let revision = live["metadata"]["annotations"][annotations::SOURCE_REVISION]
                         .as_str()
                         .unwrap_or_default()

@@ -72,7 +72,8 @@ pub struct Caches {
     runner_secrets: Store<Secret>,
     session_secrets: Store<Secret>,
     claims: Store<PersistentVolumeClaim>,
-    egress: Store<NetworkPolicy>,
+    /// Only when the operator writes an egress policy.
+    egress: Option<Store<NetworkPolicy>>,
     expected: Arc<Mutex<HashMap<ObjectRef<Job>, Instant>>>,
 }
 
@@ -107,7 +108,12 @@ where
 impl Caches {
     /// Caches for one namespace (or all when `None`) and one shard, and the
     /// streams that fill them.
-    pub fn watch(client: &Client, namespace: Option<&str>, shard: &Shard) -> (Arc<Self>, Streams) {
+    pub fn watch(
+        client: &Client,
+        namespace: Option<&str>,
+        shard: &Shard,
+        egress: bool,
+    ) -> (Arc<Self>, Streams) {
         // Children carry their session's shard label.
         let managed = shard.narrow(&format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE));
         let by_label = || watcher::Config::default().labels(&managed);
@@ -154,8 +160,13 @@ impl Caches {
                 claim.spec = None;
                 claim.status = None;
             });
-        let (egress, egress_changes) =
-            reflect(api::<NetworkPolicy>(client, namespace), by_name(runner_pod::EGRESS_POLICY), |_| {});
+        let (egress, egress_changes) = if egress {
+            let (store, changes) =
+                reflect(api::<NetworkPolicy>(client, namespace), by_name(runner_pod::EGRESS_POLICY), |_| {});
+            (Some(store), changes)
+        } else {
+            (None, futures_util::stream::empty().boxed())
+        };
         let caches =
             Self { jobs, pods, pods_by_job, runner_secrets, session_secrets, claims, egress, expected };
         let streams = Streams {
@@ -180,7 +191,7 @@ impl Caches {
             && listed(&self.runner_secrets)
             && listed(&self.session_secrets)
             && listed(&self.claims)
-            && listed(&self.egress)
+            && self.egress.as_ref().is_none_or(listed)
     }
 
     /// Job `name` in `ns`.
@@ -195,10 +206,17 @@ impl Caches {
         expected.contains_key(&ObjectRef::new(name).within(ns))
     }
 
-    /// Records that Job `name` in `ns` was just created.
+    /// Records that Job `name` in `ns` is being created.
     pub fn expect(&self, ns: &str, name: &str) {
         if let Ok(mut expected) = self.expected.lock() {
             expected.insert(ObjectRef::new(name).within(ns), Instant::now());
+        }
+    }
+
+    /// Withdraws [`Caches::expect`] (the create failed).
+    pub fn forget(&self, ns: &str, name: &str) {
+        if let Ok(mut expected) = self.expected.lock() {
+            expected.remove(&ObjectRef::new(name).within(ns));
         }
     }
 
@@ -216,29 +234,39 @@ impl Caches {
         self.runner_secrets.get(&ObjectRef::new(RUNNER_SECRETS).within(ns))
     }
 
-    /// True when session Secret `name` exists with exactly `data`.
+    /// True when session Secret `name` exists with exactly `data`, owned by
+    /// the session of UID `owner`.
     pub fn secret_holds(
         &self,
         ns: &str,
         name: &str,
         data: &std::collections::BTreeMap<String, ByteString>,
+        owner: &str,
     ) -> bool {
-        self.session_secrets
-            .get(&ObjectRef::new(name).within(ns))
-            .is_some_and(|s| s.annotations().get(DATA_DIGEST) == Some(&digest(data.iter())))
+        self.session_secrets.get(&ObjectRef::new(name).within(ns)).is_some_and(|s| {
+            owned_by(s.as_ref(), owner) && s.annotations().get(DATA_DIGEST) == Some(&digest(data.iter()))
+        })
     }
 
-    /// True when claim `name` exists (a claim's spec cannot change).
-    pub fn claim_exists(&self, ns: &str, name: &str) -> bool {
-        self.claims.get(&ObjectRef::new(name).within(ns)).is_some()
+    /// True when claim `name` exists, owned by the session of UID `owner` (a
+    /// claim's spec cannot change).
+    pub fn claim_owned(&self, ns: &str, name: &str, owner: &str) -> bool {
+        self.claims.get(&ObjectRef::new(name).within(ns)).is_some_and(|c| owned_by(c.as_ref(), owner))
     }
 
     /// True when `ns`'s egress policy has exactly `desired`'s spec and labels.
     pub fn egress_holds(&self, ns: &str, desired: &NetworkPolicy) -> bool {
-        self.egress.get(&ObjectRef::new(runner_pod::EGRESS_POLICY).within(ns)).is_some_and(|p| {
+        let Some(egress) = &self.egress else { return false };
+        egress.get(&ObjectRef::new(runner_pod::EGRESS_POLICY).within(ns)).is_some_and(|p| {
             p.spec == desired.spec && desired.labels().iter().all(|(k, v)| p.labels().get(k) == Some(v))
         })
     }
+}
+
+/// Whether `child` is controlled by the object of UID `owner` and not being deleted.
+fn owned_by<K: Resource>(child: &K, owner: &str) -> bool {
+    child.meta().deletion_timestamp.is_none()
+        && child.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner)
 }
 
 /// A digest of a Secret's data (keys and values, in key order).

@@ -123,7 +123,8 @@ pub async fn run_with_metrics(
         Some(ns) => Api::<AgenticSession>::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let (caches, streams) = Caches::watch(&client, config.namespace.as_deref(), &config.shard);
+    let egress = matches!(config.children.egress, crate::egress::Egress::Allow(_));
+    let (caches, streams) = Caches::watch(&client, config.namespace.as_deref(), &config.shard, egress);
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
     let backoff = acp_kube::backoff::PerObject::new(Duration::from_secs(1), Duration::from_secs(300));
@@ -219,8 +220,18 @@ fn observe_run(caches: &Caches, ns: &str, session: &str, run: i64) -> Option<Run
     Some(RunState { run, name, progress })
 }
 
+/// Whether the current run's Job was recorded as created.
+fn job_recorded(status: &acp_api::session::SessionStatus) -> bool {
+    acp_api::condition::find(&status.conditions, acp_api::constants::condition_types::JOB_CREATED)
+        .is_some_and(|c| c.is_true())
+}
+
 /// One reconcile: read → observe → decide → apply children → write status.
 pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    if !ctx.caches.ready() {
+        // Until every cache holds its first list, a missing Job proves nothing.
+        return Ok(Requeue::requeue(Duration::from_millis(500)));
+    }
     let result = reconcile_session(session, ctx.clone()).await;
     ctx.metrics.reconciles_completed.inc();
     result
@@ -235,10 +246,6 @@ async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> R
         // Children go with it through owner references.
         return Ok(Requeue::await_change());
     }
-    if !ctx.caches.ready() {
-        // Until every cache holds its first list, a missing Job proves nothing.
-        return Ok(Requeue::requeue(Duration::from_millis(500)));
-    }
     let status = session.status.clone().unwrap_or_default();
     let generation = session.metadata.generation.unwrap_or(1);
     let desired = session.annotations().get(annotations::DESIRED_PHASE).map(String::as_str);
@@ -248,23 +255,42 @@ async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> R
     } else {
         Some(observe_secrets(&ctx, &session, &ns).await?)
     };
+    let run_number = status.run.unwrap_or(0);
     let run = match &ctx.config.process {
-        Some(process) => crate::process::observe(process, &ns, &name, status.run.unwrap_or(0)),
-        None => observe_run(&ctx.caches, &ns, &name, status.run.unwrap_or(0)),
+        Some(process) => crate::process::observe(process, &ns, &name, run_number),
+        None => match observe_run(&ctx.caches, &ns, &name, run_number) {
+            // Recorded as created but not in the cache, for a session still
+            // running: the API server says whether it is lost or moved here.
+            None if job_recorded(&status) && status.phase.is_some_and(|p| !p.is_terminal()) => {
+                crate::confirm::run(&ctx.client, &session, &ns, run_number)
+                    .await
+                    .map_err(kube_err("read the runner job"))?
+            }
+            found => found,
+        },
     };
     // A thread runs one session at a time: while the parent has not
     // finished (and this run has not started), this session waits.
     let parent = session.annotations().get(annotations::PARENT_SESSION).filter(|p| *p != &name);
     let waiting = match parent {
         // Only a session whose run has not started can wait.
-        Some(parent) if status.phase.is_none_or(|p| p == acp_api::SessionPhase::Pending) => ctx
-            .sessions
-            .get(&ObjectRef::new(parent).within(&ns))
-            .filter(|p| !p.status.as_ref().and_then(|s| s.phase).is_some_and(|ph| ph.is_terminal()))
-            // Two sessions naming each other (hand-made links) would wait
-            // forever: the one whose parent waits for it goes first.
-            .filter(|p| p.annotations().get(annotations::PARENT_SESSION) != Some(&name))
-            .map(|_| parent.as_str()),
+        Some(parent) if status.phase.is_none_or(|p| p == acp_api::SessionPhase::Pending) => {
+            let found = match ctx.sessions.get(&ObjectRef::new(parent).within(&ns)) {
+                Some(found) => Some(found),
+                // Not in this shard's cache: the parent may be in another shard.
+                None => Api::<AgenticSession>::namespaced(ctx.client.clone(), &ns)
+                    .get_opt(parent)
+                    .await
+                    .map_err(kube_err("read the parent session"))?
+                    .map(Arc::new),
+            };
+            found
+                .filter(|p| !p.status.as_ref().and_then(|s| s.phase).is_some_and(|ph| ph.is_terminal()))
+                // Two sessions naming each other (hand-made links) would wait
+                // forever: the one whose parent waits for it goes first.
+                .filter(|p| p.annotations().get(annotations::PARENT_SESSION) != Some(&name))
+                .map(|_| parent.as_str())
+        }
         _ => None,
     };
     let observation = Observation {
@@ -413,11 +439,14 @@ async fn ensure_children(
 ) -> Result<(), Error> {
     let params = PatchParams::apply(field_managers::OPERATOR).force();
     let caches = &ctx.caches;
+    // A child is kept as it is only if it is this session's (not one of a
+    // deleted session of the same name, which the garbage collector takes).
+    let uid = session.uid().unwrap_or_default();
     let keys: Vec<String> = data.iter().map(|(k, _)| k.clone()).collect();
     let secret = children::secret(session, data.into_iter().collect());
     let secret_name = secret.metadata.name.clone().unwrap_or_default();
     let write_secret = async {
-        if !secret.data.as_ref().is_some_and(|d| caches.secret_holds(ns, &secret_name, d)) {
+        if !secret.data.as_ref().is_some_and(|d| caches.secret_holds(ns, &secret_name, d, &uid)) {
             Api::<Secret>::namespaced(ctx.client.clone(), ns)
                 .patch(&secret_name, &params, &Patch::Apply(&secret))
                 .await
@@ -429,7 +458,7 @@ async fn ensure_children(
     let write_claim = async {
         let Some(pvc) = &pvc else { return Ok(()) };
         let pvc_name = pvc.metadata.name.clone().unwrap_or_default();
-        if !caches.claim_exists(ns, &pvc_name) {
+        if !caches.claim_owned(ns, &pvc_name, &uid) {
             Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns)
                 .patch(&pvc_name, &params, &Patch::Apply(pvc))
                 .await
@@ -453,12 +482,27 @@ async fn ensure_children(
     if caches.job(ns, &job_name).is_some() || caches.expected(ns, &job_name) {
         return Ok(());
     }
-    Api::<Job>::namespaced(ctx.client.clone(), ns)
-        .patch(&job_name, &params, &Patch::Apply(&job))
-        .await
-        .map_err(kube_err("apply the runner job"))?;
+    // Expected before it is sent: its watch event may come before the reply.
     caches.expect(ns, &job_name);
-    info!(job = %job_name, run, "runner job applied");
+    match Api::<Job>::namespaced(ctx.client.clone(), ns).patch(&job_name, &params, &Patch::Apply(&job)).await
+    {
+        Ok(_) => info!(job = %job_name, run, "runner job applied"),
+        // A Job's pod template cannot change: this run's Job exists with
+        // another shard's labels (the session moved here). Adopt it.
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            let adopted = crate::confirm::adopt(&ctx.client, session, ns, &job_name)
+                .await
+                .map_err(kube_err("adopt the runner job"))?;
+            if adopted.is_none() {
+                caches.forget(ns, &job_name);
+                return Err(kube_err("apply the runner job")(kube::Error::Api(status)));
+            }
+        }
+        Err(error) => {
+            caches.forget(ns, &job_name);
+            return Err(kube_err("apply the runner job")(error));
+        }
+    }
     Ok(())
 }
 

@@ -6,7 +6,9 @@
 //!   named by [`names`];
 //! - [`result`]: reading the runner's result from its termination message;
 //! - [`controller`]: the kube-runtime shell that observes, decides and applies;
-//! - [`cache`]: its watch caches of Jobs, pods, secrets and the other children;
+//! - [`cache`]: its watch caches of Jobs, pods, secrets and the other children,
+//!   and [`confirm`]: the reads they cannot answer (a missing recorded Job,
+//!   a run that moved in from another shard);
 //! - [`process`]: the `process` executor (runs as local `acp runner` processes);
 //! - [`schedule`]: the scheduler, which runs SessionSchedules' sessions at
 //!   their due times.
@@ -14,6 +16,7 @@
 
 pub mod cache;
 pub mod children;
+pub mod confirm;
 pub mod controller;
 pub mod egress;
 pub mod metrics;

@@ -48,7 +48,8 @@ pub struct Metrics {
     pub scheduled_runs: Counter,
     /// Scheduler reconciles completed.
     pub schedule_reconciles: Counter,
-    /// Session reconciles completed (with or without an error).
+    /// Session reconciles completed, with or without an error (none before
+    /// the caches hold their first lists).
     pub reconciles_completed: Counter,
     registry: Registry,
 }

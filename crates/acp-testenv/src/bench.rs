@@ -46,14 +46,17 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-/// PIDs of processes whose command line contains every one of `parts`.
-pub fn pids_matching(parts: &[&str]) -> Vec<u32> {
+/// PIDs of the processes running executable `name` (the file name of their
+/// `argv[0]`) whose command line contains `containing`.
+pub fn pids_named(name: &str, containing: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if parts.iter().all(|p| text.contains(p)) {
+        let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+        let exe = args.next().unwrap_or_default();
+        let named = std::path::Path::new(exe.as_ref()).file_name().is_some_and(|f| f == name);
+        if named && args.any(|a| a.contains(containing)) {
             pids.push(pid);
         }
     }

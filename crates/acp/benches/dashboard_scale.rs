@@ -10,7 +10,15 @@
 //!
 //! The dashboard runs as its own process (`acp dashboard`), as deployed.
 //! Run: `cargo bench -p acp --bench dashboard_scale`. Env: ACP_BENCH_SESSIONS
-//! (10000), ACP_BENCH_SECONDS (10 per scenario), ACP_BENCH_CONNECTIONS (32).
+//! (10000), ACP_BENCH_NAMESPACES (10), ACP_BENCH_SECONDS (10 per scenario),
+//! ACP_BENCH_CONNECTIONS (32).
+//!
+//! With ACP_BENCH_OPERATOR=1 (the 100,000-session run: ACP_BENCH_SESSIONS=100000
+//! ACP_BENCH_NAMESPACES=1000), the statuses come from the real operator instead:
+//! sessions are created held `Stopped`, `acp operator` (all namespaces) gives
+//! each its status, and the bench reports how long that took, the operator's
+//! RSS, and, after a restart, its time to ready (every session reconciled
+//! from its caches) and the requests that cost; then the etcd database size.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,15 +34,17 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-const NAMESPACES: usize = 10;
-
-fn session(ns: &str, i: usize) -> AgenticSession {
+fn session(ns: &str, i: usize, stopped: bool) -> AgenticSession {
+    let mut annotations = json!({"ambient-code.io/source": format!("{ns}/sessions"),
+                                 "ambient-code.io/source-path": format!("sessions/team/session-{i:05}.yaml")});
+    if stopped {
+        annotations["ambient-code.io/desired-phase"] = json!("Stopped");
+    }
     serde_json::from_value(json!({
         "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
         "metadata": {"name": format!("session-{i:05}"), "namespace": ns,
             "labels": {"ambient-code.io/source-commit": "0123456789abcdef0123456789abcdef01234567"},
-            "annotations": {"ambient-code.io/source": format!("{ns}/sessions"),
-                            "ambient-code.io/source-path": format!("sessions/team/session-{i:05}.yaml")}},
+            "annotations": annotations},
         "spec": {"displayName": format!("Benchmark session {i}"), "initialPrompt": format!("Fix issue #{i} and open a PR"),
                  "repos": [{"url": "https://github.com/acme/app.git", "autoPush": true}],
                  "llmSettings": {"model": "claude-sonnet-4-5"}, "timeout": 1800}
@@ -148,27 +158,37 @@ async fn main() {
     let env = TestEnv::control_plane_only();
     let client = env.client().await;
     env.install_crds(&client).await;
-    let mut namespaces = Vec::new();
-    for _ in 0..NAMESPACES {
-        namespaces.push(env.namespace("bench-dash").await.name);
-    }
+    let namespace_count = env_usize("ACP_BENCH_NAMESPACES", 10);
+    let with_operator = env_usize("ACP_BENCH_OPERATOR", 0) == 1;
+    let namespaces: Vec<String> = stream::iter(0..namespace_count)
+        .map(|_| async { env.namespace("bench-dash").await.name })
+        .buffer_unordered(16)
+        .collect()
+        .await;
     let started = Instant::now();
     let params = PatchParams::apply("acp-bench");
     stream::iter(0..n)
         .map(|i| {
-            let (client, ns, params) = (client.clone(), namespaces[i % NAMESPACES].clone(), params.clone());
+            let (client, ns, params) =
+                (client.clone(), namespaces[i % namespace_count].clone(), params.clone());
             async move {
                 let api: Api<AgenticSession> = Api::namespaced(client, &ns);
                 let name = format!("session-{i:05}");
-                api.patch(&name, &params, &Patch::Apply(session(&ns, i))).await?;
-                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status(i))).await
+                api.patch(&name, &params, &Patch::Apply(session(&ns, i, with_operator))).await?;
+                if !with_operator {
+                    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status(i))).await?;
+                }
+                Ok::<_, kube::Error>(())
             }
         })
         .buffer_unordered(64)
         .try_collect::<Vec<_>>()
         .await
         .expect("sessions created");
-    println!("created {n} sessions with statuses in {NAMESPACES} namespaces in {:.1?}", started.elapsed());
+    println!("created {n} sessions in {namespace_count} namespaces in {:.1?}", started.elapsed());
+    if with_operator {
+        operator_statuses(env, n).await;
+    }
     let token = reader_token(&client, &namespaces[0]).await;
 
     let port = free_port();
@@ -180,7 +200,7 @@ async fn main() {
     ready(token_port).await;
 
     let base = format!("http://127.0.0.1:{port}");
-    let ns = &namespaces[3];
+    let ns = &namespaces[3 % namespaces.len()];
     let bearer = format!("Authorization: Bearer {token}");
     let server = env.config().await.cluster_url.to_string();
     let server = server.trim_end_matches('/');
@@ -235,4 +255,69 @@ async fn main() {
     println!("goal p99 < 50 ms on every dashboard scenario: {}", if goal { "met" } else { "NOT met" });
     drop(token_dashboard);
     drop(dashboard);
+    if let Some(dir) = env.kubeconfig().parent() {
+        let out = Command::new("du").args(["-sb"]).arg(dir.join("etcd-data")).output().expect("du");
+        let bytes: f64 = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(0.0);
+        println!("etcd data directory: {:.0} MiB", bytes / 1024.0 / 1024.0);
+    }
+}
+
+/// A metric's value from `acp operator`'s /metrics (summed over labels matching `filter`).
+fn operator_metric(port: u16, name: &str, filter: &str) -> f64 {
+    let text = curl(&format!("http://127.0.0.1:{port}/metrics"), &[]).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn start_operator(env: &TestEnv, port: u16) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_acp"))
+        .args(["operator", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("acp operator starts");
+    Killed(child)
+}
+
+/// The real operator gives the `n` held sessions their status (Stopped);
+/// then, restarted, resyncs them all from its caches.
+async fn operator_statuses(env: &TestEnv, n: usize) {
+    let port = free_port();
+    let started = Instant::now();
+    let operator = start_operator(env, port);
+    let stopped = r#"to="Stopped""#;
+    wait_until("the operator's statuses", Duration::from_secs(3600), async || {
+        operator_metric(port, "acp_operator_phase_transitions_total", stopped) >= n as f64
+    })
+    .await;
+    println!("operator: {n} sessions given their status in {:.1?}", started.elapsed());
+    let pid = operator.0.id();
+    println!(
+        "operator RSS with {n} sessions: {:.1} MiB (peak {:.1} MiB)",
+        status_kib(pid, "VmRSS") as f64 / 1024.0,
+        status_kib(pid, "VmHWM") as f64 / 1024.0
+    );
+    drop(operator);
+    let port = free_port();
+    let started = Instant::now();
+    let operator = start_operator(env, port);
+    wait_until("the restarted operator's resync", Duration::from_secs(3600), async || {
+        operator_metric(port, "acp_operator_reconciles_completed_total", "") >= n as f64
+    })
+    .await;
+    let ready = started.elapsed();
+    let pid = operator.0.id();
+    println!(
+        "operator restarted: every session reconciled {ready:.1?} after start, {} API requests (watches), RSS {:.1} MiB (peak {:.1} MiB)",
+        operator_metric(port, "acp_operator_api_requests_total", ""),
+        status_kib(pid, "VmRSS") as f64 / 1024.0,
+        status_kib(pid, "VmHWM") as f64 / 1024.0
+    );
 }

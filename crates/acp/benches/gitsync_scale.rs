@@ -134,9 +134,10 @@ async fn main() {
             .is_ok_and(|o| o.status.success())
     })
     .await;
-    let secret: Secret =
-        serde_json::from_value(json!({"metadata": {"name": "hook"}, "stringData": {"token": "bench"}}))
-            .expect("secret");
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "hook"}, "stringData": {"webhook-secret": "bench"}}),
+    )
+    .expect("secret");
     ns.api::<Secret>().create(&Default::default(), &secret).await.expect("secret");
     let sources: Api<SessionSource> = ns.api();
     let source = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "SessionSource", "metadata": {"name": "bench"},

@@ -162,7 +162,7 @@ async fn main() {
     kubectl_apply(env, &ns.name, &sessions_file);
     let server: Vec<u32> = ["kube-apiserver", "etcd"]
         .iter()
-        .flat_map(|name| acp_testenv::bench::pids_matching(&[name, "-bench/"]))
+        .flat_map(|name| acp_testenv::bench::pids_named(name, "-bench/"))
         .collect();
     let server_cpu = || server.iter().map(|&p| acp_testenv::bench::cpu_seconds(p)).sum::<f64>();
     let port = free_port();

@@ -138,7 +138,14 @@ fn the_sharded_overlay_runs_three_hardened_shards_of_each_controller_with_their_
             // The Role lets the shard renew the very lease the binary leads.
             let lease = shard.lease(component);
             assert!(leases.contains(&lease.as_str()), "{lease} is missing from the Role: {leases:?}");
+            find(&docs, "PodDisruptionBudget", name);
             shards.push(shard);
+        }
+        let metrics = find(&docs, "NetworkPolicy", "acp-metrics").to_string();
+        if component == "acp-operator" {
+            for name in ["acp-operator-shard-1", "acp-operator-shard-2"] {
+                assert!(metrics.contains(name), "{name}'s metrics are reachable: {metrics}");
+            }
         }
         shards.sort_by_key(|s| format!("{s:?}"));
         shards.dedup();

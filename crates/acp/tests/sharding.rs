@@ -295,4 +295,36 @@ async fn each_session_is_run_by_its_own_shard_and_a_dead_shard_stops_only_its_ow
     all.extend(caught_up);
     handled_by_their_shards(&ns, &all).await;
     assert_eq!(job_images(&ns).await.len(), all.len(), "one Job per session, none for anything else");
+
+    // A source moves from shard 2 to shard 1: its sessions follow, and their
+    // runs (recorded, still waiting for a node) are adopted, not lost or rerun.
+    let moved = json!({"metadata": {"labels": {labels::SHARD: "1"}}});
+    ns.api::<SessionSource>()
+        .patch("src-2", &PatchParams::default(), &Patch::Merge(&moved))
+        .await
+        .expect("move");
+    request_sync(&ns, "after-the-move").await;
+    eventually("src-2's runs relabelled into shard 1", WAIT, || {
+        let ns = &ns;
+        async move {
+            let jobs =
+                ns.api::<Job>().list(&ListParams::default().labels(&format!("{}=1", labels::SHARD))).await;
+            let names: Vec<String> =
+                jobs.expect("jobs").items.into_iter().filter_map(|j| j.metadata.name).collect();
+            ["s2-a-1", "s2-b-1", "s2-c-1"].iter().all(|n| names.contains(&(*n).to_owned())).then_some(())
+        }
+    })
+    .await;
+    for name in ["s2-a", "s2-b", "s2-c"] {
+        let session = ns.api::<AgenticSession>().get(name).await.expect("session");
+        let status = session.status.expect("status");
+        assert_eq!(status.run, Some(1), "{name} is not run again");
+        assert_ne!(
+            status.phase,
+            Some(acp_api::SessionPhase::Failed),
+            "{name} is not lost: {:?}",
+            status.message
+        );
+    }
+    assert_eq!(job_images(&ns).await.len(), all.len(), "no Job was created for the move");
 }

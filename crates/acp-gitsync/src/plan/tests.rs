@@ -249,6 +249,15 @@ fn a_sharded_source_stamps_its_shard_and_a_manifest_cannot_pick_one() {
     // The same bytes for an unsharded source are not served from the sharded stamp.
     let (unsharded, _) = manifests_cached(&entries, &source(), Some("team"), &checker(), &cache);
     assert!(unsharded.desired[0].object["metadata"]["labels"].get(labels::SHARD).is_none());
+    // A source leaving its shard re-applies its sessions without the label.
+    let live = vec![out.desired[0].object.clone()];
+    let same = diff(out.desired.clone(), &live, &[], &sharded, &HashSet::new());
+    assert_eq!(same.unchanged.len(), 1, "same shard: nothing to do");
+    assert_eq!(
+        diff(unsharded.desired, &live, &[], &source(), &HashSet::new()).update.len(),
+        1,
+        "the label goes"
+    );
     let picking = session("b", "two")
         .replace("  name: b\n", "  name: b\n  labels:\n    ambient-code.io/shard: \"1\"\n");
     let out = manifests(&[file("b.yaml", &picking)], &sharded, Some("team"), &checker());
