@@ -19,7 +19,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -130,7 +130,15 @@ pub async fn run_with_metrics(
     let backoff = acp_kube::backoff::PerObject::new(Duration::from_secs(1), Duration::from_secs(300));
     // Bounded concurrency keeps memory flat when thousands of sessions are
     // reconciled at start-up.
-    let controller = Controller::new(sessions, in_shard(&config.shard, "")).with_config(
+    let (store, writer) = kube::runtime::reflector::store();
+    let session_changes = watcher(sessions, in_shard(&config.shard, ""))
+        .default_backoff()
+        // Managed fields are most of a small session's memory, and nothing
+        // here reads them: at 100,000 sessions that is hundreds of MiB.
+        .modify(|session: &mut AgenticSession| session.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(session_changes, store).with_config(
         kube::runtime::controller::Config::default().concurrency(match config.concurrency {
             0 => CONCURRENCY,
             n => n,
