@@ -24,7 +24,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -116,11 +115,7 @@ pub async fn run(
         last: Mutex::default(),
         checked: Mutex::default(),
     });
-    let watched = match ctx.config.shard.selector() {
-        Some(selector) => watcher::Config::default().any_semantic().labels(&selector),
-        None => watcher::Config::default().any_semantic(),
-    };
-    Controller::new(sources, watched)
+    Controller::new(sources, acp_kube::watch::in_shard(&ctx.config.shard, ""))
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

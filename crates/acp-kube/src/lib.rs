@@ -16,3 +16,4 @@ pub mod failpoint;
 pub mod leader;
 pub mod ops;
 pub mod output;
+pub mod watch;

@@ -15,9 +15,9 @@
 //! **Expectations.** A Job this process just created may not be in the cache
 //! yet when the next reconcile of its session runs (the session's own status
 //! write triggers one). Like kube-controller-manager's `ControllerExpectations`,
-//! the created Job is remembered until the watch shows it (or a minute passes)
-//! and reads as created meanwhile, so it is neither created twice nor taken
-//! for lost.
+//! the created Job is remembered (until its deletion is seen, or a minute
+//! passes; the store is always read first) and reads as created meanwhile,
+//! so it is neither created twice nor taken for lost.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -42,7 +42,7 @@ const DATA_DIGEST: &str = "acp.internal/data-sha256";
 /// How long a created Job reads as existing without the watch showing it.
 const EXPECTATION_TTL: Duration = Duration::from_secs(60);
 /// The Job controller's label on a Job's pods.
-const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+pub(crate) const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 
 /// A stream of changed objects that drives one cache (and triggers reconciles).
 pub type Changes<K> = BoxStream<'static, Result<K, watcher::Error>>;
@@ -88,7 +88,13 @@ where
 }
 
 /// A reflected, slimmed watch of `api`: its store and its stream of changes.
-fn reflect<K>(api: Api<K>, config: watcher::Config, slim: fn(&mut K)) -> (Store<K>, Changes<K>)
+/// `seen` sees each event before the store does.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    slim: fn(&mut K),
+    seen: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> (Store<K>, Changes<K>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -99,6 +105,7 @@ where
             object.managed_fields_mut().clear();
             slim(object);
         })
+        .inspect_ok(seen)
         .reflect(writer)
         .touched_objects()
         .boxed();
@@ -120,49 +127,55 @@ impl Caches {
         let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
 
         let expected: Arc<Mutex<HashMap<ObjectRef<Job>, Instant>>> = Arc::default();
-        let seen = expected.clone();
-        let (jobs, job_changes) = reflect(api::<Job>(client, namespace), by_label(), |job| job.spec = None);
-        // A Job the watch shows (created or deleted) is no longer expected.
-        let job_changes = job_changes
-            .inspect_ok(move |job| {
-                if let Ok(mut expected) = seen.lock() {
+        let forget = expected.clone();
+        // A Job is read from the store first; an expectation matters only
+        // until it is there, and must not outlive its deletion.
+        let (jobs, job_changes) = reflect(
+            api::<Job>(client, namespace),
+            by_label(),
+            |job| job.spec = None,
+            move |event| {
+                if let (watcher::Event::Delete(job), Ok(mut expected)) = (event, forget.lock()) {
                     expected.remove(&ObjectRef::from(job));
                 }
-            })
-            .boxed();
+            },
+        );
 
         let pods_by_job: Arc<RwLock<JobPods>> = Arc::default();
         let index = pods_by_job.clone();
-        let (pods, writer) = reflector::store();
-        let pod_changes = watcher(api::<Pod>(client, namespace), by_label().any_semantic())
-            .default_backoff()
-            .modify(|pod: &mut Pod| {
-                pod.managed_fields_mut().clear();
-                pod.spec = None;
-            })
-            // The index learns of a pod before the store does: a reconcile
-            // may miss a pod for a moment, never find a name without it.
-            .inspect_ok(move |event| {
+        // The index learns of a pod before the store does: a reconcile may
+        // miss a pod for a moment, never find a name without it.
+        let (pods, pod_changes) = reflect(
+            api::<Pod>(client, namespace),
+            by_label(),
+            |pod| pod.spec = None,
+            move |event| {
                 if let Ok(mut index) = index.write() {
                     index.apply(event);
                 }
-            })
-            .reflect(writer)
-            .touched_objects()
-            .boxed();
+            },
+        );
 
         let (runner_secrets, runner_secret_changes) =
-            reflect(api::<Secret>(client, namespace), by_name(RUNNER_SECRETS), |_| {});
+            reflect(api::<Secret>(client, namespace), by_name(RUNNER_SECRETS), |_| {}, |_| {});
         let (session_secrets, session_secret_changes) =
-            reflect(api::<Secret>(client, namespace), by_label(), slim_secret);
-        let (claims, claim_changes) =
-            reflect(api::<PersistentVolumeClaim>(client, namespace), by_label(), |claim| {
+            reflect(api::<Secret>(client, namespace), by_label(), slim_secret, |_| {});
+        let (claims, claim_changes) = reflect(
+            api::<PersistentVolumeClaim>(client, namespace),
+            by_label(),
+            |claim| {
                 claim.spec = None;
                 claim.status = None;
-            });
+            },
+            |_| {},
+        );
         let (egress, egress_changes) = if egress {
-            let (store, changes) =
-                reflect(api::<NetworkPolicy>(client, namespace), by_name(runner_pod::EGRESS_POLICY), |_| {});
+            let (store, changes) = reflect(
+                api::<NetworkPolicy>(client, namespace),
+                by_name(runner_pod::EGRESS_POLICY),
+                |_| {},
+                |_| {},
+            );
             (Some(store), changes)
         } else {
             (None, futures_util::stream::empty().boxed())

@@ -18,6 +18,7 @@ use kube::{Client, ResourceExt as _};
 use serde_json::json;
 use tracing::info;
 
+use crate::cache::JOB_NAME_LABEL;
 use crate::state::{RunState, job_name};
 
 /// Run `run` of `session` as the API server has it (its Job and newest pod),
@@ -30,38 +31,35 @@ pub async fn run(
     run: i64,
 ) -> Result<Option<RunState>, kube::Error> {
     let name = job_name(&session.name_any(), run);
-    let Some(job) = adopt(client, session, ns, &name).await? else { return Ok(None) };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let list =
-        pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"))).await?;
-    let pod = list.items.iter().max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let Some((job, pods)) = adopt(client, session, ns, &name).await? else { return Ok(None) };
+    let pod = pods.iter().max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
     Ok(Some(RunState { run, name, progress: crate::observe::progress(&job, pod) }))
 }
 
-/// Job `name` of `session`, read from the API server; when its shard label
-/// is not the session's, the Job, its pods, the session's Secret and claim
-/// are relabelled.
+/// Job `name` of `session` and its pods, read from the API server; when the
+/// Job's shard label is not the session's, the Job, its pods, the session's
+/// Secret and claim are relabelled.
 pub async fn adopt(
     client: &Client,
     session: &AgenticSession,
     ns: &str,
     name: &str,
-) -> Result<Option<Job>, kube::Error> {
+) -> Result<Option<(Job, Vec<Pod>)>, kube::Error> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let Some(job) = jobs.get_opt(name).await? else { return Ok(None) };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut listed =
+        pods.list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={name}"))).await?.items;
     let want = session.labels().get(labels::SHARD);
     if job.labels().get(labels::SHARD) == want {
-        return Ok(Some(job));
+        return Ok(Some((job, listed)));
     }
     let patch = Patch::Merge(json!({"metadata": {"labels": {labels::SHARD: want}}}));
     let params =
         PatchParams { field_manager: Some(field_managers::OPERATOR.into()), ..PatchParams::default() };
     let session_name = session.name_any();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    for pod in
-        pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"))).await?
-    {
-        pods.patch(&pod.name_any(), &params, &patch).await?;
+    for pod in &mut listed {
+        *pod = pods.patch(&pod.name_any(), &params, &patch).await?;
     }
     let secret = crate::names::secret_name(&session_name);
     ignore_missing(Api::<Secret>::namespaced(client.clone(), ns).patch(&secret, &params, &patch).await)?;
@@ -71,7 +69,7 @@ pub async fn adopt(
     )?;
     let job = jobs.patch(name, &params, &patch).await?;
     info!(job = %name, shard = ?want, "relabelled a run that moved into this shard");
-    Ok(Some(job))
+    Ok(Some((job, listed)))
 }
 
 fn ignore_missing<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {

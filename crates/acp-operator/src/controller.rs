@@ -43,13 +43,6 @@ pub struct Config {
     pub concurrency: u16,
 }
 
-/// A list-and-watch of `shard`'s objects matching `selector` (may be empty).
-pub fn in_shard(shard: &acp_api::shard::Shard, selector: &str) -> watcher::Config {
-    let selector = shard.narrow(selector);
-    let config = watcher::Config::default().any_semantic();
-    if selector.is_empty() { config } else { config.labels(&selector) }
-}
-
 /// A reconcile failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -131,7 +124,7 @@ pub async fn run_with_metrics(
     // Bounded concurrency keeps memory flat when thousands of sessions are
     // reconciled at start-up.
     let (store, writer) = kube::runtime::reflector::store();
-    let session_changes = watcher(sessions, in_shard(&config.shard, ""))
+    let session_changes = watcher(sessions, acp_kube::watch::in_shard(&config.shard, ""))
         .default_backoff()
         // Managed fields are most of a small session's memory, and nothing
         // here reads them: at 100,000 sessions that is hundreds of MiB.

@@ -62,3 +62,20 @@ pub fn pids_named(name: &str, containing: &str) -> Vec<u32> {
     }
     pids
 }
+
+/// The sum of Prometheus metric `name`'s series (those whose labels contain
+/// `filter`; `""` for all) at `http://127.0.0.1:<port>/metrics`; 0 when
+/// unreachable.
+pub fn metric(port: u16, name: &str, filter: &str) -> f64 {
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter(|l| {
+            l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])) && l.contains(filter)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

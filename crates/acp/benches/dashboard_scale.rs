@@ -266,15 +266,6 @@ async fn main() {
     }
 }
 
-/// A metric's value from `acp operator`'s /metrics (summed over labels matching `filter`).
-fn operator_metric(port: u16, name: &str, filter: &str) -> f64 {
-    let text = curl(&format!("http://127.0.0.1:{port}/metrics"), &[]).unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn start_operator(env: &TestEnv, port: u16) -> Killed {
     let child = Command::new(env!("CARGO_BIN_EXE_acp"))
         .args(["operator", "--metrics-addr", &format!("127.0.0.1:{port}")])
@@ -294,7 +285,7 @@ async fn operator_statuses(env: &TestEnv, n: usize) {
     let operator = start_operator(env, port);
     let stopped = r#"to="Stopped""#;
     wait_until("the operator's statuses", Duration::from_secs(3600), async || {
-        operator_metric(port, "acp_operator_phase_transitions_total", stopped) >= n as f64
+        acp_testenv::bench::metric(port, "acp_operator_phase_transitions_total", stopped) >= n as f64
     })
     .await;
     println!("operator: {n} sessions given their status in {:.1?}", started.elapsed());
@@ -309,14 +300,14 @@ async fn operator_statuses(env: &TestEnv, n: usize) {
     let started = Instant::now();
     let operator = start_operator(env, port);
     wait_until("the restarted operator's resync", Duration::from_secs(3600), async || {
-        operator_metric(port, "acp_operator_reconciles_completed_total", "") >= n as f64
+        acp_testenv::bench::metric(port, "acp_operator_reconciles_completed_total", "") >= n as f64
     })
     .await;
     let ready = started.elapsed();
     let pid = operator.0.id();
     println!(
         "operator restarted: every session reconciled {ready:.1?} after start, {} API requests (watches), RSS {:.1} MiB (peak {:.1} MiB)",
-        operator_metric(port, "acp_operator_api_requests_total", ""),
+        acp_testenv::bench::metric(port, "acp_operator_api_requests_total", ""),
         status_kib(pid, "VmRSS") as f64 / 1024.0,
         status_kib(pid, "VmHWM") as f64 / 1024.0
     );

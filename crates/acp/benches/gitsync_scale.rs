@@ -47,16 +47,7 @@ fn server_writes(env: &TestEnv) -> u64 {
 }
 
 fn metric(port: u16, name: &str) -> f64 {
-    let out = Command::new("curl")
-        .args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    acp_testenv::bench::metric(port, name, "")
 }
 
 fn commit(work: &Path, message: &str) -> String {

@@ -65,16 +65,7 @@ async fn wait_healthy(port: u16) {
 }
 
 fn api_requests(port: u16) -> u64 {
-    let out = Command::new("curl")
-        .args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("acp_operator_api_requests_total "))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    acp_testenv::bench::metric(port, "acp_operator_api_requests_total", "") as u64
 }
 
 #[tokio::main]

@@ -88,8 +88,8 @@ pub async fn run(
         Recorder::new(client.clone(), Reporter { controller: "acp-scheduler".into(), instance: None });
     let jumps = clock.jumps();
     let ctx = Arc::new(Context { client, clock, recorder, metrics });
-    Controller::new(schedules, crate::controller::in_shard(&shard, ""))
-        .owns(sessions, crate::controller::in_shard(&shard, labels::SCHEDULE))
+    Controller::new(schedules, acp_kube::watch::in_shard(&shard, ""))
+        .owns(sessions, acp_kube::watch::in_shard(&shard, labels::SCHEDULE))
         .reconcile_all_on(jumps)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
