@@ -19,7 +19,8 @@ pub const DOMAIN: &str = "ambient-code.io";
 /// (in git or with kubectl): requests to acp, not records of what it did.
 /// Every other `ambient-code.io/` key belongs to acp's components: git-sync
 /// refuses a manifest that carries one.
-pub const USER_SETTABLE: &[&str] = &[annotations::DESIRED_PHASE, annotations::TRIGGER_REQUESTED_AT];
+pub const USER_SETTABLE: &[&str] =
+    &[annotations::DESIRED_PHASE, annotations::TRIGGER_REQUESTED_AT, annotations::PULL_REQUEST_HEAD];
 
 /// Whether label or annotation `key` is written only by acp's components.
 pub fn is_reserved(key: &str) -> bool {
@@ -82,6 +83,11 @@ pub mod annotations {
     /// On sessions a SessionSchedule created: the due time (RFC 3339) they
     /// ran for (for a triggered run, when the trigger was acted on).
     pub const SCHEDULED_AT: &str = "ambient-code.io/scheduled-at";
+    /// On a session a pull-request command asked for, in its manifest: the
+    /// pull request's head commit when it was asked. A follow-up is told the
+    /// commits since (when its parent pushed none). Informational only, so
+    /// it may be written in git.
+    pub const PULL_REQUEST_HEAD: &str = "ambient-code.io/pull-request-head";
 }
 
 /// Server-side apply field managers, one per writer, so ownership is visible in

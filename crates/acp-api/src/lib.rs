@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod progress;
 pub mod pull_requests;
 pub mod remote;
+pub mod resume;
 pub mod schedule;
 pub mod schema;
 pub mod session;

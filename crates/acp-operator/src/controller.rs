@@ -335,10 +335,11 @@ async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> R
                 .clone()
                 .unwrap_or_else(|| Err("the runner secret was not read".into()))
                 .map_err(Error::SecretMissing)?;
+            let resume = continues(&ctx, &session, &ns);
             match &ctx.config.process {
-                Some(process) => crate::process::ensure(process, &session, *run, &data)
+                Some(process) => crate::process::ensure(process, &session, *run, &data, resume.as_ref())
                     .map_err(|e| Error::Process(format!("failed to start acp runner: {e}")))?,
-                None => ensure_children(&ctx, &session, &ns, *run, data).await?,
+                None => ensure_children(&ctx, &session, &ns, *run, data, resume.as_ref()).await?,
             }
             // `JobCreated=True` is recorded by the next reconcile, which the
             // Job's watch event brings: one status write per reconcile.
@@ -389,6 +390,34 @@ async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> R
     })
 }
 
+/// What a follow-up continues, with where the thread's latest agent home
+/// is as the run will see it: a run directory (process executor), or a
+/// workspace claim mounted read-only, when that claim is still its
+/// session's. Read from the caches when the run starts.
+fn continues(ctx: &Context, session: &AgenticSession, ns: &str) -> Option<acp_api::resume::Resume> {
+    let lookup = |name: &str| ctx.sessions.get(&ObjectRef::new(name).within(ns));
+    let (mut resume, chain) = crate::resume::of(session, &lookup)?;
+    let home = |turn: &AgenticSession| match &ctx.config.process {
+        Some(process) => turn
+            .status
+            .as_ref()
+            .and_then(|s| s.job_name.as_deref())
+            .filter(|job| job.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            .and_then(|job| crate::process::home_of(process, ns, job))
+            .map(|home| home.to_string_lossy().into_owned()),
+        None => (matches!(ctx.config.children.workspace, crate::children::Workspace::Pvc { .. })
+            && turn.status.as_ref().is_some_and(|s| s.job_name.is_some())
+            && ctx.caches.claim_owned(
+                ns,
+                &crate::names::pvc_name(&turn.name_any()),
+                &turn.uid().unwrap_or_default(),
+            ))
+        .then(|| format!("{}/.acp/home", crate::pod::RESUME_MOUNT)),
+    };
+    crate::resume::locate(&mut resume, &chain, &home);
+    Some(resume)
+}
+
 /// Stops run `name`: its Job deleted in the foreground (or its process
 /// signalled).
 async fn delete_run(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
@@ -437,6 +466,7 @@ async fn ensure_children(
     ns: &str,
     run: i64,
     data: Vec<(String, k8s_openapi::ByteString)>,
+    resume: Option<&acp_api::resume::Resume>,
 ) -> Result<(), Error> {
     let params = PatchParams::apply(field_managers::OPERATOR).force();
     let caches = &ctx.caches;
@@ -478,7 +508,7 @@ async fn ensure_children(
                 .map_err(kube_err("apply the runner egress policy"))?;
         }
     }
-    let job = crate::pod::job(session, run, &ctx.config.children, &keys);
+    let job = crate::pod::job(session, run, &ctx.config.children, &keys, resume);
     let job_name = job.metadata.name.clone().unwrap_or_default();
     if caches.job(ns, &job_name).is_some() || caches.expected(ns, &job_name) {
         return Ok(());

@@ -25,5 +25,6 @@ pub mod observe;
 pub mod pod;
 pub mod process;
 pub mod result;
+pub mod resume;
 pub mod schedule;
 pub mod state;

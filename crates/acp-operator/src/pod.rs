@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use acp_api::AgenticSession;
 use acp_api::constants::runner_pod;
+use acp_api::resume::{RESUME_ENV, Resume};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
@@ -149,8 +150,20 @@ fn volume(name: &str) -> Volume {
     Volume { name: name.into(), ..Volume::default() }
 }
 
-/// The runner pod of `session`.
-pub fn spec(session: &AgenticSession, config: &ChildConfig, secret_keys: &[String]) -> PodSpec {
+/// Where a follow-up's runner finds its parent's workspace (read-only).
+pub const RESUME_MOUNT: &str = "/resume";
+
+/// The runner pod of `session`; a follow-up also gets what it continues
+/// (`RESUME_JSON`, in both containers: the sidecar clones deep enough to
+/// show the commits since the parent's turn) and, when `resume.from` is set,
+/// the workspace claim of `resume.workspace` (the thread's latest turn that
+/// ran) mounted read-only at [`RESUME_MOUNT`] in the runner container.
+pub fn spec(
+    session: &AgenticSession,
+    config: &ChildConfig,
+    secret_keys: &[String],
+    resume: Option<&Resume>,
+) -> PodSpec {
     let session_name = session.metadata.name.as_deref().unwrap_or_default();
     let workspace = match &config.workspace {
         Workspace::Pvc { .. } => Volume {
@@ -197,6 +210,35 @@ pub fn spec(session: &AgenticSession, config: &ChildConfig, secret_keys: &[Strin
         volume_mounts: Some(vec![mount("workspace", WORKSPACE, false), mount("tmp", "/tmp", false)]),
         ..Container::default()
     };
+    let (mut credentials, mut runner) = (credentials, runner);
+    let mut volumes = vec![
+        workspace,
+        Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("tmp") },
+        Volume {
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret_name(session_name)),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..volume("secrets")
+        },
+    ];
+    if let Some(resume) = resume {
+        // The sidecar clones: it needs the commits a follow-up is told about.
+        let json = value(RESUME_ENV, serde_json::to_string(resume).unwrap_or_default());
+        credentials.env.get_or_insert_default().push(json.clone());
+        runner.env.get_or_insert_default().push(json);
+        if let (Some(_), Some(earlier)) = (&resume.from, &resume.workspace) {
+            volumes.push(Volume {
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: pvc_name(earlier),
+                    read_only: Some(true),
+                }),
+                ..volume("resume")
+            });
+            runner.volume_mounts.get_or_insert_default().push(mount("resume", RESUME_MOUNT, true));
+        }
+    }
     let uid = config.run_as_user;
     PodSpec {
         restart_policy: Some("Never".into()),
@@ -216,25 +258,20 @@ pub fn spec(session: &AgenticSession, config: &ChildConfig, secret_keys: &[Strin
         }),
         init_containers: Some(vec![credentials]),
         containers: vec![runner],
-        volumes: Some(vec![
-            workspace,
-            Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("tmp") },
-            Volume {
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(secret_name(session_name)),
-                    default_mode: Some(0o400),
-                    ..SecretVolumeSource::default()
-                }),
-                ..volume("secrets")
-            },
-        ]),
+        volumes: Some(volumes),
         ..PodSpec::default()
     }
 }
 
 /// The runner Job of run `run`: the runner pod ([`spec`]) with no
 /// retries and the session's deadline.
-pub fn job(session: &AgenticSession, run: i64, config: &ChildConfig, secret_keys: &[String]) -> Job {
+pub fn job(
+    session: &AgenticSession,
+    run: i64,
+    config: &ChildConfig,
+    secret_keys: &[String],
+    resume: Option<&Resume>,
+) -> Job {
     let session_name = session.metadata.name.as_deref().unwrap_or_default();
     let job_meta = meta(session, job_name(session_name, run), Some(run));
     Job {
@@ -251,7 +288,7 @@ pub fn job(session: &AgenticSession, run: i64, config: &ChildConfig, secret_keys
                     ])),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(spec(session, config, secret_keys)),
+                spec: Some(spec(session, config, secret_keys, resume)),
             },
             ..JobSpec::default()
         }),
@@ -283,6 +320,7 @@ mod tests {
             2,
             &config,
             &["ANTHROPIC_API_KEY".into(), "GIT_SSH_KEY".into(), "GIT_TOKEN".into(), "GIT_USER_NAME".into()],
+            None,
         ))
         .expect("json");
         assert_eq!(job["metadata"]["name"], "fix-2");
@@ -369,5 +407,54 @@ mod tests {
             json!([{"name": "workspace", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
                    {"name": "secrets", "secret": {"secretName": "fix-runner", "defaultMode": 256}}])
         );
+    }
+
+    #[test]
+    fn a_follow_up_reads_its_parents_workspace_read_only_in_the_runner_alone() {
+        let session: AgenticSession = serde_json::from_value(json!({
+            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
+            "metadata": {"name": "next", "namespace": "team"}, "spec": {"initialPrompt": "More."}
+        }))
+        .expect("session");
+        let resume = Resume {
+            parent: "first".into(),
+            session_id: Some("conv".into()),
+            from: Some(format!("{RESUME_MOUNT}/.acp/home")),
+            workspace: Some("first".into()),
+            ..Resume::default()
+        };
+        let pod =
+            serde_json::to_value(spec(&session, &ChildConfig::default(), &[], Some(&resume))).expect("json");
+        let volumes = pod["volumes"].as_array().expect("volumes");
+        let parent = volumes.iter().find(|v| v["name"] == "resume").expect("the parent's claim");
+        assert_eq!(
+            parent["persistentVolumeClaim"],
+            json!({"claimName": "first-workspace", "readOnly": true})
+        );
+        let runner = &pod["containers"][0];
+        assert!(
+            runner["volumeMounts"]
+                .as_array()
+                .expect("mounts")
+                .contains(&json!({"name": "resume", "mountPath": "/resume", "readOnly": true}))
+        );
+        let env = runner["env"].as_array().expect("env");
+        let json = env
+            .iter()
+            .find(|e| e["name"] == RESUME_ENV)
+            .and_then(|e| e["value"].as_str())
+            .expect("RESUME_JSON");
+        assert_eq!(serde_json::from_str::<Resume>(json).expect("parse"), resume);
+        let sidecar = &pod["initContainers"][0];
+        assert!(
+            sidecar["env"].as_array().expect("env").iter().any(|e| e["name"] == RESUME_ENV),
+            "it clones deeper"
+        );
+        assert!(!sidecar["volumeMounts"].to_string().contains("resume"), "the sidecar does not mount it");
+        // No workspace to read: the JSON alone, no mount.
+        let fresh = Resume { from: None, ..resume };
+        let pod =
+            serde_json::to_value(spec(&session, &ChildConfig::default(), &[], Some(&fresh))).expect("json");
+        assert!(!pod["volumes"].to_string().contains("\"resume\""));
     }
 }

@@ -19,6 +19,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use acp_api::AgenticSession;
+use acp_api::resume::{RESUME_ENV, Resume};
 use acp_kube::output::{RUN_EXIT, RUN_LOG};
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -161,6 +162,13 @@ pub fn observe(config: &ProcessConfig, ns: &str, session: &str, run: i64) -> Opt
     Some(RunState { run, name, progress })
 }
 
+/// The agent's home in run `job` of `namespace` (where a follow-up finds
+/// its parent's conversation), when that run's workspace is still there.
+pub fn home_of(config: &ProcessConfig, namespace: &str, job: &str) -> Option<PathBuf> {
+    let home = run_dir(config, namespace, job).join("workspace/.acp/home");
+    home.is_dir().then_some(home)
+}
+
 /// Starts run `run` unless it was already started: the run directory is
 /// claimed with an atomic `mkdir`, so a run starts at most once, whatever
 /// crashes in between.
@@ -169,6 +177,7 @@ pub fn ensure(
     session: &AgenticSession,
     run: i64,
     secrets: &[(String, ByteString)],
+    resume: Option<&Resume>,
 ) -> std::io::Result<()> {
     let ns = session.metadata.namespace.as_deref().unwrap_or("default");
     let session_name = session.metadata.name.as_deref().unwrap_or_default();
@@ -180,7 +189,7 @@ pub fn ensure(
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
     }
-    let started = start(config, session, &dir, secrets);
+    let started = start(config, session, &dir, secrets, resume);
     if started.is_err() {
         // Nothing runs: release the claim so that a retry can start it.
         let _ = std::fs::remove_dir_all(&dir);
@@ -193,6 +202,7 @@ fn start(
     session: &AgenticSession,
     dir: &Path,
     secrets: &[(String, ByteString)],
+    resume: Option<&Resume>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir.join("workspace"))?;
     let log = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(RUN_LOG))?;
@@ -207,6 +217,9 @@ fn start(
         if let Some(value) = entry.value {
             command.env(entry.name, value);
         }
+    }
+    if let Some(resume) = resume {
+        command.env(RESUME_ENV, serde_json::to_string(resume).map_err(std::io::Error::other)?);
     }
     for (key, value) in secrets {
         match key.as_str() {

@@ -83,6 +83,8 @@ pub struct CommandInputs<'a> {
     pub model: &'a str,
     /// Turn bound.
     pub max_turns: u32,
+    /// The conversation to continue (`--resume`), already in the agent's home.
+    pub resume: Option<&'a str>,
     /// MCP config file, with the server names it defines.
     pub mcp: Option<(&'a Path, Vec<String>)>,
     /// Working directory.
@@ -121,6 +123,9 @@ impl AgentCommand {
             "--add-dir".into(),
             inputs.workspace.to_string_lossy().into_owned(),
         ];
+        if let Some(id) = inputs.resume {
+            args.extend(["--resume".into(), id.to_owned()]);
+        }
         if let Some((file, servers)) = &inputs.mcp {
             args.extend([
                 "--mcp-config".into(),
@@ -372,6 +377,7 @@ mod tests {
             program: Path::new("claude"),
             model: "m",
             max_turns: 3,
+            resume: Some("conv-1"),
             mcp: Some((Path::new("/ws/.acp/mcp.json"), vec!["docs".into()])),
             cwd: Path::new("/ws/repos/app"),
             workspace: Path::new("/ws"),
@@ -384,6 +390,7 @@ mod tests {
         });
         assert!(!cmd.args.iter().any(|a| a.contains("sk-secret") || a.contains("do it")));
         assert!(cmd.args.windows(2).any(|w| w == ["--max-turns", "3"]));
+        assert!(cmd.args.windows(2).any(|w| w == ["--resume", "conv-1"]));
         assert!(cmd.args.iter().any(|a| a.contains("mcp__docs")));
         assert_eq!(cmd.env["HOME"], "/ws/.acp/home");
         assert_eq!(cmd.env["LOG_LEVEL"], "debug");

@@ -67,6 +67,8 @@ pub struct RunnerConfig {
     pub github_host: String,
     /// GitHub REST API base (`GITHUB_API_URL`, default `https://api.github.com`).
     pub github_api_url: String,
+    /// What a follow-up continues (`RESUME_JSON`).
+    pub resume: Option<acp_api::resume::Resume>,
 }
 
 /// One repository to clone.
@@ -90,7 +92,15 @@ pub struct RepoConfig {
     /// Push to this branch, fast-forward only, instead of `ambient/<session>`.
     #[serde(default)]
     pub push_branch: Option<String>,
+    /// History to fetch beyond the tip (shallow clones of remote URLs):
+    /// deeper for a follow-up, to show the commits since its parent's turn.
+    #[serde(skip)]
+    pub history: u32,
 }
+
+/// History a follow-up fetches, so that the commits since its parent's turn
+/// can be listed (a longer gap is reported as such).
+pub const FOLLOW_UP_HISTORY: u32 = 100;
 
 impl RepoConfig {
     /// Directory name under `repos/`.
@@ -244,6 +254,11 @@ impl RunnerConfig {
             // An empty branch (the existing platform's scheduler writes one) is the default branch.
             repo.branch = repo.branch.take().filter(|b| !b.trim().is_empty());
         }
+        let resume: Option<acp_api::resume::Resume> = parse_json(get, acp_api::resume::RESUME_ENV)?;
+        for repo in &mut repos {
+            let follows = resume.as_ref().is_some_and(|r| r.since.contains_key(&repo.url));
+            repo.history = if follows { FOLLOW_UP_HISTORY } else { 0 };
+        }
         let workflow = non_empty(get, "ACTIVE_WORKFLOW_GIT_URL").map(|git_url| WorkflowConfig {
             git_url,
             branch: non_empty(get, "ACTIVE_WORKFLOW_BRANCH"),
@@ -284,6 +299,7 @@ impl RunnerConfig {
             github_host: non_empty(get, "GITHUB_HOST").unwrap_or_else(|| "github.com".into()),
             github_api_url: non_empty(get, "GITHUB_API_URL")
                 .unwrap_or_else(|| "https://api.github.com".into()),
+            resume,
         };
         Ok(config)
     }
@@ -316,6 +332,7 @@ impl RunnerConfig {
                 auto_push: r.auto_push(),
                 pull_request: r.pull_request.unwrap_or(false),
                 push_branch: r.push_branch.clone().filter(|b| !b.trim().is_empty()),
+                history: 0,
             })
             .collect();
         config.workflow = spec.active_workflow.as_ref().and_then(|w| {

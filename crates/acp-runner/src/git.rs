@@ -54,7 +54,8 @@ pub struct Cloned {
     pub base: git2::Oid,
 }
 
-/// Clones `repo` into `dest`, shallow unless the URL is local.
+/// Clones `repo` into `dest`, shallow (the tip and `repo.history` commits
+/// before it) unless the URL is local.
 pub fn clone(repo: &RepoConfig, dest: &Path, creds: &Credentials) -> Result<Cloned, GitError> {
     let err = |source| GitError::Clone { url: repo.url.clone(), source };
     let attempts = Cell::new(0);
@@ -62,7 +63,7 @@ pub fn clone(repo: &RepoConfig, dest: &Path, creds: &Credentials) -> Result<Clon
     let mut fetch = FetchOptions::new();
     fetch.remote_callbacks(callbacks(&git_creds, &attempts));
     if !is_local(&repo.url) {
-        fetch.depth(1);
+        fetch.depth(i32::try_from(repo.history).unwrap_or(i32::MAX).saturating_add(1));
     }
     let mut builder = RepoBuilder::new();
     builder.fetch_options(fetch);

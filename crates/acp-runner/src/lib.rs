@@ -25,6 +25,7 @@ pub mod process;
 pub mod progress;
 pub mod redact;
 pub mod result;
+pub mod resume;
 mod run;
 pub mod workspace;
 

@@ -182,6 +182,19 @@ async fn pipeline(
             "nothing to do: no initialPrompt and no workflow startupPrompt",
         ));
     }
+    // A follow-up continues its parent's conversation, told what changed.
+    let (prompt, resume) = match &config.resume {
+        Some(resume) => {
+            let checkouts: Vec<crate::resume::Checkout<'_>> = cloned
+                .iter()
+                .map(|r| crate::resume::Checkout { url: &r.config.url, branch: &r.branch, dir: &r.dir })
+                .collect();
+            let start = crate::resume::start(resume, &layout.state.join("home"), &cwd, &checkouts, &prompt);
+            reporter.emit(Progress::Log { line: start.note });
+            (start.prompt, start.session_id)
+        }
+        None => (prompt, None),
+    };
     let mcp = match mcp_config(config.mcp_servers.as_ref()) {
         Some((document, names)) => {
             std::fs::write(layout.mcp_config(), document.to_string()).map_err(|e| {
@@ -196,6 +209,7 @@ async fn pipeline(
         program: &config.claude_bin,
         model: &config.model,
         max_turns: config.max_turns,
+        resume: resume.as_deref(),
         mcp: mcp.as_ref().map(|(path, names)| (path.as_path(), names.clone())),
         cwd: &cwd,
         workspace: &layout.root,

@@ -291,3 +291,104 @@ async fn the_cli_accepts_the_generated_mcp_config() {
         .unwrap_or_default();
     assert_eq!(names, ["docs"], "the CLI loaded exactly the enabled server: {init}");
 }
+
+/// A follow-up continues its parent's conversation: given the parent's
+/// workspace, the real CLI resumes the same conversation id and sends the
+/// model the earlier turns as messages, and the agent is first told the
+/// commits added to its branch since (fetched deeper than a plain run's
+/// shallow clone).
+#[tokio::test]
+async fn a_follow_up_resumes_the_parents_conversation_and_is_told_the_new_commits() {
+    let mut fixture = Fixture::new(Vec::new()).await;
+    let notes = fixture.repo_file("NOTES.md");
+    fixture.model = acp_testenv::model::ScriptedModel::start(
+        common::MODEL,
+        vec![
+            Step::tool("Write", json!({"file_path": notes, "content": "Notes.\n"})),
+            Step::text("Wrote the notes."),
+        ],
+    )
+    .await;
+    let url = fixture.model.url();
+    fixture.set("ANTHROPIC_BASE_URL", &url);
+    let (first, _) = fixture.run().await;
+    assert_eq!(first.outcome, Some(RunOutcome::Success), "{first:?}");
+    let conversation = first.sdk_session_id.clone().expect("a conversation id");
+    let [pushed] = first.pushed_branches.as_slice() else { panic!("one push: {first:?}") };
+
+    // Someone pushes a review fix on top of the agent's commit.
+    let bare = fixture.bare("app");
+    let work = fixture.tmp.path().join("human");
+    git(
+        fixture.tmp.path(),
+        &["clone", "-q", "-b", &pushed.branch, &bare.to_string_lossy(), &work.to_string_lossy()],
+    );
+    std::fs::write(work.join("README.md"), "hello, reviewers\n").expect("write");
+    git(&work, &["-c", "user.name=Rita", "-c", "user.email=r@example.com", "commit", "-qam", "Review fix"]);
+    git(&work, &["push", "-q", "origin", &pushed.branch]);
+
+    // The follow-up, in a workspace of its own, on that branch.
+    fixture.model =
+        acp_testenv::model::ScriptedModel::start(common::MODEL, vec![Step::text("Noted the review fix.")])
+            .await;
+    let resume = acp_api::resume::Resume {
+        parent: "fix-readme".into(),
+        session_id: Some(conversation.clone()),
+        from: Some(fixture.workspace().join(".acp/home").to_string_lossy().into_owned()),
+        workspace: Some("fix-readme".into()),
+        since: [(fixture.git.url("app"), pushed.commit.clone())].into(),
+        turns: vec![acp_api::resume::Turn {
+            session: "fix-readme".into(),
+            summary: "Wrote the notes.".into(),
+        }],
+    };
+    let url = fixture.model.url();
+    let repos =
+        format!(r#"[{{"url":"{}","branch":"{}","autoPush":true}}]"#, fixture.git.url("app"), pushed.branch);
+    let ws2 = fixture.tmp.path().join("ws2").to_string_lossy().into_owned();
+    fixture
+        .set("ANTHROPIC_BASE_URL", &url)
+        .set("AGENTIC_SESSION_NAME", "fix-readme-2")
+        .set("WORKSPACE_PATH", &ws2)
+        .set("REPOS_JSON", &repos)
+        .set("INITIAL_PROMPT", "Also mention the reviewers.")
+        .set(acp_api::resume::RESUME_ENV, &serde_json::to_string(&resume).expect("json"));
+    let (second, events) = fixture.run().await;
+    assert_eq!(second.outcome, Some(RunOutcome::Success), "{second:?}");
+    assert_eq!(second.sdk_session_id.as_deref(), Some(conversation.as_str()), "the same conversation");
+    assert!(all_text(&events).contains("resuming the conversation of session fix-readme"));
+
+    let requests = fixture.model.requests();
+    let messages = requests[0].body["messages"].as_array().expect("messages").clone();
+    let text = serde_json::to_string(&messages).expect("json");
+    // The earlier turns are messages of the conversation, not a summary.
+    assert!(messages.len() >= 4, "{text}");
+    assert!(messages[0].to_string().contains("Improve the README."), "{text}");
+    assert!(
+        messages.iter().any(|m| m["role"] == "assistant" && m.to_string().contains("Wrote the notes.")),
+        "{text}"
+    );
+    let last = messages.last().expect("a last message").to_string();
+    assert!(last.contains("Also mention the reviewers.") && last.contains("Review fix (Rita)"), "{last}");
+    assert!(!text.contains("cannot be resumed"), "{text}");
+
+    // Without the parent's workspace: a fresh conversation that starts with
+    // the earlier turns' summaries, and says why.
+    fixture.model =
+        acp_testenv::model::ScriptedModel::start(common::MODEL, vec![Step::text("Started over.")]).await;
+    let gone = acp_api::resume::Resume { from: Some("/nonexistent".into()), ..resume };
+    let url = fixture.model.url();
+    let ws3 = fixture.tmp.path().join("ws3").to_string_lossy().into_owned();
+    fixture
+        .set("ANTHROPIC_BASE_URL", &url)
+        .set("WORKSPACE_PATH", &ws3)
+        .set(acp_api::resume::RESUME_ENV, &serde_json::to_string(&gone).expect("json"));
+    let (third, _) = fixture.run().await;
+    assert_eq!(third.outcome, Some(RunOutcome::Success), "{third:?}");
+    assert_ne!(third.sdk_session_id.as_deref(), Some(conversation.as_str()));
+    let messages = fixture.model.requests()[0].body["messages"].clone();
+    assert_eq!(messages.as_array().map(Vec::len), Some(1), "{messages}");
+    let text = messages.to_string();
+    assert!(text.contains("cannot be resumed (the earlier turn's transcript is gone)"), "{text}");
+    assert!(text.contains("- fix-readme: Wrote the notes."), "{text}");
+}

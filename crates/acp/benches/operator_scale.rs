@@ -83,7 +83,7 @@ async fn main() {
         let mut session = AgenticSession::new(&format!("s-{i:05}"), Default::default());
         session.metadata.namespace = Some(base.name.clone());
         session.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
-        let mut j = job(&session, 1, &ChildConfig::default(), &["ANTHROPIC_API_KEY".into()]);
+        let mut j = job(&session, 1, &ChildConfig::default(), &["ANTHROPIC_API_KEY".into()], None);
         j.metadata.owner_references = None;
         let _ = writeln!(jobs, "---\n{}", serde_json::to_string(&j).expect("json"));
     }
@@ -109,8 +109,14 @@ async fn main() {
             serde_json::to_value(acp_operator::children::secret(&session, data)).expect("json"),
             serde_json::to_value(acp_operator::children::pvc(&session, &ChildConfig::default()))
                 .expect("json"),
-            serde_json::to_value(job(&session, 1, &ChildConfig::default(), &["ANTHROPIC_API_KEY".into()]))
-                .expect("json"),
+            serde_json::to_value(job(
+                &session,
+                1,
+                &ChildConfig::default(),
+                &["ANTHROPIC_API_KEY".into()],
+                None,
+            ))
+            .expect("json"),
         ];
         for mut object in objects {
             // No owner: the sessions do not exist in this namespace.

@@ -54,6 +54,13 @@ fn policies(dir: &std::path::Path) -> std::path::PathBuf {
     out
 }
 
+/// `git -C dir args…`'s output, trimmed of its last newline.
+fn git_out(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() {
     // The agent writes CHANGELOG.md in the run's checkout (the process
@@ -86,7 +93,8 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     );
     stack.policies = Some(policies(stack.dir.path()));
     let clone_url = stack.code_repo("webapp", "fix-login", &[("README.md", "webapp\n")]);
-    stack.github.open_pull(CODE, 7, CODE, "fix-login", &"a".repeat(40), &clone_url);
+    let head = git_out(&stack.dir.path().join("git/webapp.git"), &["rev-parse", "fix-login"]);
+    stack.github.open_pull(CODE, 7, CODE, "fix-login", &head, &clone_url);
     stack.github.open_pull(CODE, 8, "mallory/webapp", "evil", &"b".repeat(40), &clone_url);
     stack.github.role(CODE, BOT, "admin");
     stack.github.role(CODE, "alice", "write");
@@ -161,26 +169,13 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     assert_eq!(pushed.len(), 1, "{pushed:?}");
     assert_eq!(pushed[0].branch, "fix-login");
     let code = stack.dir.path().join("git/webapp.git");
-    let log = std::process::Command::new("git")
-        .arg("-C")
-        .arg(&code)
-        .args(["log", "--format=%H %s", "fix-login"])
-        .output()
-        .expect("git log");
-    let log = String::from_utf8_lossy(&log.stdout).into_owned();
+    let log = git_out(&code, &["log", "--format=%H %s", "fix-login"]);
     assert_eq!(log.lines().count(), 2, "the PR's commit and the agent's: {log}");
     assert!(log.lines().next().is_some_and(|l| l.starts_with(&pushed[0].commit)), "{log}");
-    let file = std::process::Command::new("git")
-        .arg("-C")
-        .arg(&code)
-        .args(["show", "fix-login:CHANGELOG.md"])
-        .output()
-        .expect("git show");
-    assert_eq!(String::from_utf8_lossy(&file.stdout), "- Fixed the login redirect.\n");
+    assert_eq!(git_out(&code, &["show", "fix-login:CHANGELOG.md"]), "- Fixed the login redirect.");
 
     // The status bot reports on the pull request that asked: a commit status
     // on its head and a comment with the result.
-    let head = "a".repeat(40);
     eventually("the result reported on the pull request", Duration::from_secs(60), || async {
         let done = stack
             .github
@@ -343,13 +338,39 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
         })
         .await;
     assert_eq!(next.status.as_ref().and_then(|s| s.phase), Some(SessionPhase::Completed), "{}", stack.logs());
+    // The follow-up resumed the thread's Claude conversation: the model got
+    // the earlier turns as the conversation's own messages (the first
+    // request's text, the agent's answer), under the same conversation id.
+    let requests = stack.model.requests();
+    let resumed = requests
+        .iter()
+        .find(|r| {
+            r.body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .is_some_and(|m| m.to_string().contains("and the release notes"))
+        })
+        .expect("the second follow-up reached the model");
+    let messages = resumed.body["messages"].as_array().expect("messages");
+    assert!(messages[0].to_string().contains("add a CHANGELOG entry"), "{messages:?}");
     assert!(
-        stack.model.requests().iter().any(|r| {
-            let body = r.body.to_string();
-            body.contains("and the release notes") && body.contains("Added the CHANGELOG entry.")
-        }),
-        "the model saw the earlier turn's result with the follow-up"
+        messages
+            .iter()
+            .any(|m| m["role"] == "assistant" && m.to_string().contains("Added the CHANGELOG entry.")),
+        "{messages:?}"
     );
+    assert!(!resumed.body.to_string().contains("cannot be resumed"), "{messages:?}");
+    // First told what changed since the turn it follows (asked at the
+    // pull request's head): the first turn's commit.
+    let last = messages.last().map(Value::to_string).unwrap_or_default();
+    assert!(
+        last.contains("these commits were added to fix-login") && last.contains(&pushed[0].commit[..10]),
+        "{last}"
+    );
+    let conversation =
+        |s: &acp_api::AgenticSession| s.status.as_ref().and_then(|st| st.sdk_session_id.clone());
+    assert!(conversation(&session).is_some());
+    assert_eq!(conversation(&next), conversation(&session), "one conversation for the thread");
 
     // Nothing runs any more: a stop says so.
     let (_, answer) = stack.deliver(

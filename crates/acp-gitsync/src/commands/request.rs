@@ -121,20 +121,17 @@ pub struct Record {
     pub session: String,
 }
 
-/// What a follow-up continues: the thread's latest session, and the
-/// summaries of the thread's earlier turns, oldest first.
+/// What a follow-up continues: the thread's latest session.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Thread {
     /// The latest session.
     pub parent: Option<String>,
-    /// `(session, summary)` of the turns so far.
-    pub turns: Vec<(String, String)>,
 }
 
 /// The session a `/acp run` or `@acp` request creates, with its commit. A
-/// follow-up links to the thread's latest session and, as acp does not carry
-/// the agent's transcript from one session to the next yet, starts with the
-/// earlier turns' summaries and says so.
+/// follow-up links to the thread's latest session; the operator resumes
+/// that session's conversation when it runs (or, when its transcript is
+/// gone, starts with the earlier turns' summaries).
 pub fn run(
     binding: &PullRequestBinding,
     repository: &str,
@@ -180,19 +177,8 @@ pub fn run(
     }
     let name = session_name(repository, pull.number, comment.id);
     let request = if text.trim().is_empty() { "(no further instructions)".to_owned() } else { text.clone() };
-    let history = match (command, thread.turns.is_empty()) {
-        (Command::FollowUp(_), false) => {
-            let turns: Vec<String> =
-                thread.turns.iter().map(|(name, summary)| format!("- {name}: {summary}")).collect();
-            format!(
-                "This follows up earlier sessions on this pull request. Their conversation is not resumed (its transcript is not available to this session); here is what each earlier turn reported:\n{}\n\n",
-                turns.join("\n")
-            )
-        }
-        _ => String::new(),
-    };
     let prompt = format!(
-        "You are working on pull request #{} of {repository}, branch {} at commit {}.\n\n{history}Request from @{} ({}):\n\n{request}",
+        "You are working on pull request #{} of {repository}, branch {} at commit {}.\n\nRequest from @{} ({}):\n\n{request}",
         pull.number, pull.head_ref, pull.head_sha, comment.commenter.login, comment.url
     );
     let mut spec = serde_json::to_value(template).map_err(|e| format!("failed to read the template: {e}"))?;
@@ -218,6 +204,7 @@ pub fn run(
     if let Some(parent) = parent {
         notes.insert(PARENT_SESSION.into(), json!(parent));
     }
+    notes.insert(annotations::PULL_REQUEST_HEAD.into(), json!(pull.head_sha));
     if !notes.is_empty() {
         metadata["annotations"] = Value::Object(notes);
     }

@@ -59,16 +59,6 @@ impl Commands {
     ) -> Result<Result<Option<String>, String>, Error> {
         let writer = self.writer(source, binding).await?;
         let dir = request::thread_dir(repository, pull.number);
-        let turns: Vec<(String, String)> = self
-            .thread(source, repository, pull.number)
-            .await?
-            .iter()
-            .map(|s| {
-                let summary =
-                    s.status.as_ref().and_then(|st| st.result.as_ref()).and_then(|r| r.summary.clone());
-                (s.name_any(), summary.unwrap_or_else(|| "(no result yet)".into()))
-            })
-            .collect();
         let (binding, repository, pull, comment, command) =
             (binding.clone(), repository.to_owned(), pull.clone(), comment.clone(), command.clone());
         let lock = self.lock(&writer.dir);
@@ -103,7 +93,7 @@ impl Commands {
                     }
                     (other, _) => other.clone(),
                 };
-                let thread = request::Thread { parent: parent.clone(), turns: turns.clone() };
+                let thread = request::Thread { parent: parent.clone() };
                 match request::run(&binding, &repository, &pull, &comment, role, &command, &thread) {
                     // Recorded before (a replay, another webhook): nothing new.
                     Ok(record) if names.iter().any(|n| *n == format!("{}.yaml", record.session)) => None,

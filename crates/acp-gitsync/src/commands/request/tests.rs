@@ -151,20 +151,21 @@ fn flags_are_capped_by_the_binding() {
 
 #[test]
 fn a_follow_up_links_its_parent_and_a_stop_is_an_annotation_on_the_latest() {
-    let thread = Thread {
-        parent: Some("webapp-pr7-999".into()),
-        turns: vec![("webapp-pr7-999".into(), "Added the CHANGELOG entry.".into())],
-    };
+    let thread = Thread { parent: Some("webapp-pr7-999".into()) };
     let record = alice_asks(&Command::FollowUp("also the docs".into()), &thread).expect("a record");
     let manifest: Value = serde_saphyr::from_str(&record.content).expect("yaml");
     assert_eq!(manifest["metadata"]["annotations"][PARENT_SESSION], "webapp-pr7-999");
     assert!(record.message.contains("Acp-Command: follow-up"));
     let prompt = manifest["spec"]["initialPrompt"].as_str().expect("prompt");
+    // The operator resumes the parent's conversation when the request runs:
+    // the manifest holds only the request, and the head it was asked at.
     assert!(
-        prompt.contains("is not resumed") && prompt.contains("- webapp-pr7-999: Added the CHANGELOG entry."),
+        prompt.ends_with(
+            "Request from @alice (https://github.com/acme/webapp/pull/7#issuecomment-1001):\n\nalso the docs"
+        ),
         "{prompt}"
     );
-    assert!(prompt.ends_with("also the docs"), "{prompt}");
+    assert_eq!(manifest["metadata"]["annotations"][annotations::PULL_REQUEST_HEAD], "a".repeat(40));
 
     let stopped_text = stopped(&record.content).expect("changed");
     let stopped_manifest: Value = serde_saphyr::from_str(&stopped_text).expect("yaml");
