@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use acp_api::AgenticSession;
-use acp_api::constants::annotations;
+use acp_api::constants::{annotations, labels};
 use acp_api::resume::{MAX_TURNS, Resume, Turn};
 use kube::ResourceExt as _;
 
@@ -18,16 +18,27 @@ pub fn parent_of(session: &AgenticSession) -> Option<&str> {
     session.annotations().get(annotations::PARENT_SESSION).map(String::as_str).filter(|p| *p != name)
 }
 
+/// Whether `a` and `b` were applied by the same SessionSource (or both by
+/// none): a thread never crosses sources, so a manifest in one source's
+/// repository cannot name another source's session as its parent to read
+/// that session's conversation or workspace.
+fn same_source(a: &AgenticSession, b: &AgenticSession) -> bool {
+    [labels::SOURCE_NAMESPACE, labels::SOURCE_NAME]
+        .iter()
+        .all(|key| a.labels().get(*key) == b.labels().get(*key))
+}
+
 /// What `session` continues, looking sessions of its namespace up with
 /// `lookup`, and the earlier turns found, nearest first; `None` for a
-/// session that starts a thread.
+/// session that starts a thread. Turns applied by another source than
+/// `session`'s are not part of its thread.
 pub fn of(
     session: &AgenticSession,
     lookup: &dyn Fn(&str) -> Option<Arc<AgenticSession>>,
 ) -> Option<(Resume, Vec<Arc<AgenticSession>>)> {
     let parent_name = parent_of(session)?;
     let mut resume = Resume { parent: parent_name.to_owned(), ..Resume::default() };
-    let Some(parent) = lookup(parent_name) else {
+    let Some(parent) = lookup(parent_name).filter(|p| same_source(session, p)) else {
         return Some((resume, Vec::new()));
     };
     let result = parent.status.as_ref().and_then(|s| s.result.as_ref());
@@ -54,7 +65,7 @@ pub fn of(
         if seen.contains(&name) {
             break;
         }
-        at = parent_of(&turn).and_then(lookup);
+        at = parent_of(&turn).and_then(lookup).filter(|p| same_source(session, p));
         seen.push(name);
         chain.push(turn);
     }
@@ -182,6 +193,30 @@ mod tests {
         // After a push, the pushed commit.
         let (resume, _) = of(&all[1], &lookup(&all)).expect("a follow-up");
         assert_eq!(resume.since["http://git/app.git"], "c1");
+    }
+
+    #[test]
+    fn a_thread_never_crosses_sources() {
+        let mine = |s: &Arc<AgenticSession>, source: &str| {
+            let mut s = (**s).clone();
+            s.metadata.labels = Some(
+                [
+                    (labels::SOURCE_NAMESPACE.to_owned(), "team".to_owned()),
+                    (labels::SOURCE_NAME.to_owned(), source.to_owned()),
+                ]
+                .into(),
+            );
+            Arc::new(s)
+        };
+        let theirs = mine(&session("t1", None, Some("Their secret plan."), Some("c1")), "other");
+        let child = mine(&session("t2", Some("t1"), None, None), "mine");
+        let all = [theirs.clone(), child.clone()];
+        let (resume, chain) = of(&child, &lookup(&all)).expect("a follow-up");
+        assert_eq!((resume.session_id, resume.turns.len(), chain.len()), (None, 0, 0), "nothing of theirs");
+        // Same source: the thread.
+        let ours = mine(&session("t1", None, Some("Our plan."), Some("c1")), "mine");
+        let all = [ours, child.clone()];
+        assert_eq!(of(&child, &lookup(&all)).expect("a follow-up").1.len(), 1);
     }
 
     #[test]
