@@ -92,6 +92,12 @@ pub struct RepoConfig {
     /// Push to this branch, fast-forward only, instead of `ambient/<session>`.
     #[serde(default)]
     pub push_branch: Option<String>,
+    /// Push to this repository instead of `url`.
+    #[serde(default)]
+    pub push_url: Option<String>,
+    /// The commit `branch` must be at (a pinned request).
+    #[serde(default)]
+    pub commit: Option<String>,
     /// History to fetch beyond the tip (shallow clones of remote URLs):
     /// deeper for a follow-up, to show the commits since its parent's turn.
     #[serde(skip)]
@@ -103,6 +109,11 @@ pub struct RepoConfig {
 pub const FOLLOW_UP_HISTORY: u32 = 100;
 
 impl RepoConfig {
+    /// Where the agent's commit is pushed: `pushUrl`, else `url`.
+    pub fn push_url(&self) -> &str {
+        self.push_url.as_deref().filter(|u| !u.is_empty()).unwrap_or(&self.url)
+    }
+
     /// Directory name under `repos/`.
     pub fn dir_name(&self) -> &str {
         self.name.as_deref().filter(|n| !n.is_empty()).unwrap_or_else(|| repo_dir_name(&self.url))
@@ -332,6 +343,8 @@ impl RunnerConfig {
                 auto_push: r.auto_push(),
                 pull_request: r.pull_request.unwrap_or(false),
                 push_branch: r.push_branch.clone().filter(|b| !b.trim().is_empty()),
+                push_url: r.push_url.clone(),
+                commit: r.commit.clone(),
                 history: 0,
             })
             .collect();

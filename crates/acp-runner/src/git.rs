@@ -25,6 +25,20 @@ pub enum GitError {
         /// libgit2's error.
         source: git2::Error,
     },
+    /// The branch is not at the commit the session is pinned to.
+    #[error(
+        "failed to check out {url}: {branch} is at {head}, not at {pinned}, the commit this session is pinned to (it was pushed after the request was approved)"
+    )]
+    Moved {
+        /// Repository URL.
+        url: String,
+        /// Branch.
+        branch: String,
+        /// Where the branch is.
+        head: String,
+        /// Where it had to be.
+        pinned: String,
+    },
     /// Reading or committing the working tree failed.
     #[error("failed to commit changes in {repo}: {source}")]
     Commit {
@@ -74,6 +88,14 @@ pub fn clone(repo: &RepoConfig, dest: &Path, creds: &Credentials) -> Result<Clon
     let head = cloned.head().map_err(err)?;
     let branch = head.shorthand().unwrap_or("HEAD").to_owned();
     let base = head.peel_to_commit().map_err(err)?.id();
+    if let Some(pinned) = repo.commit.as_deref().filter(|c| !c.eq_ignore_ascii_case(&base.to_string())) {
+        return Err(GitError::Moved {
+            url: repo.url.clone(),
+            branch,
+            head: base.to_string(),
+            pinned: pinned.to_owned(),
+        });
+    }
     Ok(Cloned { branch, base })
 }
 

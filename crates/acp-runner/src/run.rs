@@ -338,7 +338,7 @@ async fn push_repo(
         Ok(Err(err)) => return Ok(Err(err.into())),
         Err(err) => return Ok(Err(OpError::Task(err.to_string()))),
     };
-    let url = repo.config.url.clone();
+    let url = repo.config.push_url().to_owned();
     let pushed = or_stop(stop, access.push(repo.index, &url, &repo.dir, &branch, force)).await?;
     Ok(pushed.map(|pushed| {
         if pushed.commit != committed.to_string() {

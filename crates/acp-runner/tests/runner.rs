@@ -129,6 +129,52 @@ async fn unreachable_repository_exits_2() {
     assert!(fixture.model.requests().is_empty(), "the agent never started");
 }
 
+/// A pinned session (an approved fork request) runs only on its commit, and
+/// pushes to `pushUrl`, a branch of another repository (the base).
+#[tokio::test]
+async fn a_pinned_commit_must_be_the_branch_head_and_push_url_takes_the_push() {
+    let mut fixture = Fixture::new(Vec::new()).await;
+    let app = fixture.git.url("app");
+    let head = git(&fixture.bare("app"), &["rev-parse", "main"]).trim().to_owned();
+    fixture
+        .set("REPOS_JSON", &format!(r#"[{{"url":"{app}","branch":"main","commit":"{}"}}]"#, "0".repeat(40)));
+    let (moved, _) = fixture.run().await;
+    assert_eq!(moved.outcome, Some(RunOutcome::PrerequisiteFailed), "{moved:?}");
+    let error = moved.error.expect("error");
+    assert!(error.contains(&format!("main is at {head}, not at {}", "0".repeat(40))), "{error}");
+    assert!(fixture.model.requests().is_empty(), "the agent never started");
+
+    fixture.git.create_repo("base", "main", &[("README.md", "base\n")]);
+    let base = fixture.git.url("base");
+    // A fresh workspace, as every run has.
+    let ws2 = fixture.tmp.path().join("ws2");
+    let notes = ws2.join("repos/app/NOTES.md").to_string_lossy().into_owned();
+    fixture.set("WORKSPACE_PATH", &ws2.to_string_lossy());
+    fixture.model = acp_testenv::model::ScriptedModel::start(
+        common::MODEL,
+        vec![
+            Step::tool("Write", json!({"file_path": notes, "content": "From the fork.\n"})),
+            Step::text("Done."),
+        ],
+    )
+    .await;
+    let url = fixture.model.url();
+    let repos = format!(
+        r#"[{{"url":"{app}","branch":"main","commit":"{head}","autoPush":true,"pushUrl":"{base}","pushBranch":"acp/pr-8"}}]"#
+    );
+    fixture.set("ANTHROPIC_BASE_URL", &url).set("REPOS_JSON", &repos);
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
+    let [pushed] = result.pushed_branches.as_slice() else { panic!("one push: {result:?}") };
+    assert_eq!((pushed.repo.as_str(), pushed.branch.as_str()), (base.as_str(), "acp/pr-8"));
+    assert_eq!(git(&fixture.bare("base"), &["show", "acp/pr-8:NOTES.md"]), "From the fork.\n");
+    assert_eq!(
+        git(&fixture.bare("app"), &["rev-parse", "main"]).trim(),
+        head,
+        "the fork's branch is untouched"
+    );
+}
+
 #[tokio::test]
 async fn rejected_credentials_exit_2_without_leaking_them() {
     let mut fixture = Fixture::new(vec![Step::text("unused")]).await;

@@ -60,7 +60,9 @@ pub enum Command {
     ///
     /// Inputs, as the operator sets them: AGENTIC_SESSION_NAME,
     /// AGENTIC_SESSION_NAMESPACE, WORKSPACE_PATH (/workspace), INITIAL_PROMPT,
-    /// DISPLAY_NAME, REPOS_JSON ([{url, branch, name, autoPush, pullRequest}]),
+    /// DISPLAY_NAME, REPOS_JSON ([{url, branch, name, autoPush, pullRequest,
+    /// pushBranch, pushUrl, commit}]), RESUME_JSON (a follow-up's parent
+    /// conversation, workspace, commits and earlier turns),
     /// ACTIVE_WORKFLOW_GIT_URL / _BRANCH / _PATH, LLM_MODEL, MAX_TURNS (50),
     /// INACTIVITY_TIMEOUT (seconds, 0 = off), CUSTOM_MCP_SERVERS (JSON of
     /// spec.mcpServers), SESSION_ENV_JSON (JSON of spec.environmentVariables),

@@ -151,6 +151,20 @@ pub struct RepoSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub push_branch: Option<String>,
+    /// acp addition: with `autoPush`, push to this repository instead of
+    /// `url` (a session on a fork's pull request works on the fork's branch
+    /// and pushes its commit to a branch of the base repository). The same
+    /// URL policies apply as to `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), pattern(GIT_URL_PATTERN))]
+    pub push_url: Option<String>,
+    /// acp addition: the commit `branch` must be at. The run fails before
+    /// the agent starts when the branch has moved, so a request approved
+    /// for one commit (a fork's pull request) never runs code pushed after
+    /// the approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 40, max = 64), pattern(r"^[0-9a-f]+$"))]
+    pub commit: Option<String>,
 }
 
 /// Authenticated caller identity captured at creation time.

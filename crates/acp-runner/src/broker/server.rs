@@ -175,7 +175,7 @@ async fn push(
     }
     let dir = sidecar.layout.repos.join(repo.dir_name());
     let (branch, force) = sidecar.config.push_target(repo);
-    match sidecar.direct.push(&repo.url, &dir, &branch, force).await {
+    match sidecar.direct.push(repo.push_url(), &dir, &branch, force).await {
         Ok(pushed) => {
             info!(url = %repo.url, %branch, commit = %pushed.commit, "pushed");
             Ok(Json(PushedReply { commit: pushed.commit }))
