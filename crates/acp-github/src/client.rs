@@ -70,6 +70,8 @@ pub struct PullRequest {
     pub head_clone_url: String,
     /// The base repository (`owner/name`).
     pub base_repository: String,
+    /// The base repository's clone URL (where a fork's request pushes).
+    pub base_clone_url: String,
     /// The head lives in another repository than the base.
     pub fork: bool,
 }
@@ -229,6 +231,7 @@ impl GitHub {
             head_sha: text(&pull["head"]["sha"])?,
             head_ref: text(&pull["head"]["ref"])?,
             head_clone_url: text(&pull["head"]["repo"]["clone_url"])?,
+            base_clone_url: text(&pull["base"]["repo"]["clone_url"])?,
             fork: !head_repository.eq_ignore_ascii_case(&base_repository),
             head_repository,
             base_repository,

@@ -357,7 +357,10 @@ async fn sync(
             requests_present = tip.is_some();
             if let Some(tip) = tip {
                 let tree = repo.find_commit(tip).and_then(|c| c.tree()).map_err(|e| e.to_string())?;
-                let all = Filter::new("", &[], &[]).map_err(|e| e.to_string())?;
+                // Requests waiting for a maintainer's `/acp approve` are not
+                // read: an approved one is the same session at its own place.
+                let pending = [crate::commands::request::PENDING_PATTERN.to_owned()];
+                let all = Filter::new("", &pending, &[]).map_err(|e| e.to_string())?;
                 entries.extend(
                     files::from_tree(&repo, &tree, &all)
                         .map_err(|e| e.to_string())?

@@ -230,23 +230,15 @@ impl FakeGitHub {
         lock(&self.world).roles.insert((repo.to_owned(), login.to_owned()), role.to_owned());
     }
 
-    /// Opens pull request `number` on `repo` from branch `head_ref` at
-    /// `head_sha` of `head_repo` (`repo` itself, or a fork), cloned from `clone_url`.
-    pub fn open_pull(
-        &self,
-        repo: &str,
-        number: u64,
-        head_repo: &str,
-        head_ref: &str,
-        head_sha: &str,
-        clone_url: &str,
-    ) {
-        let pull = json!({
-            "number": number, "state": "open",
-            "head": {"ref": head_ref, "sha": head_sha, "repo": {"full_name": head_repo, "clone_url": clone_url}},
-            "base": {"ref": "main", "repo": {"full_name": repo}},
+    /// Opens pull request `pull.number` on `repo`.
+    pub fn open_pull(&self, repo: &str, pull: NewPull<'_>) {
+        let json = json!({
+            "number": pull.number, "state": "open",
+            "head": {"ref": pull.head_ref, "sha": pull.head_sha,
+                     "repo": {"full_name": pull.head_repo, "clone_url": pull.head_clone_url}},
+            "base": {"ref": "main", "repo": {"full_name": repo, "clone_url": pull.base_clone_url}},
         });
-        lock(&self.world).pull_requests.insert((repo.to_owned(), number), pull);
+        lock(&self.world).pull_requests.insert((repo.to_owned(), pull.number), json);
     }
 
     /// Every reaction added, in order.
@@ -493,4 +485,22 @@ async fn react(
         user: who,
     });
     (StatusCode::CREATED, axum::Json(json!({"content": content}))).into_response()
+}
+
+/// A pull request for [`FakeGitHub::open_pull`]: from branch `head_ref` at
+/// `head_sha` of `head_repo` (the base repository itself, or a fork),
+/// cloned from `head_clone_url`, into the base cloned from `base_clone_url`.
+pub struct NewPull<'a> {
+    /// Its number.
+    pub number: u64,
+    /// The head repository (`owner/name`).
+    pub head_repo: &'a str,
+    /// The head branch.
+    pub head_ref: &'a str,
+    /// The head commit.
+    pub head_sha: &'a str,
+    /// The head repository's clone URL.
+    pub head_clone_url: &'a str,
+    /// The base repository's clone URL.
+    pub base_clone_url: &'a str,
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use acp_api::session::SessionPhase;
 use acp_testenv::eventually;
+use acp_testenv::github::NewPull;
 use acp_testenv::model::{Responder, Step};
 use common::{BOT, MODEL, Stack};
 use kube::api::{Patch, PatchParams};
@@ -68,9 +69,19 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     // then answers.
     let changelog: Arc<std::sync::OnceLock<String>> = Arc::default();
     let path = changelog.clone();
+    let fork_file: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let fork_path = fork_file.clone();
     let responder: Responder = Arc::new(move |body: &Value| {
         let text = body.to_string();
-        if text.contains("and the release notes") {
+        if text.contains("slow fork work") {
+            // Still running when a push voids its approval.
+            Step::slow_text(&["Working", " on", " the fork"], Duration::from_secs(20))
+        } else if text.contains("from the fork") && text.contains("tool_result") {
+            Step::text("Fork change made.")
+        } else if text.contains("from the fork") {
+            let file = fork_path.get().cloned().unwrap_or_default();
+            Step::tool("Write", json!({"file_path": file, "content": "From the fork.\n"}))
+        } else if text.contains("and the release notes") {
             Step::text("Release notes updated.")
         } else if text.contains("also update the docs") {
             // Slow: this turn is still running when it is stopped.
@@ -94,9 +105,30 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     stack.policies = Some(policies(stack.dir.path()));
     let clone_url = stack.code_repo("webapp", "fix-login", &[("README.md", "webapp\n")]);
     let head = git_out(&stack.dir.path().join("git/webapp.git"), &["rev-parse", "fix-login"]);
-    stack.github.open_pull(CODE, 7, CODE, "fix-login", &head, &clone_url);
-    stack.github.open_pull(CODE, 8, "mallory/webapp", "evil", &"b".repeat(40), &clone_url);
+    let pull = |number, head_repo, head_ref, head_sha, head_clone_url| NewPull {
+        number,
+        head_repo,
+        head_ref,
+        head_sha,
+        head_clone_url,
+        base_clone_url: &clone_url,
+    };
+    stack.github.open_pull(CODE, pull(7, CODE, "fix-login", &head, &clone_url));
+    // Pull request 8 comes from a fork.
+    let fork_url = stack.code_repo("webapp-fork", "evil", &[("README.md", "webapp, forked\n")]);
+    let fork_bare = stack.dir.path().join("git/webapp-fork.git");
+    let fork_head = git_out(&fork_bare, &["rev-parse", "evil"]);
+    stack.github.open_pull(CODE, pull(8, "mallory/webapp", "evil", &fork_head, &fork_url));
+    let _ = fork_file.set(
+        stack
+            .dir
+            .path()
+            .join(format!("runs/{}/webapp-pr8-5005-1/workspace/repos/webapp-fork/FORK.md", stack.ns.name))
+            .display()
+            .to_string(),
+    );
     stack.github.role(CODE, BOT, "admin");
+    stack.github.role(CODE, "maria", "maintain");
     stack.github.role(CODE, "alice", "write");
     stack.github.role(CODE, "bob", "read");
     stack.github.token("alice-token", "alice");
@@ -207,7 +239,9 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     assert_eq!(answer["recorded"], json!([]), "{answer}");
     assert_eq!(stack.git_log("acp/requests", path).len(), 1);
 
-    // A read-only user gets one line; a bot and a stranger get nothing.
+    // A read-only user's request waits for a maintainer's approval, said in
+    // one line; it is not in the thread, and nothing runs. A bot and a
+    // stranger get nothing.
     let replies_before = stack.github.comments(CODE, 7).len();
     let (_, answer) = stack.deliver(
         "issue_comment",
@@ -215,13 +249,20 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
         SECRET,
         &comment("created", 5002, "bob", "User", "/acp run -- delete everything", None),
     );
-    assert_eq!(answer["recorded"], json!([]), "{answer}");
+    assert_eq!(
+        (answer["recorded"].clone(), answer["pending"].clone()),
+        (json!([]), json!(["webapp-pr7-5002"]))
+    );
     let replies = stack.github.comments(CODE, 7);
     assert_eq!(replies.len(), replies_before + 1);
     assert_eq!(
         replies.last().map(|c| c.body.as_str()),
-        Some("@bob: `/acp run` needs write access to acme/webapp; you have read.")
+        Some(
+            "@bob: `webapp-pr7-5002` waits for a maintainer's `/acp approve`: `/acp run` needs write access to acme/webapp and @bob has read."
+        )
     );
+    assert!(stack.show("acp/requests:acme/webapp/pr-7/pending/webapp-pr7-5002.yaml").is_some());
+    assert!(stack.show("acp/requests:acme/webapp/pr-7/webapp-pr7-5002.yaml").is_none());
     let (_, answer) = stack.deliver(
         "issue_comment",
         "d-5",
@@ -265,12 +306,7 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
         "no reply to an edit or to acp's own comment"
     );
 
-    // A fork's pull request is not run.
-    let mut fork = comment("created", 5005, "alice", "User", "/acp run -- from the fork", None);
-    fork["issue"]["number"] = json!(8);
-    let (_, answer) = stack.deliver("issue_comment", "d-7", SECRET, &fork);
-    assert_eq!(answer["recorded"], json!([]), "{answer}");
-    assert!(stack.github.comments(CODE, 8).iter().any(|c| c.body.contains("forks are not run")));
+    fork_requests(&stack, &fork_bare, &fork_head, &clone_url).await;
 
     // Two follow-ups: the second waits (queued) while the first runs; a stop
     // ends the running one, then the queued one runs, knowing the earlier
@@ -410,4 +446,116 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
         &comment("created", 5007, "stranger", "User", "/acp help", None),
     );
     assert!(stack.github.comments(CODE, 7).iter().any(|c| c.body.starts_with("acp commands")));
+    let never = stack.ns.api::<acp_api::AgenticSession>().get_opt("webapp-pr7-5002").await.expect("get");
+    assert!(never.is_none(), "the read-only user's request never ran");
+}
+
+/// An `issue_comment` on pull request 8 (the fork's).
+fn on_fork(id: u64, login: &str, body: &str) -> Value {
+    let mut payload = comment("created", id, login, "User", body, None);
+    payload["issue"]["number"] = json!(8);
+    payload["comment"]["html_url"] =
+        json!(format!("https://github.example/acme/webapp/pull/8#issuecomment-{id}"));
+    payload
+}
+
+/// A fork's requests wait for a maintainer's `/acp approve`, which pins them
+/// to the head: the session works on the fork's branch at that commit and
+/// pushes to a branch of the base repository; a push voids the approval of
+/// what has not finished.
+async fn fork_requests(stack: &common::Stack, fork_bare: &std::path::Path, fork_head: &str, base_url: &str) {
+    let (_, answer) =
+        stack.deliver("issue_comment", "d-7", SECRET, &on_fork(5005, "alice", "/acp run -- from the fork"));
+    assert_eq!(
+        (answer["recorded"].clone(), answer["pending"].clone()),
+        (json!([]), json!(["webapp-pr8-5005"]))
+    );
+    assert!(stack.github.comments(CODE, 8).iter().any(|c| c.body
+        == "@alice: `webapp-pr8-5005` waits for a maintainer's `/acp approve`: this pull request comes from a fork (mallory/webapp)."));
+    let sessions = stack.ns.api::<acp_api::AgenticSession>();
+    assert!(sessions.get_opt("webapp-pr8-5005").await.expect("get").is_none(), "nothing runs unapproved");
+    // Write access is not enough to approve.
+    let (_, answer) = stack.deliver("issue_comment", "d-7a", SECRET, &on_fork(5040, "alice", "/acp approve"));
+    assert_eq!(answer["recorded"], json!([]), "{answer}");
+    assert!(
+        stack
+            .github
+            .comments(CODE, 8)
+            .iter()
+            .any(|c| c.body.contains("`/acp approve` needs maintain access"))
+    );
+
+    // A maintainer approves: the request runs, pinned to the head.
+    let (_, answer) = stack.deliver("issue_comment", "d-7b", SECRET, &on_fork(5041, "maria", "/acp approve"));
+    assert_eq!(answer["recorded"], json!(["webapp-pr8-5005"]), "{answer}");
+    let log = stack.git_log("acp/requests", "acme/webapp/pr-8/webapp-pr8-5005.yaml");
+    let message = stack.commit_message(&log[0]);
+    assert!(
+        message.contains("Acp-Commenter: maria") && message.contains(&format!("Acp-Head: {fork_head}")),
+        "{message}"
+    );
+    let done = stack
+        .wait_session("webapp-pr8-5005", "the approved fork request finished", RUN, |s| {
+            s.status.as_ref().and_then(|st| st.phase).is_some_and(SessionPhase::is_terminal)
+        })
+        .await;
+    assert_eq!(done.status.as_ref().and_then(|s| s.phase), Some(SessionPhase::Completed), "{}", stack.logs());
+    assert_eq!(done.spec.repos[0].commit.as_deref(), Some(fork_head));
+    // Its commit went to a branch of the base repository; the fork is untouched.
+    let base = stack.dir.path().join("git/webapp.git");
+    assert_eq!(git_out(&base, &["show", "acp/pr-8-5005:FORK.md"]), "From the fork.");
+    assert_eq!(git_out(fork_bare, &["rev-parse", "evil"]), fork_head);
+    let pushed = done.status.and_then(|s| s.result).map(|r| r.pushed_branches).unwrap_or_default();
+    assert_eq!(
+        pushed.first().map(|p| (p.repo.as_str(), p.branch.as_str())),
+        Some((base_url, "acp/pr-8-5005"))
+    );
+
+    // A second request, approved and running; then a push to the fork voids it.
+    let (_, answer) =
+        stack.deliver("issue_comment", "d-7c", SECRET, &on_fork(5042, "alice", "@acp slow fork work"));
+    assert_eq!(answer["pending"], json!(["webapp-pr8-5042"]), "{answer}");
+    let (_, answer) = stack.deliver("issue_comment", "d-7d", SECRET, &on_fork(5043, "maria", "/acp approve"));
+    assert_eq!(answer["recorded"], json!(["webapp-pr8-5042"]), "{answer}");
+    stack
+        .wait_session("webapp-pr8-5042", "the second fork request running", RUN, |s| {
+            s.status.as_ref().and_then(|st| st.phase) == Some(SessionPhase::Running)
+        })
+        .await;
+    let work = stack.dir.path().join("fork-work");
+    git_out(
+        stack.dir.path(),
+        &["clone", "-q", "-b", "evil", &fork_bare.to_string_lossy(), &work.to_string_lossy()],
+    );
+    std::fs::write(work.join("README.md"), "pushed after the approval\n").expect("write");
+    git_out(
+        &work,
+        &["-c", "user.name=Mallory", "-c", "user.email=m@example.com", "commit", "-qam", "Sneaky"],
+    );
+    git_out(&work, &["push", "-q", "origin", "evil"]);
+    let new_head = git_out(fork_bare, &["rev-parse", "evil"]);
+    let push = json!({"action": "synchronize", "number": 8, "before": fork_head, "after": new_head,
+        "pull_request": {"number": 8, "head": {"sha": new_head, "ref": "evil", "repo": {"full_name": "mallory/webapp"}}},
+        "repository": {"full_name": CODE, "private": false}, "sender": {"login": "mallory", "type": "User"}});
+    let (_, answer) = stack.deliver("pull_request", "d-7e", SECRET, &push);
+    assert_eq!(answer["recorded"], json!(["webapp-pr8-5042"]), "{answer}");
+    let voided = stack
+        .wait_session("webapp-pr8-5042", "the voided request stopped", RUN, |s| {
+            s.status.as_ref().and_then(|st| st.phase).is_some_and(SessionPhase::is_terminal)
+        })
+        .await;
+    assert_eq!(voided.status.as_ref().and_then(|s| s.phase), Some(SessionPhase::Stopped), "{}", stack.logs());
+    assert!(
+        stack.github.comments(CODE, 8).iter().any(|c| c
+            .body
+            .starts_with("A push to this pull request voided the approval of `webapp-pr8-5042`"))
+    );
+    // Nothing waits any more: a further approval approves nothing.
+    let (_, answer) = stack.deliver("issue_comment", "d-7f", SECRET, &on_fork(5044, "maria", "/acp approve"));
+    assert_eq!(answer["recorded"], json!([]), "{answer}");
+    assert!(stack.github.comments(CODE, 8).iter().any(|c| c.body.starts_with("Nothing to approve")));
+    // Waiting requests are neither applied nor reported as errors.
+    let source = stack.ns.api::<acp_api::SessionSource>().get("repo").await.expect("source");
+    let errors = source.status.map(|s| s.errors).unwrap_or_default();
+    assert!(errors.is_empty(), "{errors:?}");
 }

@@ -23,6 +23,7 @@ use tracing::warn;
 
 use super::grammar::{self, Command, Found};
 use super::request::{self, Comment, Commenter, Gate};
+use writes::Which;
 
 /// Comments remembered for de-duplication.
 const REMEMBERED: usize = 4096;
@@ -33,6 +34,7 @@ pub const HELP: &str = "acp commands (one per line):\n\
 - `@acp <text>`: a follow-up to the latest session of this pull request\n\
 - `/acp stop`: stop the running session\n\
 - `/acp retry`: run the latest request again\n\
+- `/acp approve`: run the requests waiting for approval (from a fork, or below the role) at the current head\n\
 - `/acp status`: this pull request's sessions\n\
 - `/acp help`: this text";
 
@@ -102,6 +104,8 @@ pub struct Commands {
 pub struct Outcome {
     /// Requests committed (session names).
     pub recorded: Vec<String>,
+    /// Requests committed to wait for a maintainer's `/acp approve`.
+    pub pending: Vec<String>,
     /// One-line answers posted.
     pub replied: usize,
     /// Commands ignored (bots, strangers, repeats).
@@ -140,7 +144,12 @@ impl Commands {
                 }
                 "pull_request" if payload["action"] == "closed" => {
                     let pull = payload["pull_request"]["number"].as_u64().unwrap_or_default();
-                    let stopped = self.stop(source, binding, repository, pull, "closed", true).await?;
+                    let stopped =
+                        self.stop(source, binding, repository, pull, "closed", Which::Unfinished).await?;
+                    outcome.recorded.extend(stopped);
+                }
+                "pull_request" if payload["action"] == "synchronize" => {
+                    let stopped = self.voided(source, binding, repository, payload).await?;
                     outcome.recorded.extend(stopped);
                 }
                 _ => outcome.ignored += 1,
@@ -265,7 +274,7 @@ impl Commands {
                 }
             };
             let role = *role.get_or_insert(self.role(&github, &comment.commenter).await?);
-            match request::gate(binding, repository, private, comment, role, &command) {
+            let waits = match request::gate(binding, repository, private, comment, role, &command) {
                 Gate::Silent => {
                     outcome.ignored += 1;
                     continue;
@@ -275,8 +284,9 @@ impl Commands {
                     outcome.replied += 1;
                     continue;
                 }
-                Gate::Allowed => {}
-            }
+                Gate::Approval(why) => Some(why),
+                Gate::Allowed => None,
+            };
             github.react(comment.id, review, "eyes").await?;
             match &command {
                 Command::Help => {
@@ -290,7 +300,8 @@ impl Commands {
                 }
                 Command::Stop => {
                     let login = &comment.commenter.login;
-                    let stopped = self.stop(source, binding, repository, pull_number, login, false).await?;
+                    let stopped =
+                        self.stop(source, binding, repository, pull_number, login, Which::Running).await?;
                     if stopped.is_empty() {
                         let line = "Nothing to stop: no session of this pull request is running.";
                         github.create_comment(pull_number, line).await?;
@@ -299,13 +310,19 @@ impl Commands {
                     outcome.recorded.extend(stopped);
                 }
                 Command::Approve => {
-                    github
-                        .create_comment(
-                            pull_number,
-                            "`/acp approve` is not available yet: requests from forks are not run.",
-                        )
-                        .await?;
-                    outcome.replied += 1;
+                    let pull = github.pull(pull_number).await?;
+                    let approved = if pull.open {
+                        self.approve(source, binding, repository, &pull, comment, role).await?
+                    } else {
+                        Vec::new()
+                    };
+                    if approved.is_empty() {
+                        let line =
+                            "Nothing to approve: no request of this open pull request waits for approval.";
+                        github.create_comment(pull_number, line).await?;
+                        outcome.replied += 1;
+                    }
+                    outcome.recorded.extend(approved);
                 }
                 Command::Run(_) | Command::FollowUp(_) | Command::Retry => {
                     // One session per comment: its file is named by the comment.
@@ -326,15 +343,36 @@ impl Commands {
                         outcome.replied += 1;
                         continue;
                     }
-                    if pull.fork {
-                        github
-                            .create_comment(pull_number, "Requests on pull requests from forks are not run (approval of fork requests is not available yet).")
-                            .await?;
-                        outcome.replied += 1;
-                        continue;
-                    }
-                    match self.record(source, binding, repository, &pull, comment, role, &command).await? {
-                        Ok(Some(name)) => outcome.recorded.push(name),
+                    // A fork's code, or a request below the role, runs only
+                    // once a maintainer approves it at a commit.
+                    let waits = waits.clone().or_else(|| {
+                        pull.fork.then(|| {
+                            format!("this pull request comes from a fork ({})", pull.head_repository)
+                        })
+                    });
+                    let record = self.record(
+                        source,
+                        binding,
+                        repository,
+                        &pull,
+                        comment,
+                        role,
+                        &command,
+                        waits.is_some(),
+                    );
+                    match record.await? {
+                        Ok(Some(name)) => match &waits {
+                            Some(why) => {
+                                let line = format!(
+                                    "@{}: `{name}` waits for a maintainer's `/acp approve`: {why}.",
+                                    comment.commenter.login
+                                );
+                                github.create_comment(pull_number, &line).await?;
+                                outcome.replied += 1;
+                                outcome.pending.push(name);
+                            }
+                            None => outcome.recorded.push(name),
+                        },
                         Ok(None) => outcome.ignored += 1,
                         Err(line) => {
                             github

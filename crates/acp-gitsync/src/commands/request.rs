@@ -48,6 +48,9 @@ pub enum Gate {
     Silent,
     /// Refuse with this one line.
     Refused(String),
+    /// Record the request, but it waits for a maintainer's `/acp approve`
+    /// (the commenter's role is below the one needed), for this reason.
+    Approval(String),
 }
 
 /// Whether `comment`'s author, with `role` on `repository`, may give `command`.
@@ -69,6 +72,15 @@ pub fn gate(
     }
     if role == Role::None && !private {
         return Gate::Silent;
+    }
+    if role >= Role::Read && matches!(command, Command::Run(_) | Command::FollowUp(_) | Command::Retry) {
+        return Gate::Approval(format!(
+            "`{}` needs {} access to {repository} and @{} has {}",
+            display(command),
+            needed.as_str(),
+            who.login,
+            role.as_str()
+        ));
     }
     Gate::Refused(format!(
         "@{}: `{}` needs {} access to {repository}; you have {}.",
@@ -182,9 +194,17 @@ pub fn run(
         pull.number, pull.head_ref, pull.head_sha, comment.commenter.login, comment.url
     );
     let mut spec = serde_json::to_value(template).map_err(|e| format!("failed to read the template: {e}"))?;
-    // The session works on the pull request's branch and pushes back to it
-    // (fast-forward only: commits pushed meanwhile are never overwritten).
-    spec["repos"] = json!([{"url": pull.head_clone_url, "branch": pull.head_ref, "autoPush": true, "pushBranch": pull.head_ref}]);
+    spec["repos"] = if pull.fork {
+        // A fork's branch is not acp's to push to: the session pushes its
+        // commit to a branch of the base repository (its commit is pinned
+        // when the request is approved).
+        json!([{"url": pull.head_clone_url, "branch": pull.head_ref, "autoPush": true,
+                "pushUrl": pull.base_clone_url, "pushBranch": format!("acp/pr-{}-{}", pull.number, comment.id)}])
+    } else {
+        // The session works on the pull request's branch and pushes back to
+        // it (fast-forward only: commits pushed meanwhile are never overwritten).
+        json!([{"url": pull.head_clone_url, "branch": pull.head_ref, "autoPush": true, "pushBranch": pull.head_ref}])
+    };
     spec["initialPrompt"] = json!(prompt);
     if let Some(model) = model {
         spec["llmSettings"]["model"] = json!(model);
@@ -224,6 +244,38 @@ pub fn run(
         message: format!("{subject}\n\n{text}\n\n{}", trailers(command, comment, role, pull)),
         session: name,
     })
+}
+
+/// Where requests waiting for approval lie on the requests branch, as a
+/// gitignore-style pattern (git-sync does not read them).
+pub const PENDING_PATTERN: &str = "/*/*/pr-*/pending/";
+
+/// The path of a request waiting for approval: `pending/` beside the
+/// thread's requests (git-sync never applies it).
+pub fn pending_path(repository: &str, pull: u64, session: &str) -> String {
+    format!("{}/pending/{session}.yaml", thread_dir(repository, pull))
+}
+
+/// A waiting request's manifest, approved at `head`: pinned to that commit
+/// (a push after the approval voids it), recorded at that head, and linked
+/// to the thread's latest session `parent`. `None` when it does not parse.
+pub fn approved(manifest: &str, parent: Option<&str>, head: &str) -> Option<String> {
+    let mut object: Value = serde_saphyr::from_str(manifest).ok()?;
+    for repo in object["spec"]["repos"].as_array_mut()? {
+        repo["commit"] = json!(head);
+    }
+    let notes = &mut object["metadata"]["annotations"];
+    if !notes.is_object() {
+        *notes = json!({});
+    }
+    notes[annotations::PULL_REQUEST_HEAD] = json!(head);
+    match parent {
+        Some(parent) => notes[PARENT_SESSION] = json!(parent),
+        None => {
+            notes.as_object_mut()?.remove(PARENT_SESSION);
+        }
+    }
+    serde_saphyr::to_string(&object).ok()
 }
 
 /// The trailers of a request commit.

@@ -1,6 +1,9 @@
 //! The handler's writes to a source's requests branch: recording a request
-//! (a new session manifest) and stopping sessions (an annotation on theirs),
-//! each a read-modify-write of the branch's tree, serialised per mirror.
+//! (a new session manifest, or one waiting for approval under `pending/`),
+//! approving the waiting ones (pinned to the head), and stopping sessions
+//! (an annotation on theirs: on `/acp stop`, when the pull request closes,
+//! or when a push voids an approval), each a read-modify-write of the
+//! branch's tree, serialised per mirror.
 
 use acp_api::SessionSource;
 use acp_api::pull_requests::{PullRequestBinding, Role};
@@ -56,6 +59,7 @@ impl Commands {
         comment: &Comment,
         role: Role,
         command: &Command,
+        pending: bool,
     ) -> Result<Result<Option<String>, String>, Error> {
         let writer = self.writer(source, binding).await?;
         let dir = request::thread_dir(repository, pull.number);
@@ -93,11 +97,26 @@ impl Commands {
                     }
                     (other, _) => other.clone(),
                 };
-                let thread = request::Thread { parent: parent.clone() };
+                // A waiting request is linked into the thread when approved.
+                let thread = request::Thread { parent: if pending { None } else { parent.clone() } };
                 match request::run(&binding, &repository, &pull, &comment, role, &command, &thread) {
                     // Recorded before (a replay, another webhook): nothing new.
-                    Ok(record) if names.iter().any(|n| *n == format!("{}.yaml", record.session)) => None,
-                    Ok(record) => {
+                    Ok(record)
+                        if names.iter().any(|n| *n == format!("{}.yaml", record.session))
+                            || read(
+                                repo,
+                                tree,
+                                &request::pending_path(&repository, pull.number, &record.session),
+                            )
+                            .is_some() =>
+                    {
+                        None
+                    }
+                    Ok(mut record) => {
+                        if pending {
+                            record.path = request::pending_path(&repository, pull.number, &record.session);
+                            record.message = record.message.replacen('\n', " (waits for approval)\n", 1);
+                        }
                         let edit = (
                             vec![(record.path.clone(), record.content.clone().into_bytes())],
                             record.message.clone(),
@@ -129,8 +148,110 @@ impl Commands {
         }
     }
 
-    /// Stops the thread's running session (`all`: every unfinished one, as
-    /// when the pull request closes, queued ones included) by committing
+    /// Approves the pull request's waiting requests at its head: each is
+    /// recorded in the thread, pinned to the head commit, in comment order;
+    /// returns the sessions approved.
+    pub(super) async fn approve(
+        &self,
+        source: &SessionSource,
+        binding: &PullRequestBinding,
+        repository: &str,
+        pull: &PullRequest,
+        comment: &Comment,
+        role: Role,
+    ) -> Result<Vec<String>, Error> {
+        let writer = self.writer(source, binding).await?;
+        let dir = request::thread_dir(repository, pull.number);
+        let head = pull.head_sha.clone();
+        let message = format!(
+            "acp: approve requests on {repository}#{} at {head}\n\n{}",
+            pull.number,
+            request::trailers(&Command::Approve, comment, role, pull)
+        );
+        let lock = self.lock(&writer.dir);
+        let (written, approved) = tokio::task::spawn_blocking(move || {
+            let _serial = lock.lock();
+            let mut approved = Vec::new();
+            let written = writer.edit(|repo, tree| {
+                approved.clear();
+                let recorded = files_in(repo, tree, &dir);
+                let links: Vec<(String, Option<String>)> = recorded
+                    .iter()
+                    .filter_map(|file| file.strip_suffix(".yaml"))
+                    .map(|name| {
+                        (
+                            name.to_owned(),
+                            read(repo, tree, &format!("{dir}/{name}.yaml")).and_then(|t| parent_of(&t)),
+                        )
+                    })
+                    .collect();
+                let mut parent = request::chain(&links).pop();
+                // Waiting ones not approved before, oldest comment first.
+                let mut waiting: Vec<String> = files_in(repo, tree, &format!("{dir}/pending"))
+                    .into_iter()
+                    .filter_map(|file| file.strip_suffix(".yaml").map(str::to_owned))
+                    .filter(|name| !recorded.contains(&format!("{name}.yaml")))
+                    .collect();
+                waiting.sort_by_key(|name| name.rsplit('-').next().and_then(|id| id.parse::<u64>().ok()));
+                let mut files = Vec::new();
+                for name in waiting {
+                    let Some(text) = read(repo, tree, &format!("{dir}/pending/{name}.yaml")) else {
+                        continue;
+                    };
+                    let Some(approved_text) = request::approved(&text, parent.as_deref(), &head) else {
+                        continue;
+                    };
+                    files.push((format!("{dir}/{name}.yaml"), approved_text.into_bytes()));
+                    approved.push(name.clone());
+                    parent = Some(name);
+                }
+                (!files.is_empty())
+                    .then(|| (files, format!("{message}\nAcp-Approved: {}", approved.join(", "))))
+            });
+            (written, approved)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+        match written? {
+            Written::Committed { commit, .. } => {
+                info!(sessions = ?approved, %commit, "requests approved");
+                self.sync(source).await?;
+                Ok(approved)
+            }
+            Written::Unchanged => Ok(Vec::new()),
+        }
+    }
+
+    /// A push (`pull_request` `synchronize`) voids the approval of the
+    /// thread's unfinished sessions pinned to another commit: they are
+    /// stopped, and the pull request is told. (A run that starts anyway
+    /// fails: its branch is not at the pinned commit.)
+    pub(super) async fn voided(
+        &self,
+        source: &SessionSource,
+        binding: &PullRequestBinding,
+        repository: &str,
+        payload: &Value,
+    ) -> Result<Vec<String>, Error> {
+        let pull = payload["pull_request"]["number"].as_u64().unwrap_or_default();
+        let head = payload["pull_request"]["head"]["sha"].as_str().unwrap_or_default().to_owned();
+        if head.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stopped =
+            self.stop(source, binding, repository, pull, "a push", Which::PinnedElsewhere(head)).await?;
+        if let (false, Some((github, _))) = (stopped.is_empty(), self.github(source, repository).await?) {
+            let names: Vec<String> = stopped.iter().map(|n| format!("`{n}`")).collect();
+            let line = format!(
+                "A push to this pull request voided the approval of {}: approved requests run only on the commit they were approved at. Ask again to run on the new commits.",
+                names.join(", ")
+            );
+            github.create_comment(pull, &line).await?;
+        }
+        Ok(stopped)
+    }
+
+    /// Stops the thread's sessions that `which` selects by committing
     /// `desired-phase: Stopped` on their manifests; returns the sessions stopped.
     pub(super) async fn stop(
         &self,
@@ -139,24 +260,32 @@ impl Commands {
         repository: &str,
         pull: u64,
         by: &str,
-        all: bool,
+        which: Which,
     ) -> Result<Vec<String>, Error> {
         let sessions = self.thread(source, repository, pull).await?;
         let links: Vec<(String, Option<String>)> = sessions
             .iter()
             .map(|s| (s.name_any(), s.annotations().get(request::PARENT_SESSION).cloned()))
             .collect();
-        let unfinished: Vec<String> = request::chain(&links)
+        let unfinished: Vec<&acp_api::AgenticSession> = request::chain(&links)
             .into_iter()
-            .filter(|name| {
-                sessions.iter().any(|s| {
-                    &s.name_any() == name
+            .filter_map(|name| {
+                sessions.iter().find(|s| {
+                    s.name_any() == name
                         && !s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_terminal())
                 })
             })
             .collect();
-        // The earliest unfinished session in the chain is the one running; the others wait.
-        let targets: Vec<String> = if all { unfinished } else { unfinished.into_iter().take(1).collect() };
+        let targets: Vec<String> = match &which {
+            // The earliest unfinished session in the chain is the one running; the others wait.
+            Which::Running => unfinished.into_iter().take(1).map(|s| s.name_any()).collect(),
+            Which::Unfinished => unfinished.into_iter().map(|s| s.name_any()).collect(),
+            Which::PinnedElsewhere(head) => unfinished
+                .into_iter()
+                .filter(|s| s.spec.repos.iter().any(|r| r.commit.as_ref().is_some_and(|c| c != head)))
+                .map(|s| s.name_any())
+                .collect(),
+        };
         if targets.is_empty() {
             return Ok(Vec::new());
         }
@@ -196,6 +325,16 @@ impl Commands {
             Written::Unchanged => Ok(Vec::new()),
         }
     }
+}
+
+/// Which of a thread's sessions a stop is for.
+pub(super) enum Which {
+    /// The one running (`/acp stop`).
+    Running,
+    /// Every unfinished one, queued ones included (the pull request closed).
+    Unfinished,
+    /// The unfinished ones pinned to another commit than this new head.
+    PinnedElsewhere(String),
 }
 
 /// Names of the files directly in `dir` of `tree`.

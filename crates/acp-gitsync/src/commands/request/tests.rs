@@ -23,6 +23,7 @@ fn pull() -> PullRequest {
         head_repository: "acme/webapp".into(),
         head_clone_url: "https://github.com/acme/webapp.git".into(),
         base_repository: "acme/webapp".into(),
+        base_clone_url: "https://github.com/acme/webapp.git".into(),
         fork: false,
     }
 }
@@ -51,10 +52,15 @@ fn roles_bots_and_strangers_are_gated() {
     let alice = comment("alice", false, None);
     assert_eq!(gate(&b, "acme/webapp", false, &alice, Role::Write, &run), Gate::Allowed);
     assert_eq!(gate(&b, "acme/webapp", false, &alice, Role::Admin, &Command::Stop), Gate::Allowed);
-    let Gate::Refused(line) = gate(&b, "acme/webapp", false, &alice, Role::Read, &run) else {
+    // Below the role: a request waits for a maintainer's approval; a stop is refused.
+    let Gate::Approval(why) = gate(&b, "acme/webapp", false, &alice, Role::Read, &run) else {
+        panic!("waits for approval")
+    };
+    assert_eq!(why, "`/acp run` needs write access to acme/webapp and @alice has read");
+    let Gate::Refused(line) = gate(&b, "acme/webapp", false, &alice, Role::Read, &Command::Stop) else {
         panic!("refused")
     };
-    assert_eq!(line, "@alice: `/acp run` needs write access to acme/webapp; you have read.");
+    assert_eq!(line, "@alice: `/acp stop` needs write access to acme/webapp; you have read.");
     // A stranger on a public repository gets no reply; on a private one, one line.
     assert_eq!(gate(&b, "acme/webapp", false, &alice, Role::None, &run), Gate::Silent);
     assert!(matches!(gate(&b, "acme/webapp", true, &alice, Role::None, &run), Gate::Refused(_)));
@@ -76,7 +82,56 @@ fn roles_bots_and_strangers_are_gated() {
     // Roles are the binding's.
     let strict =
         PullRequestBinding { roles: CommandRoles { run: Some(Role::Admin), ..Default::default() }, ..b };
-    assert!(matches!(gate(&strict, "acme/webapp", false, &alice, Role::Maintain, &run), Gate::Refused(_)));
+    assert!(matches!(gate(&strict, "acme/webapp", false, &alice, Role::Maintain, &run), Gate::Approval(_)));
+    assert!(matches!(
+        gate(&strict, "acme/webapp", false, &alice, Role::Write, &Command::Approve),
+        Gate::Refused(_)
+    ));
+}
+
+#[test]
+fn a_forks_request_pushes_to_the_base_and_its_approval_pins_the_head() {
+    let fork = PullRequest {
+        number: 8,
+        head_ref: "evil".into(),
+        head_repository: "mallory/webapp".into(),
+        head_clone_url: "https://github.com/mallory/webapp.git".into(),
+        fork: true,
+        ..pull()
+    };
+    let who = comment("alice", false, None);
+    let record =
+        run(&binding(), "acme/webapp", &fork, &who, Role::Write, &run_command("x"), &Thread::default())
+            .expect("a record");
+    let manifest: Value = serde_saphyr::from_str(&record.content).expect("yaml");
+    assert_eq!(
+        manifest["spec"]["repos"],
+        json!([{"url": "https://github.com/mallory/webapp.git", "branch": "evil", "autoPush": true,
+                "pushUrl": "https://github.com/acme/webapp.git", "pushBranch": "acp/pr-8-1001"}])
+    );
+    assert_eq!(
+        pending_path("acme/webapp", 8, &record.session),
+        "acme/webapp/pr-8/pending/webapp-pr8-1001.yaml"
+    );
+    // git-sync does not read the waiting ones, only their place is skipped.
+    let filter = crate::files::Filter::new("", &[PENDING_PATTERN.to_owned()], &[]).expect("pattern");
+    assert!(!filter.wants("acme/webapp/pr-8/pending/webapp-pr8-1001.yaml"));
+    assert!(filter.wants("acme/webapp/pr-8/webapp-pr8-1001.yaml"));
+    assert!(filter.wants("acme/pending/pr-8/x.yaml"));
+
+    let head = "c".repeat(40);
+    let approved_text = approved(&record.content, Some("webapp-pr8-900"), &head).expect("approved");
+    let approved_manifest: Value = serde_saphyr::from_str(&approved_text).expect("yaml");
+    assert_eq!(approved_manifest["spec"]["repos"][0]["commit"], head);
+    assert_eq!(approved_manifest["metadata"]["annotations"][PARENT_SESSION], "webapp-pr8-900");
+    assert_eq!(approved_manifest["metadata"]["annotations"][annotations::PULL_REQUEST_HEAD], head);
+    assert_eq!(
+        approved_manifest["spec"]["initialPrompt"], manifest["spec"]["initialPrompt"],
+        "the frozen text"
+    );
+    // The first of a thread links nothing.
+    let first = approved(&record.content, None, &head).expect("approved");
+    assert!(!first.contains(PARENT_SESSION), "{first}");
 }
 
 #[test]
