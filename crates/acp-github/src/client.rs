@@ -76,6 +76,23 @@ pub struct PullRequest {
     pub fork: bool,
 }
 
+/// A review comment on a pull request's diff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewComment {
+    /// Its id.
+    pub id: u64,
+    /// Who wrote it.
+    pub login: String,
+    /// Written by a bot account.
+    pub bot: bool,
+    /// The file it is on.
+    pub path: String,
+    /// The line it is on, when GitHub says.
+    pub line: Option<u64>,
+    /// Its text.
+    pub body: String,
+}
+
 /// A repository on GitHub (or GitHub Enterprise).
 #[derive(Clone)]
 pub struct GitHub {
@@ -201,6 +218,26 @@ impl GitHub {
             .await
             .map_err(|source| GitHubError::Request { action: "edit the session comment".into(), source })?;
         Ok(())
+    }
+
+    /// Review comments on `pull`'s diff updated at or after `since` (RFC
+    /// 3339), oldest first: one page of at most 100.
+    pub async fn review_comments(&self, pull: u64, since: &str) -> Result<Vec<ReviewComment>, GitHubError> {
+        let route = self.route(&format!("pulls/{pull}/comments?per_page=100&since={since}"));
+        let list = self.get("list review comments", route).await?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| ReviewComment {
+                id: c["id"].as_u64().unwrap_or_default(),
+                login: c["user"]["login"].as_str().unwrap_or_default().to_owned(),
+                bot: c["user"]["type"] == "Bot",
+                path: c["path"].as_str().unwrap_or_default().to_owned(),
+                line: c["line"].as_u64().or_else(|| c["original_line"].as_u64()),
+                body: c["body"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect())
     }
 
     /// The state of the latest status `context` has on `sha`, if any.

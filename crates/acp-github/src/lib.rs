@@ -8,4 +8,4 @@
 pub mod app;
 pub mod client;
 
-pub use client::{GitHub, GitHubError, PullRequest};
+pub use client::{GitHub, GitHubError, PullRequest, ReviewComment};

@@ -77,6 +77,8 @@ struct World {
     roles: BTreeMap<(String, String), String>,
     pull_requests: BTreeMap<(String, u64), Value>,
     reactions: Vec<Reaction>,
+    /// Review comments: (repository, pull request, the comment as GitHub shows it).
+    review_comments: Vec<(String, u64, Value)>,
 }
 
 /// A reaction added to a comment.
@@ -157,6 +159,7 @@ impl FakeGitHub {
             .route("/repos/{owner}/{repo}/commits/{sha}/statuses", get(list_statuses))
             .route("/repos/{owner}/{repo}/collaborators/{user}/permission", get(permission))
             .route("/repos/{owner}/{repo}/pulls/{number}", get(read_pull))
+            .route("/repos/{owner}/{repo}/pulls/{number}/comments", get(list_review_comments))
             .route("/repos/{owner}/{repo}/{kind}/comments/{id}/reactions", post(react))
             .layer(axum::middleware::from_fn_with_state(world.clone(), recorder))
             .with_state(world.clone());
@@ -186,6 +189,28 @@ impl FakeGitHub {
     /// Sets the message `GET commits/{sha}` answers.
     pub fn commit_message(&self, repo: &str, sha: &str, message: &str) {
         lock(&self.world).messages.insert((repo.to_owned(), sha.to_owned()), message.to_owned());
+    }
+
+    /// A review comment by `user` on `path` line `line` of pull request
+    /// `pull`, written now; returns its id.
+    pub fn add_review_comment(
+        &self,
+        repo: &str,
+        pull: u64,
+        user: &str,
+        path: &str,
+        line: u64,
+        body: &str,
+    ) -> u64 {
+        let mut world = lock(&self.world);
+        world.next_id += 1;
+        let id = world.next_id;
+        let now =
+            k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_default();
+        let comment = json!({"id": id, "user": {"login": user, "type": "User"}, "path": path, "line": line,
+                             "body": body, "created_at": now.to_string(), "updated_at": now.to_string()});
+        world.review_comments.push((repo.to_owned(), pull, comment));
+        id
     }
 
     /// A comment written by `user` (a person, say); returns its id.
@@ -362,6 +387,29 @@ async fn list_comments(
     let repo = format!("{owner}/{repo}");
     page.of(world.comments.iter().filter(|c| c.repo == repo && c.pull == number).map(comment_json))
         .into_response()
+}
+
+/// Review comments of a pull request, updated at or after `since`.
+async fn list_review_comments(
+    State(world): State<Shared>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    Query(page): Query<Page>,
+    Query(since): Query<Since>,
+) -> Response {
+    let world = lock(&world);
+    let repo = format!("{owner}/{repo}");
+    let since = since.since.unwrap_or_default();
+    page.of(world
+        .review_comments
+        .iter()
+        .filter(|(r, n, c)| *r == repo && *n == number && c["updated_at"].as_str() >= Some(since.as_str()))
+        .map(|(_, _, c)| c.clone()))
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Since {
+    since: Option<String>,
 }
 
 async fn create_comment(

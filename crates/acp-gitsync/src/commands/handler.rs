@@ -350,6 +350,8 @@ impl Commands {
                             format!("this pull request comes from a fork ({})", pull.head_repository)
                         })
                     });
+                    let reviews = self.reviews(&github, source, repository, pull_number, comment).await?;
+                    let thread = request::Thread { parent: None, reviews };
                     let record = self.record(
                         source,
                         binding,
@@ -359,6 +361,7 @@ impl Commands {
                         role,
                         &command,
                         waits.is_some(),
+                        thread,
                     );
                     match record.await? {
                         Ok(Some(name)) => match &waits {
@@ -498,4 +501,5 @@ impl Commands {
     }
 }
 
+mod reviews;
 mod writes;

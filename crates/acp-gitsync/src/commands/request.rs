@@ -133,11 +133,14 @@ pub struct Record {
     pub session: String,
 }
 
-/// What a follow-up continues: the thread's latest session.
+/// What a follow-up continues: the thread's latest session, and what
+/// reviewers said since the latest request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Thread {
     /// The latest session.
     pub parent: Option<String>,
+    /// Review comments since the latest request, one line each.
+    pub reviews: Vec<String>,
 }
 
 /// The session a `/acp run` or `@acp` request creates, with its commit. A
@@ -189,8 +192,13 @@ pub fn run(
     }
     let name = session_name(repository, pull.number, comment.id);
     let request = if text.trim().is_empty() { "(no further instructions)".to_owned() } else { text.clone() };
+    let reviews = if thread.reviews.is_empty() {
+        String::new()
+    } else {
+        format!("Review comments since the last request:\n{}\n\n", thread.reviews.join("\n"))
+    };
     let prompt = format!(
-        "You are working on pull request #{} of {repository}, branch {} at commit {}.\n\nRequest from @{} ({}):\n\n{request}",
+        "You are working on pull request #{} of {repository}, branch {} at commit {}.\n\n{reviews}Request from @{} ({}):\n\n{request}",
         pull.number, pull.head_ref, pull.head_sha, comment.commenter.login, comment.url
     );
     let mut spec = serde_json::to_value(template).map_err(|e| format!("failed to read the template: {e}"))?;

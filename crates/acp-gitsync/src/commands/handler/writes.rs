@@ -60,6 +60,7 @@ impl Commands {
         role: Role,
         command: &Command,
         pending: bool,
+        thread: request::Thread,
     ) -> Result<Result<Option<String>, String>, Error> {
         let writer = self.writer(source, binding).await?;
         let dir = request::thread_dir(repository, pull.number);
@@ -98,7 +99,8 @@ impl Commands {
                     (other, _) => other.clone(),
                 };
                 // A waiting request is linked into the thread when approved.
-                let thread = request::Thread { parent: if pending { None } else { parent.clone() } };
+                let thread =
+                    request::Thread { parent: if pending { None } else { parent.clone() }, ..thread.clone() };
                 match request::run(&binding, &repository, &pull, &comment, role, &command, &thread) {
                     // Recorded before (a replay, another webhook): nothing new.
                     Ok(record)

@@ -206,7 +206,10 @@ fn flags_are_capped_by_the_binding() {
 
 #[test]
 fn a_follow_up_links_its_parent_and_a_stop_is_an_annotation_on_the_latest() {
-    let thread = Thread { parent: Some("webapp-pr7-999".into()) };
+    let thread = Thread {
+        parent: Some("webapp-pr7-999".into()),
+        reviews: vec!["- @rita on src/login.rs line 3: Rename this.".into()],
+    };
     let record = alice_asks(&Command::FollowUp("also the docs".into()), &thread).expect("a record");
     let manifest: Value = serde_saphyr::from_str(&record.content).expect("yaml");
     assert_eq!(manifest["metadata"]["annotations"][PARENT_SESSION], "webapp-pr7-999");
@@ -221,6 +224,11 @@ fn a_follow_up_links_its_parent_and_a_stop_is_an_annotation_on_the_latest() {
         "{prompt}"
     );
     assert_eq!(manifest["metadata"]["annotations"][annotations::PULL_REQUEST_HEAD], "a".repeat(40));
+    // What reviewers said since is frozen with it.
+    assert!(
+        prompt.contains("Review comments since the last request:\n- @rita on src/login.rs line 3: Rename this.\n\nRequest from"),
+        "{prompt}"
+    );
 
     let stopped_text = stopped(&record.content).expect("changed");
     let stopped_manifest: Value = serde_saphyr::from_str(&stopped_text).expect("yaml");
