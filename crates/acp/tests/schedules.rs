@@ -25,8 +25,12 @@ const RUN: Duration = Duration::from_secs(180);
 
 /// A schedule due on January 1st only (not during a test), run now by `trigger`.
 fn schedule(trigger: &str) -> String {
+    schedule_in_mode(trigger, "new")
+}
+
+fn schedule_in_mode(trigger: &str, mode: &str) -> String {
     format!(
-        "apiVersion: vteam.ambient-code/v1alpha1\nkind: SessionSchedule\nmetadata:\n  name: nightly\n  annotations:\n    ambient-code.io/trigger-requested-at: {trigger:?}\nspec:\n  schedule: \"0 3 1 1 *\"\n  timeZone: Europe/Paris\n  successfulRunsHistoryLimit: 1\n  template:\n    metadata:\n      labels:\n        team: web\n    spec:\n      initialPrompt: \"Nightly triage\"\n      llmSettings:\n        model: {MODEL}\n      timeout: 300\n"
+        "apiVersion: vteam.ambient-code/v1alpha1\nkind: SessionSchedule\nmetadata:\n  name: nightly\n  annotations:\n    ambient-code.io/trigger-requested-at: {trigger:?}\nspec:\n  schedule: \"0 3 1 1 *\"\n  timeZone: Europe/Paris\n  mode: {mode}\n  successfulRunsHistoryLimit: 1\n  template:\n    metadata:\n      labels:\n        team: web\n    spec:\n      initialPrompt: \"Nightly triage\"\n      llmSettings:\n        model: {MODEL}\n      timeout: 300\n"
     )
 }
 
@@ -120,4 +124,49 @@ async fn a_schedule_from_git_runs_is_written_back_keeps_its_history_and_is_prune
     })
     .await;
     assert_eq!(stack.github.statuses().len(), 0, "a scheduled run has no commit to report on");
+}
+
+/// `mode: continue`: each run resumes the previous run's conversation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_continue_schedules_runs_are_one_conversation() {
+    let turns = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = turns.clone();
+    let responder: Responder = Arc::new(move |_: &serde_json::Value| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Step::text(format!("Triage {n} done."))
+    });
+    let mut stack = Stack::new("schedules-continue", responder).await;
+    stack
+        .commit(&[("sessions/nightly.yaml", Some(&schedule_in_mode("first", "continue")))], "Add the triage");
+    stack.start_all();
+    stack.create_source().await;
+    let finished = |s: &acp_api::AgenticSession| {
+        s.status.as_ref().and_then(|st| st.phase) == Some(SessionPhase::Completed)
+    };
+    let first = trigger_name("nightly", "first");
+    let one = stack.wait_session(&first, "the first run finished", RUN, finished).await;
+
+    stack.commit(&[("sessions/nightly.yaml", Some(&schedule_in_mode("second", "continue")))], "Again");
+    stack.sync().await;
+    let second = trigger_name("nightly", "second");
+    let two = stack.wait_session(&second, "the second run finished", RUN, finished).await;
+    assert_eq!(
+        two.annotations().get("vteam.ambient-code/parent-session-id").map(String::as_str),
+        Some(first.as_str())
+    );
+    let conversation =
+        |s: &acp_api::AgenticSession| s.status.as_ref().and_then(|st| st.sdk_session_id.clone());
+    assert!(conversation(&one).is_some());
+    assert_eq!(conversation(&two), conversation(&one), "one conversation");
+    // The model got the first run's turn back as messages of the conversation.
+    let requests = stack.model.requests();
+    let last = requests.last().expect("the second run's request");
+    let messages = last.body["messages"].as_array().expect("messages");
+    assert!(
+        messages.iter().any(|m| m["role"] == "assistant" && m.to_string().contains("Triage 1 done.")),
+        "{messages:?}"
+    );
+    // The history limit of one success still keeps the run being continued.
+    let names = run_names(&stack).await;
+    assert!(names.contains(&first) && names.contains(&second), "{names:?}");
 }

@@ -48,10 +48,6 @@ pub const MAX_STATUS_RUNS: usize = 20;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "!has(self.mode) || self.mode != 'continue'",
-    "message": "mode: continue resumes the previous run's conversation, which needs pull-request follow-ups (not available yet); use mode: new"
-}]))]
 pub struct SessionScheduleSpec {
     /// When to run, in cron format: five fields (minute hour day-of-month
     /// month day-of-week; names like `MON` and `JAN`, ranges, lists and
@@ -86,8 +82,10 @@ pub struct SessionScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100), extend("default" = DEFAULT_FAILED_HISTORY))]
     pub failed_runs_history_limit: Option<i32>,
-    /// `new` (default): every run is a fresh session. `continue` (resume the
-    /// previous run's conversation) is refused until pull-request follow-ups exist.
+    /// `new` (default): every run is a fresh session. `continue`: each run
+    /// resumes the previous run's Claude Code conversation (it is linked to
+    /// it with `vteam.ambient-code/parent-session-id`, waits for it to
+    /// finish, and the two newest runs are kept whatever the history limits).
     #[serde(default)]
     pub mode: ScheduleMode,
 }
@@ -141,7 +139,7 @@ pub enum ScheduleMode {
     /// Every run is a new session.
     #[default]
     New,
-    /// Resume the previous run's conversation (not available yet).
+    /// Resume the previous run's conversation.
     Continue,
 }
 

@@ -161,8 +161,8 @@ async fn reconcile(schedule: Arc<SessionSchedule>, ctx: Arc<Context>) -> Result<
 
     for action in &decision.actions {
         match action {
-            Action::Create { name: run, scheduled, .. } => {
-                let object = session(&schedule, run, *scheduled);
+            Action::Create { name: run, scheduled, parent, .. } => {
+                let object = session(&schedule, run, *scheduled, parent.as_deref());
                 let params = PostParams {
                     field_manager: Some(field_managers::SCHEDULER.into()),
                     ..Default::default()

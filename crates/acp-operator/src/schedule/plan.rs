@@ -75,6 +75,9 @@ pub enum Action {
         scheduled: Timestamp,
         /// The trigger value it runs for, if any.
         trigger: Option<String>,
+        /// With `mode: continue`, the previous run, whose conversation it
+        /// resumes.
+        parent: Option<String>,
     },
     /// Request a stop of an active session (Replace).
     Stop(String),
@@ -152,23 +155,10 @@ pub fn decide(input: &Input<'_>) -> Decision {
         decision.status.next_run_time = None;
         return decision;
     }
-    if input.spec.mode == ScheduleMode::Continue {
-        // The CRD refuses it; a schedule admitted before that rule waits here.
-        let ready = Condition::new(
-            condition_types::READY,
-            false,
-            reasons::INVALID_SCHEDULE,
-            "mode: continue needs pull-request follow-ups, which acp does not have yet; use mode: new",
-        );
-        set_condition(&mut decision.status.conditions, ready.observed(input.generation), &now_time);
-        decision.status.next_run_time = None;
-        return decision;
-    }
-
     if let Some(value) = input.trigger.filter(|v| decision.status.last_trigger.as_deref() != Some(*v)) {
         let name = trigger_name(input.name, value);
         if !runs.iter().any(|r| r.name == name) {
-            start(&mut decision, &mut runs, input.spec.concurrency_policy, name, input.now, Some(value));
+            start(&mut decision, &mut runs, input.spec, name, input.now, Some(value));
         }
         decision.status.last_trigger = Some(value.to_owned());
     }
@@ -271,19 +261,24 @@ fn schedule(input: &Input<'_>, cron: &Cron, decision: &mut Decision, runs: &mut 
         });
         return;
     }
-    start(decision, runs, input.spec.concurrency_policy, name, due, None);
+    start(decision, runs, input.spec, name, due, None);
 }
 
 /// Creates run `name`, stopping the active ones first under Replace.
 fn start(
     decision: &mut Decision,
     runs: &mut Vec<Run>,
-    policy: ConcurrencyPolicy,
+    spec: &SessionScheduleSpec,
     name: String,
     scheduled: Timestamp,
     trigger: Option<&str>,
 ) {
-    if policy == ConcurrencyPolicy::Replace {
+    // `continue`: the newest run is the conversation this one resumes.
+    let parent = (spec.mode == ScheduleMode::Continue)
+        .then(|| runs.iter().max_by(|a, b| a.scheduled.cmp(&b.scheduled).then_with(|| a.name.cmp(&b.name))))
+        .flatten()
+        .map(|r| r.name.clone());
+    if spec.concurrency_policy == ConcurrencyPolicy::Replace {
         for run in runs.iter_mut().filter(|r| r.active() && !r.stopping) {
             run.stopping = true;
             decision.actions.push(Action::Stop(run.name.clone()));
@@ -306,14 +301,25 @@ fn start(
         name: name.clone(),
         scheduled,
         trigger: trigger.map(str::to_owned),
+        parent,
     });
     runs.push(Run { name, scheduled, phase: None, triggered: trigger.is_some(), stopping: false });
 }
 
 /// Deletes the oldest finished runs past the history limits: Completed ones
 /// count as successful, Failed and Stopped ones as failed.
+/// With `mode: continue`, the two newest runs are kept whatever the limits:
+/// the newest resumes the conversation of the one before, and the next run
+/// resumes the newest's.
 fn prune_history(spec: &SessionScheduleSpec, runs: &[Run], decision: &mut Decision) {
-    let mut finished: Vec<&Run> = runs.iter().filter(|r| !r.active()).collect();
+    let mut newest: Vec<&Run> = runs.iter().collect();
+    newest.sort_by(|a, b| b.scheduled.cmp(&a.scheduled).then_with(|| b.name.cmp(&a.name)));
+    let keep: Vec<&str> = match spec.mode {
+        ScheduleMode::Continue => newest.iter().take(2).map(|r| r.name.as_str()).collect(),
+        ScheduleMode::New => Vec::new(),
+    };
+    let mut finished: Vec<&Run> =
+        runs.iter().filter(|r| !r.active() && !keep.contains(&r.name.as_str())).collect();
     finished.sort_by(|a, b| b.scheduled.cmp(&a.scheduled).then_with(|| b.name.cmp(&a.name)));
     let (mut kept_ok, mut kept_failed) = (0, 0);
     for run in finished {

@@ -1,8 +1,9 @@
 //! The AgenticSession a schedule creates for one due time: the template's
 //! spec, labels and annotations (minus keys reserved for acp's components),
 //! the schedule's label and due time, the schedule's source (so the status
-//! bot writes its result back), and the schedule as controlling owner (so
-//! deleting the schedule deletes its runs).
+//! bot writes its result back), the schedule as controlling owner (so
+//! deleting the schedule deletes its runs) and, with `mode: continue`, the
+//! previous run as its parent (whose conversation it resumes).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource as _, ResourceExt as _};
 
-/// The session `name` of `schedule`, due at `scheduled`.
-pub fn session(schedule: &SessionSchedule, name: &str, scheduled: Timestamp) -> AgenticSession {
+/// The session `name` of `schedule`, due at `scheduled`; with `parent`
+/// (`mode: continue`), linked to the run whose conversation it resumes.
+pub fn session(
+    schedule: &SessionSchedule,
+    name: &str,
+    scheduled: Timestamp,
+    parent: Option<&str>,
+) -> AgenticSession {
     let template = &schedule.spec.template;
     let mut labels: BTreeMap<String, String> = template
         .metadata
@@ -32,6 +39,9 @@ pub fn session(schedule: &SessionSchedule, name: &str, scheduled: Timestamp) -> 
     labels.insert(labels::SCHEDULE.into(), schedule.name_any());
     labels.insert(labels::MANAGED_BY.into(), labels::MANAGED_BY_VALUE.into());
     annotations.insert(annotations::SCHEDULED_AT.into(), scheduled.to_string());
+    if let Some(parent) = parent {
+        annotations.insert(annotations::PARENT_SESSION.into(), parent.to_owned());
+    }
     // The source that applied the schedule also answers for its runs.
     for key in [labels::SOURCE_NAME, labels::SOURCE_NAMESPACE, labels::SHARD] {
         if let Some(value) = schedule.labels().get(key) {
@@ -117,7 +127,7 @@ mod tests {
         schedule.metadata.annotations =
             Some([(annotations::SOURCE.to_string(), "team-a/repo".to_string())].into());
         let at: Timestamp = "2026-11-30T10:00:00Z".parse().expect("a timestamp");
-        let run = session(&schedule, "nightly-29411400", at);
+        let run = session(&schedule, "nightly-29411400", at, None);
         assert_eq!(run.metadata.namespace.as_deref(), Some("team-a"));
         assert_eq!(run.spec.initial_prompt.as_deref(), Some("bump deps"));
         let labels_of = run.labels();
@@ -137,5 +147,12 @@ mod tests {
         assert_eq!(run.annotations().get(annotations::SOURCE).map(String::as_str), Some("team-a/repo"));
         assert!(controlled_by(&run, "u-1"));
         assert!(!controlled_by(&run, "u-2"));
+        assert!(!run.annotations().contains_key(annotations::PARENT_SESSION));
+        let next = session(&schedule, "nightly-29412840", at, Some("nightly-29411400"));
+        assert_eq!(
+            next.annotations().get(annotations::PARENT_SESSION).map(String::as_str),
+            Some("nightly-29411400"),
+            "mode: continue links the previous run"
+        );
     }
 }

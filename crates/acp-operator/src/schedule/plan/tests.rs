@@ -266,3 +266,36 @@ fn a_name_too_long_for_a_label_is_refused_and_trigger_times_are_whole_seconds() 
         "no fraction to churn status"
     );
 }
+
+#[test]
+fn continue_links_each_run_to_the_newest_and_keeps_that_one() {
+    let mut case = Case::new("0 * * * *");
+    case.spec.mode = ScheduleMode::Continue;
+    case.spec.successful_runs_history_limit = Some(0);
+    case.status.last_schedule_time = Some(Time(at("2026-11-30T11:00:00Z")));
+    case.runs = vec![
+        run("nightly-a", "2026-11-30T10:00:00Z", Some(SessionPhase::Completed)),
+        run("nightly-b", "2026-11-30T11:00:00Z", Some(SessionPhase::Completed)),
+    ];
+    let due = case.at("2026-11-30T12:00:05Z");
+    let parents: Vec<Option<&str>> = due
+        .actions
+        .iter()
+        .filter_map(|a| if let Action::Create { parent, .. } = a { Some(parent.as_deref()) } else { None })
+        .collect();
+    assert_eq!(parents, [Some("nightly-b")], "{:?}", due.actions);
+    // The limit of 0 prunes the older run, never the one being continued.
+    let deleted: Vec<&Action> = due.actions.iter().filter(|a| matches!(a, Action::Delete(_))).collect();
+    assert_eq!(deleted, [&Action::Delete("nightly-a".into())]);
+    let ready = find(&due.status.conditions, "Ready").expect("Ready");
+    assert!(ready.is_true(), "{ready:?}");
+
+    // `new` links nothing.
+    case.spec.mode = ScheduleMode::New;
+    let fresh = case.at("2026-11-30T12:00:05Z");
+    assert!(
+        fresh.actions.iter().all(|a| !matches!(a, Action::Create { parent: Some(_), .. })),
+        "{:?}",
+        fresh.actions
+    );
+}
