@@ -285,11 +285,12 @@ async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> R
                     .map_err(kube_err("read the parent session"))?
                     .map(Arc::new),
             };
+            let lookup = |name: &str| ctx.sessions.get(&ObjectRef::new(name).within(&ns));
             found
                 .filter(|p| !p.status.as_ref().and_then(|s| s.phase).is_some_and(|ph| ph.is_terminal()))
-                // Two sessions naming each other (hand-made links) would wait
-                // forever: the one whose parent waits for it goes first.
-                .filter(|p| p.annotations().get(annotations::PARENT_SESSION) != Some(&name))
+                // Sessions naming each other in a cycle (hand-made links)
+                // would wait forever: one of them goes first.
+                .filter(|_| !crate::resume::first_in_cycle(&session, &lookup))
                 .map(|_| parent.as_str())
         }
         _ => None,

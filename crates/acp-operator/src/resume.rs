@@ -18,6 +18,31 @@ pub fn parent_of(session: &AgenticSession) -> Option<&str> {
     session.annotations().get(annotations::PARENT_SESSION).map(String::as_str).filter(|p| *p != name)
 }
 
+/// Whether `session` is in a cycle of parent links (hand-made ones; acp's
+/// own links always form a chain) and goes first in it: the cycle's
+/// smallest name runs, the others wait for their parents as usual, so a
+/// cycle never waits forever and never runs all at once.
+pub fn first_in_cycle(
+    session: &AgenticSession,
+    lookup: &dyn Fn(&str) -> Option<Arc<AgenticSession>>,
+) -> bool {
+    let me = session.name_any();
+    let mut seen: Vec<String> = vec![me.clone()];
+    let mut at = parent_of(session).map(str::to_owned);
+    while let Some(name) = at {
+        if name == me {
+            return seen.iter().min() == Some(&me);
+        }
+        if seen.contains(&name) || seen.len() > 100 {
+            // A cycle further up, without this session: not its to break.
+            return false;
+        }
+        at = lookup(&name).and_then(|s| parent_of(&s).map(str::to_owned));
+        seen.push(name);
+    }
+    false
+}
+
 /// Whether `a` and `b` were applied by the same SessionSource (or both by
 /// none): a thread never crosses sources, so a manifest in one source's
 /// repository cannot name another source's session as its parent to read
@@ -193,6 +218,28 @@ mod tests {
         // After a push, the pushed commit.
         let (resume, _) = of(&all[1], &lookup(&all)).expect("a follow-up");
         assert_eq!(resume.since["http://git/app.git"], "c1");
+    }
+
+    #[test]
+    fn in_a_cycle_of_parents_only_the_smallest_name_goes_first() {
+        let three = [
+            session("a", Some("c"), None, None),
+            session("b", Some("a"), None, None),
+            session("c", Some("b"), None, None),
+        ];
+        let first: Vec<bool> = three.iter().map(|s| first_in_cycle(s, &lookup(&three))).collect();
+        assert_eq!(first, [true, false, false]);
+        let two = [session("x", Some("y"), None, None), session("y", Some("x"), None, None)];
+        assert!(first_in_cycle(&two[0], &lookup(&two)) && !first_in_cycle(&two[1], &lookup(&two)));
+        // A chain, or a cycle above it, is not this session's to break.
+        let chain = [session("p", None, None, None), session("q", Some("p"), None, None)];
+        assert!(!first_in_cycle(&chain[1], &lookup(&chain)));
+        let above = [
+            session("m", Some("n"), None, None),
+            session("n", Some("m"), None, None),
+            session("k", Some("m"), None, None),
+        ];
+        assert!(!first_in_cycle(&above[2], &lookup(&above)));
     }
 
     #[test]

@@ -15,69 +15,121 @@ use serde_json::json;
 
 const TOKEN: &str = "process-executor-token";
 
-#[tokio::test]
-async fn process_executor_runs_a_real_runner_to_completion() {
+/// A namespace with the runner secret, a git server (repository `app`) and a
+/// model following `steps`.
+struct Setup {
+    ns: acp_testenv::env::TestNamespace,
+    tmp: tempfile::TempDir,
+    git_server: GitServer,
+    root: std::path::PathBuf,
+    model: ScriptedModel,
+}
+
+async fn setup(prefix: &str, steps: impl FnOnce(&std::path::Path, &str) -> Vec<Step>) -> Setup {
     let env = TestEnv::get();
-    let ns = env.namespace("op-process").await;
+    let ns = env.namespace(prefix).await;
     env.install_crds(&ns.client).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let git_server = GitServer::start(&tmp.path().join("git"), TOKEN).await;
     git_server.create_repo("app", "main", &[("README.md", "hello\n")]);
     let root = tmp.path().join("runs");
-    let readme = root.join(&ns.name).join("local-1/workspace/repos/app/README.md");
-    let model = ScriptedModel::start(
-        "claude-sonnet-4-6",
-        vec![
-            Step::tool(
-                "Edit",
-                json!({"file_path": readme, "old_string": "hello", "new_string": "hello from the operator"}),
-            ),
-            Step::text("Edited README.md."),
-        ],
-    )
-    .await;
+    let model = ScriptedModel::start("claude-sonnet-4-6", steps(&root, &ns.name)).await;
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "ambient-runner-secrets"},
         "stringData": {"ANTHROPIC_API_KEY": "sk-ant-process", "ANTHROPIC_BASE_URL": model.url(), "GIT_TOKEN": TOKEN}
     }))
     .expect("secret");
     ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
+    Setup { ns, tmp, git_server, root, model }
+}
 
+/// The operator with the process executor, in this process; the sender stops it.
+fn in_process(setup: &Setup) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let config = Config {
-        namespace: Some(ns.name.clone()),
+        namespace: Some(setup.ns.name.clone()),
         process: Some(ProcessConfig {
-            root: root.clone(),
+            root: setup.root.clone(),
             acp: env!("CARGO_BIN_EXE_acp").into(),
             env: vec![("CLAUDE_BIN".into(), acp_testenv::claude_bin().to_string_lossy().into_owned())],
         }),
         ..Config::default()
     };
-    let task = tokio::spawn(controller::run(ns.client.clone(), config, async {
+    let task = tokio::spawn(controller::run(setup.ns.client.clone(), config, async {
         let _ = rx.await;
     }));
+    (tx, task)
+}
 
-    let session = json!({
-        "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession", "metadata": {"name": "local"},
-        "spec": {"initialPrompt": "Greet the operator.", "repos": [{"url": git_server.url("app"), "autoPush": true}]}
-    });
-    let sessions: Api<AgenticSession> = ns.api();
-    sessions.patch("local", &PatchParams::apply("test"), &Patch::Apply(&session)).await.expect("apply");
-    let done = eventually("the session to finish", DEFAULT_TIMEOUT, || {
+/// Session `name` once it has finished.
+async fn finished(sessions: &Api<AgenticSession>, name: &str) -> AgenticSession {
+    eventually(&format!("session {name} to finish"), DEFAULT_TIMEOUT, || {
         let sessions = sessions.clone();
         async move {
-            let s = sessions.get("local").await.ok()?;
+            let s = sessions.get(name).await.ok()?;
             s.status.as_ref()?.phase.filter(|p| p.is_terminal()).map(|_| s)
         }
     })
+    .await
+}
+
+#[tokio::test]
+async fn process_executor_runs_a_real_runner_to_completion() {
+    let setup = setup("op-process", |root, ns| {
+        let readme = root.join(ns).join("local-1/workspace/repos/app/README.md");
+        vec![
+            Step::tool(
+                "Edit",
+                json!({"file_path": readme, "old_string": "hello", "new_string": "hello from the operator"}),
+            ),
+            Step::text("Edited README.md."),
+        ]
+    })
     .await;
+    let (tx, task) = in_process(&setup);
+    let session = json!({
+        "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession", "metadata": {"name": "local"},
+        "spec": {"initialPrompt": "Greet the operator.", "repos": [{"url": setup.git_server.url("app"), "autoPush": true}]}
+    });
+    let sessions: Api<AgenticSession> = setup.ns.api();
+    sessions.patch("local", &PatchParams::apply("test"), &Patch::Apply(&session)).await.expect("apply");
+    let done = finished(&sessions, "local").await;
     let status = done.status.expect("status");
     assert_eq!(status.phase, Some(SessionPhase::Completed), "{status:?}");
     let result = status.result.expect("result");
     assert_eq!(result.summary.as_deref(), Some("Edited README.md."));
     assert_eq!(result.pushed_branches[0].branch, "ambient/local");
-    let bare = git_server.root().join("app.git");
+    let bare = setup.git_server.root().join("app.git");
     assert_eq!(git(&bare, &["show", "ambient/local:README.md"]), "hello from the operator\n");
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+}
+
+/// Sessions whose (hand-made) parent links form a cycle of three: one goes
+/// first and the others follow their links, one at a time; none waits
+/// forever.
+#[tokio::test]
+async fn a_cycle_of_parent_links_runs_one_at_a_time_and_ends() {
+    let setup =
+        setup("op-process-cycle", |_, _| (1..=3).map(|n| Step::text(format!("Turn {n}."))).collect()).await;
+    let (tx, task) = in_process(&setup);
+    let sessions: Api<AgenticSession> = setup.ns.api();
+    for (name, parent) in [("a", "c"), ("b", "a"), ("c", "b")] {
+        let session = json!({
+            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
+            "metadata": {"name": name, "annotations": {"vteam.ambient-code/parent-session-id": parent}},
+            "spec": {"initialPrompt": "Take a turn.", "repos": [{"url": setup.git_server.url("app")}]}
+        });
+        sessions.patch(name, &PatchParams::apply("test"), &Patch::Apply(&session)).await.expect("apply");
+    }
+    let mut ended = Vec::new();
+    for name in ["a", "b", "c"] {
+        let status = finished(&sessions, name).await.status.expect("status");
+        assert_eq!(status.phase, Some(SessionPhase::Completed), "{name}: {status:?}");
+        ended.push((status.start_time.expect("start").0, status.completion_time.expect("end").0));
+    }
+    // a (the smallest name) first; b after a ended; c after b ended.
+    assert!(ended[1].0 >= ended[0].1 && ended[2].0 >= ended[1].1, "{ended:?}");
     let _ = tx.send(());
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
 }
@@ -91,22 +143,13 @@ async fn a_run_outlives_a_killed_operator_and_its_verdict_is_kept() {
     use std::os::unix::fs::PermissionsExt as _;
     use std::process::{Command, Stdio};
     let env = TestEnv::get();
-    let ns = env.namespace("op-process-kill").await;
-    env.install_crds(&ns.client).await;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let git_server = GitServer::start(&tmp.path().join("git"), TOKEN).await;
-    git_server.create_repo("app", "main", &[("README.md", "hello\n")]);
-    let root = tmp.path().join("runs");
     let busy = || Step::tool("Bash", json!({"command": "sleep 1", "description": "work"}));
-    let mut steps: Vec<Step> = (0..4).map(|_| busy()).collect();
-    steps.push(Step::text("Finished while the operator was away."));
-    let model = ScriptedModel::start("claude-sonnet-4-6", steps).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "ambient-runner-secrets"},
-        "stringData": {"ANTHROPIC_API_KEY": "sk-ant-process", "ANTHROPIC_BASE_URL": model.url(), "GIT_TOKEN": TOKEN}
-    }))
-    .expect("secret");
-    ns.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
+    let Setup { ns, tmp, git_server, root, model } = setup("op-process-kill", |_, _| {
+        let mut steps: Vec<Step> = (0..4).map(|_| busy()).collect();
+        steps.push(Step::text("Finished while the operator was away."));
+        steps
+    })
+    .await;
     let operator = |log: &str| {
         let log = std::fs::File::create(tmp.path().join(log)).expect("log");
         Command::new(env!("CARGO_BIN_EXE_acp"))
@@ -162,14 +205,7 @@ async fn a_run_outlives_a_killed_operator_and_its_verdict_is_kept() {
     }
 
     let mut second = operator("operator-2.log");
-    let done = eventually("the session to finish", DEFAULT_TIMEOUT, || {
-        let sessions = sessions.clone();
-        async move {
-            let s = sessions.get("outlives").await.ok()?;
-            s.status.as_ref()?.phase.filter(|p| p.is_terminal()).map(|_| s)
-        }
-    })
-    .await;
+    let done = finished(&sessions, "outlives").await;
     let _ = second.kill();
     let _ = second.wait();
     let status = done.status.expect("status");
