@@ -72,6 +72,8 @@ pub struct PullRequest {
     pub base_repository: String,
     /// The base repository's clone URL (where a fork's request pushes).
     pub base_clone_url: String,
+    /// The base repository's default branch, when GitHub says.
+    pub default_branch: Option<String>,
     /// The head lives in another repository than the base.
     pub fork: bool,
 }
@@ -269,6 +271,7 @@ impl GitHub {
             head_ref: text(&pull["head"]["ref"])?,
             head_clone_url: text(&pull["head"]["repo"]["clone_url"])?,
             base_clone_url: text(&pull["base"]["repo"]["clone_url"])?,
+            default_branch: pull["base"]["repo"]["default_branch"].as_str().map(str::to_owned),
             fork: !head_repository.eq_ignore_ascii_case(&base_repository),
             head_repository,
             base_repository,

@@ -261,7 +261,7 @@ impl FakeGitHub {
             "number": pull.number, "state": "open",
             "head": {"ref": pull.head_ref, "sha": pull.head_sha,
                      "repo": {"full_name": pull.head_repo, "clone_url": pull.head_clone_url}},
-            "base": {"ref": "main", "repo": {"full_name": repo, "clone_url": pull.base_clone_url}},
+            "base": {"ref": "main", "repo": {"full_name": repo, "clone_url": pull.base_clone_url, "default_branch": "main"}},
         });
         lock(&self.world).pull_requests.insert((repo.to_owned(), pull.number), json);
     }

@@ -457,6 +457,19 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
         &comment("created", 5007, "stranger", "User", "/acp help", None),
     );
     assert!(stack.github.comments(CODE, 7).iter().any(|c| c.body.starts_with("acp commands")));
+    // Anyone may ask, but nobody can make acp flood the pull request: a
+    // burst of five answers per person, then one a minute.
+    for id in 5050..5056 {
+        let (_, _) = stack.deliver(
+            "issue_comment",
+            &format!("d-help-{id}"),
+            SECRET,
+            &comment("created", id, "stranger", "User", "/acp help", None),
+        );
+    }
+    let answers =
+        stack.github.comments(CODE, 7).iter().filter(|c| c.body.starts_with("acp commands")).count();
+    assert_eq!(answers, 5, "one answer, then four more of the burst");
     let never = stack.ns.api::<acp_api::AgenticSession>().get_opt("webapp-pr7-5002").await.expect("get");
     assert!(never.is_none(), "the read-only user's request never ran");
 }

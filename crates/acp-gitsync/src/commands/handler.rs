@@ -27,6 +27,13 @@ use writes::Which;
 
 /// Comments remembered for de-duplication.
 const REMEMBERED: usize = 4096;
+/// `/acp status` and `/acp help` answers per person and source: a burst of
+/// this many, then one a minute (anyone may ask, so nobody can make acp
+/// flood a pull request).
+const ANSWERS_BURST: u32 = 5;
+
+/// Answers to open commands, limited per (source, login).
+type AnswerLimiter = governor::DefaultKeyedRateLimiter<(String, String)>;
 
 /// `/acp help`'s answer.
 pub const HELP: &str = "acp commands (one per line):\n\
@@ -97,6 +104,7 @@ pub struct Commands {
     locks: std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<std::sync::Mutex<()>>>>,
     /// The login each token acts as (by the token's digest): asked once.
     logins: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    answers: AnswerLimiter,
 }
 
 /// What a delivery led to, for the webhook's answer and the logs.
@@ -122,7 +130,21 @@ impl Commands {
             seen: crate::recent::Recent::new(REMEMBERED),
             locks: Default::default(),
             logins: Default::default(),
+            answers: governor::RateLimiter::hashmap(
+                governor::Quota::per_minute(std::num::NonZeroU32::MIN).allow_burst(
+                    std::num::NonZeroU32::new(ANSWERS_BURST).unwrap_or(std::num::NonZeroU32::MIN),
+                ),
+            ),
         }
+    }
+
+    /// Whether `login` may get one more `status` or `help` answer from `source` now.
+    fn may_answer(&self, source: &SessionSource, login: &str) -> bool {
+        if self.answers.len() > REMEMBERED {
+            self.answers.retain_recent();
+        }
+        let scope = format!("{}/{}", source.namespace().unwrap_or_default(), source.name_any());
+        self.answers.check_key(&(scope, login.to_ascii_lowercase())).is_ok()
     }
 
     /// Acts on delivery `event` for each of `sources` whose binding serves its repository.
@@ -287,6 +309,12 @@ impl Commands {
                 Gate::Approval(why) => Some(why),
                 Gate::Allowed => None,
             };
+            if matches!(command, Command::Help | Command::Status)
+                && !self.may_answer(source, &comment.commenter.login)
+            {
+                outcome.ignored += 1;
+                continue;
+            }
             github.react(comment.id, review, "eyes").await?;
             match &command {
                 Command::Help => {

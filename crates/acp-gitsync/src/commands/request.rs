@@ -190,6 +190,12 @@ pub fn run(
     if let Some(t) = flags.timeout_seconds.filter(|t| *t > max_timeout) {
         return Err(format!("--timeout {t}s is over this repository's limit of {max_timeout}s"));
     }
+    if !pull.fork && pull.default_branch.as_deref() == Some(pull.head_ref.as_str()) {
+        return Err(format!(
+            "this pull request's head is {repository}'s default branch ({}); acp does not push to it",
+            pull.head_ref
+        ));
+    }
     let name = session_name(repository, pull.number, comment.id);
     let request = if text.trim().is_empty() { "(no further instructions)".to_owned() } else { text.clone() };
     let reviews = if thread.reviews.is_empty() {

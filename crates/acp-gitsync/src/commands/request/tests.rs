@@ -24,6 +24,7 @@ fn pull() -> PullRequest {
         head_clone_url: "https://github.com/acme/webapp.git".into(),
         base_repository: "acme/webapp".into(),
         base_clone_url: "https://github.com/acme/webapp.git".into(),
+        default_branch: Some("main".into()),
         fork: false,
     }
 }
@@ -201,6 +202,15 @@ fn flags_are_capped_by_the_binding() {
         with(RunFlags { timeout_seconds: Some(7200), ..RunFlags::default() })
             .expect_err("timeout")
             .contains("limit of 3600s")
+    );
+    // A pull request from the default branch: acp never pushes there.
+    let from_main = PullRequest { head_ref: "main".into(), ..pull() };
+    let refused =
+        run(&b, "acme/webapp", &from_main, &who, Role::Write, &run_command("x"), &Thread::default())
+            .expect_err("refused");
+    assert_eq!(
+        refused,
+        "this pull request's head is acme/webapp's default branch (main); acp does not push to it"
     );
 }
 
