@@ -472,6 +472,16 @@ async fn comments_become_requests_in_git_that_run_on_the_pull_requests_branch() 
     assert_eq!(answers, 5, "one answer, then four more of the burst");
     let never = stack.ns.api::<acp_api::AgenticSession>().get_opt("webapp-pr7-5002").await.expect("get");
     assert!(never.is_none(), "the read-only user's request never ran");
+
+    // `git revert` of a request undoes it: git-sync prunes its session.
+    let request = stack.git_log("acp/requests", "acme/webapp/pr-7/webapp-pr7-5011.yaml");
+    stack.revert("acp/requests", request.last().expect("the request's commit"));
+    stack.sync().await;
+    let sessions = stack.ns.api::<acp_api::AgenticSession>();
+    eventually("the reverted request's session pruned", Duration::from_secs(60), || async {
+        sessions.get_opt("webapp-pr7-5011").await.ok().and_then(|s| s.is_none().then_some(()))
+    })
+    .await;
 }
 
 /// An `issue_comment` on pull request 8 (the fork's).

@@ -292,6 +292,19 @@ impl Stack {
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Reverts commit `sha` on `branch` of the sessions repository, as a
+    /// person would (a clone, `git revert`, a push).
+    pub fn revert(&self, branch: &str, sha: &str) {
+        let work = self.dir.path().join(format!("revert-{sha}"));
+        let (bare, into) = (self.bare.to_string_lossy(), work.to_string_lossy());
+        git(self.dir.path(), &["clone", "-q", "-b", branch, &bare, &into]);
+        git(
+            &work,
+            &["-c", "user.name=Rita", "-c", "user.email=rita@example.com", "revert", "--no-edit", sha],
+        );
+        git(&work, &["push", "-q", "origin", branch]);
+    }
+
     /// The commits of `reference` that touched `file`, newest first.
     pub fn git_log(&self, reference: &str, file: &str) -> Vec<String> {
         let out = Command::new("git")
