@@ -92,6 +92,8 @@ pub struct Context {
     last: Mutex<HashMap<ObjectRef<SessionSource>, (Instant, u64)>>,
     /// Check results of each source's last revision, reused for unchanged files.
     checked: Mutex<HashMap<ObjectRef<SessionSource>, Arc<plan::CheckCache>>>,
+    /// The sessions sources applied, watched.
+    live: Arc<crate::live::Live>,
 }
 
 /// Runs git-sync until `shutdown` completes.
@@ -107,6 +109,12 @@ pub async fn run(
     };
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "acp-git-sync".into(), instance: None });
+    let ready = config.metrics.live_cache_ready.clone();
+    let (live, filling) =
+        crate::live::Live::watch(&client, config.namespace.as_deref(), &config.shard, move || {
+            ready.set(1);
+        });
+    let filling = tokio::spawn(crate::live::fill(filling));
     let ctx = Arc::new(Context {
         client,
         kube_config,
@@ -114,6 +122,7 @@ pub async fn run(
         recorder,
         last: Mutex::default(),
         checked: Mutex::default(),
+        live,
     });
     Controller::new(sources, acp_kube::watch::in_shard(&ctx.config.shard, ""))
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
@@ -121,6 +130,7 @@ pub async fn run(
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+    filling.abort();
 }
 
 fn error_policy(source: Arc<SessionSource>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -432,6 +442,8 @@ async fn sync(
             revision: &revision,
             mirror: &mirror,
             prune: spec.prune,
+            // Applying as a ServiceAccount: read as it too (a list).
+            live: spec.service_account_name.is_none().then_some(&*ctx.live),
         })
         .await;
         match part {
@@ -439,6 +451,9 @@ async fn sync(
             Err(message) => return Ok(Err(failed(reasons::APPLY_FAILED, message, true))),
         }
     }
+    let reads = &ctx.config.metrics.reads;
+    reads.get_or_create(&crate::metrics::FromLabel { from: "cache" }).inc_by(synced.reads.0);
+    reads.get_or_create(&crate::metrics::FromLabel { from: "list" }).inc_by(synced.reads.1);
     acp_kube::failpoint::hit("gitsync.applied");
     // A sync that changes nothing (every interval) is logged at debug.
     let level_info = synced.create + synced.update > 0 || synced.pruned > 0;

@@ -1,6 +1,7 @@
-//! One kind's part of a sync (AgenticSessions, then SessionSchedules): list
-//! what the target namespace holds, [`diff`](crate::plan::diff), apply,
-//! prune, and the kind's inventory entries.
+//! One kind's part of a sync (AgenticSessions, then SessionSchedules): read
+//! what the target namespace holds (sessions from the watch cache of
+//! `live`, when it may; otherwise a list), [`diff`](crate::plan::diff),
+//! apply, prune, and the kind's inventory entries.
 //!
 //! A kind with nothing in git and nothing in the inventory is not even
 //! listed, so a source without schedules needs no RBAC on them.
@@ -34,6 +35,8 @@ pub struct KindSynced {
     pub errors: Vec<FileError>,
     /// The kind's inventory after this sync.
     pub inventory: Vec<InventoryEntry>,
+    /// Reads of the live objects from the watch cache, and by listing.
+    pub reads: (u64, u64),
 }
 
 impl KindSynced {
@@ -47,6 +50,7 @@ impl KindSynced {
         self.apply_failed |= other.apply_failed;
         self.errors.extend(other.errors);
         self.inventory.extend(other.inventory);
+        self.reads = (self.reads.0 + other.reads.0, self.reads.1 + other.reads.1);
     }
 }
 
@@ -72,6 +76,9 @@ pub struct Sync<'a> {
     pub mirror: &'a std::path::Path,
     /// `spec.prune`.
     pub prune: bool,
+    /// The cache of labelled sessions, when this sync may read from it
+    /// (it applies as git-sync itself).
+    pub live: Option<&'a crate::live::Live>,
 }
 
 /// Syncs one kind. `Err` is a message for a failed listing (the sync stops).
@@ -82,9 +89,24 @@ pub async fn sync(job: Sync<'_>) -> Result<KindSynced, String> {
     }
     let kind = job.kind;
     let api = apply::objects(job.client, job.target, kind);
-    let live: Vec<Value> = apply::list(&api)
-        .await
-        .map_err(|e| format!("failed to list {kind}s in {}: {}", job.target, api_message(&e)))?;
+    let failed = |e: kube::Error| format!("failed to list {kind}s in {}: {}", job.target, api_message(&e));
+    let cached = match job.live.filter(|live| kind == Kind::Session && live.ready()) {
+        Some(live) => {
+            let names: Vec<&str> = job.desired.iter().map(|d| d.name.as_str()).collect();
+            live.sessions(&api, job.target, &names).await
+        }
+        None => None,
+    };
+    let live: Vec<Value> = match cached {
+        Some(read) => {
+            out.reads.0 += 1;
+            read.map_err(failed)?
+        }
+        None => {
+            out.reads.1 += 1;
+            apply::list(&api).await.map_err(failed)?
+        }
+    };
     let plan = plan::diff(job.desired, &live, &job.inventory, job.source, job.broken);
     let to_apply: Vec<_> = plan.create.iter().chain(&plan.update).cloned().collect();
     let commits = last_changes(job.mirror, job.revision, &to_apply).await;

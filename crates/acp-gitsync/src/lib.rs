@@ -16,6 +16,7 @@ pub mod controller;
 pub mod files;
 pub mod keys;
 pub mod kinds;
+pub mod live;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;

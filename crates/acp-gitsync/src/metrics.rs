@@ -9,6 +9,7 @@ use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -17,6 +18,13 @@ use prometheus_client::registry::Registry;
 pub struct ReasonLabel {
     /// A condition reason (`FetchFailed`, `ValidationFailed`…).
     pub reason: String,
+}
+
+/// Label of [`Metrics::reads`]: where a sync read the live sessions from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FromLabel {
+    /// `cache` (the watch cache, plus a few reads) or `list`.
+    pub from: &'static str,
 }
 
 /// git-sync's metrics.
@@ -31,6 +39,10 @@ pub struct Metrics {
     pub applied: Counter,
     /// Sessions pruned.
     pub pruned: Counter,
+    /// Reads of a target namespace's live sessions, by where from.
+    pub reads: Family<FromLabel, Counter>,
+    /// 1 once the watch cache of sessions holds its first list.
+    pub live_cache_ready: Gauge,
     registry: Registry,
 }
 
@@ -43,6 +55,8 @@ impl Default for Metrics {
             sync_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             applied: Counter::default(),
             pruned: Counter::default(),
+            reads: Family::default(),
+            live_cache_ready: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("syncs", "Syncs run to the end", metrics.syncs.clone());
@@ -50,6 +64,16 @@ impl Default for Metrics {
         registry.register("sync_seconds", "Sync durations", metrics.sync_seconds.clone());
         registry.register("applied", "Sessions created or updated", metrics.applied.clone());
         registry.register("pruned", "Sessions pruned", metrics.pruned.clone());
+        registry.register(
+            "reads",
+            "Reads of a namespace's live sessions, by where from",
+            metrics.reads.clone(),
+        );
+        registry.register(
+            "live_cache_ready",
+            "The watch cache of sessions is filled",
+            metrics.live_cache_ready.clone(),
+        );
         Self { registry, ..metrics }
     }
 }

@@ -42,6 +42,10 @@ async fn commits_sync_update_and_prune_only_what_left_git() {
         a.metadata.managed_fields.iter().flatten().filter_map(|m| m.manager.clone()).collect();
     assert!(managers.contains(&"acp-git-sync".to_string()), "{managers:?}");
 
+    acp_testenv::eventually("git-sync's session cache ready", acp_testenv::DEFAULT_TIMEOUT, || async {
+        f.metrics.encode().contains("acp_git_sync_live_cache_ready 1").then_some(())
+    })
+    .await;
     // Edit one file: only that session changes.
     let b_before = f.sessions().get("b").await.expect("b");
     f.repo.write("sessions/a.yaml", &session("a", "first, edited"));
@@ -62,6 +66,15 @@ async fn commits_sync_update_and_prune_only_what_left_git() {
         "b's revision is the one that last changed it"
     );
 
+    // Once the watch cache holds its first list, syncs read the live
+    // sessions from it, not with a list.
+    let reads = |from: &str| {
+        let text = f.metrics.encode();
+        let line = format!("acp_git_sync_reads_total{{from=\"{from}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+    };
+    assert!(reads("cache") >= 1, "{}", f.metrics.encode());
+
     // Re-sync of the same commit: nothing is written.
     let versions = f.resource_versions().await;
     let source_version = f.sources().get("repo").await.expect("source").metadata.resource_version;
@@ -73,6 +86,23 @@ async fn commits_sync_update_and_prune_only_what_left_git() {
     assert_eq!(status.history.len(), 2, "a no-op sync adds no history: {:?}", status.history);
     assert_ne!(source_version, None);
 
+    // Someone else's session of a name the cache does not hold (no source
+    // label) is found before it is written: a conflict, left untouched.
+    let theirs = json!({"apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession", "metadata": {"name": "d"}, "spec": {"initialPrompt": "theirs"}});
+    f.sessions().patch("d", &PatchParams::apply("someone"), &Patch::Apply(&theirs)).await.expect("theirs");
+    f.repo.write("sessions/d.yaml", &session("d", "mine now"));
+    let rev_d = f.repo.commit("claim d");
+    f.trigger("repo", "claim").await;
+    let status = f.synced("repo", &rev_d, Some("claim")).await;
+    assert!(status.errors.iter().any(|e| e.path == "sessions/d.yaml"), "{:?}", status.errors);
+    let d = f.sessions().get("d").await.expect("d");
+    assert_eq!(d.data["spec"]["initialPrompt"], "theirs");
+    assert!(!d.labels().contains_key(labels::SOURCE_NAME));
+    f.repo.remove("sessions/d.yaml");
+    let back = f.repo.commit("give d back");
+    f.trigger("repo", "d-back").await;
+    f.synced("repo", &back, Some("d-back")).await;
+
     // Delete one file: its sessions are pruned, and only those.
     f.repo.remove("sessions/b.yaml");
     let rev3 = f.repo.commit("drop b and c");
@@ -80,7 +110,7 @@ async fn commits_sync_update_and_prune_only_what_left_git() {
     let status = f.synced("repo", &rev3, Some("prune")).await;
     assert_eq!(status.history[0].pruned, 2);
     acp_testenv::eventually("pruned sessions gone", acp_testenv::DEFAULT_TIMEOUT, || async {
-        (f.names().await == ["a", "foreign"]).then_some(())
+        (f.names().await == ["a", "d", "foreign"]).then_some(())
     })
     .await;
     f.stop().await;

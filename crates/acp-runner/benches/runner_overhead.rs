@@ -19,9 +19,29 @@ use serde_json::json;
 const MODEL: &str = "claude-sonnet-4-6";
 const TOKEN: &str = "bench-token-0123456789";
 
-struct Discard;
-impl Sink for Discard {
-    fn emit(&mut self, _: &Progress) {}
+/// When the run reached each milestone: cloned, the CLI's init event, its
+/// result event.
+struct Milestones {
+    started: Instant,
+    cloned: Option<Duration>,
+    init: Option<Duration>,
+    result: Option<Duration>,
+}
+
+impl Sink for Milestones {
+    fn emit(&mut self, progress: &Progress) {
+        let at = Some(self.started.elapsed());
+        match progress {
+            Progress::Cloned { .. } => self.cloned = self.cloned.or(at),
+            Progress::AgentStarted { .. } => self.init = self.init.or(at),
+            Progress::Result { .. } => self.result = self.result.or(at),
+            _ => {}
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn script(file: &std::path::Path) -> Vec<Step> {
@@ -52,6 +72,10 @@ async fn main() {
     let authed = url.replacen("http://", &format!("http://x-access-token:{TOKEN}@"), 1);
 
     let (mut baseline, mut runner) = (Vec::new(), Vec::new());
+    // Where each side's time goes: (clone, the rest) and (clone, to the
+    // CLI's init, agent, after the result).
+    let (mut base_clone, mut run_clone, mut run_init, mut run_agent, mut run_after) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..iterations {
         // Baseline: bare git clone + claude -p, same flags as the runner.
         let dir = tmp.path().join(format!("base-{i}"));
@@ -60,6 +84,7 @@ async fn main() {
         let clone =
             Command::new("git").args(["clone", "-q", "--depth", "1", &authed]).arg(dir.join("repo")).status();
         assert!(clone.expect("git runs").success());
+        base_clone.push(started.elapsed());
         let home = dir.join("home");
         std::fs::create_dir_all(&home).expect("home");
         let out = Command::new(&claude)
@@ -101,13 +126,72 @@ async fn main() {
         let config = RunnerConfig::from_env(&|k| vars.get(k).cloned()).expect("config");
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let started = Instant::now();
-        let result = acp_runner::run(&config, &mut Discard, rx).await;
-        runner.push(started.elapsed());
+        let mut milestones = Milestones { started, cloned: None, init: None, result: None };
+        let result = acp_runner::run(&config, &mut milestones, rx).await;
+        let total = started.elapsed();
+        runner.push(total);
+        let (cloned, init, done) = (
+            milestones.cloned.expect("cloned"),
+            milestones.init.expect("init"),
+            milestones.result.expect("result"),
+        );
+        run_clone.push(cloned);
+        run_init.push(init - cloned);
+        run_agent.push(done - init);
+        run_after.push(total - done);
         assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
     }
-    let (b, r) = (median(baseline), median(runner));
+    // The clone alone, three ways: the git CLI, the runner's git2 clone, and
+    // git2 sending its credentials with the first request.
+    let (mut cli, mut git2_clone, mut git2_eager) = (Vec::new(), Vec::new(), Vec::new());
+    let creds = acp_runner::config::Credentials { git_token: Some(TOKEN.into()), ..Default::default() };
+    let repo = acp_runner::config::RepoConfig { url: url.clone(), ..Default::default() };
+    let basic = format!("Authorization: Basic {}", base64_encode(&format!("x-access-token:{TOKEN}")));
+    for i in 0..iterations {
+        let started = Instant::now();
+        let dest = tmp.path().join(format!("cli-{i}"));
+        let clone = Command::new("git").args(["clone", "-q", "--depth", "1", &authed]).arg(&dest).status();
+        assert!(clone.expect("git runs").success());
+        cli.push(started.elapsed());
+        let started = Instant::now();
+        acp_runner::git::clone(&repo, &tmp.path().join(format!("git2-{i}")), &creds).expect("git2 clone");
+        git2_clone.push(started.elapsed());
+        let started = Instant::now();
+        let mut fetch = git2::FetchOptions::new();
+        fetch.depth(1).custom_headers(&[&basic]);
+        git2::build::RepoBuilder::new()
+            .fetch_options(fetch)
+            .clone(&url, &tmp.path().join(format!("eager-{i}")))
+            .expect("git2 clone with the header");
+        git2_eager.push(started.elapsed());
+    }
+    println!(
+        "  clone alone: git CLI {:.0} ms, git2 {:.0} ms, git2 with credentials up front {:.0} ms (medians)",
+        ms(median(cli)),
+        ms(median(git2_clone)),
+        ms(median(git2_eager))
+    );
+    let (b, r) = (median(baseline.clone()), median(runner));
+    let rest: Vec<Duration> = baseline.iter().zip(&base_clone).map(|(all, clone)| *all - *clone).collect();
     println!("runner_overhead: iterations={iterations} repo_files=200");
     println!("  baseline (git clone --depth 1 + claude -p): median {:.0} ms", b.as_secs_f64() * 1000.0);
     println!("  acp runner (clone + agent + result):        median {:.0} ms", r.as_secs_f64() * 1000.0);
     println!("  ratio runner/baseline: {:.2}", r.as_secs_f64() / b.as_secs_f64());
+    println!(
+        "  baseline: clone {:.0} ms, claude -p {:.0} ms (medians)",
+        ms(median(base_clone)),
+        ms(median(rest))
+    );
+    println!(
+        "  runner: clone {:.0} ms, to the CLI's init {:.0} ms, agent {:.0} ms, after the result {:.0} ms (medians)",
+        ms(median(run_clone)),
+        ms(median(run_init)),
+        ms(median(run_agent)),
+        ms(median(run_after))
+    );
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }

@@ -87,6 +87,7 @@ pub fn session(name: &str, prompt: &str) -> String {
 pub struct Fixture {
     pub ns: TestNamespace,
     pub repo: Repo,
+    pub metrics: Arc<acp_gitsync::metrics::Metrics>,
     cache: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -109,6 +110,7 @@ impl Fixture {
             metrics: Arc::default(),
             shard: Default::default(),
         };
+        let metrics = config.metrics.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let client = ns.client.clone();
         let kube_config = env.config().await;
@@ -118,7 +120,7 @@ impl Fixture {
             })
             .await;
         });
-        Self { ns, repo: Repo::new(), cache, stop: Some(stop), task: Some(task) }
+        Self { ns, repo: Repo::new(), metrics, cache, stop: Some(stop), task: Some(task) }
     }
 
     pub fn sources(&self) -> Api<SessionSource> {
