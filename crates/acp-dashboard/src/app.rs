@@ -203,7 +203,7 @@ pub(crate) async fn session_page(
     app.ready()?;
     let (caller, access) = app.access(headers).await?;
     let snapshot = app.cache.snapshot();
-    let page = view::select(&snapshot.rows, query, |ns| access.allows(ns));
+    let page = view::select(&snapshot, query, |ns| access.allows(ns));
     Ok((caller, access, page))
 }
 

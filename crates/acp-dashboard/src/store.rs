@@ -3,7 +3,7 @@
 //! in the default order and a broadcast of changes for the SSE watches. Every
 //! page and API answer is read from here, never from one API call per request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -63,15 +63,8 @@ struct Rows {
     snapshot: Option<Arc<Snapshot>>,
 }
 
-/// Session rows in the default order (newest first), with the namespaces
-/// they are in.
-#[derive(Default)]
-pub struct Snapshot {
-    /// Every row, newest first.
-    pub rows: Vec<Arc<SessionRow>>,
-    /// Sessions per namespace.
-    pub namespaces: BTreeMap<String, usize>,
-}
+/// Session rows in the default order, also by namespace.
+pub type Snapshot = view::Index;
 
 /// Everything the dashboard serves from.
 pub struct Cache {
@@ -110,25 +103,15 @@ impl Cache {
         if let Some(snapshot) = rows.snapshot.clone() {
             return snapshot;
         }
-        let mut all: Vec<Arc<SessionRow>> = rows.by_ref.values().cloned().collect();
-        view::sort_default(&mut all);
-        let mut namespaces: BTreeMap<String, usize> = BTreeMap::new();
-        for row in &all {
-            match namespaces.get_mut(&row.namespace) {
-                Some(n) => *n += 1,
-                None => {
-                    namespaces.insert(row.namespace.clone(), 1);
-                }
-            }
-        }
-        let snapshot = Arc::new(Snapshot { rows: all, namespaces });
+        let all: Vec<Arc<SessionRow>> = rows.by_ref.values().cloned().collect();
+        let snapshot = Arc::new(view::Index::new(all));
         rows.snapshot = Some(snapshot.clone());
         snapshot
     }
 
     /// Every namespace holding a session, a source or a schedule.
     pub fn namespaces(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.snapshot().namespaces.keys().cloned().collect();
+        let mut out: Vec<String> = self.snapshot().by_namespace.keys().cloned().collect();
         out.extend(self.sources.state().iter().filter_map(|s| s.namespace()));
         out.extend(self.schedules.state().iter().filter_map(|s| s.namespace()));
         out.sort_unstable();

@@ -317,20 +317,61 @@ pub fn sort_default(rows: &mut [Arc<SessionRow>]) {
     rows.sort_unstable_by(|a, b| compare(SortKey::Created, b, a));
 }
 
-/// Applies `query` to `rows` (in the default order), keeping only namespaces
-/// `visible` allows.
-pub fn select(
-    rows: &[Arc<SessionRow>],
-    query: &SessionQuery,
-    visible: impl Fn(&str) -> bool,
-) -> Page<Arc<SessionRow>> {
+/// Session rows in the default order (newest first), also grouped by
+/// namespace, so that a namespace's page reads only its rows and an
+/// unfiltered page stops once it is full.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Every row, newest first.
+    pub rows: Vec<Arc<SessionRow>>,
+    /// Each namespace's rows, newest first.
+    pub by_namespace: std::collections::BTreeMap<String, Vec<Arc<SessionRow>>>,
+}
+
+impl Index {
+    /// The index of `rows` (any order).
+    pub fn new(mut rows: Vec<Arc<SessionRow>>) -> Self {
+        sort_default(&mut rows);
+        let mut by_namespace: std::collections::BTreeMap<String, Vec<Arc<SessionRow>>> = Default::default();
+        for row in &rows {
+            match by_namespace.get_mut(&row.namespace) {
+                Some(list) => list.push(row.clone()),
+                None => {
+                    by_namespace.insert(row.namespace.clone(), vec![row.clone()]);
+                }
+            }
+        }
+        Self { rows, by_namespace }
+    }
+}
+
+/// Applies `query` to the rows of `index`, keeping only namespaces `visible`
+/// allows.
+pub fn select(index: &Index, query: &SessionQuery, visible: impl Fn(&str) -> bool) -> Page<Arc<SessionRow>> {
     let words: Vec<String> =
         query.q.as_deref().unwrap_or_default().split_whitespace().map(str::to_lowercase).collect();
     let (limit, page) = (query.limit(), query.page());
     let skip = (page - 1).saturating_mul(limit);
-    let matching = rows.iter().filter(|r| visible(&r.namespace) && query.matches(r, &words));
+    let rows: &[Arc<SessionRow>] = match &query.namespace {
+        Some(ns) => index.by_namespace.get(ns).map_or(&[], Vec::as_slice),
+        None => &index.rows,
+    };
     let key = query.sort_key();
     let order = query.order();
+    let unfiltered =
+        query.phase.is_none() && query.source.is_none() && query.commit.is_none() && words.is_empty();
+    if key == SortKey::Created && order == Order::Desc && unfiltered {
+        // Only visibility filters: the total is counted per namespace, and
+        // the page is read and no further.
+        let total = match &query.namespace {
+            Some(ns) if visible(ns) => rows.len(),
+            Some(_) => 0,
+            None => index.by_namespace.iter().filter(|(ns, _)| visible(ns)).map(|(_, list)| list.len()).sum(),
+        };
+        let items = rows.iter().filter(|r| visible(&r.namespace)).skip(skip).take(limit).cloned().collect();
+        return Page { items, total, page, limit };
+    }
+    let matching = rows.iter().filter(|r| visible(&r.namespace) && query.matches(r, &words));
     if key == SortKey::Created && order == Order::Desc {
         // The index is already in this order: count, and clone only one page.
         let mut total = 0;

@@ -15,6 +15,7 @@ use acp_api::constants::{
     reasons,
 };
 use acp_api::source::{FileError, SessionSourceStatus};
+use acp_kube::events::Publisher;
 use acp_policy::Checker;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
@@ -22,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
@@ -87,7 +88,7 @@ pub struct Context {
     client: Client,
     kube_config: kube::Config,
     config: Config,
-    recorder: Recorder,
+    recorder: Publisher,
     /// When each source last synced, and the trigger key it synced for.
     last: Mutex<HashMap<ObjectRef<SessionSource>, (Instant, u64)>>,
     /// Check results of each source's last revision, reused for unchanged files.
@@ -108,7 +109,7 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let recorder =
-        Recorder::new(client.clone(), Reporter { controller: "acp-git-sync".into(), instance: None });
+        Publisher::new(client.clone(), Reporter { controller: "acp-git-sync".into(), instance: None });
     let ready = config.metrics.live_cache_ready.clone();
     let (live, filling) =
         crate::live::Live::watch(&client, config.namespace.as_deref(), &config.shard, move || {
@@ -252,13 +253,11 @@ async fn publish(ctx: &Context, source: &SessionSource, reason: &str, note: &str
     }
 }
 
-/// One Warning event per file error that is new in this sync (bounded).
-/// Created directly rather than through the `Recorder`, which folds events of
-/// one reason into a single series and would keep only the first file's note.
-/// The name is derived from the error, so a repeated report is the same event.
+/// One Warning event per file error that is new in this sync (bounded),
+/// each with its own note (`acp_kube::events` never folds events of one
+/// reason into a series).
 async fn announce_errors(ctx: &Context, source: &SessionSource, before: &[FileError], after: &[FileError]) {
-    let ns = source.namespace().unwrap_or_default();
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(ctx.client.clone(), &ns);
+    let regarding = source.object_ref(&());
     for error in after.iter().filter(|e| !before.contains(e)).take(20) {
         let at = match (error.line, error.column) {
             (Some(line), Some(column)) => format!("{}:{line}:{column}", error.path),
@@ -266,26 +265,15 @@ async fn announce_errors(ctx: &Context, source: &SessionSource, before: &[FileEr
             _ => error.path.clone(),
         };
         let note: String = format!("{at}: {}", error.message).chars().take(1000).collect();
-        let name = format!("{}.{}", source.name_any(), crate::plan::digest(&json!([&note])));
-        let event = json!({
-            "apiVersion": "events.k8s.io/v1", "kind": "Event",
-            "metadata": {"name": name, "namespace": ns},
-            "eventTime": Timestamp::now().to_string(),
-            "type": "Warning", "reason": reasons::VALIDATION_FAILED, "action": "Sync", "note": note,
-            "reportingController": "acp-git-sync", "reportingInstance": "acp-git-sync",
-            "regarding": source.object_ref(&()),
-        });
-        let event = match serde_json::from_value(event) {
-            Ok(event) => event,
-            Err(error) => {
-                warn!(%error, "failed to build event");
-                continue;
-            }
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reasons::VALIDATION_FAILED.into(),
+            note: Some(note),
+            action: "Sync".into(),
+            secondary: None,
         };
-        match api.create(&Default::default(), &event).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(error) => warn!(%error, "failed to publish event"),
+        if let Err(error) = ctx.recorder.publish(&event, &regarding).await {
+            warn!(%error, "failed to publish event");
         }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod events;
 pub mod failpoint;
 pub mod leader;
 pub mod ops;

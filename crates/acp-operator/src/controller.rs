@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use acp_api::AgenticSession;
 use acp_api::constants::{annotations, field_managers};
+use acp_kube::events::Publisher;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
@@ -17,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event as KubeEvent, EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Resource as _, ResourceExt as _};
@@ -86,7 +87,7 @@ fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 pub struct Context {
     client: Client,
     config: Config,
-    recorder: Recorder,
+    recorder: Publisher,
     metrics: Arc<crate::metrics::Metrics>,
     backoff: acp_kube::backoff::PerObject<ObjectRef<AgenticSession>>,
     caches: Arc<Caches>,
@@ -119,7 +120,7 @@ pub async fn run_with_metrics(
     let egress = matches!(config.children.egress, crate::egress::Egress::Allow(_));
     let (caches, streams) = Caches::watch(&client, config.namespace.as_deref(), &config.shard, egress);
     let recorder =
-        Recorder::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
+        Publisher::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
     let backoff = acp_kube::backoff::PerObject::new(Duration::from_secs(1), Duration::from_secs(300));
     // Bounded concurrency keeps memory flat when thousands of sessions are
     // reconciled at start-up.

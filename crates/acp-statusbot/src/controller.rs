@@ -124,7 +124,7 @@ struct Context {
     /// The login of each token (`GET /user`), by API URL and token digest.
     logins: moka::future::Cache<(String, String), String>,
     /// Events on sessions the bot will not act for.
-    recorder: kube::runtime::events::Recorder,
+    recorder: acp_kube::events::Publisher,
 }
 
 /// Runs the status bot until `shutdown` completes.
@@ -137,7 +137,7 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let recorder = kube::runtime::events::Recorder::new(
+    let recorder = acp_kube::events::Publisher::new(
         client.clone(),
         kube::runtime::events::Reporter { controller: "acp-status-bot".into(), instance: None },
     );

@@ -69,57 +69,57 @@ fn row_reads_git_sync_stamps_and_result() {
 
 #[test]
 fn default_order_is_newest_first_and_pages() {
-    let rows = rows();
+    let index = Index::new(rows());
     let query = SessionQuery { limit: Some(10), ..Default::default() };
-    let page = select(&rows, &query, |_| true);
+    let page = select(&index, &query, |_| true);
     assert_eq!(page.total, 30);
     assert_eq!(page.pages(), 3);
     assert_eq!(names(&page)[..3], ["s29", "s28", "s27"]);
-    let third = select(&rows, &SessionQuery { page: Some(3), ..query.clone() }, |_| true);
+    let third = select(&index, &SessionQuery { page: Some(3), ..query.clone() }, |_| true);
     assert_eq!(names(&third).last(), Some(&"s00"));
-    let beyond = select(&rows, &SessionQuery { page: Some(9), ..query }, |_| true);
+    let beyond = select(&index, &SessionQuery { page: Some(9), ..query }, |_| true);
     assert!(beyond.items.is_empty());
     assert_eq!(beyond.total, 30);
 }
 
 #[test]
 fn filters_combine_and_respect_visibility() {
-    let rows = rows();
+    let index = Index::new(rows());
     let query = SessionQuery {
         namespace: Some("team-a".into()),
         phase: Some("completed".into()),
         ..Default::default()
     };
-    let page = select(&rows, &query, |_| true);
+    let page = select(&index, &query, |_| true);
     assert!(page.items.iter().all(|r| r.namespace == "team-a" && r.phase == SessionPhase::Completed));
     assert_eq!(names(&page), ["s18", "s06"]);
-    let hidden = select(&rows, &SessionQuery::default(), |ns| ns != "team-a");
+    let hidden = select(&index, &SessionQuery::default(), |ns| ns != "team-a");
     assert_eq!(hidden.total, 20);
-    let search = select(&rows, &SessionQuery { q: Some("TITLE s1".into()), ..Default::default() }, |_| true);
+    let search = select(&index, &SessionQuery { q: Some("TITLE s1".into()), ..Default::default() }, |_| true);
     assert_eq!(search.total, 10, "every word must match, case-insensitively");
     let commit = SessionQuery { commit: Some("0123456".into()), ..Default::default() };
-    assert_eq!(select(&rows, &commit, |_| true).total, 30);
+    assert_eq!(select(&index, &commit, |_| true).total, 30);
     let short = SessionQuery { commit: Some("0123".into()), ..Default::default() };
-    assert_eq!(select(&rows, &short, |_| true).total, 0, "a prefix shorter than 7 matches nothing");
+    assert_eq!(select(&index, &short, |_| true).total, 0, "a prefix shorter than 7 matches nothing");
     let source = SessionQuery { source: Some("other/src".into()), ..Default::default() };
-    assert_eq!(select(&rows, &source, |_| true).total, 0);
+    assert_eq!(select(&index, &source, |_| true).total, 0);
 }
 
 #[test]
 fn sorts_by_any_key_both_ways() {
-    let rows = rows();
+    let index = Index::new(rows());
     let cost = SessionQuery { sort: Some(SortKey::Cost), limit: Some(2), ..Default::default() };
-    assert_eq!(names(&select(&rows, &cost, |_| true)), ["s29", "s28"]);
+    assert_eq!(names(&select(&index, &cost, |_| true)), ["s29", "s28"]);
     let cheap = SessionQuery { order: Some(Order::Asc), ..cost };
-    assert_eq!(names(&select(&rows, &cheap, |_| true)), ["s00", "s01"]);
+    assert_eq!(names(&select(&index, &cheap, |_| true)), ["s00", "s01"]);
     let name = SessionQuery { sort: Some(SortKey::Name), limit: Some(1), ..Default::default() };
-    assert_eq!(names(&select(&rows, &name, |_| true)), ["s00"]);
+    assert_eq!(names(&select(&index, &name, |_| true)), ["s00"]);
     let phase = SessionQuery { sort: Some(SortKey::Phase), ..Default::default() };
-    let page = select(&rows, &phase, |_| true);
+    let page = select(&index, &phase, |_| true);
     assert_eq!(page.items.first().map(|r| r.phase), Some(SessionPhase::Pending));
     assert_eq!(page.items.last().map(|r| r.phase), Some(SessionPhase::Failed));
     let duration = SessionQuery { sort: Some(SortKey::Duration), limit: Some(1), ..Default::default() };
-    assert_eq!(names(&select(&rows, &duration, |_| true)), ["s00"], "longest first");
+    assert_eq!(names(&select(&index, &duration, |_| true)), ["s00"], "longest first");
 }
 
 #[test]
@@ -211,4 +211,32 @@ fn people_formats() {
     assert_eq!(ago(at("2026-11-24T11:55:00Z"), now), "5 min ago");
     assert_eq!(ago(at("2026-11-22T12:00:00Z"), now), "2 d ago");
     assert_eq!(short_revision("main@sha1:0123456789abcdef0123"), "main@0123456789ab");
+}
+
+#[test]
+fn an_unfiltered_page_counts_per_namespace_and_agrees_with_a_full_scan() {
+    let index = Index::new(rows());
+    let everyone: fn(&str) -> bool = |_| true;
+    let not_a: fn(&str) -> bool = |ns| ns != "team-a";
+    for visible in [everyone, not_a] {
+        for namespace in [None, Some("team-a"), Some("team-b"), Some("nobody")] {
+            for page in [1, 2, 4] {
+                let query = SessionQuery {
+                    namespace: namespace.map(str::to_owned),
+                    limit: Some(7),
+                    page: Some(page),
+                    ..Default::default()
+                };
+                let fast = select(&index, &query, visible);
+                let all: Vec<&Arc<SessionRow>> = index
+                    .rows
+                    .iter()
+                    .filter(|r| visible(&r.namespace) && namespace.is_none_or(|ns| r.namespace == ns))
+                    .collect();
+                let expected: Vec<&str> =
+                    all.iter().skip((page - 1) * 7).take(7).map(|r| r.name.as_str()).collect();
+                assert_eq!((fast.total, names(&fast)), (all.len(), expected), "{namespace:?} page {page}");
+            }
+        }
+    }
 }

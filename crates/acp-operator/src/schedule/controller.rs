@@ -14,11 +14,12 @@ use std::time::Duration;
 use acp_api::constants::{annotations, field_managers, labels};
 use acp_api::schedule::SessionScheduleStatus;
 use acp_api::{AgenticSession, SessionPhase, SessionSchedule};
+use acp_kube::events::Publisher;
 use futures_util::StreamExt as _;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event as KubeEvent, EventType, Reporter};
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -64,7 +65,7 @@ fn kube_err(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
 struct Context {
     client: Client,
     clock: Arc<dyn Clock>,
-    recorder: Recorder,
+    recorder: Publisher,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -85,7 +86,7 @@ pub async fn run(
         None => (Api::all(client.clone()), Api::<AgenticSession>::all(client.clone())),
     };
     let recorder =
-        Recorder::new(client.clone(), Reporter { controller: "acp-scheduler".into(), instance: None });
+        Publisher::new(client.clone(), Reporter { controller: "acp-scheduler".into(), instance: None });
     let jumps = clock.jumps();
     let ctx = Arc::new(Context { client, clock, recorder, metrics });
     Controller::new(schedules, acp_kube::watch::in_shard(&shard, ""))
