@@ -105,6 +105,7 @@ impl Caller {
 }
 
 /// Decides access per request.
+#[derive(Clone)]
 pub struct Authorizer {
     mode: Mode,
     client: kube::Client,
@@ -112,6 +113,18 @@ pub struct Authorizer {
     users: moka::future::Cache<String, Option<UserInfo>>,
     /// (token digest, namespace) → may list sessions there.
     decisions: moka::future::Cache<(String, String), bool>,
+    /// Token digest → what it may see, refreshed in the background once
+    /// older than [`CACHE_TTL`], and dropped after three times that.
+    accesses: moka::future::Cache<String, Arc<Known>>,
+    /// Callers whose access is being refreshed (one refresh each at a time).
+    refreshing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A caller's access, when it was decided, and over how many namespaces.
+struct Known {
+    at: std::time::Instant,
+    access: Access,
+    namespaces: usize,
 }
 
 fn cache<K, V>() -> moka::future::Cache<K, V>
@@ -148,7 +161,9 @@ pub fn token(headers: &HeaderMap) -> Option<&str> {
 impl Authorizer {
     /// An authorizer in `mode`, reviewing with `client`.
     pub fn new(mode: Mode, client: kube::Client) -> Self {
-        Self { mode, client, users: cache(), decisions: cache() }
+        let accesses =
+            moka::future::Cache::builder().time_to_live(CACHE_TTL * 3).max_capacity(CACHE_MAX).build();
+        Self { mode, client, users: cache(), decisions: cache(), accesses, refreshing: Arc::default() }
     }
 
     /// The mode.
@@ -217,8 +232,48 @@ impl Authorizer {
     }
 
     /// What `caller` may see among `namespaces`: everything when it may list
-    /// sessions cluster-wide, else the namespaces where it may.
+    /// sessions cluster-wide, else the namespaces where it may. A caller's
+    /// access is kept: once older than [`CACHE_TTL`] (or when namespaces
+    /// came or went) it is decided again in the background while requests
+    /// get the previous answer, so the reviews of a thousand namespaces
+    /// never hold up a request; after three times the TTL without a fresh
+    /// answer it is decided again before answering.
     pub async fn access(&self, caller: Option<&Caller>, namespaces: &[String]) -> Result<Access, AuthError> {
+        let Some(who) = caller else { return Ok(Access::All) };
+        if let Some(known) = self.accesses.get(&who.key).await {
+            if known.at.elapsed() >= CACHE_TTL || known.namespaces != namespaces.len() {
+                self.refresh(who.clone(), namespaces.to_vec());
+            }
+            return Ok(known.access.clone());
+        }
+        let access = self.decide(caller, namespaces).await?;
+        let known =
+            Known { at: std::time::Instant::now(), access: access.clone(), namespaces: namespaces.len() };
+        self.accesses.insert(who.key.clone(), Arc::new(known)).await;
+        Ok(access)
+    }
+
+    /// Decides `caller`'s access again in the background, unless that is
+    /// already under way.
+    fn refresh(&self, caller: Caller, namespaces: Vec<String>) {
+        let first = self.refreshing.lock().map(|mut r| r.insert(caller.key.clone())).unwrap_or(false);
+        if !first {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Ok(access) = me.decide(Some(&caller), &namespaces).await {
+                let known = Known { at: std::time::Instant::now(), access, namespaces: namespaces.len() };
+                me.accesses.insert(caller.key.clone(), Arc::new(known)).await;
+            }
+            if let Ok(mut refreshing) = me.refreshing.lock() {
+                refreshing.remove(&caller.key);
+            }
+        });
+    }
+
+    /// Reviews `caller`'s access to `namespaces` (each decision cached).
+    async fn decide(&self, caller: Option<&Caller>, namespaces: &[String]) -> Result<Access, AuthError> {
         if caller.is_none() || self.can_list(caller, "").await? {
             return Ok(Access::All);
         }

@@ -282,3 +282,27 @@ async fn a_log_follow_ends_when_access_is_revoked() {
     assert!(started.elapsed() < std::time::Duration::from_secs(40), "{:?}", started.elapsed());
     dashboard.stop().await;
 }
+
+/// A revoked permission stops showing within a bounded time: a caller's
+/// access is decided again in the background once older than the cache's
+/// TTL, and never served older than three times that.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_permission_hides_the_namespace_within_the_cache_bound() {
+    let (env, client) = env().await;
+    let ns = env.namespace("dash-rbac-revoke").await.name;
+    create_session(&client, &ns, "r1", &format!("{ns}/src")).await;
+    let carol = user(&client, &ns, "carol", true).await;
+    let dashboard = Dashboard::start(client.clone(), Mode::Token, LogSource::Pods(client.clone())).await;
+    let url = dashboard.url.clone();
+    assert_eq!(names(&get_json(&format!("{url}/api/v1/sessions"), Some(&carol)).await), [format!("{ns}/r1")]);
+    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .delete("carol-reader", &Default::default())
+        .await
+        .expect("revoke");
+    let bound = acp_dashboard::auth::CACHE_TTL * 3 + std::time::Duration::from_secs(10);
+    eventually("the revoked namespace hidden", bound, || async {
+        (get_json(&format!("{url}/api/v1/sessions"), Some(&carol)).await["total"] == 0).then_some(())
+    })
+    .await;
+    dashboard.stop().await;
+}
