@@ -150,19 +150,16 @@ async fn a_pinned_commit_must_be_the_branch_head_and_push_url_takes_the_push() {
     let ws2 = fixture.tmp.path().join("ws2");
     let notes = ws2.join("repos/app/NOTES.md").to_string_lossy().into_owned();
     fixture.set("WORKSPACE_PATH", &ws2.to_string_lossy());
-    fixture.model = acp_testenv::model::ScriptedModel::start(
-        common::MODEL,
-        vec![
-            Step::tool("Write", json!({"file_path": notes, "content": "From the fork.\n"})),
-            Step::text("Done."),
-        ],
-    )
-    .await;
-    let url = fixture.model.url();
     let repos = format!(
         r#"[{{"url":"{app}","branch":"main","commit":"{head}","autoPush":true,"pushUrl":"{base}","pushBranch":"acp/pr-8"}}]"#
     );
-    fixture.set("ANTHROPIC_BASE_URL", &url).set("REPOS_JSON", &repos);
+    fixture
+        .script(vec![
+            Step::tool("Write", json!({"file_path": notes, "content": "From the fork.\n"})),
+            Step::text("Done."),
+        ])
+        .await
+        .set("REPOS_JSON", &repos);
     let (result, _) = fixture.run().await;
     assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
     let [pushed] = result.pushed_branches.as_slice() else { panic!("one push: {result:?}") };
@@ -347,16 +344,12 @@ async fn the_cli_accepts_the_generated_mcp_config() {
 async fn a_follow_up_resumes_the_parents_conversation_and_is_told_the_new_commits() {
     let mut fixture = Fixture::new(Vec::new()).await;
     let notes = fixture.repo_file("NOTES.md");
-    fixture.model = acp_testenv::model::ScriptedModel::start(
-        common::MODEL,
-        vec![
+    fixture
+        .script(vec![
             Step::tool("Write", json!({"file_path": notes, "content": "Notes.\n"})),
             Step::text("Wrote the notes."),
-        ],
-    )
-    .await;
-    let url = fixture.model.url();
-    fixture.set("ANTHROPIC_BASE_URL", &url);
+        ])
+        .await;
     let (first, _) = fixture.run().await;
     assert_eq!(first.outcome, Some(RunOutcome::Success), "{first:?}");
     let conversation = first.sdk_session_id.clone().expect("a conversation id");
@@ -374,9 +367,7 @@ async fn a_follow_up_resumes_the_parents_conversation_and_is_told_the_new_commit
     git(&work, &["push", "-q", "origin", &pushed.branch]);
 
     // The follow-up, in a workspace of its own, on that branch.
-    fixture.model =
-        acp_testenv::model::ScriptedModel::start(common::MODEL, vec![Step::text("Noted the review fix.")])
-            .await;
+    fixture.script(vec![Step::text("Noted the review fix.")]).await;
     let resume = acp_api::resume::Resume {
         parent: "fix-readme".into(),
         session_id: Some(conversation.clone()),
@@ -388,12 +379,10 @@ async fn a_follow_up_resumes_the_parents_conversation_and_is_told_the_new_commit
             summary: "Wrote the notes.".into(),
         }],
     };
-    let url = fixture.model.url();
     let repos =
         format!(r#"[{{"url":"{}","branch":"{}","autoPush":true}}]"#, fixture.git.url("app"), pushed.branch);
     let ws2 = fixture.tmp.path().join("ws2").to_string_lossy().into_owned();
     fixture
-        .set("ANTHROPIC_BASE_URL", &url)
         .set("AGENTIC_SESSION_NAME", "fix-readme-2")
         .set("WORKSPACE_PATH", &ws2)
         .set("REPOS_JSON", &repos)
@@ -420,13 +409,10 @@ async fn a_follow_up_resumes_the_parents_conversation_and_is_told_the_new_commit
 
     // Without the parent's workspace: a fresh conversation that starts with
     // the earlier turns' summaries, and says why.
-    fixture.model =
-        acp_testenv::model::ScriptedModel::start(common::MODEL, vec![Step::text("Started over.")]).await;
+    fixture.script(vec![Step::text("Started over.")]).await;
     let gone = acp_api::resume::Resume { from: Some("/nonexistent".into()), ..resume };
-    let url = fixture.model.url();
     let ws3 = fixture.tmp.path().join("ws3").to_string_lossy().into_owned();
     fixture
-        .set("ANTHROPIC_BASE_URL", &url)
         .set("WORKSPACE_PATH", &ws3)
         .set(acp_api::resume::RESUME_ENV, &serde_json::to_string(&gone).expect("json"));
     let (third, _) = fixture.run().await;

@@ -54,6 +54,13 @@ impl Fixture {
         Self { tmp, git, model, vars }
     }
 
+    /// A new scripted model following `steps`, which the next run talks to.
+    pub async fn script(&mut self, steps: Vec<Step>) -> &mut Self {
+        self.model = ScriptedModel::start(MODEL, steps).await;
+        let url = self.model.url();
+        self.set("ANTHROPIC_BASE_URL", &url)
+    }
+
     pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
         self.vars.insert(key.to_owned(), value.to_owned());
         self

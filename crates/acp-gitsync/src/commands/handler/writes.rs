@@ -73,18 +73,7 @@ impl Commands {
             let mut made: Option<Record> = None;
             let written = writer.edit(|repo, tree| {
                 let names = files_in(repo, tree, &dir);
-                // The thread's latest request: the end of the parent chain.
-                let links: Vec<(String, Option<String>)> = names
-                    .iter()
-                    .filter_map(|file| file.strip_suffix(".yaml"))
-                    .map(|name| {
-                        (
-                            name.to_owned(),
-                            read(repo, tree, &format!("{dir}/{name}.yaml")).and_then(|t| parent_of(&t)),
-                        )
-                    })
-                    .collect();
-                let parent = request::chain(&links).pop();
+                let parent = latest(repo, tree, &dir, &names);
                 let command = match (&command, &parent) {
                     // A retry runs the latest request's text again.
                     (Command::Retry, Some(parent)) => match read(repo, tree, &format!("{dir}/{parent}.yaml"))
@@ -177,17 +166,7 @@ impl Commands {
             let written = writer.edit(|repo, tree| {
                 approved.clear();
                 let recorded = files_in(repo, tree, &dir);
-                let links: Vec<(String, Option<String>)> = recorded
-                    .iter()
-                    .filter_map(|file| file.strip_suffix(".yaml"))
-                    .map(|name| {
-                        (
-                            name.to_owned(),
-                            read(repo, tree, &format!("{dir}/{name}.yaml")).and_then(|t| parent_of(&t)),
-                        )
-                    })
-                    .collect();
-                let mut parent = request::chain(&links).pop();
+                let mut parent = latest(repo, tree, &dir, &recorded);
                 // Waiting ones not approved before, oldest comment first.
                 let mut waiting: Vec<String> = files_in(repo, tree, &format!("{dir}/pending"))
                     .into_iter()
@@ -337,6 +316,19 @@ pub(super) enum Which {
     Unfinished,
     /// The unfinished ones pinned to another commit than this new head.
     PinnedElsewhere(String),
+}
+
+/// The thread's latest request among `files` of `dir`: the end of the
+/// chain of their parent links.
+fn latest(repo: &git2::Repository, tree: &git2::Tree<'_>, dir: &str, files: &[String]) -> Option<String> {
+    let links: Vec<(String, Option<String>)> = files
+        .iter()
+        .filter_map(|file| file.strip_suffix(".yaml"))
+        .map(|name| {
+            (name.to_owned(), read(repo, tree, &format!("{dir}/{name}.yaml")).and_then(|t| parent_of(&t)))
+        })
+        .collect();
+    request::chain(&links).pop()
 }
 
 /// Names of the files directly in `dir` of `tree`.
