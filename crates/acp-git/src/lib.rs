@@ -4,6 +4,8 @@
 //!
 //! - [`auth`]: credentials (a SessionSource's secret, or the runner's tokens
 //!   and key files) handed to libgit2 through callbacks, never in URLs;
+//! - [`clone`]: cloning with the git CLI, credentials through the
+//!   environment, never its arguments;
 //! - [`history`]: which commit last changed a file;
 //! - [`known_hosts`]: checking an ssh server's host key;
 //! - [`mirror`]: fetching one ref into a bare mirror kept between fetches;
@@ -13,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod clone;
 pub mod history;
 pub mod known_hosts;
 pub mod mirror;

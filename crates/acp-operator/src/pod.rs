@@ -195,7 +195,13 @@ pub fn spec(
             ..ResourceRequirements::default()
         }),
         security_context: Some(hardened()),
-        volume_mounts: Some(vec![mount("workspace", WORKSPACE, false), mount("secrets", SECRET_MOUNT, true)]),
+        // Its own /tmp, in memory: git writes the ssh key's private copy
+        // there, where the runner and the agent cannot see it.
+        volume_mounts: Some(vec![
+            mount("workspace", WORKSPACE, false),
+            mount("secrets", SECRET_MOUNT, true),
+            mount("credentials-tmp", "/tmp", false),
+        ]),
         ..Container::default()
     };
     let runner = Container {
@@ -214,6 +220,14 @@ pub fn spec(
     let mut volumes = vec![
         workspace,
         Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("tmp") },
+        Volume {
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(Quantity("16Mi".into())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..volume("credentials-tmp")
+        },
         Volume {
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret_name(session_name)),
@@ -386,7 +400,8 @@ mod tests {
         assert_eq!(
             sidecar["volumeMounts"],
             json!([{"name": "workspace", "mountPath": "/workspace"},
-                   {"name": "secrets", "mountPath": "/var/run/acp/secrets", "readOnly": true}])
+                   {"name": "secrets", "mountPath": "/var/run/acp/secrets", "readOnly": true},
+                   {"name": "credentials-tmp", "mountPath": "/tmp"}])
         );
         let env = sidecar["env"].as_array().expect("env");
         let key = env.iter().find(|e| e["name"] == "ANTHROPIC_API_KEY").expect("key");
@@ -405,6 +420,7 @@ mod tests {
         assert_eq!(
             pod["volumes"],
             json!([{"name": "workspace", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
+                   {"name": "credentials-tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
                    {"name": "secrets", "secret": {"secretName": "fix-runner", "defaultMode": 256}}])
         );
     }

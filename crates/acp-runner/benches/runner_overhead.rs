@@ -141,9 +141,10 @@ async fn main() {
         run_after.push(total - done);
         assert_eq!(result.outcome, Some(RunOutcome::Success), "{result:?}");
     }
-    // The clone alone, three ways: the git CLI, the runner's git2 clone, and
-    // git2 sending its credentials with the first request.
-    let (mut cli, mut git2_clone, mut git2_eager) = (Vec::new(), Vec::new(), Vec::new());
+    // The clone alone, three ways: the git CLI, the runner's clone (the git
+    // CLI with credentials through its environment) and, for reference,
+    // libgit2's shallow clone, which the runner used before.
+    let (mut cli, mut acp_clone, mut libgit2) = (Vec::new(), Vec::new(), Vec::new());
     let creds = acp_runner::config::Credentials { git_token: Some(TOKEN.into()), ..Default::default() };
     let repo = acp_runner::config::RepoConfig { url: url.clone(), ..Default::default() };
     let basic = format!("Authorization: Basic {}", base64_encode(&format!("x-access-token:{TOKEN}")));
@@ -154,22 +155,22 @@ async fn main() {
         assert!(clone.expect("git runs").success());
         cli.push(started.elapsed());
         let started = Instant::now();
-        acp_runner::git::clone(&repo, &tmp.path().join(format!("git2-{i}")), &creds).expect("git2 clone");
-        git2_clone.push(started.elapsed());
+        acp_runner::git::clone(&repo, &tmp.path().join(format!("acp-clone-{i}")), &creds).expect("clone");
+        acp_clone.push(started.elapsed());
         let started = Instant::now();
         let mut fetch = git2::FetchOptions::new();
         fetch.depth(1).custom_headers(&[&basic]);
         git2::build::RepoBuilder::new()
             .fetch_options(fetch)
-            .clone(&url, &tmp.path().join(format!("eager-{i}")))
-            .expect("git2 clone with the header");
-        git2_eager.push(started.elapsed());
+            .clone(&url, &tmp.path().join(format!("libgit2-{i}")))
+            .expect("libgit2 clone");
+        libgit2.push(started.elapsed());
     }
     println!(
-        "  clone alone: git CLI {:.0} ms, git2 {:.0} ms, git2 with credentials up front {:.0} ms (medians)",
+        "  clone alone: git CLI {:.0} ms, the runner's clone {:.0} ms, libgit2 shallow clone {:.0} ms (medians)",
         ms(median(cli)),
-        ms(median(git2_clone)),
-        ms(median(git2_eager))
+        ms(median(acp_clone)),
+        ms(median(libgit2))
     );
     let (b, r) = (median(baseline.clone()), median(runner));
     let rest: Vec<Duration> = baseline.iter().zip(&base_clone).map(|(all, clone)| *all - *clone).collect();

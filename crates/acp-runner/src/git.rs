@@ -1,16 +1,17 @@
-//! git with git2: shallow clones with credentials, and commit + push of the
-//! agent's changes on the session's branch.
+//! git for a session: shallow clones with the git CLI ([`acp_git::clone`]:
+//! protocol v2, half libgit2's time), and commit + push of the agent's
+//! changes on the session's branch with git2.
 //!
-//! Credentials never enter URLs or the agent's environment: https tokens and
-//! ssh keys are handed to libgit2 through [`acp_git::auth`]'s callbacks, and an
-//! ssh server's key is checked against `known_hosts`.
+//! Credentials never enter URLs, arguments or the agent's environment: the
+//! clone gets them through git's own environment, the push through
+//! [`acp_git::auth`]'s callbacks, and an ssh server's key is checked against
+//! `known_hosts` either way.
 
-use std::cell::Cell;
 use std::path::Path;
 
-use acp_git::auth::callbacks;
+use acp_git::clone::{CloneError, CloneSpec};
 use acp_git::is_local;
-use git2::{FetchOptions, IndexAddOption, Repository, Signature, Status, StatusOptions, build::RepoBuilder};
+use git2::{IndexAddOption, Repository, Signature, Status, StatusOptions};
 
 use crate::config::{Credentials, RepoConfig};
 
@@ -20,6 +21,14 @@ pub enum GitError {
     /// Cloning failed (unreachable, not found, bad credentials, bad branch).
     #[error("failed to clone {url}: {source}")]
     Clone {
+        /// Repository URL.
+        url: String,
+        /// What git said.
+        source: CloneError,
+    },
+    /// The clone is not a readable repository.
+    #[error("failed to read the clone of {url}: {source}")]
+    Open {
         /// Repository URL.
         url: String,
         /// libgit2's error.
@@ -71,20 +80,12 @@ pub struct Cloned {
 /// Clones `repo` into `dest`, shallow (the tip and `repo.history` commits
 /// before it) unless the URL is local.
 pub fn clone(repo: &RepoConfig, dest: &Path, creds: &Credentials) -> Result<Cloned, GitError> {
-    let err = |source| GitError::Clone { url: repo.url.clone(), source };
-    let attempts = Cell::new(0);
-    let git_creds = creds.git();
-    let mut fetch = FetchOptions::new();
-    fetch.remote_callbacks(callbacks(&git_creds, &attempts));
-    if !is_local(&repo.url) {
-        fetch.depth(i32::try_from(repo.history).unwrap_or(i32::MAX).saturating_add(1));
-    }
-    let mut builder = RepoBuilder::new();
-    builder.fetch_options(fetch);
-    if let Some(branch) = &repo.branch {
-        builder.branch(branch);
-    }
-    let cloned = builder.clone(&repo.url, dest).map_err(err)?;
+    let depth = (!is_local(&repo.url)).then(|| repo.history.saturating_add(1));
+    let spec = CloneSpec { url: &repo.url, dest, branch: repo.branch.as_deref(), depth };
+    acp_git::clone::clone(spec, &creds.git())
+        .map_err(|source| GitError::Clone { url: repo.url.clone(), source })?;
+    let err = |source| GitError::Open { url: repo.url.clone(), source };
+    let cloned = Repository::open(dest).map_err(err)?;
     let head = cloned.head().map_err(err)?;
     let branch = head.shorthand().unwrap_or("HEAD").to_owned();
     let base = head.peel_to_commit().map_err(err)?.id();

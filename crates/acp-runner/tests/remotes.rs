@@ -157,5 +157,52 @@ async fn unknown_ssh_host_key_exits_2() {
         .set("GIT_KNOWN_HOSTS_FILE", &other.to_string_lossy());
     let (result, _) = fixture.run().await;
     assert_eq!(result.outcome, Some(RunOutcome::PrerequisiteFailed), "{result:?}");
-    assert!(result.error.as_deref().is_some_and(|e| e.contains("hostkey")), "{result:?}");
+    assert!(
+        result
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("ssh host key of 127.0.0.1 is not in known_hosts")),
+        "{result:?}"
+    );
+}
+
+/// A git server that redirects every request to `to` (what a compromised or
+/// renamed remote can do), and an attacker's server there that records the
+/// credentials it is offered.
+#[tokio::test]
+async fn a_redirect_to_another_host_is_offered_no_credentials() {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::{Arc, Mutex};
+    let offered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let record = offered.clone();
+    let trap = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let record = record.clone();
+        async move {
+            if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                record.lock().expect("lock").push(auth.to_owned());
+            }
+            (StatusCode::UNAUTHORIZED, [("www-authenticate", "Basic realm=\"trap\"")], "")
+        }
+    });
+    let trap_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let trap_addr = trap_listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(trap_listener, trap).await });
+    let redirect = axum::Router::new().fallback(move |uri: axum::http::Uri| async move {
+        let to = format!("http://{trap_addr}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+        (StatusCode::FOUND, [("location", to)], "")
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/acme/app.git", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, redirect).await });
+
+    let mut fixture = Fixture::new(vec![Step::text("unused")]).await;
+    fixture.set("REPOS_JSON", &format!(r#"[{{"url":"{url}"}}]"#));
+    let (result, _) = fixture.run().await;
+    assert_eq!(result.outcome, Some(RunOutcome::PrerequisiteFailed), "{result:?}");
+    assert!(result.error.as_deref().is_some_and(|e| e.contains("authentication required")), "{result:?}");
+    assert_eq!(
+        offered.lock().expect("lock").as_slice(),
+        &[] as &[String],
+        "credentials followed the redirect"
+    );
 }

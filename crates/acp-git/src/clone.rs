@@ -1,0 +1,249 @@
+//! Cloning with the git CLI: the one operation where libgit2 is measurably
+//! slower (its shallow fetch speaks protocol v0, a negotiation round more
+//! than v2's, and its HTTP client stalls on Nagle's algorithm between a
+//! request's header and body), and the one every session waits for.
+//!
+//! The credentials rules are [`crate::auth`]'s, enforced another way:
+//! - nothing secret is in the arguments: an https password reaches git
+//!   through a credential helper that prints two environment variables, and
+//!   that helper is configured for the clone URL's origin only, so a redirect
+//!   to another host gets nothing;
+//! - an ssh key and known_hosts are private temporary files handed to `ssh`
+//!   with strict host-key checking, batch mode and no other identity;
+//! - the caller's git configuration and `GIT_*` environment are ignored
+//!   (no system or global config, no askpass, no prompts), and only the
+//!   `https`, `http`, `ssh`, `git` and `file` transports are allowed (never
+//!   `ext::`, which runs commands).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::auth::{Credentials, Material};
+
+/// The credential helper git runs for the clone URL's origin; it answers
+/// `get` from the environment and ignores `store` and `erase`.
+const HELPER: &str = r#"!f() { test "$1" = get && printf 'username=%s\npassword=%s\n' "$ACP_GIT_USERNAME" "$ACP_GIT_PASSWORD"; }; f"#;
+
+/// Transports a clone may use.
+const PROTOCOLS: &str = "https:http:ssh:git:file";
+
+/// A failed clone, in words a session's author can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum CloneError {
+    /// The credentials for the URL are missing or were rejected, or the
+    /// ssh host key is unknown.
+    #[error("{0}")]
+    Auth(String),
+    /// git could not be started or its temporary files written.
+    #[error("failed to run git: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// git failed; its last words.
+    #[error("{0}")]
+    Git(String),
+}
+
+/// What to clone.
+#[derive(Clone, Copy, Debug)]
+pub struct CloneSpec<'a> {
+    /// The remote URL.
+    pub url: &'a str,
+    /// The directory to clone into (must not exist or be empty).
+    pub dest: &'a Path,
+    /// The branch to check out; the remote's default when `None`.
+    pub branch: Option<&'a str>,
+    /// Commits to fetch (shallow); everything when `None`.
+    pub depth: Option<u32>,
+}
+
+/// Clones `spec.url` into `spec.dest` with the git CLI, with `creds`.
+pub fn clone(spec: CloneSpec<'_>, creds: &Credentials) -> Result<(), CloneError> {
+    let remote = acp_api::remote::Remote::parse(spec.url);
+    let scheme = remote.as_ref().map(|r| r.scheme.as_str()).unwrap_or_default();
+    let mut secrets = None;
+    let mut git = Command::new("git");
+    scrub(&mut git);
+    let mut config: Vec<(String, String)> = vec![
+        ("credential.helper".into(), String::new()),
+        ("http.lowSpeedLimit".into(), "1000".into()),
+        ("http.lowSpeedTime".into(), "60".into()),
+    ];
+    match scheme {
+        "http" | "https" => {
+            if let (Some(remote), Some((user, password))) = (&remote, creds.https_for(spec.url)) {
+                let port = remote.port.map(|p| format!(":{p}")).unwrap_or_default();
+                config.push((format!("credential.{scheme}://{}{port}.helper", remote.host), HELPER.into()));
+                git.env("ACP_GIT_USERNAME", user).env("ACP_GIT_PASSWORD", password);
+            }
+        }
+        "ssh" => {
+            let key = creds.ssh_key.as_ref().ok_or_else(|| CloneError::Auth(creds.hints.ssh_key.into()))?;
+            let known =
+                creds.known_hosts.as_ref().ok_or_else(|| CloneError::Auth(creds.hints.known_hosts.into()))?;
+            let dir = tempfile::Builder::new().prefix("acp-git-").tempdir().map_err(CloneError::Spawn)?;
+            let key = private_copy(dir.path(), "identity", key)?;
+            let known = private_copy(dir.path(), "known_hosts", known)?;
+            secrets = Some(dir);
+            git.env("GIT_SSH_COMMAND", ssh_command(&key, &known)).env("GIT_SSH_VARIANT", "ssh");
+        }
+        _ => {}
+    }
+    git.env("GIT_CONFIG_COUNT", config.len().to_string());
+    for (i, (key, value)) in config.iter().enumerate() {
+        git.env(format!("GIT_CONFIG_KEY_{i}"), key).env(format!("GIT_CONFIG_VALUE_{i}"), value);
+    }
+    git.args(["clone", "--quiet", "--no-hardlinks"]);
+    if let Some(depth) = spec.depth {
+        git.arg(format!("--depth={depth}"));
+    }
+    if let Some(branch) = spec.branch {
+        git.arg(format!("--branch={branch}"));
+    }
+    // `--`: a URL is never an option (`--upload-pack=…` runs a command).
+    git.arg("--").arg(spec.url).arg(spec.dest);
+    let output = git.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output();
+    let output = output.map_err(CloneError::Spawn)?;
+    drop(secrets);
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(explain(&String::from_utf8_lossy(&output.stderr), remote.as_ref().map(|r| r.host.as_str()), creds))
+}
+
+/// Leaves git only what this clone sets: no system or global configuration,
+/// no `GIT_*` from the caller (a `GIT_DIR` or `GIT_CONFIG_PARAMETERS` would
+/// change what is cloned or how), no prompts.
+fn scrub(git: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("GIT_") || name == "SSH_ASKPASS" {
+            git.env_remove(name);
+        }
+    }
+    git.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ALLOW_PROTOCOL", PROTOCOLS)
+        .env("GIT_PROTOCOL_FROM_USER", "0");
+}
+
+/// `ssh` with exactly this key and these known hosts; it never asks, never
+/// adds a host key, and gives up on an unresponsive server.
+fn ssh_command(key: &Path, known_hosts: &Path) -> String {
+    format!(
+        "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes \
+         -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=30 \
+         -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -i {}",
+        shell_quote(known_hosts),
+        shell_quote(key)
+    )
+}
+
+/// Writes `material` to `dir/name`, readable by this user only (ssh refuses
+/// a key others can read, and a mounted Secret's files often are).
+fn private_copy(dir: &Path, name: &str, material: &Material) -> Result<PathBuf, CloneError> {
+    let text = match material {
+        Material::Text(text) => text.clone(),
+        Material::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| CloneError::Auth(format!("cannot read {}: {e}", path.display())))?,
+    };
+    let path = dir.join(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(CloneError::Spawn)?;
+    file.write_all(text.as_bytes()).map_err(CloneError::Spawn)?;
+    if !text.ends_with('\n') {
+        file.write_all(b"\n").map_err(CloneError::Spawn)?;
+    }
+    Ok(path)
+}
+
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
+}
+
+/// git's error output as one message, with the credential cases in the same
+/// words as [`crate::auth`]'s.
+fn explain(stderr: &str, host: Option<&str>, creds: &Credentials) -> CloneError {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("warning: redirecting") && !l.starts_with("Cloning into"))
+        .collect();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    if has("terminal prompts disabled") {
+        return CloneError::Auth(creds.hints.https.into());
+    }
+    if has("Authentication failed") {
+        return CloneError::Auth("authentication failed: the credentials were rejected".into());
+    }
+    if has("Host key verification failed") || has("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        let host = host.unwrap_or("the server");
+        return CloneError::Auth(format!("ssh host key of {host} is not in known_hosts"));
+    }
+    if has("Permission denied (publickey") {
+        return CloneError::Auth("authentication failed: the ssh key was rejected".into());
+    }
+    let message = lines.iter().rev().take(3).rev().copied().collect::<Vec<_>>().join("; ");
+    CloneError::Git(if message.is_empty() { "git clone failed without a message".into() } else { message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explains_credential_failures_in_the_hints_words() {
+        let creds = Credentials::default();
+        let no_creds = "fatal: could not read Username for 'https://h/x': terminal prompts disabled";
+        assert_eq!(explain(no_creds, Some("h"), &creds).to_string(), creds.hints.https);
+        let rejected =
+            "remote: Invalid username or password.\nfatal: Authentication failed for 'https://h/x/'";
+        assert!(explain(rejected, Some("h"), &creds).to_string().contains("credentials were rejected"));
+        let hostkey = "Host key verification failed.\nfatal: Could not read from remote repository.";
+        assert_eq!(
+            explain(hostkey, Some("h"), &creds).to_string(),
+            "ssh host key of h is not in known_hosts"
+        );
+        let other = "Cloning into 'x'...\nwarning: redirecting to https://h/y/\nfatal: Remote branch nope not found in upstream origin\n";
+        assert_eq!(
+            explain(other, Some("h"), &creds).to_string(),
+            "fatal: Remote branch nope not found in upstream origin"
+        );
+    }
+
+    #[test]
+    fn ssh_paths_are_quoted_for_the_shell() {
+        let command = ssh_command(Path::new("/tmp/a b/identity"), Path::new("/tmp/it's/known_hosts"));
+        assert!(command.contains("-i '/tmp/a b/identity'"), "{command}");
+        assert!(command.contains(r"UserKnownHostsFile='/tmp/it'\''s/known_hosts'"), "{command}");
+        assert!(command.contains("StrictHostKeyChecking=yes") && command.contains("BatchMode=yes"));
+    }
+
+    #[test]
+    fn key_copies_are_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = private_copy(dir.path(), "identity", &Material::Text("KEY".into())).expect("copy");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "KEY\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn no_ssh_key_is_named_by_the_hint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = CloneSpec {
+            url: "git@example.invalid:o/r.git",
+            dest: &dir.path().join("r"),
+            branch: None,
+            depth: None,
+        };
+        let err = clone(spec, &Credentials::default()).expect_err("no key");
+        assert_eq!(err.to_string(), Credentials::default().hints.ssh_key);
+    }
+}
