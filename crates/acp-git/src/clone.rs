@@ -10,10 +10,13 @@
 //!   to another host gets nothing;
 //! - an ssh key and known_hosts are private temporary files handed to `ssh`
 //!   with strict host-key checking, batch mode and no other identity;
-//! - the caller's git configuration and `GIT_*` environment are ignored
-//!   (no system or global config, no askpass, no prompts), and only the
-//!   `https`, `http`, `ssh`, `git` and `file` transports are allowed (never
-//!   `ext::`, which runs commands).
+//! - the machine's git configuration applies (its URL rewrites, proxies and
+//!   CA bundles, as with libgit2), but never its credential helpers, which
+//!   could store the token; the caller's `GIT_*` environment is dropped, git
+//!   never prompts, and only the `https`, `http`, `ssh`, `git` and `file`
+//!   transports are allowed (never `ext::`, which runs commands). The
+//!   credentials are for the URL after the machine's rewrites, as git
+//!   fetches it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -58,11 +61,11 @@ pub struct CloneSpec<'a> {
 
 /// Clones `spec.url` into `spec.dest` with the git CLI, with `creds`.
 pub fn clone(spec: CloneSpec<'_>, creds: &Credentials) -> Result<(), CloneError> {
-    let remote = acp_api::remote::Remote::parse(spec.url);
+    let fetched = effective_url(spec.url)?;
+    let remote = acp_api::remote::Remote::parse(&fetched);
     let scheme = remote.as_ref().map(|r| r.scheme.as_str()).unwrap_or_default();
     let mut secrets = None;
-    let mut git = Command::new("git");
-    scrub(&mut git);
+    let mut git = command();
     let mut config: Vec<(String, String)> = vec![
         ("credential.helper".into(), String::new()),
         ("http.lowSpeedLimit".into(), "1000".into()),
@@ -70,7 +73,7 @@ pub fn clone(spec: CloneSpec<'_>, creds: &Credentials) -> Result<(), CloneError>
     ];
     match scheme {
         "http" | "https" => {
-            if let (Some(remote), Some((user, password))) = (&remote, creds.https_for(spec.url)) {
+            if let (Some(remote), Some((user, password))) = (&remote, creds.https_for(&fetched)) {
                 let port = remote.port.map(|p| format!(":{p}")).unwrap_or_default();
                 config.push((format!("credential.{scheme}://{}{port}.helper", remote.host), HELPER.into()));
                 git.env("ACP_GIT_USERNAME", user).env("ACP_GIT_PASSWORD", password);
@@ -110,20 +113,36 @@ pub fn clone(spec: CloneSpec<'_>, creds: &Credentials) -> Result<(), CloneError>
     Err(explain(&String::from_utf8_lossy(&output.stderr), remote.as_ref().map(|r| r.host.as_str()), creds))
 }
 
-/// Leaves git only what this clone sets: no system or global configuration,
-/// no `GIT_*` from the caller (a `GIT_DIR` or `GIT_CONFIG_PARAMETERS` would
-/// change what is cloned or how), no prompts.
-fn scrub(git: &mut Command) {
+/// The URL git will fetch `url` from: the machine's `insteadOf` rewrites
+/// applied, without talking to the remote.
+fn effective_url(url: &str) -> Result<String, CloneError> {
+    let output = command()
+        .args(["ls-remote", "--get-url", "--", url])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(CloneError::Spawn)?;
+    let fetched = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || fetched.is_empty() {
+        return Err(explain(&String::from_utf8_lossy(&output.stderr), None, &Credentials::default()));
+    }
+    Ok(fetched)
+}
+
+/// git with no `GIT_*` from the caller (a `GIT_DIR` or
+/// `GIT_CONFIG_PARAMETERS` would change what is cloned or how), no prompts,
+/// and only the allowed transports.
+fn command() -> Command {
+    let mut git = Command::new("git");
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("GIT_") || name == "SSH_ASKPASS" {
             git.env_remove(name);
         }
     }
-    git.env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
+    git.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ALLOW_PROTOCOL", PROTOCOLS)
         .env("GIT_PROTOCOL_FROM_USER", "0");
+    git
 }
 
 /// `ssh` with exactly this key and these known hosts; it never asks, never
