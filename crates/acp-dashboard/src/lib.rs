@@ -74,6 +74,11 @@ pub async fn run(
     metrics: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let sessions: kube::Api<acp_api::AgenticSession> = match &config.namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    };
+    acp_kube::watch::detect(&sessions).await;
     let (app, watches) = app(client, config)?;
     let watches = tokio::spawn(watches);
     let ops = metrics.map(|listener| {

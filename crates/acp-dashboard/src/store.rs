@@ -207,7 +207,8 @@ where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    watcher::watcher(api, watcher::Config::default().page_size(1000))
+    // Pages of 1000 where the server streams no lists.
+    watcher::watcher(api, acp_kube::watch::all().page_size(1000))
         .default_backoff()
         .modify(|o| o.meta_mut().managed_fields = None)
         .reflect(writer)

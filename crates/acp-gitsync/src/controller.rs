@@ -108,6 +108,7 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    acp_kube::watch::detect(&sources).await;
     let recorder =
         Publisher::new(client.clone(), Reporter { controller: "acp-git-sync".into(), instance: None });
     let ready = config.metrics.live_cache_ready.clone();

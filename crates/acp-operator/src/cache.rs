@@ -99,7 +99,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    let changes = watcher(api, config.any_semantic())
+    let changes = watcher(api, config)
         .default_backoff()
         .modify(move |object| {
             object.managed_fields_mut().clear();
@@ -123,8 +123,8 @@ impl Caches {
     ) -> (Arc<Self>, Streams) {
         // Children carry their session's shard label.
         let managed = shard.narrow(&format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE));
-        let by_label = || watcher::Config::default().labels(&managed);
-        let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let by_label = || acp_kube::watch::all().labels(&managed);
+        let by_name = |name: &str| acp_kube::watch::all().fields(&format!("metadata.name={name}"));
 
         let expected: Arc<Mutex<HashMap<ObjectRef<Job>, Instant>>> = Arc::default();
         let forget = expected.clone();

@@ -117,6 +117,7 @@ pub async fn run_with_metrics(
         Some(ns) => Api::<AgenticSession>::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    acp_kube::watch::detect(&sessions).await;
     let egress = matches!(config.children.egress, crate::egress::Egress::Allow(_));
     let (caches, streams) = Caches::watch(&client, config.namespace.as_deref(), &config.shard, egress);
     let recorder =

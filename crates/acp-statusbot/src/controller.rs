@@ -25,7 +25,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -137,6 +136,7 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    acp_kube::watch::detect(&sessions).await;
     let recorder = acp_kube::events::Publisher::new(
         client.clone(),
         kube::runtime::events::Reporter { controller: "acp-status-bot".into(), instance: None },
@@ -154,11 +154,11 @@ pub async fn run(
             .build(),
     });
     let sources: Api<SessionSource> = Api::all(ctx.client.clone());
-    Controller::new(sessions, watcher::Config::default().labels(labels::SOURCE_NAME).any_semantic())
+    Controller::new(sessions, acp_kube::watch::all().labels(labels::SOURCE_NAME))
         .with_config(kube::runtime::controller::Config::default().concurrency(8))
         // A source's inventory vouches for its sessions: when it changes (a
         // session git-sync applied is now listed), look at them again.
-        .watches(sources, watcher::Config::default().any_semantic(), |source: SessionSource| {
+        .watches(sources, acp_kube::watch::all(), |source: SessionSource| {
             source
                 .status
                 .map(|s| s.inventory)

@@ -85,6 +85,7 @@ pub async fn run(
         }
         None => (Api::all(client.clone()), Api::<AgenticSession>::all(client.clone())),
     };
+    acp_kube::watch::detect(&schedules).await;
     let recorder =
         Publisher::new(client.clone(), Reporter { controller: "acp-scheduler".into(), instance: None });
     let jumps = clock.jumps();
