@@ -453,7 +453,13 @@ async fn a_comment_with_the_marker_by_someone_else_is_not_the_bots() {
     let cache = tempfile::tempdir().expect("tmp");
     let bot = Bot::start(&s.ns, &s.github, cache.path());
     set_phase(&s.ns, completed()).await;
-    let w = wait_writes(&s.github, "the bot's own comment", 2).await;
+    // The bot may first report the session before its status (a pending
+    // commit status): wait for the comment itself, not a number of writes.
+    let w = eventually("the bot's own comment", Duration::from_secs(30), || async {
+        let w = writes(&s.github).await;
+        w.iter().any(|(_, p, _)| p.contains("/comments")).then_some(w)
+    })
+    .await;
     let comments: Vec<&(String, String, Value)> =
         w.iter().filter(|(_, p, _)| p.contains("/comments")).collect();
     assert_eq!(comments.len(), 1, "{comments:?}");
