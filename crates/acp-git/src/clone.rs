@@ -9,7 +9,11 @@
 //!   that helper is configured for the clone URL's origin only, so a redirect
 //!   to another host gets nothing;
 //! - an ssh key and known_hosts are private temporary files handed to `ssh`
-//!   with strict host-key checking, batch mode and no other identity;
+//!   with strict host-key checking, batch mode and no other identity; `ssh`
+//!   runs that way whatever the URL's spelling (with no key and no known
+//!   host when the URL is not recognised as ssh, so it fails);
+//! - git runs from `/`, so no repository around the caller (a workspace the
+//!   agent wrote) is read, and it is killed when the clone is dropped;
 //! - the machine's git configuration applies (its URL rewrites, proxies and
 //!   CA bundles, as with libgit2), but never its credential helpers, which
 //!   could store the token; the caller's `GIT_*` environment is dropped, git
@@ -20,13 +24,19 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+use tokio::io::AsyncReadExt as _;
+use tokio::process::Command;
 
 use crate::auth::{Credentials, Material};
 
 /// The credential helper git runs for the clone URL's origin; it answers
 /// `get` from the environment and ignores `store` and `erase`.
-const HELPER: &str = r#"!f() { test "$1" = get && printf 'username=%s\npassword=%s\n' "$ACP_GIT_USERNAME" "$ACP_GIT_PASSWORD"; }; f"#;
+const HELPER: &str = r#"!f() { test "$1" = get || return 0; if [ -n "$ACP_GIT_USERNAME" ]; then printf 'username=%s\n' "$ACP_GIT_USERNAME"; fi; printf 'password=%s\n' "$ACP_GIT_PASSWORD"; }; f"#;
+
+/// The most of git's error output kept for the message.
+const STDERR_KEPT: usize = 16 * 1024;
 
 /// Transports a clone may use.
 const PROTOCOLS: &str = "https:http:ssh:git:file";
@@ -59,43 +69,51 @@ pub struct CloneSpec<'a> {
     pub depth: Option<u32>,
 }
 
-/// Clones `spec.url` into `spec.dest` with the git CLI, with `creds`.
-pub fn clone(spec: CloneSpec<'_>, creds: &Credentials) -> Result<(), CloneError> {
-    let fetched = effective_url(spec.url)?;
+/// Clones `spec.url` into `spec.dest` with the git CLI, with `creds`. Every
+/// branch's tip is fetched (to `spec.depth`), as libgit2 did: a follow-up
+/// looks for its last commit on the branch it pushed. The git process is
+/// killed when the returned future is dropped (the session stopped).
+pub async fn clone(spec: CloneSpec<'_>, creds: &Credentials) -> Result<(), CloneError> {
+    let dest = std::path::absolute(spec.dest).map_err(CloneError::Spawn)?;
+    let fetched = effective_url(spec.url).await?;
     let remote = acp_api::remote::Remote::parse(&fetched);
     let scheme = remote.as_ref().map(|r| r.scheme.as_str()).unwrap_or_default();
-    let mut secrets = None;
     let mut git = command();
-    let mut config: Vec<(String, String)> = vec![
-        ("credential.helper".into(), String::new()),
-        ("http.lowSpeedLimit".into(), "1000".into()),
-        ("http.lowSpeedTime".into(), "60".into()),
-    ];
-    match scheme {
-        "http" | "https" => {
-            if let (Some(remote), Some((user, password))) = (&remote, creds.https_for(&fetched)) {
-                let port = remote.port.map(|p| format!(":{p}")).unwrap_or_default();
-                config.push((format!("credential.{scheme}://{}{port}.helper", remote.host), HELPER.into()));
-                git.env("ACP_GIT_USERNAME", user).env("ACP_GIT_PASSWORD", password);
-            }
+    // Not secret, so arguments (`-c` works with any git): the machine's
+    // credential helpers are reset, a stalled transfer gives up.
+    let mut config: Vec<String> =
+        vec!["credential.helper=".into(), "http.lowSpeedLimit=1000".into(), "http.lowSpeedTime=60".into()];
+    if let (Some(remote), Some((user, password)), "http" | "https") =
+        (&remote, creds.https_for(&fetched), scheme)
+    {
+        if [user, password].iter().any(|v| v.contains(['\n', '\0'])) {
+            return Err(CloneError::Auth("the https credentials contain a line break".into()));
         }
-        "ssh" => {
-            let key = creds.ssh_key.as_ref().ok_or_else(|| CloneError::Auth(creds.hints.ssh_key.into()))?;
-            let known =
-                creds.known_hosts.as_ref().ok_or_else(|| CloneError::Auth(creds.hints.known_hosts.into()))?;
-            let dir = tempfile::Builder::new().prefix("acp-git-").tempdir().map_err(CloneError::Spawn)?;
-            let key = private_copy(dir.path(), "identity", key)?;
-            let known = private_copy(dir.path(), "known_hosts", known)?;
-            secrets = Some(dir);
-            git.env("GIT_SSH_COMMAND", ssh_command(&key, &known)).env("GIT_SSH_VARIANT", "ssh");
+        let port = remote.port.map(|p| format!(":{p}")).unwrap_or_default();
+        config.push(format!("credential.{scheme}://{}{port}.helper={HELPER}", remote.host));
+        // A user named in the URL stays, unless the credentials name one.
+        if creds.basic.is_some() || !names_user(&fetched) {
+            git.env("ACP_GIT_USERNAME", user);
         }
-        _ => {}
+        git.env("ACP_GIT_PASSWORD", password);
     }
-    git.env("GIT_CONFIG_COUNT", config.len().to_string());
-    for (i, (key, value)) in config.iter().enumerate() {
-        git.env(format!("GIT_CONFIG_KEY_{i}"), key).env(format!("GIT_CONFIG_VALUE_{i}"), value);
+    // ssh always runs strictly, whatever the URL's spelling: with the key
+    // and known_hosts for an ssh URL, with none (so it fails) otherwise.
+    let secrets = tempfile::Builder::new().prefix("acp-git-").tempdir().map_err(CloneError::Spawn)?;
+    let ssh = if scheme.contains("ssh") {
+        let key = creds.ssh_key.as_ref().ok_or_else(|| CloneError::Auth(creds.hints.ssh_key.into()))?;
+        let known =
+            creds.known_hosts.as_ref().ok_or_else(|| CloneError::Auth(creds.hints.known_hosts.into()))?;
+        let key = private_copy(secrets.path(), "identity", key)?;
+        ssh_command(Some(&key), &private_copy(secrets.path(), "known_hosts", known)?)
+    } else {
+        ssh_command(None, Path::new("/dev/null"))
+    };
+    git.env("GIT_SSH_COMMAND", ssh).env("GIT_SSH_VARIANT", "ssh");
+    for setting in &config {
+        git.arg("-c").arg(setting);
     }
-    git.args(["clone", "--quiet", "--no-hardlinks"]);
+    git.args(["clone", "--quiet", "--no-hardlinks", "--no-single-branch"]);
     if let Some(depth) = spec.depth {
         git.arg(format!("--depth={depth}"));
     }
@@ -103,25 +121,28 @@ pub fn clone(spec: CloneSpec<'_>, creds: &Credentials) -> Result<(), CloneError>
         git.arg(format!("--branch={branch}"));
     }
     // `--`: a URL is never an option (`--upload-pack=…` runs a command).
-    git.arg("--").arg(spec.url).arg(spec.dest);
-    let output = git.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output();
-    let output = output.map_err(CloneError::Spawn)?;
+    git.arg("--").arg(spec.url).arg(&dest);
+    let (status, stderr) = run(git).await?;
     drop(secrets);
-    if output.status.success() {
+    if status.success() {
         return Ok(());
     }
-    Err(explain(&String::from_utf8_lossy(&output.stderr), remote.as_ref().map(|r| r.host.as_str()), creds))
+    Err(explain(&stderr, remote.as_ref().map(|r| r.host.as_str()), creds))
+}
+
+/// Whether an http(s) URL names a user (`https://user@host/…`).
+fn names_user(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+        .is_some_and(|authority| authority.contains('@'))
 }
 
 /// The URL git will fetch `url` from: the machine's `insteadOf` rewrites
 /// applied, without talking to the remote.
-fn effective_url(url: &str) -> Result<String, CloneError> {
-    let output = command()
-        .args(["ls-remote", "--get-url", "--", url])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(CloneError::Spawn)?;
+async fn effective_url(url: &str) -> Result<String, CloneError> {
+    let mut git = command();
+    git.args(["ls-remote", "--get-url", "--", url]);
+    let output = git.output().await.map_err(CloneError::Spawn)?;
     let fetched = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     if !output.status.success() || fetched.is_empty() {
         return Err(explain(&String::from_utf8_lossy(&output.stderr), None, &Credentials::default()));
@@ -129,9 +150,33 @@ fn effective_url(url: &str) -> Result<String, CloneError> {
     Ok(fetched)
 }
 
+/// Runs `git`, keeping the last [`STDERR_KEPT`] bytes of what it says (a
+/// server can say a lot).
+async fn run(mut git: Command) -> Result<(std::process::ExitStatus, String), CloneError> {
+    let mut child = git.stderr(Stdio::piped()).spawn().map_err(CloneError::Spawn)?;
+    let mut kept: Vec<u8> = Vec::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let mut chunk = [0u8; 8192];
+        loop {
+            let read = stderr.read(&mut chunk).await.map_err(CloneError::Spawn)?;
+            if read == 0 {
+                break;
+            }
+            kept.extend_from_slice(&chunk[..read]);
+            if kept.len() > STDERR_KEPT {
+                kept.drain(..kept.len() - STDERR_KEPT);
+            }
+        }
+    }
+    let status = child.wait().await.map_err(CloneError::Spawn)?;
+    Ok((status, String::from_utf8_lossy(&kept).into_owned()))
+}
+
 /// git with no `GIT_*` from the caller (a `GIT_DIR` or
 /// `GIT_CONFIG_PARAMETERS` would change what is cloned or how), no prompts,
-/// and only the allowed transports.
+/// only the allowed transports, and `/` as its directory, so no repository
+/// around the caller (a workspace the agent wrote) is read. Killed when
+/// dropped.
 fn command() -> Command {
     let mut git = Command::new("git");
     for (name, _) in std::env::vars_os() {
@@ -141,19 +186,27 @@ fn command() -> Command {
     }
     git.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ALLOW_PROTOCOL", PROTOCOLS)
-        .env("GIT_PROTOCOL_FROM_USER", "0");
+        .env("GIT_PROTOCOL_FROM_USER", "0")
+        .env("GIT_CEILING_DIRECTORIES", "/")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
     git
 }
 
 /// `ssh` with exactly this key and these known hosts; it never asks, never
 /// adds a host key, and gives up on an unresponsive server.
-fn ssh_command(key: &Path, known_hosts: &Path) -> String {
+fn ssh_command(key: Option<&Path>, known_hosts: &Path) -> String {
+    let identity = match key {
+        Some(key) => format!("-i {}", shell_quote(key)),
+        None => "-o IdentityFile=none".into(),
+    };
     format!(
         "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes \
          -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=30 \
-         -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -i {}",
-        shell_quote(known_hosts),
-        shell_quote(key)
+         -o ServerAliveInterval=15 -o ServerAliveCountMax=4 {identity}",
+        shell_quote(known_hosts)
     )
 }
 
@@ -234,7 +287,7 @@ mod tests {
 
     #[test]
     fn ssh_paths_are_quoted_for_the_shell() {
-        let command = ssh_command(Path::new("/tmp/a b/identity"), Path::new("/tmp/it's/known_hosts"));
+        let command = ssh_command(Some(Path::new("/tmp/a b/identity")), Path::new("/tmp/it's/known_hosts"));
         assert!(command.contains("-i '/tmp/a b/identity'"), "{command}");
         assert!(command.contains(r"UserKnownHostsFile='/tmp/it'\''s/known_hosts'"), "{command}");
         assert!(command.contains("StrictHostKeyChecking=yes") && command.contains("BatchMode=yes"));
@@ -253,8 +306,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn no_ssh_key_is_named_by_the_hint() {
+    #[tokio::test]
+    async fn no_ssh_key_is_named_by_the_hint() {
         let dir = tempfile::tempdir().expect("tempdir");
         let spec = CloneSpec {
             url: "git@example.invalid:o/r.git",
@@ -262,7 +315,44 @@ mod tests {
             branch: None,
             depth: None,
         };
-        let err = clone(spec, &Credentials::default()).expect_err("no key");
+        let err = clone(spec, &Credentials::default()).await.expect_err("no key");
         assert_eq!(err.to_string(), Credentials::default().hints.ssh_key);
+    }
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git").args(args).current_dir(dir).output().expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A shallow clone of one branch still fetches the other branches' tips
+    /// (a follow-up looks for its last commit on the branch it pushed).
+    #[tokio::test]
+    async fn a_shallow_clone_fetches_every_branch_tip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin = dir.path().join("origin");
+        std::fs::create_dir(&origin).expect("mkdir");
+        git(&origin, &["init", "-q", "-b", "main"]);
+        let commit = [
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+        ];
+        git(&origin, &[&commit[..], &["one"]].concat());
+        git(&origin, &["checkout", "-q", "-b", "ambient/pushed"]);
+        git(&origin, &[&commit[..], &["pushed"]].concat());
+        let pushed = git(&origin, &["rev-parse", "HEAD"]);
+        git(&origin, &["checkout", "-q", "main"]);
+        let url = format!("file://{}", origin.display());
+        let dest = dir.path().join("clone");
+        let spec = CloneSpec { url: &url, dest: &dest, branch: Some("main"), depth: Some(1) };
+        clone(spec, &Credentials::default()).await.expect("clone");
+        assert_eq!(git(&dest, &["rev-parse", "origin/ambient/pushed"]), pushed);
+        assert_eq!(git(&dest, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
     }
 }

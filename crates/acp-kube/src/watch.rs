@@ -31,8 +31,9 @@ const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 /// A label no object carries: the probe's watch matches nothing.
 const NO_OBJECT: &str = "acp.invalid/streaming-list-probe";
 
-/// How long the probe waits for the server's answer.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the probe waits for the server's answer (a server older than
+/// WatchList ignores the request and sends nothing for a watch of nothing).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A list-and-watch of `shard`'s objects matching `selector` (may be empty).
 pub fn in_shard(shard: &Shard, selector: &str) -> watcher::Config {
@@ -62,7 +63,9 @@ pub fn streaming() -> bool {
 /// Asks the API server, with a watch of `api` that matches no object,
 /// whether it serves streaming lists, and makes every later [`in_shard`] and
 /// [`all`] use them if so. The first answer in a process stands (it is a
-/// property of the server). Returns it.
+/// property of the server), unless it was no answer (a timeout or a
+/// connection failure: lists are paged, and the next call asks again).
+/// Returns it.
 pub async fn detect<K>(api: &Api<K>) -> bool
 where
     K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
@@ -70,23 +73,38 @@ where
     if let Some(known) = STREAMING.get() {
         return *known;
     }
-    let answer = tokio::time::timeout(PROBE_TIMEOUT, serves_streaming_lists(api)).await.unwrap_or(false);
-    tracing::info!(streaming_lists = answer, "asked the API server how to list");
-    *STREAMING.get_or_init(|| answer)
+    match tokio::time::timeout(PROBE_TIMEOUT, serves_streaming_lists(api)).await {
+        Ok(Some(answer)) => {
+            tracing::info!(streaming_lists = answer, "asked the API server how to list");
+            *STREAMING.get_or_init(|| answer)
+        }
+        Ok(None) | Err(_) => {
+            tracing::info!("the API server did not say whether it streams lists: lists are paged");
+            false
+        }
+    }
 }
 
-async fn serves_streaming_lists<K>(api: &Api<K>) -> bool
+/// `Some` when the server answered: the initial events ended (yes), or it
+/// refused the request (no).
+async fn serves_streaming_lists<K>(api: &Api<K>) -> Option<bool>
 where
     K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let params = WatchParams::streaming_lists().labels(NO_OBJECT).timeout(10);
-    let Ok(stream) = api.watch(&params, "0").await else {
-        return false;
+    let stream = match api.watch(&params, "0").await {
+        Ok(stream) => stream,
+        Err(kube::Error::Api(_)) => return Some(false),
+        Err(_) => return None,
     };
     let mut stream = std::pin::pin!(stream.into_stream());
     match stream.try_next().await {
-        Ok(Some(WatchEvent::Bookmark(mark))) => mark.metadata.annotations.contains_key(INITIAL_EVENTS_END),
-        _ => false,
+        Ok(Some(WatchEvent::Bookmark(mark))) => {
+            Some(mark.metadata.annotations.contains_key(INITIAL_EVENTS_END))
+        }
+        Ok(Some(WatchEvent::Error(_))) => Some(false),
+        Ok(Some(_)) => Some(false),
+        Ok(None) | Err(_) => None,
     }
 }
 

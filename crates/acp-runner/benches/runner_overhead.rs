@@ -155,7 +155,9 @@ async fn main() {
         assert!(clone.expect("git runs").success());
         cli.push(started.elapsed());
         let started = Instant::now();
-        acp_runner::git::clone(&repo, &tmp.path().join(format!("acp-clone-{i}")), &creds).expect("clone");
+        acp_runner::git::clone(&repo, &tmp.path().join(format!("acp-clone-{i}")), &creds)
+            .await
+            .expect("clone");
         acp_clone.push(started.elapsed());
         let started = Instant::now();
         let mut fetch = git2::FetchOptions::new();

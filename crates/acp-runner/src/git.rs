@@ -79,14 +79,21 @@ pub struct Cloned {
 
 /// Clones `repo` into `dest`, shallow (the tip and `repo.history` commits
 /// before it) unless the URL is local.
-pub fn clone(repo: &RepoConfig, dest: &Path, creds: &Credentials) -> Result<Cloned, GitError> {
+pub async fn clone(repo: &RepoConfig, dest: &Path, creds: &Credentials) -> Result<Cloned, GitError> {
     let depth = (!is_local(&repo.url)).then(|| repo.history.saturating_add(1));
     let spec = CloneSpec { url: &repo.url, dest, branch: repo.branch.as_deref(), depth };
-    acp_git::clone::clone(spec, &creds.git())
-        .map_err(|source| GitError::Clone { url: repo.url.clone(), source })?;
+    let failed = |source| GitError::Clone { url: repo.url.clone(), source };
+    acp_git::clone::clone(spec, &creds.git()).await.map_err(failed)?;
     let err = |source| GitError::Open { url: repo.url.clone(), source };
     let cloned = Repository::open(dest).map_err(err)?;
     let head = cloned.head().map_err(err)?;
+    if !head.is_branch() {
+        // `--branch` also takes a tag, leaving no branch to work on.
+        let asked = repo.branch.as_deref().unwrap_or("HEAD");
+        return Err(failed(CloneError::Git(format!(
+            "{asked} is a tag, not a branch: a session works on a branch"
+        ))));
+    }
     let branch = head.shorthand().unwrap_or("HEAD").to_owned();
     let base = head.peel_to_commit().map_err(err)?.id();
     if let Some(pinned) = repo.commit.as_deref().filter(|c| !c.eq_ignore_ascii_case(&base.to_string())) {

@@ -76,10 +76,9 @@ impl Direct {
         }
     }
 
-    /// Clones `repo` into `dest` (blocking work, off the async threads).
+    /// Clones `repo` into `dest` (the git process dies with the future).
     pub async fn clone_repo(&self, repo: &RepoConfig, dest: &Path) -> Result<Cloned, OpError> {
-        let (repo, dest, creds) = (repo.clone(), dest.to_owned(), self.credentials.clone());
-        blocking(move || crate::git::clone(&repo, &dest, &creds)).await
+        Ok(crate::git::clone(repo, dest, &self.credentials).await?)
     }
 
     /// Force-pushes `branch` of the repository at `dir` to `url`.

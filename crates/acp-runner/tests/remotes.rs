@@ -166,11 +166,9 @@ async fn unknown_ssh_host_key_exits_2() {
     );
 }
 
-/// A git server that redirects every request to `to` (what a compromised or
-/// renamed remote can do), and an attacker's server there that records the
-/// credentials it is offered.
-#[tokio::test]
-async fn a_redirect_to_another_host_is_offered_no_credentials() {
+/// A git server that redirects to an attacker's server, which records the
+/// credentials it is offered (what a compromised or renamed remote can do).
+async fn redirected_clone_offers() -> Vec<String> {
     use axum::http::{HeaderMap, StatusCode};
     use std::sync::{Arc, Mutex};
     let offered = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -199,10 +197,10 @@ async fn a_redirect_to_another_host_is_offered_no_credentials() {
     fixture.set("REPOS_JSON", &format!(r#"[{{"url":"{url}"}}]"#));
     let (result, _) = fixture.run().await;
     assert_eq!(result.outcome, Some(RunOutcome::PrerequisiteFailed), "{result:?}");
-    assert!(result.error.as_deref().is_some_and(|e| e.contains("authentication required")), "{result:?}");
-    assert_eq!(
-        offered.lock().expect("lock").as_slice(),
-        &[] as &[String],
-        "credentials followed the redirect"
-    );
+    offered.lock().expect("lock").clone()
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_offered_no_credentials() {
+    assert_eq!(redirected_clone_offers().await, [] as [String; 0], "credentials followed the redirect");
 }
