@@ -23,12 +23,18 @@ pub enum Material {
 }
 
 impl Material {
-    fn read(&self) -> Result<String, git2::Error> {
+    /// The content, read from its file if it is one; the error says which.
+    pub(crate) fn text(&self) -> Result<String, String> {
         match self {
             Material::Text(text) => Ok(text.clone()),
-            Material::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| git2::Error::from_str(&format!("cannot read {}: {e}", path.display()))),
+            Material::File(path) => {
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            }
         }
+    }
+
+    fn read(&self) -> Result<String, git2::Error> {
+        self.text().map_err(|message| git2::Error::from_str(&message))
     }
 }
 

@@ -99,13 +99,15 @@ pub async fn clone(spec: CloneSpec<'_>, creds: &Credentials) -> Result<(), Clone
     }
     // ssh always runs strictly, whatever the URL's spelling: with the key
     // and known_hosts for an ssh URL, with none (so it fails) otherwise.
-    let secrets = tempfile::Builder::new().prefix("acp-git-").tempdir().map_err(CloneError::Spawn)?;
+    let mut secrets = None;
     let ssh = if scheme.contains("ssh") {
         let key = creds.ssh_key.as_ref().ok_or_else(|| CloneError::Auth(creds.hints.ssh_key.into()))?;
         let known =
             creds.known_hosts.as_ref().ok_or_else(|| CloneError::Auth(creds.hints.known_hosts.into()))?;
-        let key = private_copy(secrets.path(), "identity", key)?;
-        ssh_command(Some(&key), &private_copy(secrets.path(), "known_hosts", known)?)
+        let dir =
+            secrets.insert(tempfile::Builder::new().prefix("acp-git-").tempdir().map_err(CloneError::Spawn)?);
+        let key = private_copy(dir.path(), "identity", key)?;
+        ssh_command(Some(&key), &private_copy(dir.path(), "known_hosts", known)?)
     } else {
         ssh_command(None, Path::new("/dev/null"))
     };
@@ -141,7 +143,7 @@ fn names_user(url: &str) -> bool {
 /// applied, without talking to the remote.
 async fn effective_url(url: &str) -> Result<String, CloneError> {
     let mut git = command();
-    git.args(["ls-remote", "--get-url", "--", url]);
+    git.args(["ls-remote", "--get-url", "--", url]).stdout(Stdio::piped());
     let output = git.output().await.map_err(CloneError::Spawn)?;
     let fetched = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     if !output.status.success() || fetched.is_empty() {
@@ -190,7 +192,7 @@ fn command() -> Command {
         .env("GIT_CEILING_DIRECTORIES", "/")
         .current_dir("/")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .kill_on_drop(true);
     git
 }
@@ -213,11 +215,7 @@ fn ssh_command(key: Option<&Path>, known_hosts: &Path) -> String {
 /// Writes `material` to `dir/name`, readable by this user only (ssh refuses
 /// a key others can read, and a mounted Secret's files often are).
 fn private_copy(dir: &Path, name: &str, material: &Material) -> Result<PathBuf, CloneError> {
-    let text = match material {
-        Material::Text(text) => text.clone(),
-        Material::File(path) => std::fs::read_to_string(path)
-            .map_err(|e| CloneError::Auth(format!("cannot read {}: {e}", path.display())))?,
-    };
+    let text = material.text().map_err(CloneError::Auth)?;
     let path = dir.join(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

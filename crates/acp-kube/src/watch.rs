@@ -38,16 +38,12 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A list-and-watch of `shard`'s objects matching `selector` (may be empty).
 pub fn in_shard(shard: &Shard, selector: &str) -> watcher::Config {
     let selector = shard.narrow(selector);
-    let config = initial();
+    let config = all();
     if selector.is_empty() { config } else { config.labels(&selector) }
 }
 
 /// A list-and-watch of every object: [`in_shard`] without a selector.
 pub fn all() -> watcher::Config {
-    initial()
-}
-
-fn initial() -> watcher::Config {
     if streaming() {
         watcher::Config::default().streaming_lists()
     } else {
@@ -102,7 +98,7 @@ where
         Ok(Some(WatchEvent::Bookmark(mark))) => {
             Some(mark.metadata.annotations.contains_key(INITIAL_EVENTS_END))
         }
-        Ok(Some(WatchEvent::Error(_))) => Some(false),
+        // An error event, or objects: the server ignored the request.
         Ok(Some(_)) => Some(false),
         Ok(None) | Err(_) => None,
     }

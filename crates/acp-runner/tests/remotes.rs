@@ -166,28 +166,15 @@ async fn unknown_ssh_host_key_exits_2() {
     );
 }
 
-/// A git server that redirects to an attacker's server, which records the
-/// credentials it is offered (what a compromised or renamed remote can do).
-async fn redirected_clone_offers() -> Vec<String> {
-    use axum::http::{HeaderMap, StatusCode};
-    use std::sync::{Arc, Mutex};
-    let offered = Arc::new(Mutex::new(Vec::<String>::new()));
-    let record = offered.clone();
-    let trap = axum::Router::new().fallback(move |headers: HeaderMap| {
-        let record = record.clone();
-        async move {
-            if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-                record.lock().expect("lock").push(auth.to_owned());
-            }
-            (StatusCode::UNAUTHORIZED, [("www-authenticate", "Basic realm=\"trap\"")], "")
-        }
-    });
-    let trap_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let trap_addr = trap_listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(trap_listener, trap).await });
+/// A git server that redirects every request to an attacker's server, which
+/// records the credentials it is offered (what a compromised or renamed
+/// remote can do).
+#[tokio::test]
+async fn a_redirect_to_another_host_is_offered_no_credentials() {
+    let (trap, offered) = common::credential_trap().await;
     let redirect = axum::Router::new().fallback(move |uri: axum::http::Uri| async move {
-        let to = format!("http://{trap_addr}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-        (StatusCode::FOUND, [("location", to)], "")
+        let to = format!("{trap}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+        (axum::http::StatusCode::FOUND, [("location", to)], "")
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/acme/app.git", listener.local_addr().expect("addr"));
@@ -197,10 +184,6 @@ async fn redirected_clone_offers() -> Vec<String> {
     fixture.set("REPOS_JSON", &format!(r#"[{{"url":"{url}"}}]"#));
     let (result, _) = fixture.run().await;
     assert_eq!(result.outcome, Some(RunOutcome::PrerequisiteFailed), "{result:?}");
-    offered.lock().expect("lock").clone()
-}
-
-#[tokio::test]
-async fn a_redirect_to_another_host_is_offered_no_credentials() {
-    assert_eq!(redirected_clone_offers().await, [] as [String; 0], "credentials followed the redirect");
+    let offered = offered.lock().expect("lock").clone();
+    assert_eq!(offered, [] as [String; 0], "credentials followed the redirect");
 }

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use acp_api::constants::runner_pod::PROXIED_API_KEY;
 use acp_api::session::RunOutcome;
 use acp_runner::broker::Target;
@@ -18,7 +16,6 @@ use acp_runner::config::RunnerConfig;
 use acp_runner::ops::OpError;
 use acp_testenv::githttp::git;
 use acp_testenv::model::Step;
-use axum::http::{HeaderMap, StatusCode};
 use common::{API_KEY, Collect, Fixture, GIT_TOKEN};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -114,26 +111,6 @@ async fn a_runner_without_credentials_clones_pushes_and_reaches_the_model_throug
     assert_eq!(git(&bare, &["show", "ambient/fix-readme:NOTES.md"]), "notes\n");
 }
 
-/// A git server of an attacker: records the credentials it is offered and
-/// asks for them (401 with a Basic challenge).
-async fn credential_trap() -> (String, Arc<Mutex<Vec<String>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
-        let record = record.clone();
-        async move {
-            if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-                record.lock().expect("lock").push(auth.to_owned());
-            }
-            (StatusCode::UNAUTHORIZED, [("www-authenticate", "Basic realm=\"trap\"")], "")
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/stolen.git", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
-
 #[tokio::test]
 async fn a_push_goes_to_the_sessions_url_whatever_the_workspace_configuration_says() {
     let fixture = Fixture::new(Vec::new()).await;
@@ -142,7 +119,8 @@ async fn a_push_goes_to_the_sessions_url_whatever_the_workspace_configuration_sa
     client.clone_target(Target::Repo(0)).await.expect("clone");
     let repo = fixture.workspace().join("repos/app");
     let real = fixture.git.url("app");
-    let (trap, offered) = credential_trap().await;
+    let (trap, offered) = common::credential_trap().await;
+    let trap = format!("{trap}/stolen.git");
 
     // The agent commits on the session branch and points origin at its server.
     std::fs::write(repo.join("NOTES.md"), "mine\n").expect("write");

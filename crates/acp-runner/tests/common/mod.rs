@@ -115,3 +115,24 @@ impl Sink for Collect {
 pub fn all_text(events: &[Progress]) -> String {
     events.iter().map(|e| serde_json::to_string(e).expect("serializable")).collect::<Vec<_>>().join("\n")
 }
+
+/// A git server of an attacker: records the credentials it is offered and
+/// asks for them (401 with a Basic challenge). Returns its base URL.
+pub async fn credential_trap() -> (String, Arc<Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let record = record.clone();
+        async move {
+            if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                record.lock().expect("lock").push(auth.to_owned());
+            }
+            (StatusCode::UNAUTHORIZED, [("www-authenticate", "Basic realm=\"trap\"")], "")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
