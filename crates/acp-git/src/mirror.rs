@@ -2,7 +2,8 @@
 //! incremental (only new objects travel), with the ref's whole history (so
 //! the commit that last changed each file is known, from the first sync on),
 //! force-pushes followed (`+` refspecs), and only the ref asked for (git-sync
-//! never even downloads its write-back branch).
+//! never even downloads its write-back branch). A redirect to another host
+//! fails, and only the URL's origin gets credentials.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use acp_api::source::GitRef;
 use git2::{FetchOptions, Repository};
 
-use crate::auth::{Credentials, callbacks};
+use crate::auth::{Credentials, NO_REDIRECTS, callbacks_for_origin, explain};
 
 /// Branch fetched when no ref is named.
 pub const DEFAULT_BRANCH: &str = "main";
@@ -92,10 +93,13 @@ pub fn fetch(
         Err(_) => Repository::init_bare(dir).map_err(err)?,
     };
     let mut remote = repo.remote_anonymous(url).map_err(err)?;
+    // Where the machine's configuration (a trusted `insteadOf`) leads `url`:
+    // the one origin that gets credentials (a redirect elsewhere gets none).
+    let target = remote.url().unwrap_or(url).to_owned();
     let deadline = Instant::now() + timeout;
     let attempts = Cell::new(0);
     let timed_out = Cell::new(false);
-    let mut callbacks = callbacks(creds, &attempts);
+    let mut callbacks = callbacks_for_origin(creds, &attempts, &target);
     callbacks.transfer_progress(|_| {
         let on_time = Instant::now() < deadline;
         timed_out.set(!on_time);
@@ -104,13 +108,14 @@ pub fn fetch(
     let mut options = FetchOptions::new();
     options.remote_callbacks(callbacks);
     options.download_tags(git2::AutotagOption::None);
+    options.follow_redirects(NO_REDIRECTS);
     // Never shallow: the history says which commit last changed each file
     // (a shallow first fetch would credit the tip with every file).
     if let Err(source) = remote.fetch(&refspecs, Some(&mut options), None) {
         if timed_out.get() {
             return Err(FetchError::Timeout { url: url.to_string(), timeout });
         }
-        return Err(err(source));
+        return Err(err(explain(source)));
     }
     drop(remote);
     let commit = match local_ref {

@@ -199,15 +199,93 @@ async fn model_requests_keep_their_path_and_get_the_real_key_instead_of_the_agen
     // the agent's key and Authorization are replaced by the sidecar's key.
     let answer = sidecar
         .raw(&format!(
-            "GET http://evil.example/v1/models?limit=1 HTTP/1.1\r\nHost: evil.example\r\nx-api-key: {PROXIED_API_KEY}\r\nAuthorization: Bearer agent\r\nConnection: close\r\n\r\n"
+            "POST http://evil.example/v1/messages?beta=true HTTP/1.1\r\nHost: evil.example\r\nx-api-key: {PROXIED_API_KEY}\r\nAuthorization: Bearer agent\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
         ))
         .await;
     assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("{\"data\":[]}"), "{answer}");
     let received = upstream.received_requests().await.expect("recorded");
     let [request] = received.as_slice() else { panic!("one request upstream: {received:?}") };
-    assert_eq!(request.url.path(), "/v1/models");
-    assert_eq!(request.url.query(), Some("limit=1"));
+    assert_eq!(request.url.path(), "/v1/messages");
+    assert_eq!(request.url.query(), Some("beta=true"));
     assert_eq!(request.headers.get("x-api-key").and_then(|v| v.to_str().ok()), Some(API_KEY));
     assert!(request.headers.get("authorization").is_none());
     assert_ne!(request.headers.get("host").and_then(|v| v.to_str().ok()), Some("evil.example"));
+}
+
+/// A model API gateway that records every request it gets: method, path
+/// and query, and the key it came with.
+async fn recording_gateway()
+-> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String, Option<String>)>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let record = record.clone();
+        async move {
+            let key = request.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let target = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+            record.lock().expect("lock").push((request.method().to_string(), target, key));
+            axum::Json(json!({"type": "message", "content": []}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn only_the_messages_endpoints_reach_the_model_api_with_the_key() {
+    let (gateway, seen) = recording_gateway().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let vars = std::collections::BTreeMap::from([
+        ("AGENTIC_SESSION_NAME", "fix-readme".to_owned()),
+        ("INITIAL_PROMPT", "Improve the README.".to_owned()),
+        ("WORKSPACE_PATH", tmp.path().join("ws").to_string_lossy().into_owned()),
+        ("ANTHROPIC_API_KEY", API_KEY.to_owned()),
+        ("ANTHROPIC_BASE_URL", gateway),
+    ]);
+    let config = RunnerConfig::from_env(&move |k| vars.get(k).cloned()).expect("valid config");
+    let sidecar = Sidecar::start(config).await;
+    let request = |method: &str, target: &str| {
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: x\r\nx-api-key: {PROXIED_API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+    };
+
+    // Other routes of the gateway, however spelt, and other methods: refused
+    // in the Messages API's shape, never sent upstream.
+    for (method, target) in [
+        ("POST", "/../admin/x"),
+        ("POST", "/v1/messages/../../admin"),
+        ("POST", "/v1/%2e%2e/admin"),
+        ("POST", "/v1/messages%2F..%2F..%2Fadmin"),
+        ("POST", "//v1/messages"),
+        ("POST", "/v1/anything"),
+        ("POST", "/v1/messages/batches"),
+        ("POST", "http://evil.example/admin/x"),
+        ("GET", "/v1/models"),
+        ("GET", "/v1/messages"),
+        ("DELETE", "/v1/messages"),
+    ] {
+        let answer = sidecar.raw(&request(method, target)).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{method} {target}: {answer}");
+        assert!(answer.contains(r#""type":"error""#) && answer.contains("permission_error"), "{answer}");
+        assert!(!answer.contains(API_KEY), "{answer}");
+    }
+    assert_eq!(seen.lock().expect("lock").as_slice(), &[], "a refused request reached the gateway");
+
+    // The Messages API, with its query: forwarded, with the real key.
+    for target in ["/v1/messages?beta=true", "/v1/messages/count_tokens?beta=true", "/v1/messages"] {
+        let answer = sidecar.raw(&request("POST", target)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
+    }
+    let key = Some(API_KEY.to_owned());
+    assert_eq!(
+        seen.lock().expect("lock").as_slice(),
+        &[
+            ("POST".to_owned(), "/v1/messages?beta=true".to_owned(), key.clone()),
+            ("POST".to_owned(), "/v1/messages/count_tokens?beta=true".to_owned(), key.clone()),
+            ("POST".to_owned(), "/v1/messages".to_owned(), key),
+        ]
+    );
 }

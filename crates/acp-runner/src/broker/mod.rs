@@ -11,20 +11,24 @@
 //! - force-push `ambient/<session>` of a repository with `autoPush` to that
 //!   repository's URL ([`PushRequest`]) and open its draft pull request
 //!   ([`PullRequestRequest`]);
-//! - forward every other request to the model API, replacing whatever key it
-//!   carries with the real one.
+//! - forward the agent's model calls to the model API, replacing whatever
+//!   key they carry with the real one: only the provider's inference
+//!   endpoints (`POST /v1/messages` and `/v1/messages/count_tokens`), never
+//!   another route of the gateway ([`endpoints`]).
 //!
 //! The agent can reach the port too (the pod's containers share a network):
 //! it can do what the runner does anyway, and no more. No answer carries a
 //! credential: error messages are redacted.
 
 pub mod client;
+mod endpoints;
 mod proxy;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
 
-/// Path prefix of the sidecar's own API; everything else goes to the model API.
+/// Path prefix of the sidecar's own API; everything else is for the model
+/// proxy, which forwards only the model API's inference endpoints.
 pub const API_PREFIX: &str = "/acp/v1";
 
 /// What to clone: the session's repository at an index, or its workflow.

@@ -1,9 +1,14 @@
-//! The model API proxy: the agent's requests go upstream with the real key.
+//! The model API proxy: the agent's inference requests go upstream with the
+//! real key.
 //!
-//! Only the path and query of a request are kept (an absolute-form request
-//! line cannot pick another host); the key the agent sent (a placeholder)
-//! and any `Authorization` are dropped and the sidecar's key is added.
-//! Responses, event streams included, flow back as they arrive.
+//! Only the provider's inference endpoints are forwarded
+//! ([`super::endpoints`]); any other method or path is refused with a 403
+//! in the Messages API's error shape and never reaches the gateway. Of a
+//! forwarded request only the query is kept from its target: the path sent
+//! is the endpoint's own, under the base URL's path (an absolute-form
+//! request line cannot pick another host either); the key the agent sent (a
+//! placeholder) and any `Authorization` are dropped and the sidecar's key is
+//! added. Responses, event streams included, flow back as they arrive.
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +20,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use tracing::warn;
 
+use super::endpoints::{ANTHROPIC_MESSAGES, Endpoint};
 use super::server::ServeError;
 
 /// The public Messages API, when `ANTHROPIC_BASE_URL` is unset.
@@ -37,6 +44,8 @@ pub(super) struct Upstream {
     authority: Authority,
     /// Path prefix of the base URL, without a trailing `/`.
     prefix: String,
+    /// What is forwarded; everything else is refused.
+    endpoints: &'static [Endpoint],
     key: Option<HeaderValue>,
     client: Client<HttpsConnector<HttpConnector>, Body>,
 }
@@ -71,6 +80,7 @@ impl Upstream {
             scheme,
             authority,
             prefix: uri.path().trim_end_matches('/').to_owned(),
+            endpoints: ANTHROPIC_MESSAGES,
             key,
             client: Client::builder(TokioExecutor::new()).build(https),
         })
@@ -86,18 +96,36 @@ impl Upstream {
         self.key.is_some()
     }
 
-    /// Sends `request` upstream and streams the answer back.
+    /// Sends `request` upstream and streams the answer back, when it is for
+    /// one of the endpoints; refuses it otherwise.
     pub(super) async fn forward(&self, request: axum::extract::Request) -> Response {
         let (mut parts, body) = request.into_parts();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let endpoint = match super::endpoints::check(self.endpoints, &parts.method, parts.uri.path()) {
+            Ok(endpoint) => endpoint,
+            Err(refusal) => {
+                warn!(method = %parts.method, path = %parts.uri.path(), "model API request refused");
+                return api_error(
+                    StatusCode::FORBIDDEN,
+                    "permission_error",
+                    &format!("acp credentials sidecar: {refusal}"),
+                );
+            }
+        };
+        let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(format!("{}{path}", self.prefix))
+            .path_and_query(format!("{}{}{query}", self.prefix, endpoint.path))
             .build();
         let uri = match uri {
             Ok(uri) => uri,
-            Err(err) => return api_error(StatusCode::BAD_REQUEST, &format!("bad request path: {err}")),
+            Err(err) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &format!("acp credentials sidecar: bad request target: {err}"),
+                );
+            }
         };
         strip(&mut parts.headers);
         for name in [header::HOST, HeaderName::from_static("x-api-key"), header::AUTHORIZATION] {
@@ -116,6 +144,7 @@ impl Upstream {
             }
             Err(err) => api_error(
                 StatusCode::BAD_GATEWAY,
+                "api_error",
                 &format!("acp credentials sidecar: failed to reach the model API at {}: {err}", self.base()),
             ),
         }
@@ -129,8 +158,9 @@ fn strip(headers: &mut HeaderMap) {
     headers.remove("keep-alive");
 }
 
-/// An error in the Messages API's own shape, so the CLI reports it as such.
-fn api_error(status: StatusCode, message: &str) -> Response {
-    let body = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+/// An error in the Messages API's own shape (`kind` is its error type), so
+/// the CLI reports it as such.
+fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = json!({"type": "error", "error": {"type": kind, "message": message}});
     (status, axum::Json(body)).into_response()
 }

@@ -118,7 +118,8 @@ impl IntoResponse for Failure {
     }
 }
 
-/// Everything that is not the sidecar's own API goes to the model API.
+/// Everything that is not the sidecar's own API is for the model proxy,
+/// which forwards the model API's inference endpoints and refuses the rest.
 async fn model(State(sidecar): State<Shared>, request: axum::extract::Request) -> Response {
     sidecar.upstream.forward(request).await
 }
@@ -174,8 +175,9 @@ async fn push(
         return Err(sidecar.fail(StatusCode::CONFLICT, format!("{} was not cloned", repo.url)));
     }
     let dir = sidecar.layout.repos.join(repo.dir_name());
-    let (branch, force) = sidecar.config.push_target(repo);
-    match sidecar.direct.push(repo.push_url(), &dir, &branch, force).await {
+    let target = sidecar.config.push_target(repo);
+    let branch = target.shown().to_owned();
+    match sidecar.direct.push(repo.push_url(), &dir, &target).await {
         Ok(pushed) => {
             info!(url = %repo.url, %branch, commit = %pushed.commit, "pushed");
             Ok(Json(PushedReply { commit: pushed.commit }))
@@ -201,7 +203,7 @@ async fn pull_request(
     else {
         return Err(sidecar.fail(StatusCode::CONFLICT, format!("{} was not cloned", repo.url)));
     };
-    let (head, _) = sidecar.config.push_target(repo);
+    let head = sidecar.config.push_target(repo).branch;
     let proposal = Proposal { base: &base, head: &head, title: &request.title, body: &request.body };
     match sidecar.direct.pull_request(repo, proposal).await {
         None => Ok(Json(PullRequestReply { url: None })),
