@@ -4,7 +4,7 @@
 //! so that only the object that was listed is removed; plus the source's
 //! git credentials from its Secret, and asking for a sync.
 
-use acp_api::constants::{GROUP, VERSION, field_managers};
+use acp_api::constants::{GROUP, VERSION, field_managers, impersonation};
 use futures_util::{StreamExt as _, stream};
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions, ValidationDirective,
@@ -49,11 +49,17 @@ pub fn api_message(error: &kube::Error) -> String {
 /// A client acting as ServiceAccount `name` of `namespace`. Only the user is
 /// impersonated: the API server adds a ServiceAccount's groups itself, so
 /// git-sync needs (and its RBAC grants) `impersonate` on serviceaccounts
-/// alone, never on groups or users.
+/// alone, never on groups or users. The identity also carries git-sync's
+/// extra ([`impersonation::APPLIED_BY`]), which no tenant can add (it takes
+/// `impersonate` on that `userextras`): admission lets it stamp the labels
+/// and annotations reserved for acp's components, which the
+/// ServiceAccount alone may not write.
 pub fn impersonating(config: &Config, namespace: &str, name: &str) -> Result<Client, kube::Error> {
     let mut config = config.clone();
     config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{name}"));
     config.auth_info.impersonate_groups = None;
+    config.auth_info.impersonate_user_extra =
+        Some([(impersonation::APPLIED_BY.to_owned(), vec![impersonation::GIT_SYNC.to_owned()])].into());
     Client::try_from(config)
 }
 

@@ -1,5 +1,6 @@
 //! The kube-runtime shell: watch sessions (their children and the runner
-//! secrets through [`Caches`]), observe from the caches,
+//! secrets through [`Caches`], the sources and schedules that vouch for
+//! threads through [`Vouchers`]), observe from the caches,
 //! [`decide`](crate::state::decide), apply the children that differ with
 //! server-side apply, write status with server-side apply (at most once per
 //! reconcile). A settled session costs no request.
@@ -27,7 +28,9 @@ use tracing::{info, instrument, warn};
 
 use crate::cache::Caches;
 use crate::children::{self, ChildConfig};
+use crate::resume::Proof;
 use crate::state::{Action, Observation, RunState, Secrets, decide, job_name};
+use crate::threads::{self, Vouchers};
 
 /// Operator settings.
 #[derive(Clone, Debug, Default)]
@@ -92,6 +95,7 @@ pub struct Context {
     backoff: acp_kube::backoff::PerObject<ObjectRef<AgenticSession>>,
     caches: Arc<Caches>,
     sessions: Store<AgenticSession>,
+    vouchers: Arc<Vouchers>,
 }
 
 /// Sessions reconciled at once: each reconcile is a handful of writes.
@@ -120,6 +124,7 @@ pub async fn run_with_metrics(
     acp_kube::watch::detect(&sessions).await;
     let egress = matches!(config.children.egress, crate::egress::Egress::Allow(_));
     let (caches, streams) = Caches::watch(&client, config.namespace.as_deref(), &config.shard, egress);
+    let (vouchers, records) = Vouchers::watch(&client, config.namespace.as_deref());
     let recorder =
         Publisher::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
     let backoff = acp_kube::backoff::PerObject::new(Duration::from_secs(1), Duration::from_secs(300));
@@ -140,8 +145,17 @@ pub async fn run_with_metrics(
         }),
     );
     let store = controller.store();
-    let ctx =
-        Arc::new(Context { client, config, recorder, metrics, backoff, caches, sessions: store.clone() });
+    let ctx = Arc::new(Context {
+        client,
+        config,
+        recorder,
+        metrics,
+        backoff,
+        caches,
+        sessions: store.clone(),
+        vouchers,
+    });
+    let (by_source, by_schedule) = (store.clone(), store.clone());
     let session_of_pod = |pod: Arc<Pod>| {
         let ns = pod.namespace();
         pod.annotations()
@@ -166,6 +180,10 @@ pub async fn run_with_metrics(
         .watches_stream(streams.runner_secrets, sessions_of_namespace)
         // Polled only to keep its cache; a change is seen at the next run's start.
         .watches_stream(streams.egress, |_| Vec::new())
+        // A source or schedule recorded something: its follow-ups that have
+        // not started may be waiting for that record.
+        .watches_stream(records.sources, move |s| threads::follow_ups_of_source(&by_source, &s))
+        .watches_stream(records.schedules, move |s| threads::follow_ups_of_schedule(&by_schedule, &s))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -231,8 +249,9 @@ fn job_recorded(status: &acp_api::session::SessionStatus) -> bool {
 
 /// One reconcile: read → observe → decide → apply children → write status.
 pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    if !ctx.caches.ready() {
-        // Until every cache holds its first list, a missing Job proves nothing.
+    if !ctx.caches.ready() || !ctx.vouchers.ready() {
+        // Until every cache holds its first list, a missing Job (or record
+        // of a follow-up) proves nothing.
         return Ok(Requeue::requeue(Duration::from_millis(500)));
     }
     let result = reconcile_session(session, ctx.clone()).await;
@@ -287,13 +306,19 @@ async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> R
                     .map_err(kube_err("read the parent session"))?
                     .map(Arc::new),
             };
-            let lookup = |name: &str| ctx.sessions.get(&ObjectRef::new(name).within(&ns));
-            found
+            let thread = ctx.vouchers.lookup(&ctx.sessions, &ns);
+            let unfinished = found
+                .as_ref()
                 .filter(|p| !p.status.as_ref().and_then(|s| s.phase).is_some_and(|ph| ph.is_terminal()))
                 // Sessions naming each other in a cycle (hand-made links)
                 // would wait forever: one of them goes first.
-                .filter(|_| !crate::resume::first_in_cycle(&session, &lookup))
-                .map(|_| parent.as_str())
+                .is_some_and(|_| !crate::resume::first_in_cycle(&session, &*thread.session));
+            // A follow-up is seen before its source records it: it waits
+            // (a while) for the record rather than start without its thread.
+            let unrecorded = found.as_ref().is_some_and(|p| {
+                crate::resume::link(&session, p, &thread, Some(Timestamp::now())) == Proof::Pending
+            });
+            (unfinished || unrecorded).then_some(parent.as_str())
         }
         _ => None,
     };
@@ -398,8 +423,7 @@ async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> R
 /// workspace claim mounted read-only, when that claim is still its
 /// session's. Read from the caches when the run starts.
 fn continues(ctx: &Context, session: &AgenticSession, ns: &str) -> Option<acp_api::resume::Resume> {
-    let lookup = |name: &str| ctx.sessions.get(&ObjectRef::new(name).within(ns));
-    let (mut resume, chain) = crate::resume::of(session, &lookup)?;
+    let (mut resume, chain) = crate::resume::of(session, &ctx.vouchers.lookup(&ctx.sessions, ns))?;
     let home = |turn: &AgenticSession| match &ctx.config.process {
         Some(process) => turn
             .status

@@ -9,6 +9,8 @@
 //! - [`cache`]: its watch caches of Jobs, pods, secrets and the other children,
 //!   and [`confirm`]: the reads they cannot answer (a missing recorded Job,
 //!   a run that moved in from another shard);
+//! - [`resume`]: what a follow-up continues, and whether its source vouches
+//!   for its thread (pure); [`threads`]: the watch caches it reads;
 //! - [`process`]: the `process` executor (runs as local `acp runner` processes);
 //! - [`schedule`]: the scheduler, which runs SessionSchedules' sessions at
 //!   their due times.
@@ -28,3 +30,4 @@ pub mod result;
 pub mod resume;
 pub mod schedule;
 pub mod state;
+pub mod threads;

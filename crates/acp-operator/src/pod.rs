@@ -69,7 +69,7 @@ pub fn session_env(session: &AgenticSession) -> Vec<EnvVar> {
     let repos: Vec<serde_json::Value> = spec
         .repos
         .iter()
-        .map(|r| json!({"url": r.url, "branch": r.branch, "autoPush": r.auto_push(), "pullRequest": r.pull_request.unwrap_or(false), "pushBranch": r.push_branch, "pushUrl": r.push_url, "commit": r.commit}))
+        .map(|r| json!({"url": r.url, "branch": r.branch, "autoPush": r.auto_push(), "pullRequest": r.pull_request.unwrap_or(false), "pushBranch": r.push_branch, "pushUrl": r.push_url, "pushRef": r.push_ref, "commit": r.commit}))
         .collect();
     let mut env: Vec<(&str, Option<String>)> = vec![
         ("AGENTIC_SESSION_NAME", session.metadata.name.clone()),

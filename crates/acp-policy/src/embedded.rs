@@ -13,6 +13,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("session-max-turns.yaml", include_str!("../../../policies/session-max-turns.yaml")),
     ("session-runner-secret.yaml", include_str!("../../../policies/session-runner-secret.yaml")),
     ("schedule-frequency.yaml", include_str!("../../../policies/schedule-frequency.yaml")),
+    ("reserved-metadata.yaml", include_str!("../../../policies/reserved-metadata.yaml")),
 ];
 
 /// The built-in policy set.

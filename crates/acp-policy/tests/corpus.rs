@@ -65,6 +65,7 @@ fn shipped_policies_all_load() {
     assert_eq!(
         names,
         [
+            "acp-reserved-metadata",
             "acp-schedule-frequency",
             "acp-session-env-secrets",
             "acp-session-max-turns",

@@ -454,6 +454,13 @@ async fn base_applies_and_each_component_works_with_only_its_rbac() {
         !may_impersonate(impersonate("serviceaccounts", "kube-system", "syncer")).await,
         "another namespace"
     );
+    // The extra by which admission knows git-sync's applies (only its own value).
+    let extra = |value: &str| {
+        json!({"verb": "impersonate", "group": "authentication.k8s.io", "resource": "userextras",
+        "subresource": acp_api::constants::impersonation::APPLIED_BY, "name": value})
+    };
+    assert!(may_impersonate(extra(acp_api::constants::impersonation::GIT_SYNC)).await, "git-sync's extra");
+    assert!(!may_impersonate(extra("someone-else")).await, "another value of the extra");
 
     let as_operator = client_as(env, "acp-operator").await;
     forbidden(
