@@ -352,7 +352,7 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
                 Some((repo, pull)) => {
                     let thread = thread(&ctx, &source, &ns, repo, *pull, &report).await?;
                     let body = ctx.config.renderer.thread(&thread)?;
-                    let marker = crate::render::thread_marker(repo, *pull);
+                    let marker = crate::render::thread_marker(repo, *pull, &thread.source);
                     (None, Some(*pull), Some((marker, body)))
                 }
                 None => (Some(revision.as_str()), None, None),
@@ -419,7 +419,8 @@ async fn thread(
             false => listed.items.iter().find(|s| &s.name_any() == name).map(|s| report(s, dashboard)),
         })
         .collect();
-    Ok(crate::render::Thread { repository: repository.to_owned(), pull, turns })
+    let kept_by = format!("{}/{}", source.namespace().unwrap_or_default(), source.name_any());
+    Ok(crate::render::Thread { repository: repository.to_owned(), pull, source: kept_by, turns })
 }
 
 /// True while the operator has not yet observed the session's latest spec

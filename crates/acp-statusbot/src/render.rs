@@ -2,12 +2,16 @@
 //! `templates/comment.md.j2` of this crate, or a file of the same name in an
 //! override directory. The hidden marker that finds the comment again is
 //! added here, outside the template, so an override cannot lose it.
+//! Templates show anything a session reports through the `agent` filter
+//! ([`agent`]), which GitHub renders as code and nothing else.
 
 use std::path::Path;
 
 use minijinja::Environment;
 
 use crate::report::Report;
+
+pub mod agent;
 
 /// The comment template's file name.
 pub const COMMENT: &str = "comment.md.j2";
@@ -41,9 +45,11 @@ pub fn marker(namespace: &str, name: &str) -> String {
 }
 
 /// The hidden marker identifying the tracking comment of pull request
-/// `pull` of `repository`.
-pub fn thread_marker(repository: &str, pull: u64) -> String {
-    format!("<!-- acp:thread {repository}#{pull} -->")
+/// `pull` of `repository` kept for SessionSource `source`
+/// (`namespace/name`): two sources serving one repository (even with one
+/// GitHub App, so one bot login) never edit each other's comment.
+pub fn thread_marker(repository: &str, pull: u64, source: &str) -> String {
+    format!("<!-- acp:thread {repository}#{pull} {source} -->")
 }
 
 /// A pull request's thread of sessions, as the tracking comment shows it.
@@ -53,6 +59,8 @@ pub struct Thread {
     pub repository: String,
     /// Pull request number.
     pub pull: u64,
+    /// The SessionSource that keeps it (`namespace/name`).
+    pub source: String,
     /// The sessions, oldest first.
     pub turns: Vec<Report>,
 }
@@ -67,6 +75,7 @@ impl Renderer {
     /// The built-in templates, or those in `overrides` where present.
     pub fn new(overrides: Option<&Path>) -> Result<Self, RenderError> {
         let mut env = Environment::new();
+        env.add_filter(agent::FILTER, agent::filter);
         for (name, default) in [(COMMENT, DEFAULT_COMMENT), (THREAD, DEFAULT_THREAD)] {
             let source = match overrides.map(|d| d.join(name)).filter(|p| p.exists()) {
                 Some(path) => std::fs::read_to_string(&path)
@@ -87,7 +96,7 @@ impl Renderer {
     /// The tracking comment body for `thread`, starting with its marker.
     pub fn thread(&self, thread: &Thread) -> Result<String, RenderError> {
         let body = self.env.get_template(THREAD)?.render(minijinja::value::Serde(thread))?;
-        Ok(format!("{}\n{}\n", thread_marker(&thread.repository, thread.pull), body.trim()))
+        Ok(format!("{}\n{}\n", thread_marker(&thread.repository, thread.pull, &thread.source), body.trim()))
     }
 }
 
