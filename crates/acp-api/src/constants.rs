@@ -18,7 +18,8 @@ pub const DOMAIN: &str = "ambient-code.io";
 /// Labels and annotations under [`DOMAIN`] that people may set on a session
 /// (in git or with kubectl): requests to acp, not records of what it did.
 /// Every other `ambient-code.io/` key belongs to acp's components: git-sync
-/// refuses a manifest that carries one.
+/// refuses a manifest that carries one, and admission refuses to add or
+/// change one to anyone but acp's controllers (see [`impersonation`]).
 pub const USER_SETTABLE: &[&str] =
     &[annotations::DESIRED_PHASE, annotations::TRIGGER_REQUESTED_AT, annotations::PULL_REQUEST_HEAD];
 
@@ -88,6 +89,33 @@ pub mod annotations {
     /// commits since (when its parent pushed none). Informational only, so
     /// it may be written in git.
     pub const PULL_REQUEST_HEAD: &str = "ambient-code.io/pull-request-head";
+    /// On a request waiting for approval (under `pending/` of the requests
+    /// branch, never applied): the comment it came from, `issues/<id>` or
+    /// `pulls/<id>`.
+    pub const REQUEST_COMMENT: &str = "ambient-code.io/request-comment";
+    /// On a waiting request: when its comment was written (GitHub's clock);
+    /// an approval covers only requests older than the approving comment.
+    pub const REQUEST_CREATED: &str = "ambient-code.io/request-created";
+    /// On a waiting request: SHA-256 of its comment's text when recorded; a
+    /// comment edited since is dropped, not run.
+    pub const REQUEST_DIGEST: &str = "ambient-code.io/request-digest";
+    /// On a waiting request an approval dropped: why (edited, deleted).
+    pub const REQUEST_DROPPED: &str = "ambient-code.io/request-dropped";
+}
+
+/// Who may write what [`is_reserved`] names: the admission policy
+/// `acp-reserved-metadata` (`policies/reserved-metadata.yaml`) admits such
+/// writes only from acp's controllers, known by their usernames (a policy
+/// parameter) or, when git-sync applies as a source's ServiceAccount, by
+/// this user-info extra on the impersonated identity.
+pub mod impersonation {
+    /// The extra git-sync sends (`Impersonate-Extra-…`) whenever it
+    /// impersonates. Only an identity granted `impersonate` on
+    /// `userextras/ambient-code.io/applied-by` (git-sync's ClusterRole) can
+    /// send it; the API server lower-cases extra keys, so it is lower case.
+    pub const APPLIED_BY: &str = "ambient-code.io/applied-by";
+    /// Its value.
+    pub const GIT_SYNC: &str = "git-sync";
 }
 
 /// Server-side apply field managers, one per writer, so ownership is visible in

@@ -128,7 +128,9 @@ impl Role {
 }
 
 /// The least role per command. Unset: `run`, `followUp`, `retry` and `stop`
-/// need write, `approve` maintain, `status` and `help` nothing.
+/// need write, `approve` maintain, `status` and `help` read (any
+/// collaborator). Someone who is not a collaborator gets no answer to any
+/// command, whatever is set here.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandRoles {
@@ -164,8 +166,8 @@ impl CommandRoles {
             "stop" => (self.stop, Role::Write),
             "retry" => (self.retry, Role::Write),
             "approve" => (self.approve, Role::Maintain),
-            "status" => (self.status, Role::None),
-            "help" => (self.help, Role::None),
+            "status" => (self.status, Role::Read),
+            "help" => (self.help, Role::Read),
             _ => (None, Role::Admin),
         };
         set.unwrap_or(default)

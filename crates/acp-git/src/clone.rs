@@ -67,6 +67,10 @@ pub struct CloneSpec<'a> {
     pub branch: Option<&'a str>,
     /// Commits to fetch (shallow); everything when `None`.
     pub depth: Option<u32>,
+    /// Fetch `branch` only, not every branch's tip: a run pinned to a
+    /// commit of someone else's repository (a fork's pull request) takes
+    /// nothing else from it.
+    pub single_branch: bool,
 }
 
 /// Clones `spec.url` into `spec.dest` with the git CLI, with `creds`. Every
@@ -115,7 +119,8 @@ pub async fn clone(spec: CloneSpec<'_>, creds: &Credentials) -> Result<(), Clone
     for setting in &config {
         git.arg("-c").arg(setting);
     }
-    git.args(["clone", "--quiet", "--no-hardlinks", "--no-single-branch"]);
+    let branches = if spec.single_branch { "--single-branch" } else { "--no-single-branch" };
+    git.args(["clone", "--quiet", "--no-hardlinks", branches]);
     if let Some(depth) = spec.depth {
         git.arg(format!("--depth={depth}"));
     }
@@ -312,6 +317,7 @@ mod tests {
             dest: &dir.path().join("r"),
             branch: None,
             depth: None,
+            single_branch: false,
         };
         let err = clone(spec, &Credentials::default()).await.expect_err("no key");
         assert_eq!(err.to_string(), Credentials::default().hints.ssh_key);
@@ -348,9 +354,19 @@ mod tests {
         git(&origin, &["checkout", "-q", "main"]);
         let url = format!("file://{}", origin.display());
         let dest = dir.path().join("clone");
-        let spec = CloneSpec { url: &url, dest: &dest, branch: Some("main"), depth: Some(1) };
+        let spec =
+            CloneSpec { url: &url, dest: &dest, branch: Some("main"), depth: Some(1), single_branch: false };
         clone(spec, &Credentials::default()).await.expect("clone");
         assert_eq!(git(&dest, &["rev-parse", "origin/ambient/pushed"]), pushed);
         assert_eq!(git(&dest, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+
+        // A single-branch clone (a fork's pinned run) takes nothing else.
+        let only = dir.path().join("only");
+        let spec =
+            CloneSpec { url: &url, dest: &only, branch: Some("main"), depth: Some(1), single_branch: true };
+        clone(spec, &Credentials::default()).await.expect("clone");
+        let refs = git(&only, &["for-each-ref", "--format=%(refname)"]);
+        assert!(!refs.contains("ambient/pushed"), "{refs}");
+        assert!(refs.contains("refs/remotes/origin/main"), "{refs}");
     }
 }

@@ -8,6 +8,9 @@
 //! branch meanwhile, the push is refused and the write starts again from the
 //! new tip (a rebase of this writer's own change), with jittered exponential
 //! backoff (`backon`) between attempts.
+//!
+//! No push or fetch here follows a redirect to another host, and the
+//! credentials go only to the URL (a write-back: the origin) pushed to.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ use backon::{BlockingRetryable as _, ExponentialBuilder};
 use git2::build::TreeUpdateBuilder;
 use git2::{ConfigLevel, FileMode, Oid, PushOptions, Repository, Signature};
 
-use crate::auth::{Credentials, callbacks, callbacks_for};
+use crate::auth::{Credentials, NO_REDIRECTS, callbacks_for, callbacks_for_origin, explain};
 
 /// Attempts before giving up on a contended branch.
 pub const ATTEMPTS: u32 = 8;
@@ -220,9 +223,10 @@ impl BranchWriter {
         let staging = "refs/heads/acp-write-back";
         repo.reference(staging, commit, true, "write-back").map_err(self.err("stage the commit"))?;
         let mut remote = repo.remote_anonymous(&self.url).map_err(self.err("push"))?;
+        let target = push_target(&remote, &self.url);
         let attempts = Cell::new(0);
         let rejected = Cell::new(false);
-        let mut cbs = callbacks(&self.credentials, &attempts);
+        let mut cbs = callbacks_for_origin(&self.credentials, &attempts, &target);
         cbs.push_update_reference(|_, status| {
             if status.is_some() {
                 rejected.set(true);
@@ -231,6 +235,7 @@ impl BranchWriter {
         });
         let mut options = PushOptions::new();
         options.remote_callbacks(cbs);
+        options.follow_redirects(NO_REDIRECTS);
         let result = remote.push(&[format!("{staging}:refs/heads/{}", self.branch)], Some(&mut options));
         match result {
             Ok(()) => Ok(!rejected.get()),
@@ -238,7 +243,7 @@ impl BranchWriter {
             Err(e) if e.code() == git2::ErrorCode::NotFastForward || e.message().contains("fast-forward") => {
                 Ok(false)
             }
-            Err(e) => Err(self.err("push")(e)),
+            Err(e) => Err(self.err("push")(explain(e))),
         }
     }
 }
@@ -273,8 +278,8 @@ pub struct PushError {
 /// The repository may have been written by someone untrusted (the agent):
 /// its remotes are not used; a URL rewrite (`url.*.insteadOf`) in its own
 /// configuration refuses the push, and credentials go only to where `url`
-/// leads by the machine's configuration; no proxy is configured, and libgit2
-/// runs no hooks.
+/// leads by the machine's configuration (a redirect elsewhere fails); no
+/// proxy is configured, and libgit2 runs no hooks.
 pub fn force_push(dir: &Path, url: &str, branch: &str, creds: &Credentials) -> Result<(), PushError> {
     push_branch(dir, url, branch, creds, true)
 }
@@ -290,7 +295,21 @@ pub fn push_branch(
     creds: &Credentials,
     force: bool,
 ) -> Result<(), PushError> {
-    let fail = |message: String| PushError { url: url.to_owned(), branch: branch.to_owned(), message };
+    push_ref(dir, url, branch, &format!("refs/heads/{branch}"), creds, force)
+}
+
+/// [`push_branch`] of local `branch` to the remote ref `remote_ref` (a
+/// branch `refs/heads/…`, or a ref that is no branch, `refs/acp/…`).
+pub fn push_ref(
+    dir: &Path,
+    url: &str,
+    branch: &str,
+    remote_ref: &str,
+    creds: &Credentials,
+    force: bool,
+) -> Result<(), PushError> {
+    let shown = remote_ref.strip_prefix("refs/heads/").unwrap_or(remote_ref);
+    let fail = |message: String| PushError { url: url.to_owned(), branch: shown.to_owned(), message };
     let repo = Repository::open(dir).map_err(|e| fail(e.message().to_owned()))?;
     if let Some(key) = untrusted_rewrite(&repo).map_err(|e| fail(e.message().to_owned()))? {
         return Err(fail(format!(
@@ -298,11 +317,7 @@ pub fn push_branch(
         )));
     }
     let mut remote = repo.remote_anonymous(url).map_err(|e| fail(e.message().to_owned()))?;
-    // Where the machine's configuration (a trusted `insteadOf`) leads `url`.
-    let target = match remote.pushurl() {
-        Ok(Some(push)) => push.to_owned(),
-        _ => remote.url().unwrap_or(url).to_owned(),
-    };
+    let target = push_target(&remote, url);
     let attempts = Cell::new(0);
     let rejection: RefCell<Option<String>> = RefCell::new(None);
     let mut cbs = callbacks_for(creds, &attempts, &target);
@@ -314,8 +329,9 @@ pub fn push_branch(
     });
     let mut options = PushOptions::new();
     options.remote_callbacks(cbs);
+    options.follow_redirects(NO_REDIRECTS);
     let plus = if force { "+" } else { "" };
-    let refspec = format!("{plus}refs/heads/{branch}:refs/heads/{branch}");
+    let refspec = format!("{plus}refs/heads/{branch}:{remote_ref}");
     remote.push(&[refspec.as_str()], Some(&mut options)).map_err(|e| {
         if e.code() == git2::ErrorCode::NotFastForward || e.message().contains("fast-forward") {
             fail(format!(
@@ -323,13 +339,22 @@ pub fn push_branch(
                 e.message()
             ))
         } else {
-            fail(e.message().to_owned())
+            fail(explain(e).message().to_owned())
         }
     })?;
     drop(options);
     match rejection.into_inner() {
         Some(status) => Err(fail(format!("the remote rejected the update: {status}"))),
         None => Ok(()),
+    }
+}
+
+/// Where the machine's configuration (a trusted `pushInsteadOf` or
+/// `insteadOf`) leads a push to `url`: the one URL that gets credentials.
+fn push_target(remote: &git2::Remote<'_>, url: &str) -> String {
+    match remote.pushurl() {
+        Ok(Some(push)) => push.to_owned(),
+        _ => remote.url().unwrap_or(url).to_owned(),
     }
 }
 

@@ -53,6 +53,10 @@ pub enum AppError {
 pub struct App {
     id: u64,
     key: Arc<RsaKeyPair>,
+    /// SHA-256 of the public key: caches are keyed by the credential, so
+    /// a Secret naming someone else's App id with another key never gets
+    /// that App's tokens from the cache.
+    fingerprint: [u8; 32],
     installation: Option<u64>,
 }
 
@@ -91,7 +95,10 @@ impl App {
             RsaKeyPair::from_pkcs8(&der)
         }
         .map_err(|e| AppError::Key(e.to_string()))?;
-        Ok(Self { id, key: Arc::new(key), installation })
+        let mut fingerprint = [0; 32];
+        fingerprint
+            .copy_from_slice(ring::digest::digest(&ring::digest::SHA256, key.public().as_ref()).as_ref());
+        Ok(Self { id, key: Arc::new(key), fingerprint, installation })
     }
 
     /// The App's JWT at `now` (seconds since the epoch): valid from a minute
@@ -114,11 +121,13 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
-/// Whose token: (API URL, App id, repository).
-type TokenKey = (String, u64, String);
+/// Whose token: (API URL, App id, the key's fingerprint, installation,
+/// repository). A hit needs the same key: one team's Secret never gets a
+/// token another team's key earned.
+type TokenKey = (String, u64, [u8; 32], Option<u64>, String);
 
-/// Whose login: (API URL, App id).
-type LoginKey = (String, u64);
+/// Whose login: (API URL, App id, the key's fingerprint).
+type LoginKey = (String, u64, [u8; 32]);
 
 /// An installation token and when it expires (seconds since the epoch).
 #[derive(Clone)]
@@ -137,7 +146,9 @@ impl moka::Expiry<TokenKey, Token> for UntilRenewal {
 }
 
 /// Installation tokens, kept until shortly before they expire (`moka`);
-/// concurrent callers for the same repository share one request.
+/// concurrent callers with the same credential for the same repository
+/// share one request. Entries are per credential (App id, key, installation),
+/// never per App id alone.
 pub struct Tokens {
     cached: moka::future::Cache<TokenKey, Token>,
     logins: moka::future::Cache<LoginKey, String>,
@@ -158,14 +169,14 @@ impl Default for Tokens {
 impl Tokens {
     /// An installation token of `app` for `repository` (`owner/name`).
     pub async fn token(&self, api_url: &str, app: &App, repository: &str) -> Result<String, AppError> {
-        let key = (api_url.to_owned(), app.id, repository.to_owned());
+        let key = (api_url.to_owned(), app.id, app.fingerprint, app.installation, repository.to_owned());
         let token = self.cached.try_get_with(key, create(api_url, app, repository)).await;
         token.map(|t| t.token).map_err(AppError::Shared)
     }
 
     /// The login of `app`'s bot user (`<slug>[bot]`), who writes its comments.
     pub async fn login(&self, api_url: &str, app: &App) -> Result<String, AppError> {
-        let key = (api_url.to_owned(), app.id);
+        let key = (api_url.to_owned(), app.id, app.fingerprint);
         self.logins.try_get_with(key, bot_login(api_url, app)).await.map_err(AppError::Shared)
     }
 }
@@ -203,8 +214,13 @@ async fn create(api_url: &str, app: &App, repository: &str) -> Result<Token, App
         }
     };
     let action = "create a GitHub App installation token";
+    // For this repository only, not every repository of the installation.
+    let name = repository.rsplit('/').next().unwrap_or(repository);
     let created: Value = client
-        .post(format!("/app/installations/{installation}/access_tokens"), None::<&()>)
+        .post(
+            format!("/app/installations/{installation}/access_tokens"),
+            Some(&json!({"repositories": [name]})),
+        )
         .await
         .map_err(|source| AppError::Request { action, source })?;
     let token = created["token"].as_str().ok_or(AppError::Shape(action))?.to_owned();

@@ -78,6 +78,29 @@ pub struct PullRequest {
     pub fork: bool,
 }
 
+/// A comment as GitHub holds it (read by id, never taken from a delivery).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommentRecord {
+    /// Its id.
+    pub id: u64,
+    /// The pull request (or issue) number it is on, when GitHub says.
+    pub pull: Option<u64>,
+    /// Who wrote it.
+    pub login: String,
+    /// Written by a bot account.
+    pub bot: bool,
+    /// The GitHub App it was made through, if any.
+    pub app_id: Option<i64>,
+    /// Its text now.
+    pub body: String,
+    /// Its page.
+    pub url: String,
+    /// When it was written (RFC 3339, GitHub's clock).
+    pub created_at: String,
+    /// When it was last written or edited (RFC 3339, GitHub's clock).
+    pub updated_at: String,
+}
+
 /// A review comment on a pull request's diff.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReviewComment {
@@ -93,6 +116,9 @@ pub struct ReviewComment {
     pub line: Option<u64>,
     /// Its text.
     pub body: String,
+    /// GitHub's `author_association` (`OWNER`, `MEMBER`, `COLLABORATOR`,
+    /// `CONTRIBUTOR`, `NONE`…), empty when GitHub does not say.
+    pub association: String,
 }
 
 /// A repository on GitHub (or GitHub Enterprise).
@@ -238,6 +264,7 @@ impl GitHub {
                 path: c["path"].as_str().unwrap_or_default().to_owned(),
                 line: c["line"].as_u64().or_else(|| c["original_line"].as_u64()),
                 body: c["body"].as_str().unwrap_or_default().to_owned(),
+                association: c["author_association"].as_str().unwrap_or_default().to_owned(),
             })
             .collect())
     }
@@ -278,12 +305,33 @@ impl GitHub {
         })
     }
 
-    /// The role of `login` on the repository, from the collaborator
-    /// permission endpoint (`role_name`: admin, maintain, write, triage,
-    /// read; a custom role falls back to its base `permission`), or `none`
-    /// for someone who is not a collaborator.
+    /// The role of `login` on the repository, or `none` for someone who is
+    /// not a collaborator. Two questions, because the permission endpoint
+    /// alone cannot tell: on a public repository it answers `read` for any
+    /// GitHub user. First `GET collaborators/{login}` (204 for a
+    /// collaborator, 404 for anyone else: a stranger costs this one
+    /// request), then the permission endpoint (`role_name`: admin, maintain,
+    /// write, triage, read; a custom role falls back to its base
+    /// `permission`).
     pub async fn role(&self, login: &str) -> Result<String, GitHubError> {
         let action = "read the commenter's permission";
+        let check = self.route(&format!("collaborators/{login}"));
+        let response = self
+            .client
+            ._get(check)
+            .await
+            .map_err(|source| GitHubError::Request { action: action.into(), source })?;
+        match response.status().as_u16() {
+            204 => {}
+            404 => return Ok("none".into()),
+            _ => {
+                let source = octocrab::map_github_error(response).await.err();
+                return Err(match source {
+                    Some(source) => GitHubError::Request { action: action.into(), source },
+                    None => GitHubError::Shape { action: action.into() },
+                });
+            }
+        }
         let route = self.route(&format!("collaborators/{login}/permission"));
         match self.client.get::<Value, _, ()>(route, None).await {
             Ok(answer) => {
@@ -297,6 +345,40 @@ impl GitHub {
             }
             Err(source) => Err(GitHubError::Request { action: action.into(), source }),
         }
+    }
+
+    /// Comment `id` as GitHub holds it now (an issue comment, or with
+    /// `review` a review comment on the diff), or `None` when it is gone.
+    /// What a webhook delivery says about a comment is only a pointer: its
+    /// author and text are read here before anything is done.
+    pub async fn comment(&self, id: u64, review: bool) -> Result<Option<CommentRecord>, GitHubError> {
+        let action = "read the comment";
+        let kind = if review { "pulls" } else { "issues" };
+        let route = self.route(&format!("{kind}/comments/{id}"));
+        let c: Value = match self.client.get::<Value, _, ()>(route, None).await {
+            Ok(c) => c,
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => {
+                return Ok(None);
+            }
+            Err(source) => return Err(GitHubError::Request { action: action.into(), source }),
+        };
+        let text =
+            |v: &Value| v.as_str().map(str::to_owned).ok_or(GitHubError::Shape { action: action.into() });
+        // The pull request it is on: `issue_url` ends in /issues/N, a review
+        // comment's `pull_request_url` in /pulls/N.
+        let on = if review { &c["pull_request_url"] } else { &c["issue_url"] };
+        let pull = on.as_str().and_then(|u| u.rsplit('/').next()).and_then(|n| n.parse().ok());
+        Ok(Some(CommentRecord {
+            id: c["id"].as_u64().ok_or(GitHubError::Shape { action: action.into() })?,
+            pull,
+            login: text(&c["user"]["login"])?,
+            bot: c["user"]["type"] == "Bot",
+            app_id: c["performed_via_github_app"]["id"].as_i64(),
+            body: c["body"].as_str().unwrap_or_default().to_owned(),
+            url: c["html_url"].as_str().unwrap_or_default().to_owned(),
+            created_at: text(&c["created_at"])?,
+            updated_at: text(c.get("updated_at").unwrap_or(&c["created_at"]))?,
+        }))
     }
 
     /// Adds reaction `content` (`eyes`, `+1`…) to comment `id`: an issue

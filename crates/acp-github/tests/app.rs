@@ -138,3 +138,35 @@ fn secrets_name_the_app_or_not() {
     assert!(matches!(bad, Some(Err(acp_github::app::AppError::Key(_)))));
     assert!(matches!(App::new("abc", &pem, None), Err(acp_github::app::AppError::AppId(_))));
 }
+
+/// Team B's Secret names team A's (public) App id with B's own key: the
+/// token cache must never hand it A's installation token, and GitHub (the
+/// faithful fake, playing GitHub) refuses B's JWT. A's token acts only on
+/// A's installation.
+#[tokio::test]
+async fn a_token_is_never_handed_to_another_key_of_the_same_app_id() {
+    use acp_testenv::github::{FakeGitHub, app_key};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ((pem_a, public_a), (pem_b, _)) = (app_key(dir.path()), app_key(dir.path()));
+    let github = FakeGitHub::start().await;
+    github.register_app(123, "acme-acp", &public_a);
+    github.private_repo("acme/private");
+    github.install(123, 77, &["acme/private"]);
+    let tokens = Tokens::default();
+    let a = App::new("123", &pem_a, None).expect("app");
+    let token = tokens.token(&github.url(), &a, "acme/private").await.expect("A's token");
+    for installation in [None, Some(77)] {
+        let b = App::new("123", &pem_b, installation).expect("app");
+        let stolen = tokens.token(&github.url(), &b, "acme/private").await;
+        assert!(stolen.is_err(), "B got a token with installation {installation:?}");
+        assert!(tokens.login(&github.url(), &b).await.is_err(), "B is not the App");
+    }
+    assert_eq!(github.minted().len(), 1, "only A's token was minted");
+    assert_eq!(tokens.token(&github.url(), &a, "acme/private").await.expect("cached"), token);
+    assert_eq!(github.minted().len(), 1, "A's own key hits the cache");
+    assert_eq!(tokens.login(&github.url(), &a).await.expect("login"), "acme-acp[bot]");
+    // The installation token writes only where the App is installed.
+    let elsewhere = acp_github::GitHub::new(&github.url(), &token, "acme/other").expect("client");
+    assert!(elsewhere.create_comment(1, "hello").await.is_err(), "a write outside the installation");
+    assert!(github.all_comments().is_empty());
+}

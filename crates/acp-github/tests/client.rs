@@ -127,3 +127,47 @@ async fn the_pull_request_comes_from_the_commit_or_its_merge_message() {
     assert_eq!(github.pull_for_commit("aaa").await.expect("lookup"), Some(12));
     assert_eq!(github.pull_for_commit("bbb").await.expect("fallback"), Some(34));
 }
+
+/// Roles as GitHub answers them: on a public repository the permission
+/// endpoint says `read` for anyone, so only the collaborator check tells a
+/// stranger from a read collaborator (the fake plays GitHub, unkind
+/// answers included).
+#[tokio::test]
+async fn a_stranger_on_a_public_repository_is_no_collaborator() {
+    let github = acp_testenv::github::FakeGitHub::start().await;
+    github.token("t", "acp-bot");
+    github.role("acme/public", "rita", "read");
+    github.role("acme/public", "wes", "write");
+    github.private_repo("acme/private");
+    let public = acp_github::GitHub::new(&github.url(), "t", "acme/public").expect("client");
+    assert_eq!(public.role("stranger").await.expect("role"), "none");
+    assert_eq!(public.role("rita").await.expect("role"), "read");
+    assert_eq!(public.role("wes").await.expect("role"), "write");
+    let private = acp_github::GitHub::new(&github.url(), "t", "acme/private").expect("client");
+    assert_eq!(private.role("stranger").await.expect("role"), "none");
+    // A stranger costs one request: the collaborator check.
+    let asked: Vec<String> =
+        github.requests().iter().filter(|r| r.uri.contains("stranger")).map(|r| r.uri.clone()).collect();
+    assert_eq!(
+        asked,
+        ["/repos/acme/public/collaborators/stranger", "/repos/acme/private/collaborators/stranger"]
+    );
+}
+
+/// A comment is read by id with GitHub's author, text and time; a comment
+/// that is gone is `None`.
+#[tokio::test]
+async fn comments_are_read_by_id() {
+    let github = acp_testenv::github::FakeGitHub::start().await;
+    github.token("t", "acp-bot");
+    let id = github.add_comment("acme/webapp", 7, "maria", "/acp approve 1a2b3c4");
+    let client = acp_github::GitHub::new(&github.url(), "t", "acme/webapp").expect("client");
+    let read = client.comment(id, false).await.expect("read").expect("a comment");
+    assert_eq!(
+        (read.login.as_str(), read.body.as_str(), read.pull),
+        ("maria", "/acp approve 1a2b3c4", Some(7))
+    );
+    assert!(!read.created_at.is_empty());
+    github.delete_comment(id);
+    assert_eq!(client.comment(id, false).await.expect("read"), None);
+}

@@ -308,6 +308,17 @@ async fn sync(
             false,
         )));
     }
+    let synced = match &spec.git_ref {
+        Some(r) if r.tag.is_some() || r.commit.is_some() => None,
+        Some(r) => Some(r.branch.as_deref().unwrap_or(acp_git::mirror::DEFAULT_BRANCH)),
+        None => Some(acp_git::mirror::DEFAULT_BRANCH),
+    };
+    let write_back_at = write_back_on.then_some(write_back_branch.as_str());
+    if let Some(message) =
+        spec.pull_requests.as_ref().and_then(|b| crate::commands::branch::misplaced(b, synced, write_back_at))
+    {
+        return Ok(Err(failed(reasons::INVALID_SOURCE, message, false)));
+    }
     let target = match plan::target_namespace(spec, ns) {
         Ok(target) => target,
         Err(message) => return Ok(Err(failed(reasons::INVALID_SOURCE, message, false))),

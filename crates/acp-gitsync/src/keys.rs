@@ -4,6 +4,12 @@
 //! again every [`REFRESH`] (a rotated secret is picked up by then, or at once
 //! when the source is touched). A forged delivery is checked against these
 //! and refused without reaching the API server.
+//!
+//! A source's Secret holds one shared webhook secret (`webhook-secret`, or
+//! the key `webhookSecretRef.key` names) and may hold one per repository,
+//! under `<key>.<owner>.<repo>`: a repository with its own secret is
+//! served only for deliveries signed with it, so whoever holds one
+//! repository's webhook secret cannot speak for another.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -24,8 +30,63 @@ pub const REFRESH: Duration = Duration::from_secs(300);
 
 /// `(namespace, name)` of a source.
 type SourceKey = (String, String);
-/// A source and its webhook secret's value (`None`: the secret is missing).
-type Keyed = (SessionSource, Option<Vec<u8>>);
+/// A source and its webhook secrets (`None`: the Secret is missing).
+type Keyed = (SessionSource, Option<Secrets>);
+
+/// A source's webhook secrets.
+#[derive(Clone, Debug, Default)]
+pub struct Secrets {
+    /// The shared one.
+    shared: Option<Vec<u8>>,
+    /// Per repository (`owner/repo`, lowercase).
+    repositories: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+impl Secrets {
+    /// The secrets in a Secret's `data` under `key` (and `key.<owner>.<repo>`).
+    pub fn from_data(data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>, key: &str) -> Self {
+        let prefix = format!("{key}.");
+        let repositories = data
+            .iter()
+            .filter_map(|(k, v)| {
+                // An owner has no dot; a repository name may.
+                let (owner, repo) = k.strip_prefix(&prefix)?.split_once('.')?;
+                (!owner.is_empty() && !repo.is_empty())
+                    .then(|| (format!("{owner}/{repo}").to_ascii_lowercase(), v.0.clone()))
+            })
+            .collect();
+        Self { shared: data.get(key).map(|v| v.0.clone()), repositories }
+    }
+}
+
+/// A source whose webhook secret signed a delivery, and which one.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// The source.
+    pub source: SessionSource,
+    /// The repository whose own secret signed it (`None`: the shared one).
+    signed_for: Option<String>,
+    /// The repositories that have their own secret in this source.
+    own: std::collections::BTreeSet<String>,
+}
+
+impl Verified {
+    /// What deliveries are limited by: the source and the secret that signed.
+    pub fn limit_key(&self) -> (String, String, Option<String>) {
+        (self.source.namespace().unwrap_or_default(), self.source.name_any(), self.signed_for.clone())
+    }
+
+    /// Whether this signature may speak for `repository` (`owner/name`): a
+    /// repository's own secret only for it, the shared secret only for
+    /// repositories without their own.
+    pub fn covers(&self, repository: &str) -> bool {
+        let repository = repository.to_ascii_lowercase();
+        match &self.signed_for {
+            Some(signed_for) => *signed_for == repository,
+            None => !self.own.contains(&repository),
+        }
+    }
+}
 
 /// The sources with a webhook secret, and that secret's value.
 #[derive(Default)]
@@ -48,17 +109,26 @@ impl Keys {
         self.ready.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// The sources whose webhook secret signs `body` as `signature`.
-    pub fn verified(&self, body: &[u8], signature: &str) -> Vec<SessionSource> {
+    /// The sources one of whose webhook secrets signs `body` as `signature`.
+    pub fn verified(&self, body: &[u8], signature: &str) -> Vec<Verified> {
         let Ok(sources) = self.sources.read() else { return Vec::new() };
-        sources
-            .values()
-            .filter(|(_, secret)| secret.as_deref().is_some_and(|s| verify(s, body, signature)))
-            .map(|(source, _)| source.clone())
-            .collect()
+        let mut found = Vec::new();
+        for (source, secrets) in sources.values() {
+            let Some(secrets) = secrets else { continue };
+            let own = || secrets.repositories.keys().cloned().collect();
+            if secrets.shared.as_deref().is_some_and(|s| verify(s, body, signature)) {
+                found.push(Verified { source: source.clone(), signed_for: None, own: own() });
+            } else if let Some((repository, _)) =
+                secrets.repositories.iter().find(|(_, s)| verify(s, body, signature))
+            {
+                let signed_for = Some(repository.clone());
+                found.push(Verified { source: source.clone(), signed_for, own: own() });
+            }
+        }
+        found
     }
 
-    fn put(&self, source: SessionSource, secret: Option<Vec<u8>>) {
+    fn put(&self, source: SessionSource, secret: Option<Secrets>) {
         let key = (source.namespace().unwrap_or_default(), source.name_any());
         if let Ok(mut sources) = self.sources.write() {
             sources.insert(key, (source, secret));
@@ -79,8 +149,8 @@ impl Keys {
     }
 }
 
-/// The value of `source`'s webhook secret, if it names one that exists.
-async fn secret_of(client: &Client, source: &SessionSource) -> Option<Vec<u8>> {
+/// `source`'s webhook secrets, if it names a Secret that exists.
+async fn secret_of(client: &Client, source: &SessionSource) -> Option<Secrets> {
     let secret_ref = source.spec.github.as_ref()?.webhook_secret_ref.as_ref()?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &source.namespace().unwrap_or_default());
     let secret = match secrets.get_opt(&secret_ref.name).await {
@@ -91,7 +161,7 @@ async fn secret_of(client: &Client, source: &SessionSource) -> Option<Vec<u8>> {
         }
     };
     let key = secret_ref.key.as_deref().unwrap_or("webhook-secret");
-    secret.data.and_then(|mut d| d.remove(key)).map(|v| v.0)
+    Some(Secrets::from_data(&secret.data.unwrap_or_default(), key))
 }
 
 fn has_webhook(source: &SessionSource) -> bool {

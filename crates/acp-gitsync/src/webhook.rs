@@ -1,10 +1,14 @@
 //! The GitHub webhook receiver: `POST /hooks/github`.
 //!
-//! In order, before anything is trusted: a global rate limit (429), a body
-//! size limit (413), then the `X-Hub-Signature-256` HMAC checked in constant
-//! time against the webhook secret of every SessionSource that has one (401
-//! when none matches), held in memory by [`crate::keys`] so that a forged
-//! delivery costs no API request. Only then is the body parsed. A `push` to a source's
+//! In order, before anything is trusted: a body size limit (413), then the
+//! `X-Hub-Signature-256` HMAC checked in constant time against the webhook
+//! secrets of every SessionSource that has one (401 when none matches),
+//! held in memory by [`crate::keys`] so that a forged delivery costs no API
+//! request; then a rate limit per source (429), so that nobody without a
+//! source's secret can use up another's deliveries (GitHub does not
+//! redeliver a refused one). Only then is the body parsed, and a source
+//! whose per-repository secret (see [`crate::keys`]) does not cover the
+//! delivery's repository is dropped. A `push` to a source's
 //! ref triggers that source at once by setting its reconcile-requested-at
 //! annotation to the delivery id; a repeated `X-GitHub-Delivery` is
 //! acknowledged and ignored. Pull-request deliveries (`issue_comment`,
@@ -22,7 +26,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use kube::{Client, ResourceExt as _};
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -40,7 +44,7 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Largest body accepted.
     pub max_body: usize,
-    /// Deliveries accepted per second (burst of the same size).
+    /// Deliveries accepted per second and source (burst of the same size).
     pub per_second: u32,
     /// Pull-request commands (`issue_comment`, `pull_request_review_comment`
     /// and `pull_request` deliveries); without it they are acknowledged only.
@@ -58,7 +62,7 @@ pub struct Receiver {
     client: Client,
     config: Config,
     keys: Arc<crate::keys::Keys>,
-    limiter: DefaultDirectRateLimiter,
+    limiter: DefaultKeyedRateLimiter<(String, String, Option<String>)>,
     seen: crate::recent::Recent<String>,
     commands: Option<crate::commands::handler::Commands>,
 }
@@ -75,7 +79,7 @@ impl Receiver {
             commands,
             config,
             keys,
-            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            limiter: RateLimiter::hashmap(Quota::per_second(rate)),
             seen: crate::recent::Recent::new(REMEMBERED),
         })
     }
@@ -104,7 +108,7 @@ fn reply(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub use crate::keys::{sign, verify};
+pub use crate::keys::{Verified, sign, verify};
 
 /// Whether a push of `git_ref` to `repository` concerns `source`.
 pub fn concerns(source: &SessionSource, repository: &Value, git_ref: &str) -> bool {
@@ -126,33 +130,59 @@ pub fn concerns(source: &SessionSource, repository: &Value, git_ref: &str) -> bo
 }
 
 async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
-    if receiver.limiter.check().is_err() {
-        return reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": "rate limited; retry later"}));
-    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let signature = header("x-hub-signature-256");
-    if signature.is_empty() {
-        return reply(StatusCode::UNAUTHORIZED, json!({"error": "missing X-Hub-Signature-256"}));
+    let well_formed = signature
+        .strip_prefix("sha256=")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
+        return reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or malformed X-Hub-Signature-256"}));
     }
     // Verified against keys held in memory: a forged delivery costs the API
     // server nothing.
     if !receiver.keys.ready() {
         return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "starting; retry later"}));
     }
-    let sources = receiver.keys.verified(&body, &signature);
-    if sources.is_empty() {
+    let verified = receiver.keys.verified(&body, &signature);
+    if verified.is_empty() {
         return reply(
             StatusCode::UNAUTHORIZED,
             json!({"error": "signature does not match any source's webhook secret"}),
         );
     }
-    let delivery = header("x-github-delivery");
-    if !delivery.is_empty() && !receiver.first_delivery(&delivery) {
-        return reply(StatusCode::OK, json!({"duplicate": true, "delivery": delivery}));
-    }
     let event = header("x-github-event");
     if event == "ping" {
         return reply(StatusCode::OK, json!({"pong": true}));
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return reply(StatusCode::BAD_REQUEST, json!({"error": "body is not JSON"}));
+    };
+    // A repository's own secret speaks only for it.
+    let repository = payload["repository"]["full_name"].as_str().unwrap_or_default();
+    let verified: Vec<Verified> = verified.into_iter().filter(|v| v.covers(repository)).collect();
+    if verified.is_empty() {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": format!("signature does not match a webhook secret for {repository}")}),
+        );
+    }
+    // Limits per source and secret, after the signature: an unsigned flood,
+    // another source's, or one signed with another repository's own secret
+    // never refuses these deliveries.
+    if receiver.limiter.len() > REMEMBERED {
+        receiver.limiter.retain_recent();
+    }
+    let sources: Vec<SessionSource> = verified
+        .into_iter()
+        .filter(|v| receiver.limiter.check_key(&v.limit_key()).is_ok())
+        .map(|v| v.source)
+        .collect();
+    if sources.is_empty() {
+        return reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": "rate limited; retry later"}));
+    }
+    let delivery = header("x-github-delivery");
+    if !delivery.is_empty() && !receiver.first_delivery(&delivery) {
+        return reply(StatusCode::OK, json!({"duplicate": true, "delivery": delivery}));
     }
     if matches!(event.as_str(), "issue_comment" | "pull_request" | "pull_request_review_comment") {
         let Some(commands) = &receiver.commands else {
@@ -162,9 +192,6 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
                 .collect();
             let why = "pull-request commands are off";
             return reply(StatusCode::ACCEPTED, json!({"ignored": event, "why": why, "sources": names}));
-        };
-        let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
-            return reply(StatusCode::BAD_REQUEST, json!({"error": "body is not JSON"}));
         };
         let sources: Vec<&SessionSource> = sources.iter().collect();
         return match commands.handle(&event, &payload, &sources).await {
@@ -183,9 +210,6 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     if event != "push" {
         return reply(StatusCode::ACCEPTED, json!({"ignored": event}));
     }
-    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
-        return reply(StatusCode::BAD_REQUEST, json!({"error": "body is not JSON"}));
-    };
     let git_ref = payload["ref"].as_str().unwrap_or_default();
     let token = if delivery.is_empty() {
         payload["after"].as_str().unwrap_or_default().to_string()

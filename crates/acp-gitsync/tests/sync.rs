@@ -235,7 +235,7 @@ async fn force_pushed_history_moves_to_the_new_tip() {
 }
 
 #[tokio::test]
-async fn write_back_branch_and_path_never_sync() {
+async fn write_back_branch_and_path_never_sync_and_the_requests_branch_is_not_the_synced_one() {
     let f = Fixture::start("gitsync-writeback").await;
     f.repo.write("a.yaml", &session("a", "x"));
     let rev1 = f.repo.commit("a");
@@ -255,6 +255,20 @@ async fn write_back_branch_and_path_never_sync() {
     f.wait_status("repo", "write-back branch refused", |s| {
         find(&s.conditions, "Stalled")
             .filter(|c| c.is_true() && c.message.as_deref().unwrap_or_default().contains("write-back branch"))
+            .map(|_| ())
+    })
+    .await;
+    // A requests branch that is the synced branch is refused: its waiting
+    // requests (pending/) would be applied unapproved.
+    let binding = json!({"repositories": ["acme/*"], "requestsBranch": "main", "template": {"spec": {}}});
+    f.source("repo", json!({"ref": {"branch": "main"}, "pullRequests": binding})).await;
+    f.wait_status("repo", "a requests branch that is synced refused", |s| {
+        find(&s.conditions, "Stalled")
+            .filter(|c| {
+                c.is_true()
+                    && c.reason.as_deref() == Some("InvalidSource")
+                    && c.message.as_deref().unwrap_or_default().contains("would be applied unapproved")
+            })
             .map(|_| ())
     })
     .await;

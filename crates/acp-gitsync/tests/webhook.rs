@@ -1,7 +1,8 @@
 //! The push webhook against the real API server: a bad signature is refused
 //! and syncs nothing; a good delivery syncs at once; a repeated delivery is
 //! acknowledged once; pushes to other refs (the write-back branch) and
-//! oversized bodies trigger nothing.
+//! oversized bodies trigger nothing; limits are per source and after the
+//! signature; a repository's own secret speaks only for it.
 
 mod common;
 
@@ -48,6 +49,16 @@ async fn receiver(f: &Fixture, client: kube::Client, max_body: usize, per_second
     receiver
 }
 
+/// Secret `name` of the fixture's namespace holding `data` (`stringData`).
+async fn hook_secret(f: &Fixture, name: &str, data: Value) {
+    let secret =
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data});
+    f.ns.api::<Secret>()
+        .patch(name, &PatchParams::apply("test"), &Patch::Apply(&secret))
+        .await
+        .expect("secret");
+}
+
 fn push(git_ref: &str, after: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "ref": git_ref, "after": after,
@@ -59,11 +70,7 @@ fn push(git_ref: &str, after: &str) -> Vec<u8> {
 #[tokio::test]
 async fn deliveries_are_verified_deduplicated_and_trigger_syncs() {
     let f = Fixture::start("gitsync-webhook").await;
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"webhook-secret": std::str::from_utf8(SECRET).expect("utf-8")}});
-    f.ns.api::<Secret>()
-        .patch("hook", &PatchParams::apply("test"), &Patch::Apply(&secret))
-        .await
-        .expect("secret");
+    hook_secret(&f, "hook", json!({"webhook-secret": std::str::from_utf8(SECRET).expect("utf-8")})).await;
     f.repo.write("a.yaml", &session("a", "x"));
     let rev1 = f.repo.commit("a");
     f.source(
@@ -124,16 +131,84 @@ async fn deliveries_are_verified_deduplicated_and_trigger_syncs() {
     f.stop().await;
 }
 
+/// A flood of unsigned or wrongly signed deliveries never uses up a
+/// source's limit (GitHub does not redeliver a refused delivery, so a lost
+/// `closed` or `synchronize` would stay lost); a source's own deliveries
+/// beyond its limit are refused, and another source's are not.
 #[tokio::test]
-async fn deliveries_beyond_the_rate_limit_are_refused() {
+async fn limits_are_per_source_and_after_the_signature() {
     let f = Fixture::start("gitsync-webhook-rate").await;
-    let receiver = receiver(&f, f.ns.client.clone(), 1024, 2).await;
-    let mut codes = Vec::new();
-    for i in 0..5 {
-        codes.push(post(&receiver, b"{}", "sha256=00", &format!("r-{i}")).await.0);
+    for (name, secret) in [("hook-a", "secret-a"), ("hook-b", "secret-b")] {
+        hook_secret(&f, name, json!({"webhook-secret": secret})).await;
     }
+    for (name, hook) in [("a", "hook-a"), ("b", "hook-b")] {
+        f.source(
+            name,
+            json!({"github": {"repository": "acme/sessions", "webhookSecretRef": {"name": hook}}}),
+        )
+        .await;
+    }
+    let receiver = receiver(&f, f.ns.client.clone(), 1024, 2).await;
+    let body = push("refs/heads/other", "abc");
+    let mut flood = Vec::new();
+    for i in 0..200 {
+        let signature = if i % 2 == 0 { "sha256=00".to_owned() } else { sign(b"guess", &body) };
+        flood.push(post(&receiver, &body, &signature, &format!("flood-{i}")).await.0);
+    }
+    assert!(flood.iter().all(|c| *c == StatusCode::UNAUTHORIZED), "{flood:?}");
+    // Source a's real deliveries: within its limit, then refused.
+    let mut codes = Vec::new();
+    for i in 0..4 {
+        codes.push(post(&receiver, &body, &sign(b"secret-a", &body), &format!("a-{i}")).await.0);
+    }
+    assert_eq!(codes[0], StatusCode::ACCEPTED, "{codes:?}");
     assert!(codes.contains(&StatusCode::TOO_MANY_REQUESTS), "{codes:?}");
-    assert_eq!(codes[0], StatusCode::UNAUTHORIZED, "within the limit, the signature decides");
+    // Source b is not held up by a's deliveries.
+    let (status, _) = post(&receiver, &body, &sign(b"secret-b", &body), "b-0").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    f.stop().await;
+}
+
+/// A Secret may hold a webhook secret per repository
+/// (`webhook-secret.<owner>.<repo>`): a delivery about that repository is
+/// accepted only with its own secret, and its secret speaks for no other.
+#[tokio::test]
+async fn a_repositorys_own_secret_speaks_only_for_it() {
+    let f = Fixture::start("gitsync-webhook-per-repo").await;
+    let secrets = json!({"webhook-secret": "shared", "webhook-secret.acme.sessions": "own",
+                         "webhook-secret.acme.web.app": "web"});
+    hook_secret(&f, "hook", secrets).await;
+    f.source(
+        "repo",
+        json!({"github": {"repository": "acme/sessions", "webhookSecretRef": {"name": "hook"}}}),
+    )
+    .await;
+    let receiver = receiver(&f, f.ns.client.clone(), 64 * 1024, 1000).await;
+    let about = |repo: &str| {
+        serde_json::to_vec(
+            &json!({"ref": "refs/heads/other", "after": "abc", "repository": {"full_name": repo}}),
+        )
+        .expect("json")
+    };
+    let sessions = about("acme/sessions");
+    // The shared secret no longer speaks for acme/sessions, which has its own.
+    let (status, reply) = post(&receiver, &sessions, &sign(b"shared", &sessions), "p-1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    let (status, reply) = post(&receiver, &sessions, &sign(b"own", &sessions), "p-2").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    // Another repository's own secret does not speak for acme/sessions (a
+    // repository name with a dot is named whole).
+    let (status, _) = post(&receiver, &sessions, &sign(b"web", &sessions), "p-3").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let web = about("acme/web.app");
+    let (status, _) = post(&receiver, &web, &sign(b"web", &web), "p-4").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // A repository without its own: the shared secret, and only it.
+    let other = about("acme/other");
+    let (status, _) = post(&receiver, &other, &sign(b"own", &other), "p-5").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = post(&receiver, &other, &sign(b"shared", &other), "p-6").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
     f.stop().await;
 }
 
@@ -143,11 +218,7 @@ async fn deliveries_beyond_the_rate_limit_are_refused() {
 #[tokio::test]
 async fn a_thousand_forged_deliveries_cost_no_api_request() {
     let f = Fixture::start("gitsync-webhook-forged").await;
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"webhook-secret": "real"}});
-    f.ns.api::<Secret>()
-        .patch("hook", &PatchParams::apply("test"), &Patch::Apply(&secret))
-        .await
-        .expect("secret");
+    hook_secret(&f, "hook", json!({"webhook-secret": "real"})).await;
     f.source(
         "repo",
         json!({"github": {"repository": "acme/sessions", "webhookSecretRef": {"name": "hook"}}}),

@@ -48,11 +48,10 @@ impl Access {
         index: usize,
         url: &str,
         dir: &Path,
-        branch: &str,
-        force: bool,
+        target: &crate::config::PushTarget,
     ) -> Result<Pushed, OpError> {
         match self {
-            Access::Direct(direct) => direct.push(url, dir, branch, force).await,
+            Access::Direct(direct) => direct.push(url, dir, target).await,
             Access::Sidecar(client) => client.push(index).await,
         }
     }

@@ -95,6 +95,9 @@ pub struct RepoConfig {
     /// Push to this repository instead of `url`.
     #[serde(default)]
     pub push_url: Option<String>,
+    /// Push to this ref (`refs/acp/…`, no branch) instead of a branch.
+    #[serde(default)]
+    pub push_ref: Option<String>,
     /// The commit `branch` must be at (a pinned request).
     #[serde(default)]
     pub commit: Option<String>,
@@ -102,6 +105,25 @@ pub struct RepoConfig {
     /// deeper for a follow-up, to show the commits since its parent's turn.
     #[serde(skip)]
     pub history: u32,
+}
+
+/// Where a repository's changes are pushed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushTarget {
+    /// The local branch the agent's changes are committed on.
+    pub branch: String,
+    /// The remote ref it is pushed to (`refs/heads/…`, or `refs/acp/…`).
+    pub remote: String,
+    /// Whether the push may replace what is there (the session's own ref).
+    pub force: bool,
+}
+
+impl PushTarget {
+    /// How the remote ref is shown and recorded: a branch by its name,
+    /// another ref in full.
+    pub fn shown(&self) -> &str {
+        self.remote.strip_prefix("refs/heads/").unwrap_or(&self.remote)
+    }
 }
 
 /// History a follow-up fetches, so that the commits since its parent's turn
@@ -144,6 +166,8 @@ pub struct Credentials {
     pub github_token: Option<String>,
     /// `GITLAB_TOKEN`: https token for GitLab.
     pub gitlab_token: Option<String>,
+    /// `GITHUB_HOST`: a GitHub Enterprise host that gets `GITHUB_TOKEN` too.
+    pub github_host: Option<String>,
     /// `GIT_SSH_KEY_FILE`: private key for ssh URLs.
     pub ssh_key_file: Option<PathBuf>,
     /// `GIT_KNOWN_HOSTS_FILE`: known_hosts used to verify ssh servers.
@@ -157,6 +181,7 @@ impl Credentials {
             git_token: self.git_token.clone(),
             github_token: self.github_token.clone(),
             gitlab_token: self.gitlab_token.clone(),
+            github_host: self.github_host.clone(),
             ssh_key: self.ssh_key_file.clone().map(acp_git::auth::Material::File),
             known_hosts: self.known_hosts_file.clone().map(acp_git::auth::Material::File),
             hints: acp_git::auth::Hints {
@@ -202,6 +227,7 @@ impl Credentials {
             git_token: get("GIT_TOKEN"),
             github_token: get("GITHUB_TOKEN"),
             gitlab_token: get("GITLAB_TOKEN"),
+            github_host: get("GITHUB_HOST").filter(|h| !h.trim().is_empty()),
             ssh_key_file: get("GIT_SSH_KEY_FILE").map(PathBuf::from),
             known_hosts_file: get("GIT_KNOWN_HOSTS_FILE").map(PathBuf::from),
         }
@@ -344,6 +370,7 @@ impl RunnerConfig {
                 pull_request: r.pull_request.unwrap_or(false),
                 push_branch: r.push_branch.clone().filter(|b| !b.trim().is_empty()),
                 push_url: r.push_url.clone(),
+                push_ref: r.push_ref.clone().filter(|b| !b.trim().is_empty()),
                 commit: r.commit.clone(),
                 history: 0,
             })
@@ -384,6 +411,22 @@ impl RunnerConfig {
                     reason: format!("cannot derive a directory name from {:?}", repo.url),
                 });
             }
+            if let Some(to) = &repo.push_ref {
+                let why = if !to.starts_with("refs/acp/")
+                    || to.split('/').any(|p| p.is_empty() || p.starts_with('.'))
+                {
+                    Some(format!("pushRef {to:?} is not a ref under refs/acp/"))
+                } else if repo.push_branch.is_some() {
+                    Some(format!("{} has both pushRef and pushBranch; give one", repo.url))
+                } else if repo.pull_request {
+                    Some(format!("{} pushes to a ref ({to}), which cannot head a pull request", repo.url))
+                } else {
+                    None
+                };
+                if let Some(reason) = why {
+                    return Err(ConfigError::Invalid { name: "REPOS_JSON", reason });
+                }
+            }
             if !seen.insert(name.to_owned()) {
                 return Err(ConfigError::Invalid {
                     name: "REPOS_JSON",
@@ -399,13 +442,19 @@ impl RunnerConfig {
         format!("{}{}", acp_api::constants::SESSION_BRANCH_PREFIX, self.session_name)
     }
 
-    /// The branch `repo`'s changes go to, and whether it may be force-pushed:
-    /// its `pushBranch` (fast-forward only), else `ambient/<session-name>`
-    /// (the session's own, replaced by a re-run).
-    pub fn push_target(&self, repo: &RepoConfig) -> (String, bool) {
-        match &repo.push_branch {
-            Some(branch) => (branch.clone(), false),
-            None => (self.push_branch(), true),
+    /// Where `repo`'s changes go: its `pushBranch` (fast-forward only),
+    /// its `pushRef` (the session's own, forced), else
+    /// `ambient/<session-name>` (the session's own, replaced by a re-run).
+    pub fn push_target(&self, repo: &RepoConfig) -> PushTarget {
+        match (&repo.push_branch, &repo.push_ref) {
+            (Some(branch), _) => {
+                PushTarget { branch: branch.clone(), remote: format!("refs/heads/{branch}"), force: false }
+            }
+            (None, Some(to)) => PushTarget { branch: self.push_branch(), remote: to.clone(), force: true },
+            (None, None) => {
+                let branch = self.push_branch();
+                PushTarget { remote: format!("refs/heads/{branch}"), branch, force: true }
+            }
         }
     }
 }

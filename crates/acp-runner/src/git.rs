@@ -13,7 +13,7 @@ use acp_git::clone::{CloneError, CloneSpec};
 use acp_git::is_local;
 use git2::{IndexAddOption, Repository, Signature, Status, StatusOptions};
 
-use crate::config::{Credentials, RepoConfig};
+use crate::config::{Credentials, PushTarget, RepoConfig};
 
 /// A git failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,10 @@ pub struct Cloned {
 /// before it) unless the URL is local.
 pub async fn clone(repo: &RepoConfig, dest: &Path, creds: &Credentials) -> Result<Cloned, GitError> {
     let depth = (!is_local(&repo.url)).then(|| repo.history.saturating_add(1));
-    let spec = CloneSpec { url: &repo.url, dest, branch: repo.branch.as_deref(), depth };
+    // A run pinned to a commit pushing elsewhere (a fork's pull request)
+    // fetches only the branch it was approved on.
+    let single_branch = repo.commit.is_some() && repo.push_url.as_ref().is_some_and(|u| *u != repo.url);
+    let spec = CloneSpec { url: &repo.url, dest, branch: repo.branch.as_deref(), depth, single_branch };
     let failed = |source| GitError::Clone { url: repo.url.clone(), source };
     acp_git::clone::clone(spec, &creds.git()).await.map_err(failed)?;
     let err = |source| GitError::Open { url: repo.url.clone(), source };
@@ -162,14 +165,12 @@ pub fn branch_tip(dir: &Path, branch: &str) -> Result<git2::Oid, GitError> {
         .map_err(|e| fail(format!("no such branch in the workspace: {}", e.message())))
 }
 
-/// Pushes local `branch` to `url`: forced for the session's own branch (a
+/// Pushes local `target.branch` to `target.remote` at `url`: forced for the session's own ref (a
 /// re-run replaces it), fast-forward only for a branch it shares (a pull
 /// request's head). The repository's own remotes and URL rewrites are
 /// ignored: the agent may have written its configuration.
-pub fn push(dir: &Path, url: &str, branch: &str, creds: &Credentials, force: bool) -> Result<(), GitError> {
-    acp_git::push::push_branch(dir, url, branch, &creds.git(), force).map_err(|e| GitError::Push {
-        url: e.url,
-        branch: e.branch,
-        message: e.message,
-    })
+pub fn push(dir: &Path, url: &str, target: &PushTarget, creds: &Credentials) -> Result<(), GitError> {
+    let (branch, remote) = (target.branch.as_str(), target.remote.as_str());
+    acp_git::push::push_ref(dir, url, branch, remote, &creds.git(), target.force)
+        .map_err(|e| GitError::Push { url: e.url, branch: e.branch, message: e.message })
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Credentials, RepoConfig, RunnerConfig};
+use crate::config::{Credentials, PushTarget, RepoConfig, RunnerConfig};
 use crate::git::{Cloned, GitError};
 use crate::pr::{PrError, PullRequest};
 
@@ -81,13 +81,14 @@ impl Direct {
         Ok(crate::git::clone(repo, dest, &self.credentials).await?)
     }
 
-    /// Force-pushes `branch` of the repository at `dir` to `url`.
-    pub async fn push(&self, url: &str, dir: &Path, branch: &str, force: bool) -> Result<Pushed, OpError> {
-        let (url, dir, branch, creds) =
-            (url.to_owned(), PathBuf::from(dir), branch.to_owned(), self.credentials.clone());
+    /// Pushes the local branch of `target` of the repository at `dir` to
+    /// its remote ref at `url`.
+    pub async fn push(&self, url: &str, dir: &Path, target: &PushTarget) -> Result<Pushed, OpError> {
+        let (url, dir, target, creds) =
+            (url.to_owned(), PathBuf::from(dir), target.clone(), self.credentials.clone());
         blocking(move || {
-            let commit = crate::git::branch_tip(&dir, &branch)?;
-            crate::git::push(&dir, &url, &branch, &creds, force)?;
+            let commit = crate::git::branch_tip(&dir, &target.branch)?;
+            crate::git::push(&dir, &url, &target, &creds)?;
             Ok(Pushed { commit: commit.to_string() })
         })
         .await

@@ -238,7 +238,7 @@ async fn pipeline(
     for repo in cloned.iter().filter(|r| r.config.auto_push) {
         handler.reporter.emit(Progress::Step {
             step: "push".into(),
-            message: format!("pushing {}", config.push_target(&repo.config).0),
+            message: format!("pushing {}", config.push_target(&repo.config).shown()),
         });
         match push_repo(config, &access, repo, &mut stop).await? {
             Ok(Some(pushed)) => {
@@ -295,7 +295,7 @@ async fn open_pull_request(
         "Opened by acp session `{session}`.\n\n### Agent summary\n\n{}\n",
         truncate_utf8(summary, 8000)
     );
-    let (head, _) = config.push_target(&repo.config);
+    let head = config.push_target(&repo.config).branch;
     let proposal = Proposal { base: &repo.branch, head: &head, title: &title, body: &body };
     access.pull_request(repo.index, &repo.config, proposal).await
 }
@@ -321,14 +321,14 @@ async fn push_repo(
     repo: &ClonedRepo,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Result<Option<PushedBranch>, OpError>, SessionResult> {
-    let (branch, force) = config.push_target(&repo.config);
+    let target = config.push_target(&repo.config);
     let title = commit_title(config);
     let session = session_ref(config);
     let message = format!(
         "{title}\n\nChanges made by the Claude Code agent in acp session {session}.\n\nSession: {session}\n"
     );
     let (dir, base, author, branch_c) =
-        (repo.dir.clone(), repo.base, config.git_author.clone(), branch.clone());
+        (repo.dir.clone(), repo.base, config.git_author.clone(), target.branch.clone());
     let commit = tokio::task::spawn_blocking(move || {
         crate::git::commit_changes(&dir, base, &branch_c, &author, &message)
     });
@@ -339,12 +339,12 @@ async fn push_repo(
         Err(err) => return Ok(Err(OpError::Task(err.to_string()))),
     };
     let url = repo.config.push_url().to_owned();
-    let pushed = or_stop(stop, access.push(repo.index, &url, &repo.dir, &branch, force)).await?;
+    let pushed = or_stop(stop, access.push(repo.index, &url, &repo.dir, &target)).await?;
     Ok(pushed.map(|pushed| {
         if pushed.commit != committed.to_string() {
             tracing::warn!(committed = %committed, pushed = %pushed.commit, "the branch moved between commit and push");
         }
-        Some(PushedBranch { repo: url, branch, commit: pushed.commit })
+        Some(PushedBranch { repo: url, branch: target.shown().to_owned(), commit: pushed.commit })
     }))
 }
 

@@ -22,7 +22,8 @@ pub struct GitSyncArgs {
     /// Largest webhook body accepted, in bytes.
     #[arg(long, default_value_t = acp_gitsync::webhook::DEFAULT_MAX_BODY)]
     webhook_max_body: usize,
-    /// Webhook deliveries accepted per second.
+    /// Webhook deliveries accepted per second and SessionSource, counted
+    /// after the signature is checked (an unsigned flood uses up nothing).
     #[arg(long, default_value_t = 50)]
     webhook_rate: u32,
     /// GitHub API base URL, for pull-request commands (`/acp …` comments).

@@ -385,9 +385,10 @@ async fn a_running_session_shows_the_agents_todo_list() {
     let writes = wait_writes(&s.github, "the comment", 2).await;
     let comment = writes.iter().find(|(m, p, _)| m == "POST" && p.ends_with("/comments")).expect("a comment");
     let body = comment.2["body"].as_str().unwrap_or_default();
-    assert!(body.contains("- [x] Read the failing test"), "{body}");
-    assert!(body.contains("- [ ] **Fix the redirect** (in progress)"), "{body}");
-    assert!(body.contains("- [ ] Run the suite"), "{body}");
+    // The agent's text is shown as code (it cannot mention, link or render).
+    assert!(body.contains("- [x] `Read the failing test`"), "{body}");
+    assert!(body.contains("- [ ] **`Fix the redirect`** (in progress)"), "{body}");
+    assert!(body.contains("- [ ] `Run the suite`"), "{body}");
     bot.stop().await;
 }
 

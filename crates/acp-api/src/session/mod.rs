@@ -158,6 +158,15 @@ pub struct RepoSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048), pattern(GIT_URL_PATTERN))]
     pub push_url: Option<String>,
+    /// acp addition: with `autoPush`, push the agent's commit (forced: the
+    /// session's own) to this ref of `pushUrl` (else `url`) instead of a
+    /// branch: `refs/acp/…`, outside refs/heads and refs/tags, so no CI
+    /// that runs on pushes sees it and nothing is merged by it. A request
+    /// on a fork's pull request pushes here. Not with `pushBranch` or
+    /// `pullRequest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 10, max = 255), pattern(r"^refs/acp/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"))]
+    pub push_ref: Option<String>,
     /// acp addition: the commit `branch` must be at. The run fails before
     /// the agent starts when the branch has moved, so a request approved
     /// for one commit (a fork's pull request) never runs code pushed after

@@ -12,6 +12,27 @@ use acp_api::source::{FileError, InventoryEntry};
 
 use crate::plan::{Kind, Manifests};
 
+/// Why `binding`'s requests branch cannot be used, when it is the branch
+/// the source syncs (`synced`; its `pending/` requests would be applied
+/// unapproved, and any file there would be taken as a manifest) or the
+/// write-back branch (`write_back`, when on).
+pub fn misplaced(
+    binding: &PullRequestBinding,
+    synced: Option<&str>,
+    write_back: Option<&str>,
+) -> Option<String> {
+    let requests = binding.requests_branch();
+    if synced == Some(requests) {
+        return Some(format!(
+            "spec.pullRequests.requestsBranch {requests:?} is the branch spec.ref syncs; requests waiting for approval would be applied unapproved: use another branch (default {:?})",
+            acp_api::pull_requests::DEFAULT_REQUESTS_BRANCH
+        ));
+    }
+    (write_back == Some(requests)).then(|| {
+        format!("spec.pullRequests.requestsBranch {requests:?} is the write-back branch; use another branch")
+    })
+}
+
 /// Checks the requests-branch part of `manifests` in place. `present` is
 /// whether the branch exists; `inventory` is the source's current one.
 pub fn check(
@@ -72,6 +93,20 @@ mod tests {
 
     use super::*;
     use crate::files::Entry;
+
+    #[test]
+    fn a_requests_branch_that_is_synced_or_written_back_is_refused() {
+        let binding = |branch: Option<&str>| PullRequestBinding {
+            requests_branch: branch.map(str::to_owned),
+            ..PullRequestBinding::default()
+        };
+        let message = misplaced(&binding(Some("main")), Some("main"), Some("acp/status")).expect("refused");
+        assert!(message.contains("would be applied unapproved"), "{message}");
+        assert!(misplaced(&binding(None), Some("acp/requests"), None).is_some(), "the default, synced");
+        assert!(misplaced(&binding(Some("acp/status")), Some("main"), Some("acp/status")).is_some());
+        assert_eq!(misplaced(&binding(None), Some("main"), Some("acp/status")), None);
+        assert_eq!(misplaced(&binding(Some("main")), None, None), None, "a tag or commit is synced");
+    }
     use crate::plan::{self, SourceRef};
 
     fn binding() -> PullRequestBinding {

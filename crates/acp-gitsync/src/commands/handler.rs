@@ -1,14 +1,21 @@
 //! The webhook's side of pull-request commands. For a verified, first-seen
 //! `issue_comment`, `pull_request_review_comment` or `pull_request` delivery
-//! and each SessionSource whose binding serves the repository: parse the
-//! comment ([`grammar`](super::grammar)), ask GitHub for the commenter's role
-//! (the collaborator permission endpoint, never `author_association`), gate
-//! ([`request::gate`]), react with `eyes`, and record the request as a commit
-//! on the source's requests branch; then ask git-sync to sync the source.
+//! and each SessionSource whose binding serves the repository:
+//! 1. a comment that claims no command costs nothing;
+//! 2. the commenter's role is asked of GitHub (collaborator check, then the
+//!    permission endpoint; never `author_association`), cached for a minute
+//!    and limited per source: someone who is not a collaborator ends here,
+//!    with no write anywhere (no reply, reaction or commit);
+//! 3. the comment is read again by id: its author, text and time are
+//!    GitHub's, never the delivery's (a forged delivery gains nothing);
+//! 4. each command is gated ([`request::gate`]), reacted to with `eyes` and
+//!    recorded as a commit on the source's requests branch; then git-sync
+//!    is asked to sync the source.
 //!
-//! A request's file is named by its comment id and is only ever created, so
-//! a replayed delivery or a second webhook for the same comment writes
-//! nothing new, even after a restart.
+//! A request's file is named by its comment id and is only ever created,
+//! and approve and stop leave a record per comment id, so a replayed
+//! delivery or a second webhook for the same comment writes nothing new,
+//! even after a restart.
 
 use std::path::PathBuf;
 
@@ -34,6 +41,17 @@ const ANSWERS_BURST: u32 = 5;
 
 /// Answers to open commands, limited per (source, login).
 type AnswerLimiter = governor::DefaultKeyedRateLimiter<(String, String)>;
+/// Whose role: (source, repository, login).
+type RoleKey = (String, String, String);
+/// How long a collaborator's role is remembered.
+const ROLE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long "not a collaborator" is remembered: a stranger's comments cost
+/// one lookup per this long.
+const STRANGER_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Role lookups of commenters not remembered, per source: a burst of this
+/// many, then one a second (strangers' comments cannot drain the source's
+/// GitHub quota).
+const LOOKUPS_BURST: u32 = 60;
 
 /// `/acp help`'s answer.
 pub const HELP: &str = "acp commands (one per line):\n\
@@ -41,7 +59,7 @@ pub const HELP: &str = "acp commands (one per line):\n\
 - `@acp <text>`: a follow-up to the latest session of this pull request\n\
 - `/acp stop`: stop the running session\n\
 - `/acp retry`: run the latest request again\n\
-- `/acp approve`: run the requests waiting for approval (from a fork, or below the role) at the current head\n\
+- `/acp approve <commit>`: run the requests waiting for approval (from a fork, or below the role) that were asked before it, at that commit (the pull request's head you reviewed)\n\
 - `/acp status`: this pull request's sessions\n\
 - `/acp help`: this text";
 
@@ -69,6 +87,15 @@ pub enum Error {
     /// A blocking task failed.
     #[error("failed to run a git task: {0}")]
     Task(String),
+    /// Too many role lookups for one source: the delivery fails (GitHub
+    /// shows it, and it may be redelivered).
+    #[error("failed to look up {login}'s role: too many lookups for source {scope}; retry later")]
+    Limited {
+        /// The source (`namespace/name`).
+        scope: String,
+        /// The commenter.
+        login: String,
+    },
 }
 
 impl Error {
@@ -80,6 +107,7 @@ impl Error {
             Self::Kube { .. } => "kube",
             Self::Write(e) => e.category(),
             Self::Task(_) => "task",
+            Self::Limited { .. } => "limited",
         }
     }
 }
@@ -105,6 +133,10 @@ pub struct Commands {
     /// The login each token acts as (by the token's digest): asked once.
     logins: std::sync::Mutex<std::collections::HashMap<String, String>>,
     answers: AnswerLimiter,
+    /// Roles by (source, repository, login), for [`ROLE_TTL`].
+    roles: std::sync::Mutex<std::collections::HashMap<RoleKey, (Role, std::time::Instant)>>,
+    /// Role lookups per source.
+    lookups: governor::DefaultKeyedRateLimiter<String>,
 }
 
 /// What a delivery led to, for the webhook's answer and the logs.
@@ -135,6 +167,12 @@ impl Commands {
                     std::num::NonZeroU32::new(ANSWERS_BURST).unwrap_or(std::num::NonZeroU32::MIN),
                 ),
             ),
+            roles: Default::default(),
+            lookups: governor::RateLimiter::hashmap(
+                governor::Quota::per_second(std::num::NonZeroU32::MIN).allow_burst(
+                    std::num::NonZeroU32::new(LOOKUPS_BURST).unwrap_or(std::num::NonZeroU32::MIN),
+                ),
+            ),
         }
     }
 
@@ -143,8 +181,7 @@ impl Commands {
         if self.answers.len() > REMEMBERED {
             self.answers.retain_recent();
         }
-        let scope = format!("{}/{}", source.namespace().unwrap_or_default(), source.name_any());
-        self.answers.check_key(&(scope, login.to_ascii_lowercase())).is_ok()
+        self.answers.check_key(&(scope(source), login.to_ascii_lowercase())).is_ok()
     }
 
     /// Acts on delivery `event` for each of `sources` whose binding serves its repository.
@@ -166,8 +203,19 @@ impl Commands {
                 }
                 "pull_request" if payload["action"] == "closed" => {
                     let pull = payload["pull_request"]["number"].as_u64().unwrap_or_default();
+                    // A pull request without sessions costs no GitHub call.
+                    if self.thread(source, repository, pull).await?.is_empty() {
+                        outcome.ignored += 1;
+                        continue;
+                    }
+                    // Closed as GitHub says, not as the delivery says.
+                    let Some((github, _)) = self.github(source, repository).await? else { continue };
+                    if github.pull(pull).await?.open {
+                        outcome.ignored += 1;
+                        continue;
+                    }
                     let stopped =
-                        self.stop(source, binding, repository, pull, "closed", Which::Unfinished).await?;
+                        self.stop(source, binding, repository, pull, None, Which::Unfinished).await?;
                     outcome.recorded.extend(stopped);
                 }
                 "pull_request" if payload["action"] == "synchronize" => {
@@ -190,7 +238,7 @@ impl Commands {
     ) -> Result<(), Error> {
         let review = event == "pull_request_review_comment";
         let action = payload["action"].as_str().unwrap_or_default();
-        let (comment, pull_number) = if review {
+        let (claimed, pull_number) = if review {
             (&payload["comment"], payload["pull_request"]["number"].as_u64())
         } else if payload["issue"]["pull_request"].is_object() {
             (&payload["comment"], payload["issue"]["number"].as_u64())
@@ -198,53 +246,98 @@ impl Commands {
             // A comment on an issue, not a pull request.
             return Ok(());
         };
-        let Some(pull_number) = pull_number else { return Ok(()) };
-        let body = comment["body"].as_str().unwrap_or_default();
-        let author = comment["user"]["login"].as_str().unwrap_or_default();
+        let (Some(pull_number), Some(id)) = (pull_number, claimed["id"].as_u64()) else { return Ok(()) };
+        let author = claimed["user"]["login"].as_str().unwrap_or_default();
         // An edit counts only as its author's own: the role that matters is
         // the editor's, and a collaborator editing someone else's comment
         // must not borrow their role or name.
         if action == "edited" && payload["sender"]["login"].as_str() != Some(author) {
             return Ok(());
         }
-        // acp's own comments (the tracking comment quotes agent output) are
-        // never commands.
-        if body.contains("<!-- acp:thread ") || body.contains("<!-- acp:session ") {
+        let before = payload["changes"]["body"]["from"].as_str().unwrap_or_default();
+        let commands = |body: &str| -> Vec<Found> {
+            // acp's own comments (the tracking comment quotes agent output)
+            // are never commands.
+            if body.contains("<!-- acp:thread ") || body.contains("<!-- acp:session ") {
+                return Vec::new();
+            }
+            match action {
+                "created" => grammar::parse(body),
+                "edited" if !review => grammar::added(before, body),
+                _ => Vec::new(),
+            }
+        };
+        // What the delivery claims is only a hint: a comment that claims no
+        // command costs nothing more.
+        if commands(claimed["body"].as_str().unwrap_or_default()).is_empty() {
             return Ok(());
         }
-        let found: Vec<Found> = match action {
-            "created" => grammar::parse(body),
-            "edited" if !review => {
-                grammar::added(payload["changes"]["body"]["from"].as_str().unwrap_or_default(), body)
-            }
-            _ => Vec::new(),
-        };
-        let comment = Comment {
-            id: comment["id"].as_u64().unwrap_or_default(),
-            url: comment["html_url"].as_str().unwrap_or_default().to_owned(),
-            commenter: Commenter {
-                login: author.to_owned(),
-                bot: comment["user"]["type"] == "Bot",
-                app_id: comment["performed_via_github_app"]["id"].as_i64(),
-            },
-        };
         let repository = payload["repository"]["full_name"].as_str().unwrap_or_default();
-        let private = payload["repository"]["private"].as_bool().unwrap_or(true);
-        let scope = format!("{}/{}", source.namespace().unwrap_or_default(), source.name_any());
+        let Some((github, me)) = self.github(source, repository).await? else {
+            warn!(source = %source.name_any(), "pull request commands need spec.github.tokenSecretRef");
+            return Ok(());
+        };
+        if author.eq_ignore_ascii_case(&me) {
+            // The bot's own comment (its login acts through a user token).
+            return Ok(());
+        }
+        // A stranger ends here: one lookup, then nothing. A bot is no
+        // collaborator: only an App the binding allows may speak, as write.
+        let bot = claimed["user"]["type"] == "Bot";
+        let role = if bot { Role::Write } else { self.role(source, &github, repository, author).await? };
+        if role == Role::None {
+            outcome.ignored += 1;
+            return Ok(());
+        }
+        // GitHub's comment, not the delivery's: its author, and its text
+        // unchanged since the delivery was signed (someone with write access
+        // may edit anyone's comment: a later edit is not the author's word).
+        let Some(record) = github.comment(id, review).await? else {
+            outcome.ignored += 1;
+            return Ok(());
+        };
+        let claimed_body = claimed["body"].as_str().unwrap_or_default();
+        let allowed_bot = record.app_id.is_some_and(|a| binding.allowed_bot_app_ids.contains(&a));
+        if !record.login.eq_ignore_ascii_case(author)
+            || record.pull != Some(pull_number)
+            || record.body != claimed_body
+            || record.bot != bot
+            || (bot && !allowed_bot)
+        {
+            warn!(source = %source.name_any(), id, claimed = author, author = %record.login,
+                  "a delivery's comment does not match GitHub's (author, pull request, text, or a bot not allowed); ignored");
+            outcome.ignored += 1;
+            return Ok(());
+        }
+        let comment = Comment {
+            id,
+            url: record.url.clone(),
+            commenter: Commenter { login: record.login.clone(), bot: record.bot, app_id: record.app_id },
+            review,
+            // An edit that adds a command asks when it is made: an old
+            // comment edited now is not older than an approval before it.
+            created_at: if action == "edited" {
+                record.updated_at.clone()
+            } else {
+                record.created_at.clone()
+            },
+            digest: request::digest(&record.body),
+        };
+        let scope = scope(source);
         // Repeats are keyed by source, comment and command; help and status
         // answer once per comment whatever their spelling.
         let key = |f: &Found| match &f.command {
             Ok(c @ (Command::Help | Command::Status)) => (scope.clone(), comment.id, c.verb().to_owned()),
             _ => (scope.clone(), comment.id, f.text.clone()),
         };
-        let fresh: Vec<Found> = found.into_iter().filter(|f| self.seen.first(key(f))).collect();
+        let fresh: Vec<Found> =
+            commands(&record.body).into_iter().filter(|f| self.seen.first(key(f))).collect();
         if fresh.is_empty() {
             return Ok(());
         }
         let keys: Vec<_> = fresh.iter().map(key).collect();
-        let result = self
-            .act(source, binding, repository, private, pull_number, review, &comment, fresh, outcome)
-            .await;
+        let asked = Asked { github: &github, binding, repository, pull_number, comment: &comment, role };
+        let result = self.act(source, &asked, fresh, outcome).await;
         if result.is_err() {
             // Not done: a redelivery may try again.
             for key in &keys {
@@ -254,49 +347,32 @@ impl Commands {
         result
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one comment's whole context")]
     async fn act(
         &self,
         source: &SessionSource,
-        binding: &PullRequestBinding,
-        repository: &str,
-        private: bool,
-        pull_number: u64,
-        review: bool,
-        comment: &Comment,
+        asked: &Asked<'_>,
         fresh: Vec<Found>,
         outcome: &mut Outcome,
     ) -> Result<(), Error> {
-        let Some((github, me)) = self.github(source, repository).await? else {
-            warn!(source = %source.name_any(), "pull request commands need spec.github.tokenSecretRef");
-            return Ok(());
-        };
-        if comment.commenter.login.eq_ignore_ascii_case(&me) {
-            // The bot's own comment (its login acts through a user token).
-            return Ok(());
-        }
+        let Asked { github, binding, repository, pull_number, comment, role } = *asked;
         let mut started = false;
-        let mut role: Option<Role> = None;
         for found in fresh {
             let command = match found.command.clone() {
                 Ok(command) => command,
                 Err(error) => {
                     // Only people who may run commands hear about their typos.
-                    let role = *role.get_or_insert(self.role(&github, &comment.commenter).await?);
                     if role >= Role::Triage && !comment.commenter.bot {
+                        // The message quotes the comment: shown inertly.
+                        let message = acp_github::markdown::code_span(&error.message);
                         github
-                            .create_comment(
-                                pull_number,
-                                &format!("@{}: {}", comment.commenter.login, error.message),
-                            )
+                            .create_comment(pull_number, &format!("@{}: {message}", comment.commenter.login))
                             .await?;
                         outcome.replied += 1;
                     }
                     continue;
                 }
             };
-            let role = *role.get_or_insert(self.role(&github, &comment.commenter).await?);
-            let waits = match request::gate(binding, repository, private, comment, role, &command) {
+            let waits = match request::gate(binding, repository, comment, role, &command) {
                 Gate::Silent => {
                     outcome.ignored += 1;
                     continue;
@@ -315,7 +391,7 @@ impl Commands {
                 outcome.ignored += 1;
                 continue;
             }
-            github.react(comment.id, review, "eyes").await?;
+            github.react(comment.id, comment.review, "eyes").await?;
             match &command {
                 Command::Help => {
                     github.create_comment(pull_number, HELP).await?;
@@ -327,9 +403,9 @@ impl Commands {
                     outcome.replied += 1;
                 }
                 Command::Stop => {
-                    let login = &comment.commenter.login;
+                    let by = Which::Running;
                     let stopped =
-                        self.stop(source, binding, repository, pull_number, login, Which::Running).await?;
+                        self.stop(source, binding, repository, pull_number, Some(comment), by).await?;
                     if stopped.is_empty() {
                         let line = "Nothing to stop: no session of this pull request is running.";
                         github.create_comment(pull_number, line).await?;
@@ -337,89 +413,111 @@ impl Commands {
                     }
                     outcome.recorded.extend(stopped);
                 }
-                Command::Approve => {
-                    let pull = github.pull(pull_number).await?;
-                    let approved = if pull.open {
-                        self.approve(source, binding, repository, &pull, comment, role).await?
-                    } else {
-                        Vec::new()
-                    };
-                    if approved.is_empty() {
-                        let line =
-                            "Nothing to approve: no request of this open pull request waits for approval.";
-                        github.create_comment(pull_number, line).await?;
-                        outcome.replied += 1;
-                    }
+                Command::Approve(at) => {
+                    let approved = self.approve_command(source, asked, at.as_deref(), outcome).await?;
                     outcome.recorded.extend(approved);
                 }
                 Command::Run(_) | Command::FollowUp(_) | Command::Retry => {
                     // One session per comment: its file is named by the comment.
                     if std::mem::replace(&mut started, true) {
                         let line = format!(
-                            "@{}: one request per comment; `{}` was not recorded, post it as a comment of its own.",
-                            comment.commenter.login, found.text
+                            "@{}: one request per comment; {} was not recorded, post it as a comment of its own.",
+                            comment.commenter.login,
+                            acp_github::markdown::code_span(&found.text)
                         );
                         github.create_comment(pull_number, &line).await?;
                         outcome.replied += 1;
                         continue;
                     }
-                    let pull = github.pull(pull_number).await?;
-                    if !pull.open {
-                        github
-                            .create_comment(pull_number, "This pull request is closed: nothing is run on it.")
-                            .await?;
-                        outcome.replied += 1;
-                        continue;
-                    }
-                    // A fork's code, or a request below the role, runs only
-                    // once a maintainer approves it at a commit.
-                    let waits = waits.clone().or_else(|| {
-                        pull.fork.then(|| {
-                            format!("this pull request comes from a fork ({})", pull.head_repository)
-                        })
-                    });
-                    let reviews = self.reviews(&github, source, repository, pull_number, comment).await?;
-                    let thread = request::Thread { parent: None, reviews };
-                    let record = self.record(
-                        source,
-                        binding,
-                        repository,
-                        &pull,
-                        comment,
-                        role,
-                        &command,
-                        waits.is_some(),
-                        thread,
-                    );
-                    match record.await? {
-                        Ok(Some(name)) => match &waits {
-                            Some(why) => {
-                                let line = format!(
-                                    "@{}: `{name}` waits for a maintainer's `/acp approve`: {why}.",
-                                    comment.commenter.login
-                                );
-                                github.create_comment(pull_number, &line).await?;
-                                outcome.replied += 1;
-                                outcome.pending.push(name);
-                            }
-                            None => outcome.recorded.push(name),
-                        },
-                        Ok(None) => outcome.ignored += 1,
-                        Err(line) => {
-                            github
-                                .create_comment(pull_number, &format!("@{}: {line}", comment.commenter.login))
-                                .await?;
-                            outcome.replied += 1;
-                        }
-                    }
+                    self.request(source, asked, &command, waits, outcome).await?;
                 }
             }
         }
         Ok(())
     }
 
-    async fn role(&self, github: &GitHub, commenter: &Commenter) -> Result<Role, Error> {
-        Ok(Role::parse(&github.role(&commenter.login).await?).unwrap_or(Role::None))
+    /// `/acp run`, `@acp` or `/acp retry`: records the request (waiting
+    /// for approval when `waits` says why, or when it comes from a fork).
+    async fn request(
+        &self,
+        source: &SessionSource,
+        asked: &Asked<'_>,
+        command: &Command,
+        waits: Option<String>,
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
+        let Asked { github, binding, repository, pull_number, comment, role } = *asked;
+        let pull = github.pull(pull_number).await?;
+        if !pull.open {
+            github.create_comment(pull_number, "This pull request is closed: nothing is run on it.").await?;
+            outcome.replied += 1;
+            return Ok(());
+        }
+        // A fork's code, or a request below the role, runs only once a
+        // maintainer approves it at a commit.
+        let waits = waits.or_else(|| {
+            pull.fork.then(|| format!("this pull request comes from a fork ({})", pull.head_repository))
+        });
+        let reviews = self.reviews(github, source, binding, repository, pull_number, comment).await?;
+        let thread = request::Thread { parent: None, reviews };
+        let record =
+            self.record(source, binding, repository, &pull, comment, role, command, waits.is_some(), thread);
+        match record.await? {
+            Ok(Some(name)) => match &waits {
+                Some(why) => {
+                    let head = &pull.head_sha;
+                    let line = format!(
+                        "@{}: `{name}` waits for a maintainer's approval: {why}. A maintainer who reviewed the pull request at `{head}` approves it with `/acp approve {head}`.",
+                        comment.commenter.login
+                    );
+                    github.create_comment(pull_number, &line).await?;
+                    outcome.replied += 1;
+                    outcome.pending.push(name);
+                }
+                None => outcome.recorded.push(name),
+            },
+            Ok(None) => outcome.ignored += 1,
+            Err(line) => {
+                github.create_comment(pull_number, &format!("@{}: {line}", comment.commenter.login)).await?;
+                outcome.replied += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The role of `login` on `repository` for `source`: remembered for
+    /// [`ROLE_TTL`]; a lookup not remembered is limited per source.
+    async fn role(
+        &self,
+        source: &SessionSource,
+        github: &GitHub,
+        repository: &str,
+        login: &str,
+    ) -> Result<Role, Error> {
+        let key = (scope(source), repository.to_ascii_lowercase(), login.to_ascii_lowercase());
+        let now = std::time::Instant::now();
+        let fresh = |role: &Role, at: &std::time::Instant| {
+            now.duration_since(*at) < if *role == Role::None { STRANGER_TTL } else { ROLE_TTL }
+        };
+        if let Ok(mut roles) = self.roles.lock() {
+            if roles.len() > REMEMBERED {
+                roles.retain(|_, (role, at)| fresh(role, at));
+            }
+            if let Some((role, _)) = roles.get(&key).filter(|(role, at)| fresh(role, at)) {
+                return Ok(*role);
+            }
+        }
+        if self.lookups.len() > REMEMBERED {
+            self.lookups.retain_recent();
+        }
+        if self.lookups.check_key(&key.0).is_err() {
+            return Err(Error::Limited { scope: key.0, login: login.to_owned() });
+        }
+        let role = Role::parse(&github.role(login).await?).unwrap_or(Role::None);
+        if let Ok(mut roles) = self.roles.lock() {
+            roles.insert(key, (role, now));
+        }
+        Ok(role)
     }
 
     /// A GitHub client for `repository` with the source's credentials, and
@@ -529,5 +627,22 @@ impl Commands {
     }
 }
 
+/// A comment's whole context, as the handler's steps need it.
+#[derive(Clone, Copy)]
+pub(super) struct Asked<'a> {
+    github: &'a GitHub,
+    binding: &'a PullRequestBinding,
+    repository: &'a str,
+    pull_number: u64,
+    comment: &'a Comment,
+    role: Role,
+}
+
+/// `namespace/name` of a source: what limits and caches are kept per.
+fn scope(source: &SessionSource) -> String {
+    format!("{}/{}", source.namespace().unwrap_or_default(), source.name_any())
+}
+
+mod approve;
 mod reviews;
 mod writes;

@@ -17,7 +17,7 @@ pub use acp_api::constants::annotations::PARENT_SESSION;
 pub use acp_api::pull_requests::chain;
 
 /// Who wrote a comment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Commenter {
     /// GitHub login.
     pub login: String,
@@ -27,8 +27,9 @@ pub struct Commenter {
     pub app_id: Option<i64>,
 }
 
-/// The comment a command came in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The comment a command came in, as GitHub holds it (read by id, never
+/// taken from the delivery).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Comment {
     /// Comment id.
     pub id: u64,
@@ -36,6 +37,26 @@ pub struct Comment {
     pub url: String,
     /// Who wrote it.
     pub commenter: Commenter,
+    /// A review comment on the diff (else an issue comment).
+    pub review: bool,
+    /// When it was written (RFC 3339, GitHub's clock).
+    pub created_at: String,
+    /// SHA-256 of its text when it was read: an approval runs a waiting
+    /// request only if its comment still says this.
+    pub digest: String,
+}
+
+impl Comment {
+    /// Where the API serves it: `issues/<id>` or `pulls/<id>` (review).
+    pub fn api_ref(&self) -> String {
+        format!("{}/{}", if self.review { "pulls" } else { "issues" }, self.id)
+    }
+}
+
+/// SHA-256 of a comment's text, hex.
+pub fn digest(body: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(body.as_bytes()))
 }
 
 /// What to do about a command, before any write.
@@ -53,11 +74,13 @@ pub enum Gate {
     Approval(String),
 }
 
-/// Whether `comment`'s author, with `role` on `repository`, may give `command`.
+/// Whether `comment`'s author, with `role` on `repository`, may give
+/// `command`. Someone who is not a collaborator (`Role::None`: GitHub's
+/// collaborator check said 404) gets nothing at all, whatever the command
+/// and the binding: no reply, no reaction, no commit.
 pub fn gate(
     binding: &PullRequestBinding,
     repository: &str,
-    private: bool,
     comment: &Comment,
     role: Role,
     command: &Command,
@@ -66,12 +89,12 @@ pub fn gate(
     if who.bot && !who.app_id.is_some_and(|id| binding.allowed_bot_app_ids.contains(&id)) {
         return Gate::Silent;
     }
+    if role == Role::None {
+        return Gate::Silent;
+    }
     let needed = binding.roles.needed(command.verb());
     if role >= needed {
         return Gate::Allowed;
-    }
-    if role == Role::None && !private {
-        return Gate::Silent;
     }
     if role >= Role::Read && matches!(command, Command::Run(_) | Command::FollowUp(_) | Command::Retry) {
         return Gate::Approval(format!(
@@ -177,7 +200,11 @@ pub fn run(
                 .map(String::as_str)
                 .chain(binding.allowed_models.iter().map(String::as_str))
                 .collect();
-            return Err(format!("--model {model} is not allowed here (allowed: {})", allowed.join(", ")));
+            return Err(format!(
+                "--model {} is not allowed here (allowed: {})",
+                acp_github::markdown::code_span(model),
+                allowed.join(", ")
+            ));
         }
         None => template_model,
     };
@@ -209,11 +236,14 @@ pub fn run(
     );
     let mut spec = serde_json::to_value(template).map_err(|e| format!("failed to read the template: {e}"))?;
     spec["repos"] = if pull.fork {
-        // A fork's branch is not acp's to push to: the session pushes its
-        // commit to a branch of the base repository (its commit is pinned
-        // when the request is approved).
+        // A fork's branch is not acp's to push to, and fork-derived commits
+        // never go to a branch of the base repository (where `on: push` CI
+        // would run them with the base's secrets): the session pushes its
+        // commit to a ref outside refs/heads and refs/tags of the base
+        // repository (its commit is pinned when the request is approved,
+        // and only that branch of the fork is fetched).
         json!([{"url": pull.head_clone_url, "branch": pull.head_ref, "autoPush": true,
-                "pushUrl": pull.base_clone_url, "pushBranch": format!("acp/pr-{}-{}", pull.number, comment.id)}])
+                "pushUrl": pull.base_clone_url, "pushRef": fork_ref(pull.number, comment.id)}])
     } else {
         // The session works on the pull request's branch and pushes back to
         // it (fast-forward only: commits pushed meanwhile are never overwritten).
@@ -255,9 +285,82 @@ pub fn run(
     Ok(Record {
         path: format!("{}/{name}.yaml", thread_dir(repository, pull.number)),
         content,
-        message: format!("{subject}\n\n{text}\n\n{}", trailers(command, comment, role, pull)),
+        message: format!("{subject}\n\n{}\n\n{}", quoted(&text), trailers(command, comment, role, pull)),
         session: name,
     })
+}
+
+/// The ref of the base repository a fork's request pushes to:
+/// `refs/acp/pr-<N>/<comment>`, no branch.
+pub fn fork_ref(pull: u64, comment: u64) -> String {
+    format!("refs/acp/pr-{pull}/{comment}")
+}
+
+/// A comment's text for a commit message: every line quoted (`> `), so
+/// that nothing in it reads as a trailer or as the `---` that ends a
+/// message for `git interpret-trailers`; the trailers after it are acp's
+/// own.
+fn quoted(text: &str) -> String {
+    let text = if text.trim().is_empty() { "(no text)" } else { text };
+    text.lines()
+        .map(|l| if l.is_empty() { ">".to_owned() } else { format!("> {l}") })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `record` made a request that waits for approval: under `pending/`,
+/// with the comment it came from (where, when, a digest of its text) so
+/// that an approval covers only what its approver saw.
+pub fn waiting(mut record: Record, repository: &str, pull: u64, comment: &Comment) -> Option<Record> {
+    let mut object: Value = serde_saphyr::from_str(&record.content).ok()?;
+    let notes = &mut object["metadata"]["annotations"];
+    if !notes.is_object() {
+        *notes = json!({});
+    }
+    notes[annotations::REQUEST_COMMENT] = json!(comment.api_ref());
+    notes[annotations::REQUEST_CREATED] = json!(comment.created_at);
+    notes[annotations::REQUEST_DIGEST] = json!(comment.digest);
+    record.content = serde_saphyr::to_string(&object).ok()?;
+    record.path = pending_path(repository, pull, &record.session);
+    record.message = record.message.replacen('\n', " (waits for approval)\n", 1);
+    Some(record)
+}
+
+/// What a waiting request says about the comment it came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// `issues/<id>` or `pulls/<id>`.
+    pub comment: String,
+    /// When the comment was written.
+    pub created_at: String,
+    /// SHA-256 of its text then.
+    pub digest: String,
+    /// Dropped by an earlier approval (edited or deleted since): why.
+    pub dropped: Option<String>,
+    /// The request's prompt.
+    pub prompt: String,
+}
+
+/// Reads a waiting request's manifest.
+pub fn asked(manifest: &str) -> Option<Asked> {
+    let object: Value = serde_saphyr::from_str(manifest).ok()?;
+    let notes = &object["metadata"]["annotations"];
+    let text = |key: &str| notes[key].as_str().map(str::to_owned);
+    Some(Asked {
+        comment: text(annotations::REQUEST_COMMENT)?,
+        created_at: text(annotations::REQUEST_CREATED)?,
+        digest: text(annotations::REQUEST_DIGEST)?,
+        dropped: text(annotations::REQUEST_DROPPED),
+        prompt: object["spec"]["initialPrompt"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
+/// A waiting request's manifest marked dropped for `why` (`None` when it
+/// does not parse).
+pub fn dropped(manifest: &str, why: &str) -> Option<String> {
+    let mut object: Value = serde_saphyr::from_str(manifest).ok()?;
+    object["metadata"]["annotations"][annotations::REQUEST_DROPPED] = json!(why);
+    serde_saphyr::to_string(&object).ok()
 }
 
 /// Where requests waiting for approval lie on the requests branch, as a
@@ -272,7 +375,8 @@ pub fn pending_path(repository: &str, pull: u64, session: &str) -> String {
 
 /// A waiting request's manifest, approved at `head`: pinned to that commit
 /// (a push after the approval voids it), recorded at that head, and linked
-/// to the thread's latest session `parent`. `None` when it does not parse.
+/// to the thread's latest session `parent`; what it said about its comment
+/// stays behind under `pending/`. `None` when it does not parse.
 pub fn approved(manifest: &str, parent: Option<&str>, head: &str) -> Option<String> {
     let mut object: Value = serde_saphyr::from_str(manifest).ok()?;
     for repo in object["spec"]["repos"].as_array_mut()? {
@@ -282,6 +386,16 @@ pub fn approved(manifest: &str, parent: Option<&str>, head: &str) -> Option<Stri
     if !notes.is_object() {
         *notes = json!({});
     }
+    if let Some(notes) = notes.as_object_mut() {
+        for key in [
+            annotations::REQUEST_COMMENT,
+            annotations::REQUEST_CREATED,
+            annotations::REQUEST_DIGEST,
+            annotations::REQUEST_DROPPED,
+        ] {
+            notes.remove(key);
+        }
+    }
     notes[annotations::PULL_REQUEST_HEAD] = json!(head);
     match parent {
         Some(parent) => notes[PARENT_SESSION] = json!(parent),
@@ -290,6 +404,13 @@ pub fn approved(manifest: &str, parent: Option<&str>, head: &str) -> Option<Stri
         }
     }
     serde_saphyr::to_string(&object).ok()
+}
+
+/// Where the record of an approve or stop comment lies: one file per
+/// comment id under `pending/` (never applied), so a replayed delivery of
+/// the same comment does nothing again.
+pub fn done_path(repository: &str, pull: u64, comment: &Comment) -> String {
+    format!("{}/pending/done/{}", thread_dir(repository, pull), comment.api_ref().replace('/', "-"))
 }
 
 /// The trailers of a request commit.

@@ -4,11 +4,23 @@
 //! edit), commit statuses (create, list newest first), pull requests, the
 //! collaborator permission endpoint and comment reactions.
 //!
-//! It keeps GitHub's rules that matter to acp's promises: a token acts as
-//! its login, a comment belongs to the login that wrote it, and only that
-//! login may edit it (403 otherwise), so a test catches a bot that would
-//! overwrite a person's comment. Unknown tokens get 401. Every request is
-//! recorded for assertions.
+//! It keeps GitHub's rules that matter to acp's promises, unkind answers
+//! included, so that a test plays the attacker against what GitHub really
+//! says:
+//! - a token acts as its login; unknown tokens get 401;
+//! - a comment belongs to the login that wrote it, and only that login may
+//!   edit it (403 otherwise); comments are read by id with their author,
+//!   text and GitHub's own times;
+//! - the collaborator permission endpoint answers `read` for ANY user on a
+//!   public repository (a stranger is not told apart there) and 404 on a
+//!   private one; only `GET collaborators/{user}` (204 or 404) says who is
+//!   a collaborator;
+//! - GitHub Apps ([`apps`]): tokens only for a JWT signed by the App's own
+//!   key, for its own installations, acting only on their repositories
+//!   (403 "Resource not accessible by integration" for a write elsewhere,
+//!   404 for a private repository elsewhere).
+//!
+//! Every request is recorded, with the login it acted as, for assertions.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,6 +49,38 @@ pub struct Comment {
     pub body: String,
     /// How many times it was edited.
     pub edits: u32,
+    /// When it was written (RFC 3339).
+    pub created_at: String,
+    /// When it was last written or edited (RFC 3339).
+    pub updated_at: String,
+}
+
+/// Who a token acts as.
+#[derive(Clone, Debug)]
+pub(crate) struct Identity {
+    /// The login.
+    pub(crate) login: String,
+    /// An installation token's repositories (`None`: a user's token).
+    pub(crate) repositories: Option<Vec<String>>,
+}
+
+/// Now, to the second, as GitHub writes times.
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_default().to_string()
+}
+
+impl World {
+    /// The time a new comment is written at: now, to the second, and
+    /// always after the comment before (comments written within one second
+    /// here are seconds apart on GitHub's clock, so their order is kept).
+    fn tick(&mut self) -> String {
+        let now =
+            k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_default();
+        let next =
+            self.clock.map_or(now, |last| now.max(last + k8s_openapi::jiff::SignedDuration::from_secs(1)));
+        self.clock = Some(next);
+        next.to_string()
+    }
 }
 
 /// A commit status as posted.
@@ -57,6 +101,8 @@ pub struct Status {
 /// A request as received.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// The login its token acts as (`None`: no known token, e.g. an App's JWT).
+    pub login: Option<String>,
     /// HTTP method.
     pub method: String,
     /// Path and query.
@@ -66,8 +112,15 @@ pub struct Request {
 }
 
 #[derive(Default)]
-struct World {
-    logins: BTreeMap<String, String>,
+pub(crate) struct World {
+    logins: BTreeMap<String, Identity>,
+    private: std::collections::BTreeSet<String>,
+    apps: BTreeMap<u64, apps::App>,
+    installations: BTreeMap<u64, apps::Installation>,
+    /// Installation tokens minted: (installation, token).
+    minted: Vec<(u64, String)>,
+    /// The time of the newest comment.
+    clock: Option<k8s_openapi::jiff::Timestamp>,
     pulls: BTreeMap<(String, String), Vec<u64>>,
     messages: BTreeMap<(String, String), String>,
     comments: Vec<Comment>,
@@ -98,6 +151,9 @@ pub struct Reaction {
 
 type Shared = Arc<Mutex<World>>;
 
+pub mod apps;
+pub use apps::app_key;
+
 fn lock(world: &Shared) -> MutexGuard<'_, World> {
     // A panicking handler must not hide the state from the test's assertions.
     world.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -116,27 +172,35 @@ impl Drop for FakeGitHub {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({"message": message}))).into_response()
 }
 
 fn comment_json(c: &Comment) -> Value {
-    json!({"id": c.id, "body": c.body, "user": {"login": c.user, "type": "User"},
-           "html_url": format!("https://github.example/{}/pull/{}#issuecomment-{}", c.repo, c.pull, c.id)})
+    let kind = if c.user.ends_with("[bot]") { "Bot" } else { "User" };
+    json!({"id": c.id, "body": c.body, "user": {"login": c.user, "type": kind},
+           "html_url": format!("https://github.example/{}/pull/{}#issuecomment-{}", c.repo, c.pull, c.id),
+           "issue_url": format!("https://api.github.example/repos/{}/issues/{}", c.repo, c.pull),
+           "created_at": c.created_at, "updated_at": c.updated_at, "performed_via_github_app": null})
 }
 
 fn unauthorized() -> Response {
     error(StatusCode::UNAUTHORIZED, "Bad credentials")
 }
 
-/// The login of the request's token, if it is known.
-fn login(world: &World, headers: &HeaderMap) -> Option<String> {
+/// Who the request's token acts as, if it is known.
+fn identity(world: &World, headers: &HeaderMap) -> Option<Identity> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("token ")))
         .unwrap_or_default();
     world.logins.get(token).cloned()
+}
+
+/// The login of the request's token, if it is known.
+fn login(world: &World, headers: &HeaderMap) -> Option<String> {
+    identity(world, headers).map(|i| i.login)
 }
 
 impl FakeGitHub {
@@ -148,7 +212,9 @@ impl FakeGitHub {
     /// Serves on `ip` (an address pods reach, for runners).
     pub async fn start_on(ip: std::net::IpAddr) -> Self {
         let world: Shared = Arc::default();
-        lock(&world).next_id = 1000;
+        // Ids GitHub assigns start far above those a test picks for the
+        // comments its deliveries point to, so the two never collide.
+        lock(&world).next_id = 10_000_000;
         let app = Router::new()
             .route("/user", get(user))
             .route("/repos/{owner}/{repo}/commits/{sha}/pulls", get(commit_pulls))
@@ -158,6 +224,11 @@ impl FakeGitHub {
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
             .route("/repos/{owner}/{repo}/commits/{sha}/statuses", get(list_statuses))
             .route("/repos/{owner}/{repo}/collaborators/{user}/permission", get(permission))
+            .route("/repos/{owner}/{repo}/collaborators/{user}", get(collaborator))
+            .route("/repos/{owner}/{repo}/pulls/comments/{id}", get(read_review_comment))
+            .route("/app", get(apps::app))
+            .route("/repos/{owner}/{repo}/installation", get(apps::repository_installation))
+            .route("/app/installations/{id}/access_tokens", post(apps::access_token))
             .route("/repos/{owner}/{repo}/pulls/{number}", get(read_pull))
             .route("/repos/{owner}/{repo}/pulls/{number}/comments", get(list_review_comments))
             .route("/repos/{owner}/{repo}/{kind}/comments/{id}/reactions", post(react))
@@ -178,7 +249,47 @@ impl FakeGitHub {
 
     /// Lets `token` act as `login`.
     pub fn token(&self, token: &str, login: &str) {
-        lock(&self.world).logins.insert(token.to_owned(), login.to_owned());
+        let identity = Identity { login: login.to_owned(), repositories: None };
+        lock(&self.world).logins.insert(token.to_owned(), identity);
+    }
+
+    /// Makes `repo` private (repositories are public unless made private).
+    pub fn private_repo(&self, repo: &str) {
+        lock(&self.world).private.insert(repo.to_ascii_lowercase());
+    }
+
+    /// Registers GitHub App `id` (its bot is `<slug>[bot]`) with its public
+    /// key (PKCS#1 DER, see [`app_key`]).
+    pub fn register_app(&self, id: u64, slug: &str, public: &[u8]) {
+        let app = apps::App { slug: slug.to_owned(), public: public.to_vec() };
+        lock(&self.world).apps.insert(id, app);
+    }
+
+    /// Installs App `app` as installation `installation` on `repositories`.
+    pub fn install(&self, app: u64, installation: u64, repositories: &[&str]) {
+        let repositories = repositories.iter().map(|r| (*r).to_owned()).collect();
+        lock(&self.world).installations.insert(installation, apps::Installation { app, repositories });
+    }
+
+    /// The installation tokens minted, as (installation, token).
+    pub fn minted(&self) -> Vec<(u64, String)> {
+        lock(&self.world).minted.clone()
+    }
+
+    /// Comment `id`'s author edits it to `body` (as on GitHub's page).
+    pub fn edit_comment(&self, id: u64, body: &str) {
+        let mut world = lock(&self.world);
+        let at = world.tick();
+        if let Some(c) = world.comments.iter_mut().find(|c| c.id == id) {
+            c.body = body.to_owned();
+            c.edits += 1;
+            c.updated_at = at;
+        }
+    }
+
+    /// Deletes comment `id` (as its author may).
+    pub fn delete_comment(&self, id: u64) {
+        lock(&self.world).comments.retain(|c| c.id != id);
     }
 
     /// Makes commit `sha` of `repo` part of pull request `number`.
@@ -205,19 +316,43 @@ impl FakeGitHub {
         let mut world = lock(&self.world);
         world.next_id += 1;
         let id = world.next_id;
-        let now =
-            k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_default();
+        let now = world.tick();
+        // As GitHub says it: a collaborator, or NONE for anyone else.
+        let association = if world.roles.contains_key(&(repo.to_owned(), user.to_owned())) {
+            "COLLABORATOR"
+        } else {
+            "NONE"
+        };
         let comment = json!({"id": id, "user": {"login": user, "type": "User"}, "path": path, "line": line,
-                             "body": body, "created_at": now.to_string(), "updated_at": now.to_string()});
+                             "author_association": association,
+                             "body": body, "created_at": now, "updated_at": now,
+                             "pull_request_url": format!("https://api.github.example/repos/{repo}/pulls/{pull}"),
+                             "html_url": format!("https://github.example/{repo}/pull/{pull}#discussion_r{id}")});
         world.review_comments.push((repo.to_owned(), pull, comment));
         id
     }
 
     /// A comment written by `user` (a person, say); returns its id.
     pub fn add_comment(&self, repo: &str, pull: u64, user: &str, body: &str) -> u64 {
+        let id = {
+            let mut world = lock(&self.world);
+            world.next_id += 1;
+            world.next_id
+        };
+        self.add_comment_with_id(id, repo, pull, user, body);
+        id
+    }
+
+    /// A comment with id `id` written now by `user`, as a test's webhook
+    /// delivery will then point to it (an id below those GitHub assigns
+    /// here; it must not be another comment's).
+    pub fn add_comment_with_id(&self, id: u64, repo: &str, pull: u64, user: &str, body: &str) {
         let mut world = lock(&self.world);
-        world.next_id += 1;
-        let id = world.next_id;
+        assert!(
+            !world.comments.iter().any(|c| c.id == id && c.user != user),
+            "comment {id} is someone else's already"
+        );
+        let now = world.tick();
         let comment = Comment {
             id,
             repo: repo.to_owned(),
@@ -225,9 +360,11 @@ impl FakeGitHub {
             user: user.to_owned(),
             body: body.to_owned(),
             edits: 0,
+            created_at: now.clone(),
+            updated_at: now,
         };
+        world.comments.retain(|c| c.id != id);
         world.comments.push(comment);
-        id
     }
 
     /// The comments on `repo`'s pull request `pull`, oldest first.
@@ -266,6 +403,20 @@ impl FakeGitHub {
         lock(&self.world).pull_requests.insert((repo.to_owned(), pull.number), json);
     }
 
+    /// Pull request `number` of `repo` now has head `sha` (a push to it).
+    pub fn set_head(&self, repo: &str, number: u64, sha: &str) {
+        if let Some(pull) = lock(&self.world).pull_requests.get_mut(&(repo.to_owned(), number)) {
+            pull["head"]["sha"] = json!(sha);
+        }
+    }
+
+    /// Closes pull request `number` of `repo`.
+    pub fn close_pull(&self, repo: &str, number: u64) {
+        if let Some(pull) = lock(&self.world).pull_requests.get_mut(&(repo.to_owned(), number)) {
+            pull["state"] = json!("closed");
+        }
+    }
+
     /// Every reaction added, in order.
     pub fn reactions(&self) -> Vec<Reaction> {
         lock(&self.world).reactions.clone()
@@ -284,21 +435,46 @@ async fn recorder(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
-    let recorded = Request {
-        method: parts.method.to_string(),
-        uri: parts.uri.to_string(),
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    };
-    let known = {
+    let path = parts.uri.path().to_owned();
+    let who = {
         let mut world = lock(&world);
-        world.requests.push(recorded);
-        login(&world, &parts.headers).is_some()
+        let who = identity(&world, &parts.headers);
+        world.requests.push(Request {
+            login: who.as_ref().map(|i| i.login.clone()),
+            method: parts.method.to_string(),
+            uri: parts.uri.to_string(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        });
+        who
     };
-    // Every route needs a token GitHub knows.
-    if !known {
-        return unauthorized();
+    // An App's own routes take its JWT (checked there); every other route
+    // needs a token GitHub knows.
+    let app_route = path == "/app" || path.starts_with("/app/") || path.ends_with("/installation");
+    let request =
+        |parts, bytes: Bytes| axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    if app_route {
+        return next.run(request(parts, bytes)).await;
     }
-    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+    let Some(who) = who else { return unauthorized() };
+    // An installation token acts only on its installation's repositories.
+    if let (Some(allowed), Some(repo)) = (&who.repositories, repository_of(&path))
+        && !allowed.iter().any(|r| r.eq_ignore_ascii_case(&repo))
+    {
+        if lock(&world).private.contains(&repo.to_ascii_lowercase()) {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        }
+        if parts.method != axum::http::Method::GET {
+            return error(StatusCode::FORBIDDEN, "Resource not accessible by integration");
+        }
+    }
+
+    next.run(request(parts, bytes)).await
+}
+
+/// `owner/name` of a `/repos/{owner}/{name}/…` path.
+fn repository_of(path: &str) -> Option<String> {
+    let mut parts = path.strip_prefix("/repos/")?.split('/');
+    Some(format!("{}/{}", parts.next()?, parts.next()?))
 }
 
 async fn user(State(world): State<Shared>, headers: HeaderMap) -> Response {
@@ -360,6 +536,7 @@ async fn edit_comment(
     let Some(text) = text else { return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing") };
     comment.body = text;
     comment.edits += 1;
+    comment.updated_at = now();
     axum::Json(comment_json(comment)).into_response()
 }
 
@@ -426,6 +603,7 @@ async fn create_comment(
         return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing");
     };
     world.next_id += 1;
+    let now = world.tick();
     let comment = Comment {
         id: world.next_id,
         repo: format!("{owner}/{repo}"),
@@ -433,6 +611,8 @@ async fn create_comment(
         user: who,
         body: text,
         edits: 0,
+        created_at: now.clone(),
+        updated_at: now,
     };
     let json = comment_json(&comment);
     world.comments.push(comment);
@@ -476,12 +656,38 @@ async fn list_statuses(
     .into_response()
 }
 
+/// `GET collaborators/{user}`: 204 for a collaborator, 404 for anyone else.
+async fn collaborator(
+    State(world): State<Shared>,
+    Path((owner, repo, user)): Path<(String, String, String)>,
+) -> Response {
+    let world = lock(&world);
+    match world.roles.get(&(format!("{owner}/{repo}"), user)) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// `GET pulls/comments/{id}`: a review comment by id.
+async fn read_review_comment(
+    State(world): State<Shared>,
+    Path((owner, repo, id)): Path<(String, String, u64)>,
+) -> Response {
+    let world = lock(&world);
+    let repo = format!("{owner}/{repo}");
+    match world.review_comments.iter().find(|(r, _, c)| *r == repo && c["id"] == id) {
+        Some((_, _, c)) => axum::Json(c.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
 async fn permission(
     State(world): State<Shared>,
     Path((owner, repo, user)): Path<(String, String, String)>,
 ) -> Response {
     let world = lock(&world);
-    match world.roles.get(&(format!("{owner}/{repo}"), user.clone())) {
+    let full = format!("{owner}/{repo}");
+    match world.roles.get(&(full.clone(), user.clone())) {
         Some(role) => {
             let permission = match role.as_str() {
                 "maintain" => "write",
@@ -491,8 +697,13 @@ async fn permission(
             axum::Json(json!({"permission": permission, "role_name": role, "user": {"login": user}}))
                 .into_response()
         }
-        // GitHub answers 404 for someone who is not a collaborator.
-        None => error(StatusCode::NOT_FOUND, &format!("{user} is not a user")),
+        // On a public repository GitHub answers `read` for anyone: a
+        // stranger looks like a read collaborator here. On a private one, 404.
+        None if world.private.contains(&full.to_ascii_lowercase()) => {
+            error(StatusCode::NOT_FOUND, &format!("{user} is not a user"))
+        }
+        None => axum::Json(json!({"permission": "read", "role_name": "read", "user": {"login": user}}))
+            .into_response(),
     }
 }
 

@@ -1,15 +1,18 @@
 //! What reviewers said since a thread's last request: the review comments
 //! on the pull request's diff, frozen into a follow-up's manifest so that
-//! the agent is told them. Only collaborators' comments are kept: a
-//! stranger's text in the agent's prompt would be a way to instruct it.
+//! the agent is told them. Only comments of people who may give a
+//! follow-up themselves are kept (the role `followUp` needs; write by
+//! default): a stranger's text in the agent's prompt would be a way to
+//! instruct it, and a read user's would skip the approval their own
+//! request needs.
 
 use std::collections::HashMap;
 
 use acp_api::SessionSource;
-use acp_api::pull_requests::Role;
+use acp_api::pull_requests::{PullRequestBinding, Role};
 use acp_github::GitHub;
 
-use super::super::request::{Comment, Commenter};
+use super::super::request::Comment;
 use super::{Commands, Error};
 
 /// Most review comments a request carries (the newest are kept).
@@ -24,6 +27,7 @@ impl Commands {
         &self,
         github: &GitHub,
         source: &SessionSource,
+        binding: &PullRequestBinding,
         repository: &str,
         pull: u64,
         asking: &Comment,
@@ -33,10 +37,23 @@ impl Commands {
             return Ok(Vec::new());
         };
         let comments = github.review_comments(pull, &since.0.to_string()).await?;
+        let needed = binding.roles.needed("follow-up").max(Role::Read);
         let mut roles: HashMap<String, Role> = HashMap::new();
         let mut lines = Vec::new();
-        for review in
-            comments.iter().rev().filter(|c| c.id != asking.id && !c.bot && !c.body.contains("<!-- acp:"))
+        // Who GitHub itself says is no collaborator is skipped before any
+        // lookup (this only ever drops a comment): strangers' review
+        // comments cost nothing.
+        let outsider = |c: &&acp_github::ReviewComment| {
+            matches!(
+                c.association.as_str(),
+                "NONE" | "FIRST_TIMER" | "FIRST_TIME_CONTRIBUTOR" | "CONTRIBUTOR" | "MANNEQUIN"
+            )
+        };
+        for review in comments
+            .iter()
+            .rev()
+            .filter(|c| c.id != asking.id && !c.bot && !c.body.contains("<!-- acp:"))
+            .filter(|c| !outsider(c))
         {
             if lines.len() == MAX_REVIEWS {
                 break;
@@ -44,13 +61,12 @@ impl Commands {
             let role = match roles.get(&review.login) {
                 Some(role) => *role,
                 None => {
-                    let who = Commenter { login: review.login.clone(), bot: false, app_id: None };
-                    let role = self.role(github, &who).await?;
+                    let role = self.role(source, github, repository, &review.login).await?;
                     roles.insert(review.login.clone(), role);
                     role
                 }
             };
-            if role < Role::Read {
+            if role < needed {
                 continue;
             }
             let place = match review.line {

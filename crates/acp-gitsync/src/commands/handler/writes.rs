@@ -1,9 +1,11 @@
 //! The handler's writes to a source's requests branch: recording a request
 //! (a new session manifest, or one waiting for approval under `pending/`),
-//! approving the waiting ones (pinned to the head), and stopping sessions
-//! (an annotation on theirs: on `/acp stop`, when the pull request closes,
-//! or when a push voids an approval), each a read-modify-write of the
-//! branch's tree, serialised per mirror.
+//! approving the waiting ones (see [`super::approve`]), and stopping
+//! sessions (an annotation on theirs: on `/acp stop`, when the pull request
+//! closes, or when a push voids an approval), each a read-modify-write of
+//! the branch's tree, serialised per mirror. Approve and stop comments
+//! leave a record under `pending/done/` in the same commit, so a replay of
+//! the same comment does nothing.
 
 use acp_api::SessionSource;
 use acp_api::pull_requests::{PullRequestBinding, Role};
@@ -21,7 +23,7 @@ use super::{Commands, Error};
 impl Commands {
     /// The lock serialising writes through the mirror at `dir`: concurrent
     /// deliveries must not build commits in one repository at once.
-    fn lock(&self, dir: &std::path::Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+    pub(super) fn lock(&self, dir: &std::path::Path) -> std::sync::Arc<std::sync::Mutex<()>> {
         self.locks
             .lock()
             .map(|mut locks| locks.entry(dir.to_owned()).or_default().clone())
@@ -29,7 +31,7 @@ impl Commands {
     }
 
     /// The writer of the source's requests branch.
-    async fn writer(
+    pub(super) async fn writer(
         &self,
         source: &SessionSource,
         binding: &PullRequestBinding,
@@ -103,11 +105,12 @@ impl Commands {
                     {
                         None
                     }
-                    Ok(mut record) => {
-                        if pending {
-                            record.path = request::pending_path(&repository, pull.number, &record.session);
-                            record.message = record.message.replacen('\n', " (waits for approval)\n", 1);
-                        }
+                    Ok(record) => {
+                        let record = if pending {
+                            request::waiting(record, &repository, pull.number, &comment)?
+                        } else {
+                            record
+                        };
                         let edit = (
                             vec![(record.path.clone(), record.content.clone().into_bytes())],
                             record.message.clone(),
@@ -139,70 +142,6 @@ impl Commands {
         }
     }
 
-    /// Approves the pull request's waiting requests at its head: each is
-    /// recorded in the thread, pinned to the head commit, in comment order;
-    /// returns the sessions approved.
-    pub(super) async fn approve(
-        &self,
-        source: &SessionSource,
-        binding: &PullRequestBinding,
-        repository: &str,
-        pull: &PullRequest,
-        comment: &Comment,
-        role: Role,
-    ) -> Result<Vec<String>, Error> {
-        let writer = self.writer(source, binding).await?;
-        let dir = request::thread_dir(repository, pull.number);
-        let head = pull.head_sha.clone();
-        let message = format!(
-            "acp: approve requests on {repository}#{} at {head}\n\n{}",
-            pull.number,
-            request::trailers(&Command::Approve, comment, role, pull)
-        );
-        let lock = self.lock(&writer.dir);
-        let (written, approved) = tokio::task::spawn_blocking(move || {
-            let _serial = lock.lock();
-            let mut approved = Vec::new();
-            let written = writer.edit(|repo, tree| {
-                approved.clear();
-                let recorded = files_in(repo, tree, &dir);
-                let mut parent = latest(repo, tree, &dir, &recorded);
-                // Waiting ones not approved before, oldest comment first.
-                let mut waiting: Vec<String> = files_in(repo, tree, &format!("{dir}/pending"))
-                    .into_iter()
-                    .filter_map(|file| file.strip_suffix(".yaml").map(str::to_owned))
-                    .filter(|name| !recorded.contains(&format!("{name}.yaml")))
-                    .collect();
-                waiting.sort_by_key(|name| name.rsplit('-').next().and_then(|id| id.parse::<u64>().ok()));
-                let mut files = Vec::new();
-                for name in waiting {
-                    let Some(text) = read(repo, tree, &format!("{dir}/pending/{name}.yaml")) else {
-                        continue;
-                    };
-                    let Some(approved_text) = request::approved(&text, parent.as_deref(), &head) else {
-                        continue;
-                    };
-                    files.push((format!("{dir}/{name}.yaml"), approved_text.into_bytes()));
-                    approved.push(name.clone());
-                    parent = Some(name);
-                }
-                (!files.is_empty())
-                    .then(|| (files, format!("{message}\nAcp-Approved: {}", approved.join(", "))))
-            });
-            (written, approved)
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?;
-        match written? {
-            Written::Committed { commit, .. } => {
-                info!(sessions = ?approved, %commit, "requests approved");
-                self.sync(source).await?;
-                Ok(approved)
-            }
-            Written::Unchanged => Ok(Vec::new()),
-        }
-    }
-
     /// A push (`pull_request` `synchronize`) voids the approval of the
     /// thread's unfinished sessions pinned to another commit: they are
     /// stopped, and the pull request is told. (A run that starts anyway
@@ -215,13 +154,16 @@ impl Commands {
         payload: &Value,
     ) -> Result<Vec<String>, Error> {
         let pull = payload["pull_request"]["number"].as_u64().unwrap_or_default();
-        let head = payload["pull_request"]["head"]["sha"].as_str().unwrap_or_default().to_owned();
-        if head.is_empty() {
+        // A pull request without sessions costs no GitHub call.
+        if self.thread(source, repository, pull).await?.is_empty() {
             return Ok(Vec::new());
         }
+        // The head as GitHub holds it, not as the delivery says.
+        let Some((github, _)) = self.github(source, repository).await? else { return Ok(Vec::new()) };
+        let head = github.pull(pull).await?.head_sha;
         let stopped =
-            self.stop(source, binding, repository, pull, "a push", Which::PinnedElsewhere(head)).await?;
-        if let (false, Some((github, _))) = (stopped.is_empty(), self.github(source, repository).await?) {
+            self.stop(source, binding, repository, pull, None, Which::PinnedElsewhere(head)).await?;
+        if !stopped.is_empty() {
             let names: Vec<String> = stopped.iter().map(|n| format!("`{n}`")).collect();
             let line = format!(
                 "A push to this pull request voided the approval of {}: approved requests run only on the commit they were approved at. Ask again to run on the new commits.",
@@ -233,14 +175,16 @@ impl Commands {
     }
 
     /// Stops the thread's sessions that `which` selects by committing
-    /// `desired-phase: Stopped` on their manifests; returns the sessions stopped.
+    /// `desired-phase: Stopped` on their manifests, with a record of the
+    /// stop comment `by` when a person asked (a replay of that comment
+    /// stops nothing more); returns the sessions stopped.
     pub(super) async fn stop(
         &self,
         source: &SessionSource,
         binding: &PullRequestBinding,
         repository: &str,
         pull: u64,
-        by: &str,
+        by: Option<&Comment>,
         which: Which,
     ) -> Result<Vec<String>, Error> {
         let sessions = self.thread(source, repository, pull).await?;
@@ -272,17 +216,27 @@ impl Commands {
         }
         let writer = self.writer(source, binding).await?;
         let dir = request::thread_dir(repository, pull);
+        let who = match (by, &which) {
+            (Some(comment), _) => comment.commenter.login.clone(),
+            (None, Which::PinnedElsewhere(_)) => "a push".to_owned(),
+            (None, _) => "closed".to_owned(),
+        };
         let message = format!(
-            "acp: stop request on {repository}#{pull} by {by}\n\nAcp-Command: stop\nAcp-Commenter: {by}\nAcp-Stopped: {}",
+            "acp: stop request on {repository}#{pull} by {who}\n\nAcp-Command: stop\nAcp-Commenter: {who}\nAcp-Stopped: {}",
             targets.join(", ")
         );
+        let done = by.map(|comment| request::done_path(repository, pull, comment));
         let lock = self.lock(&writer.dir);
         let result = tokio::task::spawn_blocking(move || {
             let _serial = lock.lock();
             let mut changed = Vec::new();
             let written = writer.edit(|repo, tree| {
                 changed.clear();
-                let files: Vec<(String, Vec<u8>)> = targets
+                if done.as_ref().is_some_and(|path| read(repo, tree, path).is_some()) {
+                    // This comment's stop was done before (a replay).
+                    return None;
+                }
+                let mut files: Vec<(String, Vec<u8>)> = targets
                     .iter()
                     .filter_map(|name| {
                         let path = format!("{dir}/{name}.yaml");
@@ -291,6 +245,9 @@ impl Commands {
                         Some((path, text.into_bytes()))
                     })
                     .collect();
+                if let (Some(path), false) = (&done, changed.is_empty()) {
+                    files.push((path.clone(), format!("stop: {}\n", changed.join(", ")).into_bytes()));
+                }
                 Some((files, message.clone()))
             });
             (written, changed)
@@ -320,7 +277,12 @@ pub(super) enum Which {
 
 /// The thread's latest request among `files` of `dir`: the end of the
 /// chain of their parent links.
-fn latest(repo: &git2::Repository, tree: &git2::Tree<'_>, dir: &str, files: &[String]) -> Option<String> {
+pub(super) fn latest(
+    repo: &git2::Repository,
+    tree: &git2::Tree<'_>,
+    dir: &str,
+    files: &[String],
+) -> Option<String> {
     let links: Vec<(String, Option<String>)> = files
         .iter()
         .filter_map(|file| file.strip_suffix(".yaml"))
@@ -332,13 +294,13 @@ fn latest(repo: &git2::Repository, tree: &git2::Tree<'_>, dir: &str, files: &[St
 }
 
 /// Names of the files directly in `dir` of `tree`.
-fn files_in(repo: &git2::Repository, tree: &git2::Tree<'_>, dir: &str) -> Vec<String> {
+pub(super) fn files_in(repo: &git2::Repository, tree: &git2::Tree<'_>, dir: &str) -> Vec<String> {
     let Ok(entry) = tree.get_path(std::path::Path::new(dir)) else { return Vec::new() };
     let Ok(sub) = repo.find_tree(entry.id()) else { return Vec::new() };
     sub.iter().filter_map(|e| e.name().ok().map(str::to_owned)).collect()
 }
 
-fn read(repo: &git2::Repository, tree: &git2::Tree<'_>, path: &str) -> Option<String> {
+pub(super) fn read(repo: &git2::Repository, tree: &git2::Tree<'_>, path: &str) -> Option<String> {
     let entry = tree.get_path(std::path::Path::new(path)).ok()?;
     let blob = repo.find_blob(entry.id()).ok()?;
     String::from_utf8(blob.content().to_vec()).ok()
