@@ -34,9 +34,25 @@ pub fn code_span(text: &str) -> String {
     format!("{ticks}{pad}{text}{pad}{ticks}")
 }
 
+/// Characters GitHub renders as nothing: bidirectional embeddings,
+/// overrides and isolates, zero-width characters, the soft hyphen, the
+/// byte-order mark and Unicode tag characters (which can spell whole words
+/// no reader sees).
+pub fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{e0000}'..='\u{e007f}')
+}
+
+/// `text` without what GitHub renders as nothing ([`invisible`]): what a
+/// reader of a comment cannot see must not reach a prompt.
+pub fn visible(text: &str) -> String {
+    text.chars().filter(|c| !invisible(*c)).collect()
+}
+
 /// `text` without terminal escape sequences, control characters other than
-/// newline and tab, and bidirectional embeddings, overrides and isolates;
-/// with `<!--` broken by a zero-width space.
+/// newline and tab, and [`invisible`] characters; with `<!--` broken by a
+/// zero-width space.
 pub fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -56,7 +72,7 @@ pub fn clean(text: &str) -> String {
             },
             '\u{9b}' => skip_csi(&mut chars),
             '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {}
+            c if invisible(c) => {}
             c if c.is_control() => {}
             c => out.push(c),
         }
@@ -113,6 +129,17 @@ mod tests {
         assert!(!cleaned.contains("<!--"), "{cleaned:?}");
         assert!(!cleaned.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{cleaned:?}");
         assert!(cleaned.contains("red") && cleaned.contains("xy\n\tz"), "{cleaned:?}");
+    }
+
+    #[test]
+    fn invisible_characters_are_taken_out() {
+        let tagged: String = "run"
+            .chars()
+            .chain("hidden".chars().map(|c| char::from_u32(0xe0000 + c as u32).unwrap_or(c)))
+            .collect();
+        assert_eq!(visible(&tagged), "run");
+        assert_eq!(visible("a\u{200b}b\u{feff}c\u{202e}d"), "abcd");
+        assert!(!clean(&tagged).contains('\u{e0068}'));
     }
 
     #[test]

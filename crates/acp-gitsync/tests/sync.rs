@@ -261,7 +261,8 @@ async fn write_back_branch_and_path_never_sync_and_the_requests_branch_is_not_th
     // A requests branch that is the synced branch is refused: its waiting
     // requests (pending/) would be applied unapproved.
     let binding = json!({"repositories": ["acme/*"], "requestsBranch": "main", "template": {"spec": {}}});
-    f.source("repo", json!({"ref": {"branch": "main"}, "pullRequests": binding})).await;
+    let github = json!({"repository": "acme/sessions"});
+    f.source("repo", json!({"ref": {"branch": "main"}, "github": github, "pullRequests": binding})).await;
     f.wait_status("repo", "a requests branch that is synced refused", |s| {
         find(&s.conditions, "Stalled")
             .filter(|c| {

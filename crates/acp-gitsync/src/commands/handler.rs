@@ -128,7 +128,7 @@ pub struct Commands {
     client: Client,
     config: Config,
     tokens: acp_github::app::Tokens,
-    seen: crate::recent::Recent<(String, u64, String)>,
+    seen: crate::recent::Recent<(String, String, String)>,
     locks: std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<std::sync::Mutex<()>>>>,
     /// The login each token acts as (by the token's digest): asked once.
     logins: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -327,8 +327,10 @@ impl Commands {
         // Repeats are keyed by source, comment and command; help and status
         // answer once per comment whatever their spelling.
         let key = |f: &Found| match &f.command {
-            Ok(c @ (Command::Help | Command::Status)) => (scope.clone(), comment.id, c.verb().to_owned()),
-            _ => (scope.clone(), comment.id, f.text.clone()),
+            Ok(c @ (Command::Help | Command::Status)) => {
+                (scope.clone(), comment.api_ref(), c.verb().to_owned())
+            }
+            _ => (scope.clone(), comment.api_ref(), f.text.clone()),
         };
         let fresh: Vec<Found> =
             commands(&record.body).into_iter().filter(|f| self.seen.first(key(f))).collect();

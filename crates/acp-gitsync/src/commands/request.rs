@@ -126,9 +126,12 @@ pub fn thread_dir(repository: &str, pull: u64) -> String {
     format!("{}/pr-{pull}", repository.to_ascii_lowercase())
 }
 
-/// The session name of the request made by comment `comment` on `pull`.
-pub fn session_name(repository: &str, pull: u64, comment: u64) -> String {
-    format!("{}{comment}", thread_prefix(repository, pull))
+/// The session name of the request made by `comment` on `pull`. Issue
+/// comments and review comments are numbered apart on GitHub, so a review
+/// comment's name carries an `r` (`webapp-pr7-r1234`).
+pub fn session_name(repository: &str, pull: u64, comment: &Comment) -> String {
+    let kind = if comment.review { "r" } else { "" };
+    format!("{}{kind}{}", thread_prefix(repository, pull), comment.id)
 }
 
 /// The start of every session name of `pull`'s thread (`webapp-pr7-`).
@@ -180,9 +183,12 @@ pub fn run(
     thread: &Thread,
 ) -> Result<Record, String> {
     let parent = thread.parent.as_deref();
+    // What GitHub shows no reader (zero-width and tag characters) never runs.
     let (flags, text) = match command {
-        Command::Run(flags) => (flags.clone(), flags.prompt.clone().unwrap_or_default()),
-        Command::FollowUp(text) => (RunFlags::default(), text.clone()),
+        Command::Run(flags) => {
+            (flags.clone(), acp_github::markdown::visible(flags.prompt.as_deref().unwrap_or_default()))
+        }
+        Command::FollowUp(text) => (RunFlags::default(), acp_github::markdown::visible(text)),
         other => return Err(format!("/acp {} does not start a session", other.verb())),
     };
     let template = &binding.template.spec;
@@ -223,7 +229,7 @@ pub fn run(
             pull.head_ref
         ));
     }
-    let name = session_name(repository, pull.number, comment.id);
+    let name = session_name(repository, pull.number, comment);
     let request = if text.trim().is_empty() { "(no further instructions)".to_owned() } else { text.clone() };
     let reviews = if thread.reviews.is_empty() {
         String::new()

@@ -8,9 +8,11 @@
 //! included, so that a test plays the attacker against what GitHub really
 //! says:
 //! - a token acts as its login; unknown tokens get 401;
-//! - a comment belongs to the login that wrote it, and only that login may
-//!   edit it (403 otherwise); comments are read by id with their author,
-//!   text and GitHub's own times;
+//! - a comment belongs to the login that wrote it; it and anyone with
+//!   write access to the repository may edit it (403 otherwise), so a
+//!   comment's text is not surely its author's; comments are read by id
+//!   with their author, text and GitHub's own times (this fake keeps
+//!   comments a second apart, where GitHub may give two the same second);
 //! - the collaborator permission endpoint answers `read` for ANY user on a
 //!   public repository (a stranger is not told apart there) and 404 on a
 //!   private one; only `GET collaborators/{user}` (204 or 404) says who is
@@ -527,10 +529,16 @@ async fn edit_comment(
     let text =
         serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["body"].as_str().map(str::to_owned));
     let repo = format!("{owner}/{repo}");
+    // As on GitHub: the author, or anyone with write access to the
+    // repository, may edit a comment.
+    let writer = world
+        .roles
+        .get(&(repo.clone(), who.clone()))
+        .is_some_and(|r| matches!(r.as_str(), "write" | "maintain" | "admin"));
     let Some(comment) = world.comments.iter_mut().find(|c| c.id == id && c.repo == repo) else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
-    if comment.user != who {
+    if comment.user != who && !writer {
         return error(StatusCode::FORBIDDEN, "Must have admin rights to Repository.");
     }
     let Some(text) = text else { return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing") };
