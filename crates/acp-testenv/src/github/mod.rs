@@ -66,16 +66,11 @@ pub(crate) struct Identity {
     pub(crate) repositories: Option<Vec<String>>,
 }
 
-/// Now, to the second, as GitHub writes times.
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_default().to_string()
-}
-
 impl World {
     /// The time a new comment is written at: now, to the second, and
     /// always after the comment before (comments written within one second
     /// here are seconds apart on GitHub's clock, so their order is kept).
-    fn tick(&mut self) -> String {
+    pub(crate) fn tick(&mut self) -> String {
         let now =
             k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).unwrap_or_default();
         let next =
@@ -154,7 +149,9 @@ pub struct Reaction {
 type Shared = Arc<Mutex<World>>;
 
 pub mod apps;
+mod comments;
 pub use apps::app_key;
+use comments::Page;
 
 fn lock(world: &Shared) -> MutexGuard<'_, World> {
     // A panicking handler must not hide the state from the test's assertions.
@@ -176,14 +173,6 @@ impl Drop for FakeGitHub {
 
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({"message": message}))).into_response()
-}
-
-fn comment_json(c: &Comment) -> Value {
-    let kind = if c.user.ends_with("[bot]") { "Bot" } else { "User" };
-    json!({"id": c.id, "body": c.body, "user": {"login": c.user, "type": kind},
-           "html_url": format!("https://github.example/{}/pull/{}#issuecomment-{}", c.repo, c.pull, c.id),
-           "issue_url": format!("https://api.github.example/repos/{}/issues/{}", c.repo, c.pull),
-           "created_at": c.created_at, "updated_at": c.updated_at, "performed_via_github_app": null})
 }
 
 fn unauthorized() -> Response {
@@ -221,18 +210,24 @@ impl FakeGitHub {
             .route("/user", get(user))
             .route("/repos/{owner}/{repo}/commits/{sha}/pulls", get(commit_pulls))
             .route("/repos/{owner}/{repo}/commits/{sha}", get(commit))
-            .route("/repos/{owner}/{repo}/issues/comments/{id}", get(read_comment).patch(edit_comment))
-            .route("/repos/{owner}/{repo}/issues/{number}/comments", get(list_comments).post(create_comment))
+            .route(
+                "/repos/{owner}/{repo}/issues/comments/{id}",
+                get(comments::read_comment).patch(comments::edit_comment),
+            )
+            .route(
+                "/repos/{owner}/{repo}/issues/{number}/comments",
+                get(comments::list_comments).post(comments::create_comment),
+            )
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
             .route("/repos/{owner}/{repo}/commits/{sha}/statuses", get(list_statuses))
             .route("/repos/{owner}/{repo}/collaborators/{user}/permission", get(permission))
             .route("/repos/{owner}/{repo}/collaborators/{user}", get(collaborator))
-            .route("/repos/{owner}/{repo}/pulls/comments/{id}", get(read_review_comment))
+            .route("/repos/{owner}/{repo}/pulls/comments/{id}", get(comments::read_review_comment))
             .route("/app", get(apps::app))
             .route("/repos/{owner}/{repo}/installation", get(apps::repository_installation))
             .route("/app/installations/{id}/access_tokens", post(apps::access_token))
             .route("/repos/{owner}/{repo}/pulls/{number}", get(read_pull))
-            .route("/repos/{owner}/{repo}/pulls/{number}/comments", get(list_review_comments))
+            .route("/repos/{owner}/{repo}/pulls/{number}/comments", get(comments::list_review_comments))
             .route("/repos/{owner}/{repo}/{kind}/comments/{id}/reactions", post(react))
             .layer(axum::middleware::from_fn_with_state(world.clone(), recorder))
             .with_state(world.clone());
@@ -506,127 +501,6 @@ async fn commit(
     axum::Json(json!({"sha": sha, "commit": {"message": message}})).into_response()
 }
 
-async fn read_comment(
-    State(world): State<Shared>,
-    Path((owner, repo, id)): Path<(String, String, u64)>,
-) -> Response {
-    let world = lock(&world);
-    let repo = format!("{owner}/{repo}");
-    match world.comments.iter().find(|c| c.id == id && c.repo == repo) {
-        Some(c) => axum::Json(comment_json(c)).into_response(),
-        None => error(StatusCode::NOT_FOUND, "Not Found"),
-    }
-}
-
-async fn edit_comment(
-    State(world): State<Shared>,
-    headers: HeaderMap,
-    Path((owner, repo, id)): Path<(String, String, u64)>,
-    body: Bytes,
-) -> Response {
-    let mut world = lock(&world);
-    let Some(who) = login(&world, &headers) else { return unauthorized() };
-    let text =
-        serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["body"].as_str().map(str::to_owned));
-    let repo = format!("{owner}/{repo}");
-    // As on GitHub: the author, or anyone with write access to the
-    // repository, may edit a comment.
-    let writer = world
-        .roles
-        .get(&(repo.clone(), who.clone()))
-        .is_some_and(|r| matches!(r.as_str(), "write" | "maintain" | "admin"));
-    let Some(comment) = world.comments.iter_mut().find(|c| c.id == id && c.repo == repo) else {
-        return error(StatusCode::NOT_FOUND, "Not Found");
-    };
-    if comment.user != who && !writer {
-        return error(StatusCode::FORBIDDEN, "Must have admin rights to Repository.");
-    }
-    let Some(text) = text else { return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing") };
-    comment.body = text;
-    comment.edits += 1;
-    comment.updated_at = now();
-    axum::Json(comment_json(comment)).into_response()
-}
-
-#[derive(serde::Deserialize)]
-struct Page {
-    per_page: Option<usize>,
-    page: Option<usize>,
-}
-
-impl Page {
-    /// The requested page of `items`, as GitHub pages (30 by default, at most 100).
-    fn of<T>(&self, items: impl Iterator<Item = T>) -> axum::Json<Vec<T>> {
-        let per_page = self.per_page.unwrap_or(30).clamp(1, 100);
-        let skip = self.page.unwrap_or(1).saturating_sub(1) * per_page;
-        axum::Json(items.skip(skip).take(per_page).collect())
-    }
-}
-
-async fn list_comments(
-    State(world): State<Shared>,
-    Path((owner, repo, number)): Path<(String, String, u64)>,
-    Query(page): Query<Page>,
-) -> Response {
-    let world = lock(&world);
-    let repo = format!("{owner}/{repo}");
-    page.of(world.comments.iter().filter(|c| c.repo == repo && c.pull == number).map(comment_json))
-        .into_response()
-}
-
-/// Review comments of a pull request, updated at or after `since`.
-async fn list_review_comments(
-    State(world): State<Shared>,
-    Path((owner, repo, number)): Path<(String, String, u64)>,
-    Query(page): Query<Page>,
-    Query(since): Query<Since>,
-) -> Response {
-    let world = lock(&world);
-    let repo = format!("{owner}/{repo}");
-    let since = since.since.unwrap_or_default();
-    page.of(world
-        .review_comments
-        .iter()
-        .filter(|(r, n, c)| *r == repo && *n == number && c["updated_at"].as_str() >= Some(since.as_str()))
-        .map(|(_, _, c)| c.clone()))
-        .into_response()
-}
-
-#[derive(serde::Deserialize)]
-struct Since {
-    since: Option<String>,
-}
-
-async fn create_comment(
-    State(world): State<Shared>,
-    headers: HeaderMap,
-    Path((owner, repo, number)): Path<(String, String, u64)>,
-    body: Bytes,
-) -> Response {
-    let mut world = lock(&world);
-    let Some(who) = login(&world, &headers) else { return unauthorized() };
-    let Some(text) =
-        serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["body"].as_str().map(str::to_owned))
-    else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing");
-    };
-    world.next_id += 1;
-    let now = world.tick();
-    let comment = Comment {
-        id: world.next_id,
-        repo: format!("{owner}/{repo}"),
-        pull: number,
-        user: who,
-        body: text,
-        edits: 0,
-        created_at: now.clone(),
-        updated_at: now,
-    };
-    let json = comment_json(&comment);
-    world.comments.push(comment);
-    (StatusCode::CREATED, axum::Json(json)).into_response()
-}
-
 async fn create_status(
     State(world): State<Shared>,
     Path((owner, repo, sha)): Path<(String, String, String)>,
@@ -672,19 +546,6 @@ async fn collaborator(
     let world = lock(&world);
     match world.roles.get(&(format!("{owner}/{repo}"), user)) {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
-        None => error(StatusCode::NOT_FOUND, "Not Found"),
-    }
-}
-
-/// `GET pulls/comments/{id}`: a review comment by id.
-async fn read_review_comment(
-    State(world): State<Shared>,
-    Path((owner, repo, id)): Path<(String, String, u64)>,
-) -> Response {
-    let world = lock(&world);
-    let repo = format!("{owner}/{repo}");
-    match world.review_comments.iter().find(|(r, _, c)| *r == repo && c["id"] == id) {
-        Some((_, _, c)) => axum::Json(c.clone()).into_response(),
         None => error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }

@@ -1,0 +1,101 @@
+//! Who a comment's author is and how the handler reaches GitHub for a
+//! source: the commenter's role (remembered, lookups limited per source),
+//! the GitHub client with the source's credentials and the login it acts
+//! as, and the source's Secrets.
+
+use acp_api::SessionSource;
+use acp_api::pull_requests::Role;
+use acp_github::GitHub;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt as _;
+use kube::api::Api;
+
+use super::{Commands, Error, REMEMBERED, ROLE_TTL, STRANGER_TTL, scope};
+
+impl Commands {
+    /// The role of `login` on `repository` for `source`: remembered for
+    /// [`ROLE_TTL`]; a lookup not remembered is limited per source.
+    pub(super) async fn role(
+        &self,
+        source: &SessionSource,
+        github: &GitHub,
+        repository: &str,
+        login: &str,
+    ) -> Result<Role, Error> {
+        let key = (scope(source), repository.to_ascii_lowercase(), login.to_ascii_lowercase());
+        let now = std::time::Instant::now();
+        let fresh = |role: &Role, at: &std::time::Instant| {
+            now.duration_since(*at) < if *role == Role::None { STRANGER_TTL } else { ROLE_TTL }
+        };
+        if let Ok(mut roles) = self.roles.lock() {
+            if roles.len() > REMEMBERED {
+                roles.retain(|_, (role, at)| fresh(role, at));
+            }
+            if let Some((role, _)) = roles.get(&key).filter(|(role, at)| fresh(role, at)) {
+                return Ok(*role);
+            }
+        }
+        if self.lookups.len() > REMEMBERED {
+            self.lookups.retain_recent();
+        }
+        if self.lookups.check_key(&key.0).is_err() {
+            return Err(Error::Limited { scope: key.0, login: login.to_owned() });
+        }
+        let role = Role::parse(&github.role(login).await?).unwrap_or(Role::None);
+        if let Ok(mut roles) = self.roles.lock() {
+            roles.insert(key, (role, now));
+        }
+        Ok(role)
+    }
+
+    /// A GitHub client for `repository` with the source's credentials, and
+    /// the login it acts as.
+    pub(super) async fn github(
+        &self,
+        source: &SessionSource,
+        repository: &str,
+    ) -> Result<Option<(GitHub, String)>, Error> {
+        let Some(reference) = source.spec.github.as_ref().and_then(|g| g.token_secret_ref.as_ref()) else {
+            return Ok(None);
+        };
+        let data = self.secret(source, &reference.name).await?;
+        let api = &self.config.github_api_url;
+        let found =
+            acp_github::app::credentials(&data, reference.key.as_deref(), api, repository, &self.tokens)
+                .await?;
+        let Some((token, app_login)) = found else { return Ok(None) };
+        let github = GitHub::new(api, &token, repository)?;
+        let me = match app_login {
+            Some(login) => login,
+            None => {
+                use sha2::Digest as _;
+                let key = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+                let known = self.logins.lock().ok().and_then(|l| l.get(&key).cloned());
+                match known {
+                    Some(login) => login,
+                    None => {
+                        let login = github.login().await?;
+                        if let Ok(mut logins) = self.logins.lock() {
+                            logins.insert(key, login.clone());
+                        }
+                        login
+                    }
+                }
+            }
+        };
+        Ok(Some((github, me)))
+    }
+
+    pub(super) async fn secret(
+        &self,
+        source: &SessionSource,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, k8s_openapi::ByteString>, Error> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &source.namespace().unwrap_or_default());
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(|source| Error::Kube { action: "read the source's secret", source })?;
+        Ok(secret.and_then(|s| s.data).unwrap_or_default())
+    }
+}
