@@ -334,7 +334,7 @@ pub fn waiting(mut record: Record, repository: &str, pull: u64, comment: &Commen
 
 /// What a waiting request says about the comment it came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Asked {
+pub struct Waiting {
     /// `issues/<id>` or `pulls/<id>`.
     pub comment: String,
     /// When the comment was written.
@@ -348,11 +348,11 @@ pub struct Asked {
 }
 
 /// Reads a waiting request's manifest.
-pub fn asked(manifest: &str) -> Option<Asked> {
+pub fn waiting_of(manifest: &str) -> Option<Waiting> {
     let object: Value = serde_saphyr::from_str(manifest).ok()?;
     let notes = &object["metadata"]["annotations"];
     let text = |key: &str| notes[key].as_str().map(str::to_owned);
-    Some(Asked {
+    Some(Waiting {
         comment: text(annotations::REQUEST_COMMENT)?,
         created_at: text(annotations::REQUEST_CREATED)?,
         digest: text(annotations::REQUEST_DIGEST)?,

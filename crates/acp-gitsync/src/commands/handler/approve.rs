@@ -23,7 +23,7 @@ use acp_github::markdown::code_block;
 use tracing::info;
 
 use super::super::grammar::Command;
-use super::super::request::{self, Asked as Waiting};
+use super::super::request::{self, Waiting};
 use super::writes::{files_in, latest, read};
 use super::{Asked, Commands, Error, Outcome};
 
@@ -145,7 +145,7 @@ impl Commands {
                     .filter(|name| !recorded.contains(&format!("{name}.yaml")))
                     .filter_map(|name| {
                         let text = read(repo, tree, &format!("{dir}/pending/{name}.yaml"))?;
-                        Some(Pending { asked: request::asked(&text)?, name })
+                        Some(Pending { asked: request::waiting_of(&text)?, name })
                     })
                     .collect();
                 pending.sort_by(|a, b| a.asked.created_at.cmp(&b.asked.created_at));
@@ -199,7 +199,7 @@ impl Commands {
                     .filter(|name| !recorded.contains(&format!("{name}.yaml")))
                     .filter_map(|name| {
                         let text = read(repo, tree, &format!("{dir}/pending/{name}.yaml"))?;
-                        let asked = request::asked(&text).filter(|a| a.dropped.is_none())?;
+                        let asked = request::waiting_of(&text).filter(|a| a.dropped.is_none())?;
                         Some((name.clone(), text, asked))
                     })
                     .collect();

@@ -122,7 +122,7 @@ fn a_forks_request_pushes_to_a_ref_of_the_base_never_a_branch_and_its_approval_p
     // said); approved, none of that is applied.
     let waiting_record = waiting(record.clone(), "acme/webapp", 8, &who).expect("a waiting record");
     assert_eq!(waiting_record.path, "acme/webapp/pr-8/pending/webapp-pr8-1001.yaml");
-    let asked = asked(&waiting_record.content).expect("asked");
+    let asked = waiting_of(&waiting_record.content).expect("asked");
     assert_eq!(
         (asked.comment.as_str(), asked.created_at.as_str(), asked.digest.as_str(), asked.dropped),
         ("issues/1001", "2026-12-07T10:00:00Z", digest("the comment").as_str(), None)
@@ -130,7 +130,7 @@ fn a_forks_request_pushes_to_a_ref_of_the_base_never_a_branch_and_its_approval_p
     let approved_waiting = approved(&waiting_record.content, None, &"c".repeat(40)).expect("approved");
     assert!(!approved_waiting.contains("ambient-code.io/request-"), "{approved_waiting}");
     let gone = dropped(&waiting_record.content, "edited").expect("dropped");
-    assert_eq!(super::asked(&gone).and_then(|a| a.dropped).as_deref(), Some("edited"));
+    assert_eq!(super::waiting_of(&gone).and_then(|a| a.dropped).as_deref(), Some("edited"));
     assert_eq!(
         pending_path("acme/webapp", 8, &record.session),
         "acme/webapp/pr-8/pending/webapp-pr8-1001.yaml"
