@@ -17,6 +17,7 @@ pub mod progress;
 pub mod pull_requests;
 pub mod remote;
 pub mod resume;
+pub mod runner;
 pub mod schedule;
 pub mod schema;
 pub mod session;

@@ -9,6 +9,8 @@
 //! (git-sync's record of the files it applied), never from a session's own
 //! labels or name.
 
+use std::fmt;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -174,42 +176,61 @@ impl CommandRoles {
     }
 }
 
-/// The pull request (`owner/repo`, number) that asked for session
-/// `namespace/name`: its file, as `source`'s inventory records it (git-sync's
-/// record, not a claim on the session), lies on the source's requests branch
-/// under `owner/repo/pr-<n>/`, for a repository the source's binding serves.
-pub fn pull_request_of(source: &crate::SessionSource, namespace: &str, name: &str) -> Option<(String, u64)> {
-    let binding = source.spec.pull_requests.as_ref()?;
-    let entry = source
-        .status
-        .as_ref()?
-        .inventory
-        .iter()
-        .find(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.name == name)?;
-    let rest = entry.path.strip_prefix(binding.requests_branch())?.strip_prefix(':')?;
-    let mut parts = rest.split('/');
-    let (owner, repo, pull) = (parts.next()?, parts.next()?, parts.next()?);
-    let number = pull.strip_prefix("pr-")?.parse().ok()?;
-    let repository = format!("{owner}/{repo}");
-    binding.serves(&repository).then_some((repository, number))
+/// A pull request's thread: `owner/repo` and the pull request's number.
+/// Its requests are files under `owner/repo/pr-N/` on the requests branch
+/// ([`fmt::Display`]), its sessions are named `<repo>-prN-<comment id>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadPath {
+    /// `owner/repo`, lowercase (GitHub names are case-insensitive).
+    pub repository: String,
+    /// The pull request's number.
+    pub pull: u64,
 }
 
-/// The sessions of pull request `pull` of `repository` that `source`
-/// applied into `namespace` (its inventory's files under `owner/repo/pr-N/`
-/// on the requests branch), oldest request first.
-pub fn thread_of(source: &crate::SessionSource, namespace: &str, repository: &str, pull: u64) -> Vec<String> {
-    let Some(binding) = source.spec.pull_requests.as_ref() else { return Vec::new() };
-    let dir = format!("{}:{}/pr-{pull}/", binding.requests_branch(), repository.to_ascii_lowercase());
-    let mut names: Vec<String> = source
-        .status
-        .iter()
-        .flat_map(|s| &s.inventory)
-        .filter(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.path.starts_with(&dir))
-        .map(|e| e.name.clone())
-        .collect();
-    // Names end in the comment id, which grows: shorter, then smaller, is older.
-    names.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
-    names
+impl fmt::Display for ThreadPath {
+    /// The thread's directory on the requests branch: `owner/repo/pr-N`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/pr-{}", self.repository, self.pull)
+    }
+}
+
+impl ThreadPath {
+    /// The thread of pull request `pull` of `repository` (`owner/repo`).
+    pub fn new(repository: &str, pull: u64) -> Self {
+        Self { repository: repository.to_ascii_lowercase(), pull }
+    }
+
+    /// Reads `owner/repo/pr-N/<rest>`, giving the thread and `<rest>`
+    /// (the file, or `pending/<file>`); `None` for any other path.
+    pub fn parse(path: &str) -> Option<(Self, &str)> {
+        let mut parts = path.splitn(4, '/');
+        let (owner, repo, pull) = (parts.next()?, parts.next()?, parts.next()?);
+        let rest = parts.next().unwrap_or_default();
+        let valid = |p: &str| {
+            !matches!(p, "" | "." | "..")
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        };
+        let number = pull.strip_prefix("pr-")?;
+        if !valid(owner) || !valid(repo) || number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some((Self::new(&format!("{owner}/{repo}"), number.parse().ok()?), rest))
+    }
+
+    /// The start of every session name of the thread (`webapp-pr7-`).
+    pub fn name_prefix(&self) -> String {
+        let name = self.repository.rsplit('/').next().unwrap_or(&self.repository);
+        let clean: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(30).collect();
+        format!("{}-pr{}-", clean.trim_matches('-'), self.pull)
+    }
+
+    /// The session asked for by comment `id`. Issue comments and review
+    /// comments are numbered apart on GitHub, so a review comment's name
+    /// carries an `r` (`webapp-pr7-r1234`).
+    pub fn session_name(&self, id: u64, review: bool) -> String {
+        format!("{}{}{id}", self.name_prefix(), if review { "r" } else { "" })
+    }
 }
 
 /// The sessions of a thread in the order they were asked for, from each
@@ -259,5 +280,35 @@ mod tests {
         assert_eq!(roles.needed("status"), Role::Read);
         assert_eq!(roles.needed("approve"), Role::Maintain);
         assert_eq!(roles.needed("anything else"), Role::Admin);
+    }
+
+    #[test]
+    fn a_thread_path_reads_what_it_writes_and_nothing_else() {
+        let thread = ThreadPath::new("Acme/WebApp", 7);
+        assert_eq!(thread.to_string(), "acme/webapp/pr-7");
+        assert_eq!(
+            ThreadPath::parse("acme/webapp/pr-7/webapp-pr7-1.yaml"),
+            Some((thread.clone(), "webapp-pr7-1.yaml"))
+        );
+        assert_eq!(
+            ThreadPath::parse("acme/webapp/pr-7/pending/x.yaml").map(|(_, rest)| rest),
+            Some("pending/x.yaml")
+        );
+        for other in [
+            "acme/../pr-7/x",
+            "acme/webapp/7/x.yaml",
+            "acme/webapp/pr-/x",
+            "acme/webapp/pr-7x/y",
+            "acme/pr-7",
+            "../webapp/pr-7/x",
+            "acme//pr-7/x",
+        ] {
+            assert_eq!(ThreadPath::parse(other), None, "{other}");
+        }
+        assert_eq!(thread.name_prefix(), "webapp-pr7-");
+        assert_eq!(thread.session_name(1001, false), "webapp-pr7-1001");
+        assert_eq!(thread.session_name(1001, true), "webapp-pr7-r1001");
+        let odd = ThreadPath::new("acme/.My_Repo.", 3);
+        assert_eq!(odd.name_prefix(), "my-repo-pr3-", "a DNS label: no dots, underscores or edge dashes");
     }
 }

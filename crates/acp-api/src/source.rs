@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
 pub use crate::inventory::{Inventory, InventoryEntry};
+use crate::pull_requests::ThreadPath;
 use crate::schema::{GIT_URL_PATTERN, NO_DOT_DOT_RULE};
 
 /// Desired state of a SessionSource.
@@ -283,4 +284,55 @@ pub struct SyncRecord {
     /// Files with errors.
     #[serde(default)]
     pub errors: i64,
+}
+/// Label selector of the objects SessionSource `namespace/name` applied
+/// (git-sync's labels; a schedule's runs carry them too).
+pub fn applied_by(namespace: &str, name: &str) -> String {
+    use crate::constants::labels;
+    format!("{}={namespace},{}={name}", labels::SOURCE_NAMESPACE, labels::SOURCE_NAME)
+}
+
+impl SessionSource {
+    /// The namespace its sessions go to: `spec.targetNamespace`, else its own.
+    pub fn target_namespace(&self) -> &str {
+        self.spec
+            .target_namespace
+            .as_deref()
+            .unwrap_or(self.metadata.namespace.as_deref().unwrap_or_default())
+    }
+
+    /// The thread (pull request of a code repository) that asked for session
+    /// `namespace/name`: its file, as its inventory records it (git-sync's
+    /// record, not a claim on the session), lies on its requests branch
+    /// under `owner/repo/pr-<n>/`, for a repository its binding serves.
+    pub fn pull_request_of(&self, namespace: &str, name: &str) -> Option<ThreadPath> {
+        let binding = self.spec.pull_requests.as_ref()?;
+        let entry = self
+            .status
+            .as_ref()?
+            .inventory
+            .iter()
+            .find(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.name == name)?;
+        let rest = entry.path.strip_prefix(binding.requests_branch())?.strip_prefix(':')?;
+        let (thread, _) = ThreadPath::parse(rest)?;
+        binding.serves(&thread.repository).then_some(thread)
+    }
+
+    /// The sessions of `thread` that it applied into `namespace` (its
+    /// inventory's files under `owner/repo/pr-N/` on the requests branch),
+    /// oldest request first.
+    pub fn thread_of(&self, namespace: &str, thread: &ThreadPath) -> Vec<String> {
+        let Some(binding) = self.spec.pull_requests.as_ref() else { return Vec::new() };
+        let dir = format!("{}:{thread}/", binding.requests_branch());
+        let mut names: Vec<String> = self
+            .status
+            .iter()
+            .flat_map(|s| &s.inventory)
+            .filter(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.path.starts_with(&dir))
+            .map(|e| e.name.clone())
+            .collect();
+        // Names end in the comment id, which grows: shorter, then smaller, is older.
+        names.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+        names
+    }
 }

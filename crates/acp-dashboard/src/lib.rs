@@ -10,8 +10,8 @@
 pub mod api;
 pub mod app;
 pub mod auth;
-/// The runner's output, shared with the status bot (it lives with the operator,
-/// which owns the runs).
+/// The runner's output, read from a run's pod log or from the `process`
+/// executor's run directory (`acp_kube::output`, shared with the status bot).
 pub use acp_kube::output as logs;
 pub mod metrics;
 pub mod pages;

@@ -83,7 +83,7 @@ impl SourceRef {
 
     /// Label selector of the objects this source applied.
     pub fn selector(&self) -> String {
-        format!("{}={},{}={}", labels::SOURCE_NAMESPACE, self.namespace, labels::SOURCE_NAME, self.name)
+        acp_api::source::applied_by(&self.namespace, &self.name)
     }
 
     /// Whether `object` carries this source's labels (and is not a run of a

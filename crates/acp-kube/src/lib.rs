@@ -7,7 +7,11 @@
 //! - [`client`]: a client that counts its API requests;
 //! - [`leader`]: Lease-based leader election;
 //! - [`backoff`]: per-object exponential backoff for reconcile errors;
-//! - [`failpoint`]: named crash points for crash tests (`ACP_FAILPOINTS`).
+//! - [`failpoint`]: named crash points for crash tests (`ACP_FAILPOINTS`);
+//! - [`threads`]: a pull request's thread of sessions;
+//! - [`events`]: publishing Kubernetes Events;
+//! - [`watch`]: how every controller lists and watches (selector, shard,
+//!   streaming lists).
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -17,4 +21,5 @@ pub mod failpoint;
 pub mod leader;
 pub mod ops;
 pub mod output;
+pub mod threads;
 pub mod watch;

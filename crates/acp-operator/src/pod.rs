@@ -14,9 +14,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::children::{ChildConfig, Workspace, meta};
+use crate::names::{job_name, pvc_name, secret_name};
 use acp_api::AgenticSession;
 use acp_api::constants::runner_pod;
-use acp_api::resume::{RESUME_ENV, Resume};
+use acp_api::resume::Resume;
+use acp_api::runner::{DEFAULT_TERMINATION_MESSAGE_PATH, DEFAULT_WORKSPACE, Place, RunnerInput};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
@@ -25,10 +28,6 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
-use serde_json::json;
-
-use crate::children::{ChildConfig, Workspace, meta};
-use crate::names::{job_name, pvc_name, secret_name};
 
 /// Where the session Secret is mounted in the sidecar (for key files).
 pub const SECRET_MOUNT: &str = "/var/run/acp/secrets";
@@ -38,9 +37,9 @@ pub const SETTING_KEYS: &[&str] = &["GIT_USER_NAME", "GIT_USER_EMAIL"];
 /// Keys mounted as files rather than passed as variables.
 const FILE_KEYS: &[&str] = &["GIT_SSH_KEY", "GIT_KNOWN_HOSTS"];
 /// Where the runner's workspace is mounted.
-const WORKSPACE: &str = "/workspace";
+const WORKSPACE: &str = DEFAULT_WORKSPACE;
 /// Where the runner writes its result.
-const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+const TERMINATION_MESSAGE_PATH: &str = DEFAULT_TERMINATION_MESSAGE_PATH;
 
 fn value(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar { name: name.to_owned(), value: Some(value.into()), ..EnvVar::default() }
@@ -61,49 +60,30 @@ fn from_secret(session_name: &str, key: &str) -> EnvVar {
     }
 }
 
-/// The session's configuration as the runner contract's variables (no
-/// credentials): both containers get these, and so does a local runner
-/// process.
-pub fn session_env(session: &AgenticSession) -> Vec<EnvVar> {
-    let spec = &session.spec;
-    let repos: Vec<serde_json::Value> = spec
-        .repos
-        .iter()
-        .map(|r| json!({"url": r.url, "branch": r.branch, "autoPush": r.auto_push(), "pullRequest": r.pull_request.unwrap_or(false), "pushBranch": r.push_branch, "pushUrl": r.push_url, "pushRef": r.push_ref, "commit": r.commit}))
-        .collect();
-    let mut env: Vec<(&str, Option<String>)> = vec![
-        ("AGENTIC_SESSION_NAME", session.metadata.name.clone()),
-        ("AGENTIC_SESSION_NAMESPACE", session.metadata.namespace.clone()),
-        ("WORKSPACE_PATH", Some(WORKSPACE.into())),
-        ("TERMINATION_MESSAGE_PATH", Some(TERMINATION_MESSAGE_PATH.into())),
-        ("INITIAL_PROMPT", spec.initial_prompt.clone()),
-        ("DISPLAY_NAME", spec.display_name.clone()),
-        ("REPOS_JSON", Some(json!(repos).to_string())),
-        ("LLM_MODEL", Some(spec.model().to_owned())),
-        ("MAX_TURNS", spec.max_turns.map(|t| t.to_string())),
-        ("INACTIVITY_TIMEOUT", spec.inactivity_timeout.map(|t| t.to_string())),
-        ("TIMEOUT", Some(spec.timeout_seconds().to_string())),
-        ("CUSTOM_MCP_SERVERS", spec.mcp_servers.as_ref().map(|m| json!(m).to_string())),
-        (
-            "SESSION_ENV_JSON",
-            (!spec.environment_variables.is_empty()).then(|| json!(spec.environment_variables).to_string()),
-        ),
-        ("USER_ID", spec.user_context.as_ref().and_then(|u| u.user_id.clone())),
-        ("USER_NAME", spec.user_context.as_ref().and_then(|u| u.display_name.clone())),
-        ("HOME", Some("/tmp/home".into())),
-    ];
-    if let Some(w) = &spec.active_workflow {
-        env.push(("ACTIVE_WORKFLOW_GIT_URL", w.git_url.clone()));
-        env.push(("ACTIVE_WORKFLOW_BRANCH", w.branch.clone()));
-        env.push(("ACTIVE_WORKFLOW_PATH", w.path.clone()));
-    }
-    env.into_iter().filter_map(|(k, v)| v.map(|v| value(k, v))).collect()
+/// The session's configuration as the runner contract's variables
+/// ([`RunnerInput`], no credentials) for a runner pod, and the agent's
+/// `HOME`: both containers get these.
+pub fn session_env(session: &AgenticSession, resume: Option<&Resume>) -> Vec<EnvVar> {
+    let input = RunnerInput::for_session(
+        session.metadata.name.as_deref().unwrap_or_default(),
+        session.metadata.namespace.as_deref(),
+        &session.spec,
+        Place::default(),
+        resume.cloned(),
+    );
+    let mut env: Vec<EnvVar> = input.to_env().into_iter().map(|(k, v)| value(k, v)).collect();
+    env.push(value("HOME", "/tmp/home"));
+    env
 }
 
 /// The sidecar's environment: the session's, and every credential.
-pub fn credentials_env(session: &AgenticSession, secret_keys: &[String]) -> Vec<EnvVar> {
+pub fn credentials_env(
+    session: &AgenticSession,
+    secret_keys: &[String],
+    resume: Option<&Resume>,
+) -> Vec<EnvVar> {
     let name = session.metadata.name.as_deref().unwrap_or_default();
-    let mut env = session_env(session);
+    let mut env = session_env(session, resume);
     for key in secret_keys {
         if FILE_KEYS.contains(&key.as_str()) {
             env.push(value(&format!("{key}_FILE"), format!("{SECRET_MOUNT}/{key}")));
@@ -116,9 +96,9 @@ pub fn credentials_env(session: &AgenticSession, secret_keys: &[String]) -> Vec<
 
 /// The runner's environment: the session's, the settings, and the sidecar in
 /// place of every credential.
-pub fn runner_env(session: &AgenticSession, secret_keys: &[String]) -> Vec<EnvVar> {
+pub fn runner_env(session: &AgenticSession, secret_keys: &[String], resume: Option<&Resume>) -> Vec<EnvVar> {
     let name = session.metadata.name.as_deref().unwrap_or_default();
-    let mut env = session_env(session);
+    let mut env = session_env(session, resume);
     env.extend(
         secret_keys.iter().filter(|k| SETTING_KEYS.contains(&k.as_str())).map(|k| from_secret(name, k)),
     );
@@ -184,7 +164,7 @@ pub fn spec(
         args: Some(vec!["credentials".into()]),
         // A native sidecar: started before the runner, stopped after it.
         restart_policy: Some("Always".into()),
-        env: Some(credentials_env(session, secret_keys)),
+        env: Some(credentials_env(session, secret_keys, resume)),
         resources: Some(ResourceRequirements {
             requests: Some(
                 [("cpu", "50m"), ("memory", "64Mi")]
@@ -208,7 +188,7 @@ pub fn spec(
         name: runner_pod::RUNNER_CONTAINER.into(),
         image: Some(config.runner_image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
-        env: Some(runner_env(session, secret_keys)),
+        env: Some(runner_env(session, secret_keys, resume)),
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         resources: config.resources.clone(),
@@ -216,7 +196,7 @@ pub fn spec(
         volume_mounts: Some(vec![mount("workspace", WORKSPACE, false), mount("tmp", "/tmp", false)]),
         ..Container::default()
     };
-    let (mut credentials, mut runner) = (credentials, runner);
+    let mut runner = runner;
     let mut volumes = vec![
         workspace,
         Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("tmp") },
@@ -237,21 +217,16 @@ pub fn spec(
             ..volume("secrets")
         },
     ];
-    if let Some(resume) = resume {
-        // The sidecar clones: it needs the commits a follow-up is told about.
-        let json = value(RESUME_ENV, serde_json::to_string(resume).unwrap_or_default());
-        credentials.env.get_or_insert_default().push(json.clone());
-        runner.env.get_or_insert_default().push(json);
-        if let (Some(_), Some(earlier)) = (&resume.from, &resume.workspace) {
-            volumes.push(Volume {
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: pvc_name(earlier),
-                    read_only: Some(true),
-                }),
-                ..volume("resume")
-            });
-            runner.volume_mounts.get_or_insert_default().push(mount("resume", RESUME_MOUNT, true));
-        }
+    // A follow-up reads the workspace of its thread's latest turn that ran.
+    if let Some(earlier) = resume.filter(|r| r.from.is_some()).and_then(|r| r.workspace.as_ref()) {
+        volumes.push(Volume {
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc_name(earlier),
+                read_only: Some(true),
+            }),
+            ..volume("resume")
+        });
+        runner.volume_mounts.get_or_insert_default().push(mount("resume", RESUME_MOUNT, true));
     }
     let uid = config.run_as_user;
     PodSpec {
@@ -316,6 +291,7 @@ const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 
 #[cfg(test)]
 mod tests {
+    use acp_api::resume::RESUME_ENV;
     use serde_json::json;
 
     use super::*;

@@ -19,7 +19,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use acp_api::AgenticSession;
-use acp_api::resume::{RESUME_ENV, Resume};
+use acp_api::resume::Resume;
+use acp_api::runner::{Place, RunnerInput};
 use acp_kube::output::{RUN_EXIT, RUN_LOG};
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -213,14 +214,17 @@ fn start(
             command.env(key, value);
         }
     }
-    for entry in crate::pod::session_env(session) {
-        if let Some(value) = entry.value {
-            command.env(entry.name, value);
-        }
-    }
-    if let Some(resume) = resume {
-        command.env(RESUME_ENV, serde_json::to_string(resume).map_err(std::io::Error::other)?);
-    }
+    let place = Place {
+        workspace: dir.join("workspace").to_string_lossy().into_owned(),
+        termination_message_path: dir.join(RUN_TERMINATION).to_string_lossy().into_owned(),
+    };
+    let input = RunnerInput::for_session(
+        session.metadata.name.as_deref().unwrap_or_default(),
+        session.metadata.namespace.as_deref(),
+        &session.spec,
+        place,
+        resume.cloned(),
+    );
     for (key, value) in secrets {
         match key.as_str() {
             "GIT_SSH_KEY" | "GIT_KNOWN_HOSTS" => {
@@ -233,9 +237,9 @@ fn start(
             }
         }
     }
+    // The contract after the Secret: a key of it cannot replace a variable.
     command
-        .env("WORKSPACE_PATH", dir.join("workspace"))
-        .env("TERMINATION_MESSAGE_PATH", dir.join(RUN_TERMINATION))
+        .envs(input.to_env())
         .env("HOME", dir.join("workspace/.acp/home"))
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

@@ -146,7 +146,7 @@ async fn main() {
     // libgit2's shallow clone, which the runner used before.
     let (mut cli, mut acp_clone, mut libgit2) = (Vec::new(), Vec::new(), Vec::new());
     let creds = acp_runner::config::Credentials { git_token: Some(TOKEN.into()), ..Default::default() };
-    let repo = acp_runner::config::RepoConfig { url: url.clone(), ..Default::default() };
+    let repo = acp_api::runner::Repo { url: url.clone(), ..Default::default() };
     let basic = format!("Authorization: Basic {}", base64_encode(&format!("x-access-token:{TOKEN}")));
     for i in 0..iterations {
         let started = Instant::now();
@@ -155,7 +155,7 @@ async fn main() {
         assert!(clone.expect("git runs").success());
         cli.push(started.elapsed());
         let started = Instant::now();
-        acp_runner::git::clone(&repo, &tmp.path().join(format!("acp-clone-{i}")), &creds)
+        acp_runner::git::clone(&repo, 0, &tmp.path().join(format!("acp-clone-{i}")), &creds)
             .await
             .expect("clone");
         acp_clone.push(started.elapsed());

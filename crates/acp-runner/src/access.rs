@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use crate::broker::{self, Target};
-use crate::config::{RepoConfig, RunnerConfig};
+use acp_api::runner::Repo;
+
+use crate::config::RunnerConfig;
 use crate::git::Cloned;
 use crate::ops::{Direct, OpError, Proposal, Pushed};
 
@@ -28,15 +30,17 @@ impl Access {
         }
     }
 
-    /// Clones `target` (`repo`, into `dest`).
+    /// Clones `target` (`repo` with `history` commits before its tip, into
+    /// `dest`).
     pub async fn clone_repo(
         &self,
         target: Target,
-        repo: &RepoConfig,
+        repo: &Repo,
+        history: u32,
         dest: &Path,
     ) -> Result<Cloned, OpError> {
         match self {
-            Access::Direct(direct) => direct.clone_repo(repo, dest).await,
+            Access::Direct(direct) => direct.clone_repo(repo, history, dest).await,
             Access::Sidecar(client) => client.clone_target(target).await,
         }
     }
@@ -61,7 +65,7 @@ impl Access {
     pub async fn pull_request(
         &self,
         index: usize,
-        repo: &RepoConfig,
+        repo: &Repo,
         pr: Proposal<'_>,
     ) -> Option<Result<String, OpError>> {
         match self {

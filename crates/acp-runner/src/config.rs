@@ -1,17 +1,17 @@
-//! The runner's inputs: where they come from and how they are validated.
+//! The runner's configuration: the session as the runner contract
+//! ([`acp_api::runner`]) describes it, and the runner's own settings and
+//! credentials from its environment.
 //!
-//! In a pod the operator passes everything as environment variables, named as
-//! the Ambient Code Platform's runner names them where it has one
+//! In a pod the operator passes everything as environment variables
 //! ([`RunnerConfig::from_env`]). `acp run FILE.yaml` builds the same
 //! configuration from a session manifest ([`RunnerConfig::from_spec`]).
 //! Parsing is pure: it reads through a lookup function, never the process.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use acp_api::session::{McpServers, SessionSpec, repo_dir_name};
-use serde::Deserialize;
+use acp_api::runner::{InputError, Place, Repo, RunnerInput};
+use acp_api::session::SessionSpec;
 
 /// Default bound on agent turns when the spec sets none.
 pub const DEFAULT_MAX_TURNS: u32 = 50;
@@ -19,37 +19,13 @@ pub const DEFAULT_MAX_TURNS: u32 = 50;
 pub const DEFAULT_GIT_USER_NAME: &str = "Ambient Code Bot";
 /// Default commit author email.
 pub const DEFAULT_GIT_USER_EMAIL: &str = "bot@ambient-code.local";
-/// Kubernetes' default termination message path.
-pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 
-/// Everything one run needs.
+/// Everything one run needs: the session as the contract says
+/// ([`RunnerInput`]) and the runner's own settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunnerConfig {
-    /// Session name (`AGENTIC_SESSION_NAME`); names the push branch.
-    pub session_name: String,
-    /// Session namespace (`AGENTIC_SESSION_NAMESPACE`), for messages.
-    pub namespace: Option<String>,
-    /// Workspace root (`WORKSPACE_PATH`, default `/workspace`).
-    pub workspace: PathBuf,
-    /// The user's prompt (`INITIAL_PROMPT`).
-    pub prompt: Option<String>,
-    /// Display name (`DISPLAY_NAME`), used in commit messages.
-    pub display_name: Option<String>,
-    /// Repositories (`REPOS_JSON`).
-    pub repos: Vec<RepoConfig>,
-    /// The active workflow (`ACTIVE_WORKFLOW_GIT_URL`, `_BRANCH`, `_PATH`).
-    pub workflow: Option<WorkflowConfig>,
-    /// Model (`LLM_MODEL`).
-    pub model: String,
-    /// Bound on agent turns (`MAX_TURNS`).
-    pub max_turns: u32,
-    /// Stop after this long without an agent event (`INACTIVITY_TIMEOUT`
-    /// seconds; 0 or unset disables it).
-    pub inactivity_timeout: Option<Duration>,
-    /// MCP servers (`CUSTOM_MCP_SERVERS`, the JSON of `spec.mcpServers`).
-    pub mcp_servers: Option<McpServers>,
-    /// `spec.environmentVariables` (`SESSION_ENV_JSON`), passed to the agent.
-    pub agent_env: BTreeMap<String, String>,
+    /// The session, as the operator (or `acp run`) describes it.
+    pub session: RunnerInput,
     /// Credentials; never logged. In a pod the runner holds none (the
     /// sidecar does) and these are empty but for the placeholder key.
     pub credentials: Credentials,
@@ -60,51 +36,11 @@ pub struct RunnerConfig {
     pub git_author: (String, String),
     /// The Claude Code CLI to run (`CLAUDE_BIN`, default `claude` on PATH).
     pub claude_bin: PathBuf,
-    /// Where the short result goes (`TERMINATION_MESSAGE_PATH`).
-    pub termination_message_path: PathBuf,
     /// Host whose repositories get pull requests (`GITHUB_HOST`, default
     /// `github.com`; set it for GitHub Enterprise).
     pub github_host: String,
     /// GitHub REST API base (`GITHUB_API_URL`, default `https://api.github.com`).
     pub github_api_url: String,
-    /// What a follow-up continues (`RESUME_JSON`).
-    pub resume: Option<acp_api::resume::Resume>,
-}
-
-/// One repository to clone.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RepoConfig {
-    /// Clone URL.
-    pub url: String,
-    /// Branch; the remote's default branch when absent.
-    #[serde(default)]
-    pub branch: Option<String>,
-    /// Directory name under `repos/`; derived from the URL when absent.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Commit and push changes to `ambient/<session>`.
-    #[serde(default)]
-    pub auto_push: bool,
-    /// Also open a draft pull request (GitHub).
-    #[serde(default)]
-    pub pull_request: bool,
-    /// Push to this branch, fast-forward only, instead of `ambient/<session>`.
-    #[serde(default)]
-    pub push_branch: Option<String>,
-    /// Push to this repository instead of `url`.
-    #[serde(default)]
-    pub push_url: Option<String>,
-    /// Push to this ref (`refs/acp/…`, no branch) instead of a branch.
-    #[serde(default)]
-    pub push_ref: Option<String>,
-    /// The commit `branch` must be at (a pinned request).
-    #[serde(default)]
-    pub commit: Option<String>,
-    /// History to fetch beyond the tip (shallow clones of remote URLs):
-    /// deeper for a follow-up, to show the commits since its parent's turn.
-    #[serde(skip)]
-    pub history: u32,
 }
 
 /// Where a repository's changes are pushed.
@@ -129,29 +65,6 @@ impl PushTarget {
 /// History a follow-up fetches, so that the commits since its parent's turn
 /// can be listed (a longer gap is reported as such).
 pub const FOLLOW_UP_HISTORY: u32 = 100;
-
-impl RepoConfig {
-    /// Where the agent's commit is pushed: `pushUrl`, else `url`.
-    pub fn push_url(&self) -> &str {
-        self.push_url.as_deref().filter(|u| !u.is_empty()).unwrap_or(&self.url)
-    }
-
-    /// Directory name under `repos/`.
-    pub fn dir_name(&self) -> &str {
-        self.name.as_deref().filter(|n| !n.is_empty()).unwrap_or_else(|| repo_dir_name(&self.url))
-    }
-}
-
-/// The active workflow.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkflowConfig {
-    /// Clone URL.
-    pub git_url: String,
-    /// Branch; the remote's default branch when absent.
-    pub branch: Option<String>,
-    /// Subdirectory holding the workflow.
-    pub path: Option<String>,
-}
 
 /// Credentials the operator provides. `Debug` never prints them.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -234,95 +147,21 @@ impl Credentials {
     }
 }
 
-/// A problem with the runner's inputs (exit code 2).
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is missing.
-    #[error("failed to read configuration: {0} is not set")]
-    Missing(&'static str),
-    /// A variable holds something unusable.
-    #[error("failed to read configuration: {name} is invalid: {reason}")]
-    Invalid {
-        /// Variable name.
-        name: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
 fn non_empty(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     get(name).filter(|v| !v.trim().is_empty())
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(
-    get: &dyn Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<T>, ConfigError> {
-    non_empty(get, name)
-        .map(|raw| serde_json::from_str(&raw))
-        .transpose()
-        .map_err(|e| ConfigError::Invalid { name, reason: e.to_string() })
-}
-
-fn parse_number(
-    get: &dyn Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<u64>, ConfigError> {
-    non_empty(get, name)
-        .map(|raw| raw.trim().parse::<u64>())
-        .transpose()
-        .map_err(|e| ConfigError::Invalid { name, reason: format!("not a non-negative integer ({e})") })
-}
-
 impl RunnerConfig {
     /// Reads the configuration through `get` (normally `std::env::var`).
-    pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let config = Self::read(get)?;
-        config.validate()?;
-        Ok(config)
+    pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, InputError> {
+        Ok(Self::new(RunnerInput::from_env(get)?, get))
     }
 
-    fn read(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let session_name = non_empty(get, "AGENTIC_SESSION_NAME")
-            .or_else(|| non_empty(get, "SESSION_ID"))
-            .ok_or(ConfigError::Missing("AGENTIC_SESSION_NAME"))?;
-        let mut repos: Vec<RepoConfig> = parse_json(get, "REPOS_JSON")?.unwrap_or_default();
-        for repo in &mut repos {
-            // An empty branch (the existing platform's scheduler writes one) is the default branch.
-            repo.branch = repo.branch.take().filter(|b| !b.trim().is_empty());
-        }
-        let resume: Option<acp_api::resume::Resume> = parse_json(get, acp_api::resume::RESUME_ENV)?;
-        for repo in &mut repos {
-            let follows = resume.as_ref().is_some_and(|r| r.since.contains_key(&repo.url));
-            repo.history = if follows { FOLLOW_UP_HISTORY } else { 0 };
-        }
-        let workflow = non_empty(get, "ACTIVE_WORKFLOW_GIT_URL").map(|git_url| WorkflowConfig {
-            git_url,
-            branch: non_empty(get, "ACTIVE_WORKFLOW_BRANCH"),
-            path: non_empty(get, "ACTIVE_WORKFLOW_PATH"),
-        });
-        let max_turns = match parse_number(get, "MAX_TURNS")? {
-            None => DEFAULT_MAX_TURNS,
-            Some(n) => u32::try_from(n)
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(ConfigError::Invalid { name: "MAX_TURNS", reason: "must be 1 or more".into() })?,
-        };
-        let config = Self {
-            session_name,
-            namespace: non_empty(get, "AGENTIC_SESSION_NAMESPACE"),
-            workspace: non_empty(get, "WORKSPACE_PATH").unwrap_or_else(|| "/workspace".into()).into(),
-            prompt: non_empty(get, "INITIAL_PROMPT"),
-            display_name: non_empty(get, "DISPLAY_NAME"),
-            repos,
-            workflow,
-            model: non_empty(get, "LLM_MODEL").unwrap_or_else(|| acp_api::session::DEFAULT_MODEL.into()),
-            max_turns,
-            inactivity_timeout: parse_number(get, "INACTIVITY_TIMEOUT")?
-                .filter(|s| *s > 0)
-                .map(Duration::from_secs),
-            mcp_servers: parse_json(get, "CUSTOM_MCP_SERVERS")?,
-            agent_env: parse_json(get, "SESSION_ENV_JSON")?.unwrap_or_default(),
+    /// Runs `session`, with the runner's own settings and credentials
+    /// read through `get`.
+    pub fn new(session: RunnerInput, get: &dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            session,
             credentials: Credentials::from_lookup(get),
             credentials_url: non_empty(get, acp_api::constants::runner_pod::CREDENTIALS_URL_ENV),
             git_author: (
@@ -330,122 +169,69 @@ impl RunnerConfig {
                 non_empty(get, "GIT_USER_EMAIL").unwrap_or_else(|| DEFAULT_GIT_USER_EMAIL.into()),
             ),
             claude_bin: non_empty(get, "CLAUDE_BIN").unwrap_or_else(|| "claude".into()).into(),
-            termination_message_path: non_empty(get, "TERMINATION_MESSAGE_PATH")
-                .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into())
-                .into(),
             github_host: non_empty(get, "GITHUB_HOST").unwrap_or_else(|| "github.com".into()),
             github_api_url: non_empty(get, "GITHUB_API_URL")
                 .unwrap_or_else(|| "https://api.github.com".into()),
-            resume,
-        };
-        Ok(config)
+        }
     }
 
-    /// Builds the configuration of session `name` from its spec; credentials
-    /// and tool locations still come from `get`.
+    /// Builds the configuration of session `name` from its spec, run in
+    /// `workspace`; credentials and tool locations still come from `get`.
     pub fn from_spec(
         name: &str,
         spec: &SessionSpec,
-        workspace: PathBuf,
+        workspace: &Path,
         get: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let mut config = Self::read(&|key| match key {
-            "AGENTIC_SESSION_NAME" => Some(name.to_owned()),
-            "WORKSPACE_PATH" => Some(workspace.to_string_lossy().into_owned()),
-            "TERMINATION_MESSAGE_PATH" => {
-                Some(workspace.join(".acp/termination-message").to_string_lossy().into_owned())
-            }
-            _ => get(key),
-        })?;
-        config.prompt = spec.initial_prompt.clone();
-        config.display_name = spec.display_name.clone();
-        config.repos = spec
-            .repos
-            .iter()
-            .map(|r| RepoConfig {
-                url: r.url.clone(),
-                branch: r.branch.clone().filter(|b| !b.trim().is_empty()),
-                name: None,
-                auto_push: r.auto_push(),
-                pull_request: r.pull_request.unwrap_or(false),
-                push_branch: r.push_branch.clone().filter(|b| !b.trim().is_empty()),
-                push_url: r.push_url.clone(),
-                push_ref: r.push_ref.clone().filter(|b| !b.trim().is_empty()),
-                commit: r.commit.clone(),
-                history: 0,
-            })
-            .collect();
-        config.workflow = spec.active_workflow.as_ref().and_then(|w| {
-            w.git_url.clone().map(|git_url| WorkflowConfig {
-                git_url,
-                branch: w.branch.clone().filter(|b| !b.trim().is_empty()),
-                path: w.path.clone(),
-            })
-        });
-        config.model = spec.model().to_owned();
-        config.max_turns = spec.max_turns.and_then(|t| u32::try_from(t).ok()).unwrap_or(DEFAULT_MAX_TURNS);
-        config.inactivity_timeout = spec
-            .inactivity_timeout
-            .and_then(|s| u64::try_from(s).ok())
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs);
-        config.mcp_servers = spec.mcp_servers.clone();
-        config.agent_env = spec.environment_variables.clone();
-        config.validate()?;
-        Ok(config)
+    ) -> Result<Self, InputError> {
+        let place = Place {
+            workspace: workspace.to_string_lossy().into_owned(),
+            termination_message_path: workspace
+                .join(".acp/termination-message")
+                .to_string_lossy()
+                .into_owned(),
+        };
+        let session = RunnerInput::for_session(name, None, spec, place, None);
+        session.validate()?;
+        Ok(Self::new(session, get))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.prompt.is_none() && self.workflow.is_none() {
-            return Err(ConfigError::Invalid {
-                name: "INITIAL_PROMPT",
-                reason: "a session needs an initialPrompt or an activeWorkflow".into(),
-            });
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for repo in &self.repos {
-            let name = repo.dir_name();
-            if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
-                return Err(ConfigError::Invalid {
-                    name: "REPOS_JSON",
-                    reason: format!("cannot derive a directory name from {:?}", repo.url),
-                });
-            }
-            if let Some(to) = &repo.push_ref {
-                let why = if !to.starts_with("refs/acp/")
-                    || to.split('/').any(|p| p.is_empty() || p.starts_with('.'))
-                {
-                    Some(format!("pushRef {to:?} is not a ref under refs/acp/"))
-                } else if repo.push_branch.is_some() {
-                    Some(format!("{} has both pushRef and pushBranch; give one", repo.url))
-                } else if repo.pull_request {
-                    Some(format!("{} pushes to a ref ({to}), which cannot head a pull request", repo.url))
-                } else {
-                    None
-                };
-                if let Some(reason) = why {
-                    return Err(ConfigError::Invalid { name: "REPOS_JSON", reason });
-                }
-            }
-            if !seen.insert(name.to_owned()) {
-                return Err(ConfigError::Invalid {
-                    name: "REPOS_JSON",
-                    reason: format!("two repositories would both clone to repos/{name}"),
-                });
-            }
-        }
-        Ok(())
+    /// The workspace root.
+    pub fn workspace(&self) -> &Path {
+        Path::new(&self.session.workspace)
+    }
+
+    /// Where the short result goes.
+    pub fn termination_message_path(&self) -> &Path {
+        Path::new(&self.session.termination_message_path)
+    }
+
+    /// Bound on agent turns: the spec's, else [`DEFAULT_MAX_TURNS`].
+    pub fn max_turns(&self) -> u32 {
+        self.session.max_turns.unwrap_or(DEFAULT_MAX_TURNS)
+    }
+
+    /// How long the agent may stay silent; `None` disables the bound.
+    pub fn inactivity_timeout(&self) -> Option<Duration> {
+        self.session.inactivity_timeout.map(Duration::from_secs)
+    }
+
+    /// History to fetch beyond the tip of `repo` (shallow clones of remote
+    /// URLs): deeper for a follow-up, to show the commits since its
+    /// parent's turn.
+    pub fn history(&self, repo: &Repo) -> u32 {
+        let follows = self.session.resume.as_ref().is_some_and(|r| r.since.contains_key(&repo.url));
+        if follows { FOLLOW_UP_HISTORY } else { 0 }
     }
 
     /// `ambient/<session-name>`.
     pub fn push_branch(&self) -> String {
-        format!("{}{}", acp_api::constants::SESSION_BRANCH_PREFIX, self.session_name)
+        format!("{}{}", acp_api::constants::SESSION_BRANCH_PREFIX, self.session.session_name)
     }
 
     /// Where `repo`'s changes go: its `pushBranch` (fast-forward only),
     /// its `pushRef` (the session's own, forced), else
     /// `ambient/<session-name>` (the session's own, replaced by a re-run).
-    pub fn push_target(&self, repo: &RepoConfig) -> PushTarget {
+    pub fn push_target(&self, repo: &Repo) -> PushTarget {
         match (&repo.push_branch, &repo.push_ref) {
             (Some(branch), _) => {
                 PushTarget { branch: branch.clone(), remote: format!("refs/heads/{branch}"), force: false }
@@ -461,59 +247,58 @@ impl RunnerConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
-    fn reads_the_platforms_variables() {
+    fn the_contract_and_the_runners_own_settings() {
         let get = lookup(&[
             ("AGENTIC_SESSION_NAME", "fix-bug"),
             ("INITIAL_PROMPT", "fix it"),
-            (
-                "REPOS_JSON",
-                r#"[{"url":"https://h/o/app.git","branch":"dev","autoPush":true},{"url":"https://h/o/lib.git","branch":""}]"#,
-            ),
-            ("LLM_MODEL", "claude-opus-4-1"),
-            ("MAX_TURNS", "7"),
+            ("REPOS_JSON", r#"[{"url":"https://h/o/app.git","branch":"dev","autoPush":true}]"#),
             ("INACTIVITY_TIMEOUT", "0"),
             ("ANTHROPIC_API_KEY", "sk-secret"),
+            ("CLAUDE_BIN", "/opt/claude"),
         ]);
         let config = RunnerConfig::from_env(&get).expect("valid");
-        assert_eq!(config.repos[0].dir_name(), "app");
-        assert_eq!(config.repos[1].branch, None, "an empty branch is the remote's default");
-        assert!(config.repos[0].auto_push);
-        assert_eq!(config.model, "claude-opus-4-1");
-        assert_eq!(config.max_turns, 7);
-        assert_eq!(config.inactivity_timeout, None);
+        assert_eq!(config.max_turns(), DEFAULT_MAX_TURNS, "unset in the spec");
+        assert_eq!(config.inactivity_timeout(), None);
         assert_eq!(config.push_branch(), "ambient/fix-bug");
-        assert_eq!(config.workspace, PathBuf::from("/workspace"));
+        assert_eq!(config.workspace(), Path::new("/workspace"));
+        assert_eq!(config.claude_bin, PathBuf::from("/opt/claude"));
+        assert_eq!(config.git_author.0, DEFAULT_GIT_USER_NAME);
+        assert_eq!(config.history(&config.session.repos[0]), 0, "not a follow-up");
         assert!(!format!("{config:?}").contains("sk-secret"));
     }
 
     #[test]
-    fn rejects_bad_input_with_the_variable_name() {
-        let err = RunnerConfig::from_env(&lookup(&[("INITIAL_PROMPT", "x")])).expect_err("no name");
-        assert_eq!(err.to_string(), "failed to read configuration: AGENTIC_SESSION_NAME is not set");
-        let err = RunnerConfig::from_env(&lookup(&[
-            ("AGENTIC_SESSION_NAME", "s"),
-            ("INITIAL_PROMPT", "x"),
-            ("REPOS_JSON", "[{"),
-        ]))
-        .expect_err("bad json");
-        assert!(err.to_string().contains("REPOS_JSON is invalid"), "{err}");
-        let err = RunnerConfig::from_env(&lookup(&[
-            ("AGENTIC_SESSION_NAME", "s"),
-            ("INITIAL_PROMPT", "x"),
-            ("REPOS_JSON", r#"[{"url":"https://a/x/app"},{"url":"https://b/y/app.git"}]"#),
-        ]))
-        .expect_err("clash");
+    fn a_follow_up_fetches_history_of_the_repositories_it_continues() {
+        let resume = r#"{"parent":"first","since":{"https://h/o/app.git":"abc"}}"#;
+        let get = lookup(&[
+            ("AGENTIC_SESSION_NAME", "next"),
+            ("INITIAL_PROMPT", "more"),
+            ("REPOS_JSON", r#"[{"url":"https://h/o/app.git"},{"url":"https://h/o/lib.git"}]"#),
+            ("RESUME_JSON", resume),
+        ]);
+        let config = RunnerConfig::from_env(&get).expect("valid");
+        assert_eq!(config.history(&config.session.repos[0]), FOLLOW_UP_HISTORY);
+        assert_eq!(config.history(&config.session.repos[1]), 0);
+    }
+
+    #[test]
+    fn a_manifest_is_checked_as_the_contract_is() {
+        let spec: SessionSpec = serde_json::from_value(serde_json::json!({
+            "initialPrompt": "x",
+            "repos": [{"url": "https://a/x/app"}, {"url": "https://b/y/app.git"}]
+        }))
+        .expect("spec");
+        let err = RunnerConfig::from_spec("s", &spec, Path::new("/tmp/ws"), &|_| None).expect_err("clash");
         assert!(err.to_string().contains("both clone to repos/app"), "{err}");
-        let err =
-            RunnerConfig::from_env(&lookup(&[("AGENTIC_SESSION_NAME", "s")])).expect_err("nothing to do");
-        assert!(err.to_string().contains("initialPrompt or an activeWorkflow"), "{err}");
     }
 }

@@ -13,7 +13,9 @@ use acp_git::clone::{CloneError, CloneSpec};
 use acp_git::is_local;
 use git2::{IndexAddOption, Repository, Signature, Status, StatusOptions};
 
-use crate::config::{Credentials, PushTarget, RepoConfig};
+use acp_api::runner::Repo;
+
+use crate::config::{Credentials, PushTarget};
 
 /// A git failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -77,10 +79,10 @@ pub struct Cloned {
     pub base: git2::Oid,
 }
 
-/// Clones `repo` into `dest`, shallow (the tip and `repo.history` commits
+/// Clones `repo` into `dest`, shallow (the tip and `history` commits
 /// before it) unless the URL is local.
-pub async fn clone(repo: &RepoConfig, dest: &Path, creds: &Credentials) -> Result<Cloned, GitError> {
-    let depth = (!is_local(&repo.url)).then(|| repo.history.saturating_add(1));
+pub async fn clone(repo: &Repo, history: u32, dest: &Path, creds: &Credentials) -> Result<Cloned, GitError> {
+    let depth = (!is_local(&repo.url)).then(|| history.saturating_add(1));
     // A run pinned to a commit pushing elsewhere (a fork's pull request)
     // fetches only the branch it was approved on.
     let single_branch = repo.commit.is_some() && repo.push_url.as_ref().is_some_and(|u| *u != repo.url);

@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Credentials, PushTarget, RepoConfig, RunnerConfig};
+use acp_api::runner::Repo;
+
+use crate::config::{Credentials, PushTarget, RunnerConfig};
 use crate::git::{Cloned, GitError};
 use crate::pr::{PrError, PullRequest};
 
@@ -76,9 +78,10 @@ impl Direct {
         }
     }
 
-    /// Clones `repo` into `dest` (the git process dies with the future).
-    pub async fn clone_repo(&self, repo: &RepoConfig, dest: &Path) -> Result<Cloned, OpError> {
-        Ok(crate::git::clone(repo, dest, &self.credentials).await?)
+    /// Clones `repo` with `history` commits before its tip into `dest`
+    /// (the git process dies with the future).
+    pub async fn clone_repo(&self, repo: &Repo, history: u32, dest: &Path) -> Result<Cloned, OpError> {
+        Ok(crate::git::clone(repo, history, dest, &self.credentials).await?)
     }
 
     /// Pushes the local branch of `target` of the repository at `dir` to
@@ -95,7 +98,7 @@ impl Direct {
     }
 
     /// Opens the draft pull request for `repo`; `None` when it is not on GitHub.
-    pub async fn pull_request(&self, repo: &RepoConfig, pr: Proposal<'_>) -> Option<Result<String, OpError>> {
+    pub async fn pull_request(&self, repo: &Repo, pr: Proposal<'_>) -> Option<Result<String, OpError>> {
         let github = crate::pr::github_repo(&repo.url, &self.github_host)?;
         let token = self.credentials.github_token.as_deref().or(self.credentials.git_token.as_deref());
         let request =

@@ -9,7 +9,9 @@ use tokio::sync::watch;
 use crate::access::Access;
 use crate::agent::{AgentCommand, AgentOutcome, CommandInputs, LineHandler, StopCause};
 use crate::broker::Target;
-use crate::config::{RepoConfig, RunnerConfig};
+use acp_api::runner::Repo;
+
+use crate::config::RunnerConfig;
 use crate::events::{Block, Line, StreamEvent, result_text, todos};
 use crate::ops::{OpError, Proposal};
 use crate::progress::{PREVIEW_BYTES, Progress, Reporter, Sink};
@@ -23,7 +25,7 @@ use crate::workspace::{Layout, compose_prompt, mcp_config, startup_prompt};
 pub async fn run(config: &RunnerConfig, sink: &mut dyn Sink, stop: watch::Receiver<bool>) -> SessionResult {
     let redactor = Redactor::new(config.credentials.secrets());
     let mut reporter = Reporter::new(sink, redactor.clone());
-    let layout = Layout::new(&config.workspace);
+    let layout = Layout::new(config.workspace());
     let started = std::time::Instant::now();
     let mut result = match pipeline(config, &layout, &mut reporter, stop).await {
         Ok(result) | Err(result) => result,
@@ -60,11 +62,11 @@ fn write_result(config: &RunnerConfig, layout: &Layout, result: &SessionResult) 
         eprintln!("acp runner: failed to write {}: {err}", layout.result().display());
     }
     let message = termination_message(result, TERMINATION_MESSAGE_LIMIT);
-    if let Some(parent) = config.termination_message_path.parent() {
+    if let Some(parent) = config.termination_message_path().parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    if let Err(err) = std::fs::write(&config.termination_message_path, message) {
-        eprintln!("acp runner: failed to write {}: {err}", config.termination_message_path.display());
+    if let Err(err) = std::fs::write(config.termination_message_path(), message) {
+        eprintln!("acp runner: failed to write {}: {err}", config.termination_message_path().display());
     }
 }
 
@@ -88,7 +90,7 @@ async fn wait_for_stop(stop: &mut watch::Receiver<bool>) {
 
 struct ClonedRepo {
     index: usize,
-    config: RepoConfig,
+    config: Repo,
     dir: PathBuf,
     base: git2::Oid,
     branch: String,
@@ -117,7 +119,7 @@ async fn pipeline(
     if !model_key
         && !["CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_BEDROCK"]
             .iter()
-            .any(|k| config.agent_env.contains_key(*k))
+            .any(|k| config.session.agent_env.contains_key(*k))
     {
         return Err(failure(
             RunOutcome::PrerequisiteFailed,
@@ -126,10 +128,12 @@ async fn pipeline(
     }
 
     let mut cloned = Vec::new();
-    for (index, repo) in config.repos.iter().enumerate() {
+    for (index, repo) in config.session.repos.iter().enumerate() {
         let dir = layout.repos.join(repo.dir_name());
         reporter.emit(Progress::Step { step: "clone".into(), message: format!("cloning {}", repo.url) });
-        let done = or_stop(&mut stop, access.clone_repo(Target::Repo(index), repo, &dir)).await?;
+        let done =
+            or_stop(&mut stop, access.clone_repo(Target::Repo(index), repo, config.history(repo), &dir))
+                .await?;
         let info = done.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?;
         reporter.emit(Progress::Cloned {
             name: repo.dir_name().to_owned(),
@@ -141,16 +145,13 @@ async fn pipeline(
 
     let mut cwd = cloned.first().map_or_else(|| layout.root.clone(), |r| r.dir.clone());
     let mut startup = None;
-    if let Some(workflow) = &config.workflow {
-        let repo = RepoConfig {
-            url: workflow.git_url.clone(),
-            branch: workflow.branch.clone(),
-            ..Default::default()
-        };
+    if let Some(workflow) = &config.session.workflow {
+        let repo =
+            Repo { url: workflow.git_url.clone(), branch: workflow.branch.clone(), ..Default::default() };
         let dir = layout.workflows.join(repo.dir_name());
         reporter
             .emit(Progress::Step { step: "clone".into(), message: format!("cloning workflow {}", repo.url) });
-        let done = or_stop(&mut stop, access.clone_repo(Target::Workflow, &repo, &dir)).await?;
+        let done = or_stop(&mut stop, access.clone_repo(Target::Workflow, &repo, 0, &dir)).await?;
         let info = done.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?;
         reporter.emit(Progress::Cloned {
             name: repo.dir_name().to_owned(),
@@ -175,7 +176,7 @@ async fn pipeline(
         startup = startup_prompt(&cwd);
     }
 
-    let prompt = compose_prompt(startup.as_deref(), config.prompt.as_deref());
+    let prompt = compose_prompt(startup.as_deref(), config.session.prompt.as_deref());
     if prompt.is_empty() {
         return Err(failure(
             RunOutcome::PrerequisiteFailed,
@@ -183,7 +184,7 @@ async fn pipeline(
         ));
     }
     // A follow-up continues its parent's conversation, told what changed.
-    let (prompt, resume) = match &config.resume {
+    let (prompt, resume) = match &config.session.resume {
         Some(resume) => {
             let checkouts: Vec<crate::resume::Checkout<'_>> = cloned
                 .iter()
@@ -195,7 +196,7 @@ async fn pipeline(
         }
         None => (prompt, None),
     };
-    let mcp = match mcp_config(config.mcp_servers.as_ref()) {
+    let mcp = match mcp_config(config.session.mcp_servers.as_ref()) {
         Some((document, names)) => {
             std::fs::write(layout.mcp_config(), document.to_string()).map_err(|e| {
                 failure(RunOutcome::PrerequisiteFailed, format!("failed to write the MCP configuration: {e}"))
@@ -207,14 +208,14 @@ async fn pipeline(
     let runner_env = |key: &str| std::env::var(key).ok();
     let command = AgentCommand::build(CommandInputs {
         program: &config.claude_bin,
-        model: &config.model,
-        max_turns: config.max_turns,
+        model: &config.session.model,
+        max_turns: config.max_turns(),
         resume: resume.as_deref(),
         mcp: mcp.as_ref().map(|(path, names)| (path.as_path(), names.clone())),
         cwd: &cwd,
         workspace: &layout.root,
         state_dir: &layout.state,
-        session_env: &config.agent_env,
+        session_env: &config.session.agent_env,
         api_key: config.credentials.anthropic_api_key.as_deref(),
         base_url: config.credentials.anthropic_base_url.as_deref(),
         runner_env: &runner_env,
@@ -223,13 +224,13 @@ async fn pipeline(
 
     reporter.emit(Progress::Step {
         step: "agent".into(),
-        message: format!("running Claude Code ({})", config.model),
+        message: format!("running Claude Code ({})", config.session.model),
     });
     let transcript = std::fs::File::create(layout.transcript()).map_err(|e| {
         failure(RunOutcome::PrerequisiteFailed, format!("failed to create the transcript: {e}"))
     })?;
-    let mut handler = Handler { transcript, reporter, model: config.model.clone(), todos: None };
-    let outcome = crate::agent::run(&command, config.inactivity_timeout, stop.clone(), &mut handler).await;
+    let mut handler = Handler { transcript, reporter, model: config.session.model.clone(), todos: None };
+    let outcome = crate::agent::run(&command, config.inactivity_timeout(), stop.clone(), &mut handler).await;
     let mut result = agent_result(&outcome, config);
     if result.outcome == Some(RunOutcome::Stopped) || result.outcome == Some(RunOutcome::PrerequisiteFailed) {
         return Err(result);
@@ -302,16 +303,19 @@ async fn open_pull_request(
 
 fn commit_title(config: &RunnerConfig) -> String {
     config
+        .session
         .display_name
         .clone()
-        .or_else(|| config.prompt.as_deref().and_then(|p| p.lines().next()).map(|l| truncate_utf8(l, 72)))
+        .or_else(|| {
+            config.session.prompt.as_deref().and_then(|p| p.lines().next()).map(|l| truncate_utf8(l, 72))
+        })
         .unwrap_or_else(|| "agent changes".into())
 }
 
 fn session_ref(config: &RunnerConfig) -> String {
-    match &config.namespace {
-        Some(ns) => format!("{ns}/{}", config.session_name),
-        None => config.session_name.clone(),
+    match &config.session.namespace {
+        Some(ns) => format!("{ns}/{}", config.session.session_name),
+        None => config.session.session_name.clone(),
     }
 }
 
@@ -361,7 +365,7 @@ fn agent_result(outcome: &AgentOutcome, config: &RunnerConfig) -> SessionResult 
             StoppedReason::Inactivity,
             format!(
                 "stopped after {}s without agent activity (inactivityTimeout)",
-                config.inactivity_timeout.map_or(0, |d| d.as_secs())
+                config.inactivity_timeout().map_or(0, |d| d.as_secs())
             ),
         ),
         None => match &outcome.result {
@@ -373,7 +377,7 @@ fn agent_result(outcome: &AgentOutcome, config: &RunnerConfig) -> SessionResult 
             Some(event) => {
                 let detail = event.result.clone().filter(|r| !r.trim().is_empty());
                 let message = if event.subtype == "error_max_turns" {
-                    format!("the agent reached maxTurns ({}) before finishing", config.max_turns)
+                    format!("the agent reached maxTurns ({}) before finishing", config.max_turns())
                 } else if let Some(status) = event.api_error_status {
                     format!("model API error (HTTP {status}): {}", detail.as_deref().unwrap_or("no details"))
                 } else {

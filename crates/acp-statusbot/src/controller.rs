@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use acp_api::constants::{
     DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, labels,
 };
+use acp_api::pull_requests::ThreadPath;
 use acp_api::{AgenticSession, SessionPhase, SessionSchedule, SessionSource};
 use acp_git::Credentials;
 use futures_util::StreamExt as _;
@@ -333,8 +334,8 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     // pull-request comment asked for is reported on that pull request of the
     // code repository (its current head gets the status); any other on the
     // pull request of the sessions repository that brought its commit.
-    let asked = crate::provenance::pull_request_of(&source, &ns, &name);
-    let repository = asked.as_ref().map(|(repo, _)| repo.clone());
+    let asked = source.pull_request_of(&ns, &name);
+    let repository = asked.as_ref().map(|thread| thread.repository.clone());
     if let Some(github) = source.spec.github.as_ref().filter(|_| !revision.is_empty() || asked.is_some()) {
         let repository = repository.unwrap_or_else(|| github.repository.clone());
         // The Secret holds a token, or a GitHub App (appId, privateKey).
@@ -349,11 +350,11 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         if let Some((token, app_login)) = token {
             let gh = GitHub::new(&ctx.config.github_api_url, &token, &repository)?;
             let (commit, pull, comment) = match &asked {
-                Some((repo, pull)) => {
-                    let thread = thread(&ctx, &source, &ns, repo, *pull, &report).await?;
+                Some(asked) => {
+                    let thread = thread(&ctx, &source, asked, &report).await?;
                     let body = ctx.config.renderer.thread(&thread)?;
-                    let marker = crate::render::thread_marker(repo, *pull, &thread.source);
-                    (None, Some(*pull), Some((marker, body)))
+                    let marker = crate::render::thread_marker(&asked.repository, asked.pull, &thread.source);
+                    (None, Some(asked.pull), Some((marker, body)))
                 }
                 None => (Some(revision.as_str()), None, None),
             };
@@ -378,49 +379,29 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     Ok(requeue)
 }
 
-/// The thread of pull request `pull` of `repository`: the reports of its
-/// sessions, oldest first, `current` (the session being reconciled, with its
-/// todo list) in its place.
+/// The reports of `asked`'s sessions, oldest first, `current` (the session
+/// being reconciled, with its todo list) in its place.
 async fn thread(
     ctx: &Context,
     source: &SessionSource,
-    ns: &str,
-    repository: &str,
-    pull: u64,
+    asked: &ThreadPath,
     current: &Report,
 ) -> Result<crate::render::Thread, Error> {
-    let names = crate::provenance::thread_of(source, ns, repository, pull);
-    let api: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = format!(
-        "{}={},{}={}",
-        labels::SOURCE_NAMESPACE,
-        source.namespace().unwrap_or_default(),
-        labels::SOURCE_NAME,
-        source.name_any()
-    );
-    let listed = api
-        .list(&kube::api::ListParams::default().labels(&selector))
+    let sessions = acp_kube::threads::sessions(&ctx.client, source, asked)
         .await
         .map_err(|source| Error::Kube { action: "list the thread's sessions", source })?;
     let dashboard = ctx.config.dashboard_url.as_deref();
-    // In the order they were asked for: the parent links' chain.
-    let links: Vec<(String, Option<String>)> = names
+    let turns = sessions
         .iter()
-        .map(|name| {
-            let session = listed.items.iter().find(|s| &s.name_any() == name);
-            let parent = session.and_then(|s| s.annotations().get(annotations::PARENT_SESSION).cloned());
-            (name.clone(), parent)
-        })
-        .collect();
-    let turns = acp_api::pull_requests::chain(&links)
-        .iter()
-        .filter_map(|name| match name == &current.name {
-            true => Some(current.clone()),
-            false => listed.items.iter().find(|s| &s.name_any() == name).map(|s| report(s, dashboard)),
-        })
+        .map(|s| if s.name_any() == current.name { current.clone() } else { report(s, dashboard) })
         .collect();
     let kept_by = format!("{}/{}", source.namespace().unwrap_or_default(), source.name_any());
-    Ok(crate::render::Thread { repository: repository.to_owned(), pull, source: kept_by, turns })
+    Ok(crate::render::Thread {
+        repository: asked.repository.clone(),
+        pull: asked.pull,
+        source: kept_by,
+        turns,
+    })
 }
 
 /// True while the operator has not yet observed the session's latest spec

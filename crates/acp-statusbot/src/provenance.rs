@@ -3,7 +3,6 @@
 //! schedule, whose status lists the run). Annotations and owner references
 //! are only claims: anyone who may edit a session may set them.
 
-pub use acp_api::pull_requests::{pull_request_of, thread_of};
 use acp_api::{AgenticSession, SessionSchedule, SessionSource};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt as _;
@@ -76,6 +75,8 @@ pub fn schedule_vouches(
 
 #[cfg(test)]
 mod tests {
+    use acp_api::pull_requests::ThreadPath;
+
     use super::*;
 
     fn source(namespace: &str, target: Option<&str>, inventory: &[(&str, &str)]) -> SessionSource {
@@ -138,18 +139,18 @@ mod tests {
         let mut own = source("team-a", None, &[("team-a", "webapp-pr7-1")]);
         own.status.as_mut().expect("status").inventory[0].path =
             "acp/requests:acme/webapp/pr-7/webapp-pr7-1.yaml".into();
-        assert_eq!(pull_request_of(&own, "team-a", "webapp-pr7-1"), None, "no binding: not a request");
+        assert_eq!(own.pull_request_of("team-a", "webapp-pr7-1"), None, "no binding: not a request");
         own.spec.pull_requests = Some(
             serde_json::from_value(serde_json::json!({"repositories": ["acme/*"], "template": {"spec": {}}}))
                 .expect("binding"),
         );
-        assert_eq!(pull_request_of(&own, "team-a", "webapp-pr7-1"), Some(("acme/webapp".into(), 7)));
+        assert_eq!(own.pull_request_of("team-a", "webapp-pr7-1"), Some(ThreadPath::new("acme/webapp", 7)));
         // A file of the source's own ref, or of a repository the binding does not serve.
         own.status.as_mut().expect("status").inventory[0].path = "acme/webapp/pr-7/webapp-pr7-1.yaml".into();
-        assert_eq!(pull_request_of(&own, "team-a", "webapp-pr7-1"), None);
+        assert_eq!(own.pull_request_of("team-a", "webapp-pr7-1"), None);
         own.status.as_mut().expect("status").inventory[0].path =
             "acp/requests:evil/webapp/pr-7/x.yaml".into();
-        assert_eq!(pull_request_of(&own, "team-a", "webapp-pr7-1"), None);
+        assert_eq!(own.pull_request_of("team-a", "webapp-pr7-1"), None);
     }
 
     #[test]
@@ -172,8 +173,11 @@ mod tests {
         }
         let binding = serde_json::json!({"repositories": ["acme/*"], "template": {"spec": {}}});
         own.spec.pull_requests = Some(serde_json::from_value(binding).expect("binding"));
-        assert_eq!(thread_of(&own, "team-a", "acme/webapp", 7), ["webapp-pr7-999", "webapp-pr7-1001"]);
-        assert!(thread_of(&own, "team-b", "acme/webapp", 7).is_empty());
+        assert_eq!(
+            own.thread_of("team-a", &ThreadPath::new("acme/webapp", 7)),
+            ["webapp-pr7-999", "webapp-pr7-1001"]
+        );
+        assert!(own.thread_of("team-b", &ThreadPath::new("acme/webapp", 7)).is_empty());
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub struct Cli {
 /// acp's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print acp's CustomResourceDefinitions (AgenticSession, SessionSource).
+    /// Print acp's CustomResourceDefinitions (AgenticSession, SessionSource, SessionSchedule).
     ///
     /// Without options, prints every CRD as one multi-document YAML stream, ready
     /// for `kubectl apply --server-side -f -`. With `--out DIR`, writes one file
@@ -61,11 +61,13 @@ pub enum Command {
     /// Inputs, as the operator sets them: AGENTIC_SESSION_NAME,
     /// AGENTIC_SESSION_NAMESPACE, WORKSPACE_PATH (/workspace), INITIAL_PROMPT,
     /// DISPLAY_NAME, REPOS_JSON ([{url, branch, name, autoPush, pullRequest,
-    /// pushBranch, pushUrl, commit}]), RESUME_JSON (a follow-up's parent
+    /// pushBranch, pushUrl, pushRef, commit}]), RESUME_JSON (a follow-up's parent
     /// conversation, workspace, commits and earlier turns),
-    /// ACTIVE_WORKFLOW_GIT_URL / _BRANCH / _PATH, LLM_MODEL, MAX_TURNS (50),
-    /// INACTIVITY_TIMEOUT (seconds, 0 = off), CUSTOM_MCP_SERVERS (JSON of
-    /// spec.mcpServers), SESSION_ENV_JSON (JSON of spec.environmentVariables),
+    /// ACTIVE_WORKFLOW_GIT_URL, ACTIVE_WORKFLOW_BRANCH, ACTIVE_WORKFLOW_PATH,
+    /// LLM_MODEL, MAX_TURNS (50), INACTIVITY_TIMEOUT (seconds, 0 = off),
+    /// TIMEOUT (the session's deadline, seconds), USER_ID and USER_NAME
+    /// (spec.userContext), CUSTOM_MCP_SERVERS (JSON of spec.mcpServers),
+    /// SESSION_ENV_JSON (JSON of spec.environmentVariables),
     /// ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, GIT_TOKEN, GITHUB_TOKEN,
     /// GITLAB_TOKEN, GIT_SSH_KEY_FILE, GIT_KNOWN_HOSTS_FILE, GIT_USER_NAME,
     /// GIT_USER_EMAIL, CLAUDE_BIN (claude), TERMINATION_MESSAGE_PATH

@@ -103,8 +103,8 @@ pub fn runner(args: &RunnerArgs) -> anyhow::Result<ExitCode> {
                 error: Some(err.to_string()),
                 ..SessionResult::default()
             };
-            let path = get("TERMINATION_MESSAGE_PATH")
-                .unwrap_or_else(|| acp_runner::config::DEFAULT_TERMINATION_MESSAGE_PATH.into());
+            let path = get(acp_api::runner::env::TERMINATION_MESSAGE_PATH)
+                .unwrap_or_else(|| acp_api::runner::DEFAULT_TERMINATION_MESSAGE_PATH.into());
             let message = acp_runner::result::termination_message(
                 &result,
                 acp_runner::result::TERMINATION_MESSAGE_LIMIT,
@@ -198,7 +198,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         None => std::env::temp_dir().join(format!("acp-run-{name}-{}", std::process::id())),
     };
     let get = |key: &str| std::env::var(key).ok();
-    let config = match RunnerConfig::from_spec(&name, &session.spec, workspace.clone(), &get) {
+    let config = match RunnerConfig::from_spec(&name, &session.spec, &workspace, &get) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("acp: error: {}: {err}", args.file.display());
@@ -223,4 +223,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         crate::tty::print_result(&result, &workspace);
     }
     Ok(exit_code(&result))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// The help's list of inputs is prose: it must name every variable of
+    /// the runner contract.
+    #[test]
+    fn the_runner_help_names_every_contract_variable() {
+        let mut cli = crate::Cli::command();
+        let help = cli.find_subcommand_mut("runner").expect("runner").render_long_help().to_string();
+        let missing: Vec<&str> =
+            acp_api::runner::env::ALL.iter().copied().filter(|name| !help.contains(name)).collect();
+        assert!(missing.is_empty(), "`acp runner --help` does not name {missing:?}");
+    }
 }

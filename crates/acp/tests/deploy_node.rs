@@ -28,7 +28,7 @@ const COMPONENTS: [&str; 4] = ["acp-git-sync", "acp-operator", "acp-statusbot", 
 /// Pulling nothing, but starting pods and controllers: more than an API call.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// `kubectl apply --server-side -k deploy/kustomize/<overlay>`, as the README says.
+/// `kubectl apply --server-side -k deploy/kustomize/<overlay>`, as docs/deploying.md says.
 fn apply_overlay(env: &TestEnv, overlay: &str) {
     let path = acp_testenv::env::repo_root().join("deploy/kustomize").join(overlay);
     let out = env

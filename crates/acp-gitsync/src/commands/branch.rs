@@ -7,7 +7,7 @@
 //! arbitrary manifests get in. A branch that went missing keeps what was
 //! applied from it (reported), rather than pruning every request session.
 
-use acp_api::pull_requests::PullRequestBinding;
+use acp_api::pull_requests::{PullRequestBinding, ThreadPath};
 use acp_api::source::{FileError, InventoryEntry};
 
 use crate::plan::{Kind, Manifests};
@@ -61,15 +61,9 @@ pub fn check(
         std::mem::take(&mut manifests.desired).into_iter().partition(|d| d.path.starts_with(&prefix));
     manifests.desired = rest;
     for desired in requests {
-        let place = desired.path[prefix.len()..].split('/').collect::<Vec<_>>();
-        let served = match place.as_slice() {
-            [owner, repo, pull, file] => {
-                binding.serves(&format!("{owner}/{repo}"))
-                    && pull.strip_prefix("pr-").is_some_and(|n| n.parse::<u64>().is_ok())
-                    && file.ends_with(".yaml")
-            }
-            _ => false,
-        };
+        let served = ThreadPath::parse(&desired.path[prefix.len()..]).is_some_and(|(thread, file)| {
+            binding.serves(&thread.repository) && !file.contains('/') && file.ends_with(".yaml")
+        });
         if desired.kind == Kind::Session && served {
             manifests.desired.push(desired);
         } else {

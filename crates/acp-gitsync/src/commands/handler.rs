@@ -20,9 +20,8 @@
 use std::path::PathBuf;
 
 use acp_api::SessionSource;
-use acp_api::pull_requests::{PullRequestBinding, Role};
+use acp_api::pull_requests::{PullRequestBinding, Role, ThreadPath};
 use acp_github::GitHub;
-use kube::api::Api;
 use kube::{Client, ResourceExt as _};
 use serde_json::Value;
 use tracing::warn;
@@ -511,26 +510,10 @@ impl Commands {
         repository: &str,
         pull: u64,
     ) -> Result<Vec<acp_api::AgenticSession>, Error> {
-        // The thread is what the source's inventory (git-sync's record) holds
-        // under this pull request's directory, never a name that looks alike.
-        let ns =
-            source.spec.target_namespace.clone().unwrap_or_else(|| source.namespace().unwrap_or_default());
-        let names = acp_api::pull_requests::thread_of(source, &ns, repository, pull);
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One list of the source's sessions, not a read per turn.
-        let api: Api<acp_api::AgenticSession> = Api::namespaced(self.client.clone(), &ns);
-        let selector =
-            crate::plan::SourceRef::new(source.namespace().unwrap_or_default(), source.name_any()).selector();
-        let listed = api
-            .list(&kube::api::ListParams::default().labels(&selector))
+        let thread = ThreadPath::new(repository, pull);
+        acp_kube::threads::sessions(&self.client, source, &thread)
             .await
-            .map_err(|source| Error::Kube { action: "list the thread's sessions", source })?;
-        let mut sessions: Vec<_> =
-            listed.items.into_iter().filter(|s| names.contains(&s.name_any())).collect();
-        sessions.sort_by_key(|s| names.iter().position(|n| *n == s.name_any()));
-        Ok(sessions)
+            .map_err(|source| Error::Kube { action: "list the thread's sessions", source })
     }
 
     /// Asks git-sync to sync `source` now (as a push webhook does).

@@ -5,7 +5,7 @@
 //! the pull request's head.
 
 use acp_api::constants::{API_VERSION, annotations};
-use acp_api::pull_requests::{PullRequestBinding, Role};
+use acp_api::pull_requests::{PullRequestBinding, Role, ThreadPath};
 use acp_github::PullRequest;
 use serde_json::{Value, json};
 
@@ -121,31 +121,6 @@ fn display(command: &Command) -> String {
     }
 }
 
-/// The directory of pull request `pull` of `repository` on the requests branch.
-pub fn thread_dir(repository: &str, pull: u64) -> String {
-    format!("{}/pr-{pull}", repository.to_ascii_lowercase())
-}
-
-/// The session name of the request made by `comment` on `pull`. Issue
-/// comments and review comments are numbered apart on GitHub, so a review
-/// comment's name carries an `r` (`webapp-pr7-r1234`).
-pub fn session_name(repository: &str, pull: u64, comment: &Comment) -> String {
-    let kind = if comment.review { "r" } else { "" };
-    format!("{}{kind}{}", thread_prefix(repository, pull), comment.id)
-}
-
-/// The start of every session name of `pull`'s thread (`webapp-pr7-`).
-pub fn thread_prefix(repository: &str, pull: u64) -> String {
-    let name = repository.rsplit('/').next().unwrap_or(repository);
-    let clean: String = name
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(30)
-        .collect();
-    format!("{}-pr{pull}-", clean.trim_matches('-'))
-}
-
 /// A commit to make on the requests branch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -229,7 +204,7 @@ pub fn run(
             pull.head_ref
         ));
     }
-    let name = session_name(repository, pull.number, comment);
+    let name = ThreadPath::new(repository, pull.number).session_name(comment.id, comment.review);
     let request = if text.trim().is_empty() { "(no further instructions)".to_owned() } else { text.clone() };
     let reviews = if thread.reviews.is_empty() {
         String::new()
@@ -289,7 +264,7 @@ pub fn run(
         pull.number
     );
     Ok(Record {
-        path: format!("{}/{name}.yaml", thread_dir(repository, pull.number)),
+        path: format!("{}/{name}.yaml", ThreadPath::new(repository, pull.number)),
         content,
         message: format!("{subject}\n\n{}\n\n{}", quoted(&text), trailers(command, comment, role, pull)),
         session: name,
@@ -376,7 +351,7 @@ pub const PENDING_PATTERN: &str = "/*/*/pr-*/pending/";
 /// The path of a request waiting for approval: `pending/` beside the
 /// thread's requests (git-sync never applies it).
 pub fn pending_path(repository: &str, pull: u64, session: &str) -> String {
-    format!("{}/pending/{session}.yaml", thread_dir(repository, pull))
+    format!("{}/pending/{session}.yaml", ThreadPath::new(repository, pull))
 }
 
 /// A waiting request's manifest, approved at `head`: pinned to that commit
@@ -416,7 +391,7 @@ pub fn approved(manifest: &str, parent: Option<&str>, head: &str) -> Option<Stri
 /// comment id under `pending/` (never applied), so a replayed delivery of
 /// the same comment does nothing again.
 pub fn done_path(repository: &str, pull: u64, comment: &Comment) -> String {
-    format!("{}/pending/done/{}", thread_dir(repository, pull), comment.api_ref().replace('/', "-"))
+    format!("{}/pending/done/{}", ThreadPath::new(repository, pull), comment.api_ref().replace('/', "-"))
 }
 
 /// The trailers of a request commit.

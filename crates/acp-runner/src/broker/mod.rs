@@ -27,6 +27,25 @@ pub mod server;
 
 use serde::{Deserialize, Serialize};
 
+/// The sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// It would listen where more than this pod could reach it.
+    #[error("failed to start: {0} is not a loopback address; the sidecar serves this pod only")]
+    NotLoopback(std::net::SocketAddr),
+    /// The model API's address is unusable.
+    #[error("failed to read ANTHROPIC_BASE_URL {url:?}: {reason}")]
+    BadUpstream {
+        /// The configured URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Serving failed.
+    #[error("failed to serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Path prefix of the sidecar's own API; everything else is for the model
 /// proxy, which forwards only the model API's inference endpoints.
 pub const API_PREFIX: &str = "/acp/v1";

@@ -22,8 +22,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tracing::warn;
 
+use super::ServeError;
 use super::endpoints::{ANTHROPIC_MESSAGES, Endpoint};
-use super::server::ServeError;
 
 /// The public Messages API, when `ANTHROPIC_BASE_URL` is unset.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";

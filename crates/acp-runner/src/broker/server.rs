@@ -15,32 +15,15 @@ use tracing::{info, warn};
 use super::proxy::Upstream;
 use super::{
     API_PREFIX, CloneRequest, ClonedReply, ErrorReply, PullRequestReply, PullRequestRequest, PushRequest,
-    PushedReply, ReadyReply, Target,
+    PushedReply, ReadyReply, ServeError, Target,
 };
-use crate::config::{RepoConfig, RunnerConfig};
+use acp_api::runner::Repo;
+
+use crate::config::RunnerConfig;
 use crate::git::Cloned;
 use crate::ops::{Direct, OpError, Proposal};
 use crate::redact::Redactor;
 use crate::workspace::Layout;
-
-/// The sidecar could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// It would listen where more than this pod could reach it.
-    #[error("failed to start: {0} is not a loopback address; the sidecar serves this pod only")]
-    NotLoopback(std::net::SocketAddr),
-    /// The model API's address is unusable.
-    #[error("failed to read ANTHROPIC_BASE_URL {url:?}: {reason}")]
-    BadUpstream {
-        /// The configured URL.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// Serving failed.
-    #[error("failed to serve: {0}")]
-    Io(#[from] std::io::Error),
-}
 
 struct Sidecar {
     config: RunnerConfig,
@@ -71,7 +54,7 @@ pub async fn serve(
     )?;
     let sidecar = Arc::new(Sidecar {
         direct: Direct::from_config(&config),
-        layout: Layout::new(&config.workspace),
+        layout: Layout::new(config.workspace()),
         redactor: Redactor::new(config.credentials.secrets()),
         cloned: Mutex::new(BTreeMap::new()),
         upstream,
@@ -100,8 +83,9 @@ impl Sidecar {
         Failure(status, self.redactor.redact(&error.to_string()))
     }
 
-    fn repo(&self, index: usize) -> Result<&RepoConfig, Failure> {
+    fn repo(&self, index: usize) -> Result<&Repo, Failure> {
         self.config
+            .session
             .repos
             .get(index)
             .ok_or_else(|| self.fail(StatusCode::NOT_FOUND, format!("the session has no repository {index}")))
@@ -139,14 +123,11 @@ async fn clone(
             (repo, dest)
         }
         Target::Workflow => {
-            let Some(workflow) = &sidecar.config.workflow else {
+            let Some(workflow) = &sidecar.config.session.workflow else {
                 return Err(sidecar.fail(StatusCode::NOT_FOUND, "the session has no workflow"));
             };
-            let repo = RepoConfig {
-                url: workflow.git_url.clone(),
-                branch: workflow.branch.clone(),
-                ..RepoConfig::default()
-            };
+            let repo =
+                Repo { url: workflow.git_url.clone(), branch: workflow.branch.clone(), ..Repo::default() };
             let dest = sidecar.layout.workflows.join(repo.dir_name());
             (repo, dest)
         }
@@ -157,7 +138,11 @@ async fn clone(
     if let Some(done) = cloned.get(&request.target) {
         return Ok(Json(ClonedReply { branch: done.branch.clone(), commit: done.base.to_string() }));
     }
-    let done = sidecar.direct.clone_repo(&repo, &dest).await.map_err(|e| sidecar.op_failed(&e))?;
+    let history = match request.target {
+        Target::Repo(_) => sidecar.config.history(&repo),
+        Target::Workflow => 0,
+    };
+    let done = sidecar.direct.clone_repo(&repo, history, &dest).await.map_err(|e| sidecar.op_failed(&e))?;
     info!(url = %repo.url, branch = %done.branch, commit = %done.base, "cloned");
     cloned.insert(request.target, done.clone());
     Ok(Json(ClonedReply { branch: done.branch, commit: done.base.to_string() }))

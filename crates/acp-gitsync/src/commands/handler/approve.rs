@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 
 use acp_api::SessionSource;
+use acp_api::pull_requests::ThreadPath;
 use acp_git::push::Written;
 use acp_github::markdown::code_block;
 use tracing::info;
@@ -127,7 +128,7 @@ impl Commands {
         asked: &Asked<'_>,
     ) -> Result<Option<Vec<Pending>>, Error> {
         let writer = self.writer(source, asked.binding).await?;
-        let dir = request::thread_dir(asked.repository, asked.pull_number);
+        let dir = ThreadPath::new(asked.repository, asked.pull_number).to_string();
         let done = request::done_path(asked.repository, asked.pull_number, asked.comment);
         let lock = self.lock(&writer.dir);
         let found = tokio::task::spawn_blocking(move || {
@@ -172,7 +173,7 @@ impl Commands {
     ) -> Result<Vec<String>, Error> {
         let Asked { binding, repository, comment, role, .. } = *asked;
         let writer = self.writer(source, binding).await?;
-        let dir = request::thread_dir(repository, pull.number);
+        let dir = ThreadPath::new(repository, pull.number).to_string();
         let done = request::done_path(repository, pull.number, comment);
         let head = pull.head_sha.clone();
         let command = Command::Approve(Some(head.clone()));

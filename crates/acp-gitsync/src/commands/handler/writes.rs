@@ -8,7 +8,7 @@
 //! the same comment does nothing.
 
 use acp_api::SessionSource;
-use acp_api::pull_requests::{PullRequestBinding, Role};
+use acp_api::pull_requests::{PullRequestBinding, Role, ThreadPath};
 use acp_git::Credentials;
 use acp_git::push::{BranchWriter, Written};
 use acp_github::PullRequest;
@@ -65,7 +65,7 @@ impl Commands {
         thread: request::Thread,
     ) -> Result<Result<Option<String>, String>, Error> {
         let writer = self.writer(source, binding).await?;
-        let dir = request::thread_dir(repository, pull.number);
+        let dir = ThreadPath::new(repository, pull.number).to_string();
         let (binding, repository, pull, comment, command) =
             (binding.clone(), repository.to_owned(), pull.clone(), comment.clone(), command.clone());
         let lock = self.lock(&writer.dir);
@@ -215,7 +215,7 @@ impl Commands {
             return Ok(Vec::new());
         }
         let writer = self.writer(source, binding).await?;
-        let dir = request::thread_dir(repository, pull);
+        let dir = ThreadPath::new(repository, pull).to_string();
         let who = match (by, &which) {
             (Some(comment), _) => comment.commenter.login.clone(),
             (None, Which::PinnedElsewhere(_)) => "a push".to_owned(),

@@ -212,8 +212,15 @@ fn review_comments_and_issue_comments_never_share_a_session_name() {
     // GitHub numbers them apart: the same id may be both.
     let issue = comment("alice", false, None);
     let review = Comment { review: true, ..issue.clone() };
-    assert_eq!(session_name("acme/webapp", 7, &issue), "webapp-pr7-1001");
-    assert_eq!(session_name("acme/webapp", 7, &review), "webapp-pr7-r1001");
+    let b = binding();
+    let session = |who: &Comment| {
+        let command = Command::Run(RunFlags::default());
+        run(&b, "acme/webapp", &pull(), who, Role::Write, &command, &Thread::default())
+            .expect("allowed")
+            .session
+    };
+    assert_eq!(session(&issue), "webapp-pr7-1001");
+    assert_eq!(session(&review), "webapp-pr7-r1001");
     assert_ne!(issue.api_ref(), review.api_ref());
 }
 
