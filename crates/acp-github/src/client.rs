@@ -39,6 +39,15 @@ pub enum GitHubError {
     /// A request another caller made failed (its error, shared).
     #[error(transparent)]
     Shared(Arc<GitHubError>),
+    /// The source's credentials Secret could not be read.
+    #[error("failed to read the source's GitHub credentials: {source}")]
+    Secret {
+        /// The Kubernetes client's error.
+        source: kube::Error,
+    },
+    /// GitHub App authentication failed.
+    #[error("failed to authenticate as the GitHub App: {0}")]
+    App(crate::app::AppError),
 }
 
 impl GitHubError {
@@ -49,6 +58,8 @@ impl GitHubError {
             GitHubError::Setup { .. } => "setup",
             GitHubError::Request { .. } => "request",
             GitHubError::Shape { .. } => "shape",
+            GitHubError::Secret { .. } => "secret",
+            GitHubError::App(_) => "github_app",
         }
     }
 }

@@ -16,6 +16,7 @@ use acp_api::constants::{
 };
 use acp_api::source::{FileError, SessionSourceStatus};
 use acp_kube::events::Publisher;
+use acp_kube::reconcile::{ErrorPolicy, Invalid, kube_err};
 use acp_policy::Checker;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
@@ -57,31 +58,9 @@ pub struct Config {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// A reconcile failure (sync problems are reported in status instead).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("failed to {action}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
-        /// The client error.
-        source: kube::Error,
-    },
-    /// The object is unusable.
-    #[error("failed to read source: {0}")]
-    Invalid(&'static str),
-}
-
-impl Error {
-    /// Bounded category for metrics and event reasons.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Kube { .. } => "kube",
-            Error::Invalid(_) => "invalid",
-        }
-    }
-}
+/// A reconcile failure: a Kubernetes call or an unusable source (sync
+/// problems are reported in status instead).
+pub use acp_kube::reconcile::Error;
 
 /// Shared state of the reconcilers.
 pub struct Context {
@@ -89,6 +68,8 @@ pub struct Context {
     kube_config: kube::Config,
     config: Config,
     recorder: Publisher,
+    /// Per-source backoff and the count of reconcile failures.
+    errors: Arc<ErrorPolicy<SessionSource>>,
     /// When each source last synced, and the trigger key it synced for.
     last: Mutex<HashMap<ObjectRef<SessionSource>, (Instant, u64)>>,
     /// Check results of each source's last revision, reused for unchanged files.
@@ -117,11 +98,13 @@ pub async fn run(
             ready.set(1);
         });
     let filling = tokio::spawn(crate::live::fill(filling));
+    let errors = Arc::new(ErrorPolicy::new(Some(config.metrics.reconcile_errors.clone())));
     let ctx = Arc::new(Context {
         client,
         kube_config,
         config,
         recorder,
+        errors: errors.clone(),
         last: Mutex::default(),
         checked: Mutex::default(),
         live,
@@ -130,14 +113,18 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|result| {
+            errors.observe(&result);
+            async {}
+        })
         .await;
     filling.abort();
 }
 
-fn error_policy(source: Arc<SessionSource>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(source = %source.name_any(), category = error.category(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+/// Per-source exponential backoff (1 s doubling up to 5 minutes), counted by
+/// category.
+fn error_policy(source: Arc<SessionSource>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.errors.failed(&source, error)
 }
 
 fn now() -> Time {
@@ -160,7 +147,8 @@ fn jittered(interval: Duration) -> Duration {
 /// One reconcile of a SessionSource.
 #[instrument(skip_all, fields(source = %source.name_any(), namespace = source.namespace().as_deref().unwrap_or_default()))]
 pub async fn reconcile(source: Arc<SessionSource>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = source.namespace().ok_or(Error::Invalid("a SessionSource must be namespaced"))?;
+    let ns =
+        source.namespace().ok_or(Invalid { kind: "source", why: "a SessionSource must be namespaced" })?;
     let name = source.name_any();
     let generation = source.metadata.generation;
     let current = source.status.clone().unwrap_or_default();
@@ -237,7 +225,7 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(|source| Error::Kube { action: "write source status", source })?;
+    .map_err(kube_err("write source status"))?;
     Ok(())
 }
 
@@ -343,7 +331,7 @@ async fn sync(
                     let message = format!("secret {ns}/{} (spec.secretRef) not found", secret_ref.name);
                     return Ok(Err(failed(reasons::FETCH_FAILED, message, true)));
                 }
-                Err(source) => return Err(Error::Kube { action: "read the source's credentials", source }),
+                Err(source) => return Err(kube_err("read the source's credentials")(source).into()),
             }
         }
     };

@@ -1,5 +1,6 @@
 //! Prometheus metrics of git-sync, served at `/metrics` beside the webhook.
-//! Labels are bounded: error categories only.
+//! Labels are bounded: failure reasons, error categories, where reads came
+//! from.
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub struct Metrics {
     pub reads: Family<FromLabel, Counter>,
     /// 1 once the watch cache of sessions holds its first list.
     pub live_cache_ready: Gauge,
+    /// Reconcile failures (retried with backoff) by category.
+    pub reconcile_errors: Family<acp_kube::reconcile::ErrorLabels, Counter>,
     registry: Registry,
 }
 
@@ -57,6 +60,7 @@ impl Default for Metrics {
             pruned: Counter::default(),
             reads: Family::default(),
             live_cache_ready: Gauge::default(),
+            reconcile_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register("syncs", "Syncs run to the end", metrics.syncs.clone());
@@ -73,6 +77,11 @@ impl Default for Metrics {
             "live_cache_ready",
             "The watch cache of sessions is filled",
             metrics.live_cache_ready.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconcile failures by category",
+            metrics.reconcile_errors.clone(),
         );
         Self { registry, ..metrics }
     }

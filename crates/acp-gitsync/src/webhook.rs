@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use acp_api::SessionSource;
 use acp_api::remote::Remote;
+use acp_github::events::{Delivery, Repository};
+use acp_kube::reconcile::Categorized as _;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -111,13 +113,12 @@ fn reply(status: StatusCode, body: Value) -> Response {
 pub use crate::keys::{Verified, sign, verify};
 
 /// Whether a push of `git_ref` to `repository` concerns `source`.
-pub fn concerns(source: &SessionSource, repository: &Value, git_ref: &str) -> bool {
-    let full_name = repository["full_name"].as_str().unwrap_or_default();
+pub fn concerns(source: &SessionSource, repository: &Repository, git_ref: &str) -> bool {
+    let full_name = &repository.full_name;
     let named = source.spec.github.as_ref().is_some_and(|g| g.repository.eq_ignore_ascii_case(full_name));
     let source_url = Remote::parse(&source.spec.url);
-    let same_url = ["clone_url", "ssh_url", "html_url", "git_url"]
-        .iter()
-        .filter_map(|k| repository[k].as_str())
+    let same_url = repository
+        .urls()
         .filter_map(Remote::parse)
         .any(|u| source_url.as_ref().is_some_and(|s| s.same_repository(&u)));
     let wanted = match &source.spec.git_ref {
@@ -151,14 +152,16 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
         );
     }
     let event = header("x-github-event");
-    if event == "ping" {
-        return reply(StatusCode::OK, json!({"pong": true}));
-    }
-    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
-        return reply(StatusCode::BAD_REQUEST, json!({"error": "body is not JSON"}));
+    let delivery = match Delivery::parse(&event, &body) {
+        Ok(Delivery::Ping) => return reply(StatusCode::OK, json!({"pong": true})),
+        Ok(delivery) => delivery,
+        Err(error) => {
+            let why = format!("body is not a {event} delivery: {error}");
+            return reply(StatusCode::BAD_REQUEST, json!({"error": why}));
+        }
     };
     // A repository's own secret speaks only for it.
-    let repository = payload["repository"]["full_name"].as_str().unwrap_or_default();
+    let repository = delivery.repository();
     let verified: Vec<Verified> = verified.into_iter().filter(|v| v.covers(repository)).collect();
     if verified.is_empty() {
         return reply(
@@ -180,11 +183,11 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     if sources.is_empty() {
         return reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": "rate limited; retry later"}));
     }
-    let delivery = header("x-github-delivery");
-    if !delivery.is_empty() && !receiver.first_delivery(&delivery) {
-        return reply(StatusCode::OK, json!({"duplicate": true, "delivery": delivery}));
+    let id = header("x-github-delivery");
+    if !id.is_empty() && !receiver.first_delivery(&id) {
+        return reply(StatusCode::OK, json!({"duplicate": true, "delivery": id}));
     }
-    if matches!(event.as_str(), "issue_comment" | "pull_request" | "pull_request_review_comment") {
+    if matches!(delivery, Delivery::IssueComment(_) | Delivery::PullRequest(_) | Delivery::ReviewComment(_)) {
         let Some(commands) = &receiver.commands else {
             let names: Vec<String> = sources
                 .iter()
@@ -194,30 +197,26 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
             return reply(StatusCode::ACCEPTED, json!({"ignored": event, "why": why, "sources": names}));
         };
         let sources: Vec<&SessionSource> = sources.iter().collect();
-        return match commands.handle(&event, &payload, &sources).await {
+        return match commands.handle(&delivery, &sources).await {
             Ok(outcome) => {
-                info!(%event, delivery, ?outcome, "pull request delivery");
+                info!(%event, delivery = id, ?outcome, "pull request delivery");
                 reply(StatusCode::ACCEPTED, json!(outcome))
             }
             Err(error) => {
                 // Not done: a redelivery (same id) must be able to try again.
-                receiver.seen.forget(&delivery);
-                warn!(%event, delivery, %error, category = error.category(), "pull request delivery failed");
+                receiver.seen.forget(&id);
+                warn!(%event, delivery = id, %error, category = error.category(), "pull request delivery failed");
                 reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": error.to_string()}))
             }
         };
     }
-    if event != "push" {
+    let Delivery::Push(push) = &delivery else {
         return reply(StatusCode::ACCEPTED, json!({"ignored": event}));
-    }
-    let git_ref = payload["ref"].as_str().unwrap_or_default();
-    let token = if delivery.is_empty() {
-        payload["after"].as_str().unwrap_or_default().to_string()
-    } else {
-        delivery
     };
+    let git_ref = push.git_ref.as_str();
+    let token = if id.is_empty() { push.after.clone() } else { id };
     let mut triggered = Vec::new();
-    for source in sources.iter().filter(|s| concerns(s, &payload["repository"], git_ref)) {
+    for source in sources.iter().filter(|s| concerns(s, &push.repository, git_ref)) {
         let ns = source.namespace().unwrap_or_default();
         match crate::apply::request_sync(&receiver.client, source, &token).await {
             Ok(()) => triggered.push(format!("{ns}/{}", source.name_any())),
@@ -250,8 +249,11 @@ mod tests {
         }))
         .expect("source");
         for url in ["git@github.com:acme/sessions", "ssh://git@github.com/acme/sessions.git"] {
-            assert!(concerns(&source, &json!({"clone_url": url}), "refs/heads/main"), "{url}");
+            let repository = Repository { clone_url: Some(url.into()), ..Repository::default() };
+            assert!(concerns(&source, &repository, "refs/heads/main"), "{url}");
         }
-        assert!(!concerns(&source, &json!({"clone_url": "git@github.com:acme/other"}), "refs/heads/main"));
+        let other =
+            Repository { clone_url: Some("git@github.com:acme/other".into()), ..Repository::default() };
+        assert!(!concerns(&source, &other, "refs/heads/main"));
     }
 }

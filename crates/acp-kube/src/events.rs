@@ -78,6 +78,28 @@ impl Publisher {
             .await?;
         Ok(())
     }
+
+    /// Publishes `events` about `regarding`, in order and each best effort:
+    /// a failure is logged and the others are still published.
+    pub async fn publish_all(&self, events: &[Event], regarding: &ObjectReference) {
+        for event in events {
+            if let Err(error) = self.publish(event, regarding).await {
+                tracing::warn!(reason = %event.reason, %error, "failed to publish an event");
+            }
+        }
+    }
+}
+
+/// An event reporting on `action` (`"Reconcile"`): a Warning when `warning`,
+/// else Normal.
+pub fn event(warning: bool, reason: impl Into<String>, note: impl Into<String>, action: &str) -> Event {
+    Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: action.into(),
+        secondary: None,
+    }
 }
 
 /// The Event object (pure): named after what it regards and when, so names
@@ -135,6 +157,21 @@ mod tests {
         assert_eq!(built.type_.as_deref(), Some("Warning"));
         assert_eq!(built.regarding.and_then(|r| r.uid).as_deref(), Some("u-1"));
         assert_eq!(built.reporting_instance.as_deref(), Some("acp-operator"));
+    }
+
+    #[test]
+    fn an_event_is_a_warning_or_normal_about_its_action() {
+        let warning = event(true, "Failed", "the runner exited 2", "Reconcile");
+        assert!(matches!(warning.type_, EventType::Warning));
+        assert_eq!(
+            (warning.reason.as_str(), warning.note.as_deref(), warning.action.as_str()),
+            ("Failed", Some("the runner exited 2"), "Reconcile")
+        );
+        assert!(warning.secondary.is_none());
+        assert!(matches!(
+            event(false, "Scheduled", String::from("run 1"), "Schedule").type_,
+            EventType::Normal
+        ));
     }
 
     #[test]

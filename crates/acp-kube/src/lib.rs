@@ -7,6 +7,9 @@
 //! - [`client`]: a client that counts its API requests;
 //! - [`leader`]: Lease-based leader election;
 //! - [`backoff`]: per-object exponential backoff for reconcile errors;
+//! - [`reconcile`]: the shell of every controller's reconcile: the failures
+//!   they share, their categories, and the one error policy (backoff per
+//!   object, a log line and a count per failure);
 //! - [`failpoint`]: named crash points for crash tests (`ACP_FAILPOINTS`);
 //! - [`threads`]: a pull request's thread of sessions;
 //! - [`events`]: publishing Kubernetes Events;
@@ -21,5 +24,6 @@ pub mod failpoint;
 pub mod leader;
 pub mod ops;
 pub mod output;
+pub mod reconcile;
 pub mod threads;
 pub mod watch;

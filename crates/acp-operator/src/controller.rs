@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use acp_api::AgenticSession;
 use acp_api::constants::{annotations, field_managers};
-use acp_kube::events::Publisher;
+use acp_kube::events::{Publisher, event};
+use acp_kube::reconcile::{Categorized, ErrorPolicy, Invalid, KubeError, kube_err};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
@@ -19,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Resource as _, ResourceExt as _};
@@ -51,39 +52,28 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
-    #[error("failed to {action}: {source}")]
-    Kube {
-        /// What was being done.
-        action: String,
-        /// The client error.
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     /// The runner's credentials are missing (retried with backoff).
     #[error("failed to assemble runner credentials: {0}")]
     SecretMissing(String),
     /// The object is unusable.
-    #[error("failed to read session: {0}")]
-    Invalid(&'static str),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// A local runner process could not be started.
     #[error("{0}")]
     Process(String),
 }
 
-impl Error {
-    /// Bounded category for metrics and event reasons.
-    pub fn category(&self) -> &'static str {
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
         match self {
-            Self::Kube { .. } => "kube",
+            Self::Kube(e) => e.category(),
             Self::SecretMissing(_) => "secret_missing",
-            Self::Invalid(_) => "invalid",
+            Self::Invalid(e) => e.category(),
             Self::Process(_) => "process",
         }
     }
-}
-
-fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let action = action.into();
-    move |source| Error::Kube { action, source }
 }
 
 /// Shared state of the reconcilers.
@@ -92,7 +82,8 @@ pub struct Context {
     config: Config,
     recorder: Publisher,
     metrics: Arc<crate::metrics::Metrics>,
-    backoff: acp_kube::backoff::PerObject<ObjectRef<AgenticSession>>,
+    /// Per-session backoff and the count of reconcile failures.
+    errors: Arc<ErrorPolicy<AgenticSession>>,
     caches: Arc<Caches>,
     sessions: Store<AgenticSession>,
     vouchers: Arc<Vouchers>,
@@ -127,7 +118,7 @@ pub async fn run_with_metrics(
     let (vouchers, records) = Vouchers::watch(&client, config.namespace.as_deref());
     let recorder =
         Publisher::new(client.clone(), Reporter { controller: "acp-operator".into(), instance: None });
-    let backoff = acp_kube::backoff::PerObject::new(Duration::from_secs(1), Duration::from_secs(300));
+    let errors = Arc::new(ErrorPolicy::new(Some(metrics.errors.clone())));
     // Bounded concurrency keeps memory flat when thousands of sessions are
     // reconciled at start-up.
     let (store, writer) = kube::runtime::reflector::store();
@@ -150,7 +141,7 @@ pub async fn run_with_metrics(
         config,
         recorder,
         metrics,
-        backoff,
+        errors: errors.clone(),
         caches,
         sessions: store.clone(),
         vouchers,
@@ -186,11 +177,15 @@ pub async fn run_with_metrics(
         .watches_stream(records.schedules, move |s| threads::follow_ups_of_schedule(&by_schedule, &s))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            // Reconcile failures are logged (once) by error_policy; a watch
-            // that fails (RBAC, say) would otherwise stall its cache unseen.
-            if let Err(kube::runtime::controller::Error::QueueError(error)) = result {
-                warn!(%error, "a watch failed; retrying with backoff");
+        .for_each(|result| {
+            // A success starts the session's backoff over.
+            errors.observe(&result);
+            async move {
+                // Reconcile failures are logged (once) by error_policy; a watch
+                // that fails (RBAC, say) would otherwise stall its cache unseen.
+                if let Err(kube::runtime::controller::Error::QueueError(error)) = result {
+                    warn!(%error, "a watch failed; retrying with backoff");
+                }
             }
         })
         .await;
@@ -262,7 +257,7 @@ pub async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Resul
 #[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().as_deref().unwrap_or_default()))]
 async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.metrics.reconciles.inc();
-    let ns = session.namespace().ok_or(Error::Invalid("a session must be namespaced"))?;
+    let ns = session.namespace().ok_or(Invalid { kind: "session", why: "a session must be namespaced" })?;
     let name = session.name_any();
     if session.metadata.deletion_timestamp.is_some() {
         // Children go with it through owner references.
@@ -389,25 +384,14 @@ async fn reconcile_session(session: Arc<AgenticSession>, ctx: Arc<Context>) -> R
                 .observe(seconds);
         }
     }
-    let reference = session.object_ref(&());
-    for event in &decision.events {
-        let event = KubeEvent {
-            type_: if event.warning { EventType::Warning } else { EventType::Normal },
-            reason: event.reason.clone(),
-            note: Some(event.message.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
-            warn!(error = %err, "failed to record event");
-        }
-    }
+    let events: Vec<_> =
+        decision.events.iter().map(|e| event(e.warning, &e.reason, &e.message, "Reconcile")).collect();
+    ctx.recorder.publish_all(&events, &session.object_ref(&())).await;
     if let Some(Err(message)) = secrets
         && decision.status.phase.is_some_and(|p| !p.is_terminal())
     {
         return Err(Error::SecretMissing(message));
     }
-    ctx.backoff.succeeded(&ObjectRef::from(&*session));
     Ok(match decision.status.phase.unwrap_or_default() {
         phase if phase.is_terminal() => Requeue::await_change(),
         // Queued behind its parent: look again soon (the parent is another object).
@@ -456,7 +440,7 @@ async fn delete_run(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
     match jobs.delete(name, &DeleteParams::foreground()).await {
         Ok(_) => info!(job = %name, "deleted runner job"),
         Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => return Err(kube_err("delete the runner job")(e)),
+        Err(e) => return Err(kube_err("delete the runner job")(e).into()),
     }
     Ok(())
 }
@@ -553,12 +537,12 @@ async fn ensure_children(
                 .map_err(kube_err("adopt the runner job"))?;
             if adopted.is_none() {
                 caches.forget(ns, &job_name);
-                return Err(kube_err("apply the runner job")(kube::Error::Api(status)));
+                return Err(kube_err("apply the runner job")(kube::Error::Api(status)).into());
             }
         }
         Err(error) => {
             caches.forget(ns, &job_name);
-            return Err(kube_err("apply the runner job")(error));
+            return Err(kube_err("apply the runner job")(error).into());
         }
     }
     Ok(())
@@ -568,17 +552,11 @@ async fn ensure_children(
 /// write refused because the session changed since it was read (409) is not
 /// a failure: the cache is about to deliver the newer object; retry soon.
 fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    if let Error::Kube { source: kube::Error::Api(status), .. } = error
-        && status.code == 409
+    if let Error::Kube(e) = error
+        && e.is_conflict()
     {
         tracing::debug!(session = %session.name_any(), "status write conflicted with a newer version; retrying");
         return Requeue::requeue(Duration::from_millis(200));
     }
-    ctx.metrics
-        .errors
-        .get_or_create(&crate::metrics::ErrorLabels { category: error.category().into() })
-        .inc();
-    let delay = ctx.backoff.failed(&ObjectRef::from(&*session));
-    warn!(session = %session.name_any(), category = error.category(), error = %error, retry_in = ?delay, "reconcile failed");
-    Requeue::requeue(delay)
+    ctx.errors.failed(&session, error)
 }

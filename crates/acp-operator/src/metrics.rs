@@ -9,12 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Label of error counters.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
-    /// `Error::category()`.
-    pub category: String,
-}
+/// Label of error counters (`category`), shared by every controller.
+pub use acp_kube::reconcile::ErrorLabels;
 
 /// Labels of phase transitions.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

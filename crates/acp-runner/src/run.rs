@@ -96,180 +96,238 @@ struct ClonedRepo {
     branch: String,
 }
 
+/// A run's phases, each a step of [`pipeline`]: what they share.
+struct Phases<'a, 'r, 's> {
+    config: &'a RunnerConfig,
+    layout: &'a Layout,
+    reporter: &'r mut Reporter<'s>,
+    stop: watch::Receiver<bool>,
+    access: Access,
+}
+
+/// The agent's working directory and the workflow's startup prompt.
+struct Workdir {
+    cwd: PathBuf,
+    startup: Option<String>,
+}
+
+fn prerequisite(error: impl Into<String>) -> SessionResult {
+    failure(RunOutcome::PrerequisiteFailed, error)
+}
+
 async fn pipeline(
     config: &RunnerConfig,
     layout: &Layout,
     reporter: &mut Reporter<'_>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<SessionResult, SessionResult> {
-    layout.create().map_err(|e| {
-        failure(
-            RunOutcome::PrerequisiteFailed,
-            format!("failed to create workspace {}: {e}", layout.root.display()),
-        )
-    })?;
+    layout
+        .create()
+        .map_err(|e| prerequisite(format!("failed to create workspace {}: {e}", layout.root.display())))?;
     let access = Access::for_config(config);
-    let model_key = match &access {
-        Access::Direct(_) => config.credentials.anthropic_api_key.is_some(),
-        Access::Sidecar(sidecar) => {
-            let ready = or_stop(&mut stop, sidecar.wait_ready(crate::broker::client::READY_TIMEOUT)).await?;
-            ready.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?.model_key
+    let mut run = Phases { config, layout, reporter, stop, access };
+    run.check_model_access().await?;
+    let cloned = run.clone_repos().await?;
+    let workdir = run.clone_workflow(&cloned).await?;
+    let command = run.agent_command(&cloned, workdir).map_err(prerequisite)?;
+    let result = run.run_agent(&command).await?;
+    run.push(&cloned, result).await
+}
+
+impl Phases<'_, '_, '_> {
+    /// The model can be reached: a key (here or in the sidecar), or a
+    /// cloud provider the agent's environment selects.
+    async fn check_model_access(&mut self) -> Result<(), SessionResult> {
+        let model_key = match &self.access {
+            Access::Direct(_) => self.config.credentials.anthropic_api_key.is_some(),
+            Access::Sidecar(sidecar) => {
+                let ready = sidecar.wait_ready(crate::broker::client::READY_TIMEOUT);
+                let ready = or_stop(&mut self.stop, ready).await?;
+                ready.map_err(|e| prerequisite(e.to_string()))?.model_key
+            }
+        };
+        let cloud = ["CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_BEDROCK"];
+        if model_key || cloud.iter().any(|k| self.config.session.agent_env.contains_key(*k)) {
+            return Ok(());
         }
-    };
-    if !model_key
-        && !["CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_BEDROCK"]
-            .iter()
-            .any(|k| config.session.agent_env.contains_key(*k))
-    {
-        return Err(failure(
-            RunOutcome::PrerequisiteFailed,
+        Err(prerequisite(
             "ANTHROPIC_API_KEY is not set: put it in the namespace's ambient-runner-secrets Secret",
-        ));
+        ))
     }
 
-    let mut cloned = Vec::new();
-    for (index, repo) in config.session.repos.iter().enumerate() {
-        let dir = layout.repos.join(repo.dir_name());
-        reporter.emit(Progress::Step { step: "clone".into(), message: format!("cloning {}", repo.url) });
-        let done =
-            or_stop(&mut stop, access.clone_repo(Target::Repo(index), repo, config.history(repo), &dir))
-                .await?;
-        let info = done.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?;
-        reporter.emit(Progress::Cloned {
+    /// Clones `repo` (as `target`, with `history`) into `dir`, reporting it.
+    async fn clone_one(
+        &mut self,
+        target: Target,
+        repo: &Repo,
+        history: u32,
+        dir: &Path,
+        what: &str,
+    ) -> Result<crate::git::Cloned, SessionResult> {
+        self.reporter
+            .emit(Progress::Step { step: "clone".into(), message: format!("cloning {what}{}", repo.url) });
+        let done = or_stop(&mut self.stop, self.access.clone_repo(target, repo, history, dir)).await?;
+        let info = done.map_err(|e| prerequisite(e.to_string()))?;
+        self.reporter.emit(Progress::Cloned {
             name: repo.dir_name().to_owned(),
             branch: info.branch.clone(),
             commit: info.base.to_string(),
         });
-        cloned.push(ClonedRepo { index, config: repo.clone(), dir, base: info.base, branch: info.branch });
+        Ok(info)
     }
 
-    let mut cwd = cloned.first().map_or_else(|| layout.root.clone(), |r| r.dir.clone());
-    let mut startup = None;
-    if let Some(workflow) = &config.session.workflow {
+    async fn clone_repos(&mut self) -> Result<Vec<ClonedRepo>, SessionResult> {
+        let mut cloned = Vec::new();
+        for (index, repo) in self.config.session.repos.iter().enumerate() {
+            let dir = self.layout.repos.join(repo.dir_name());
+            let history = self.config.history(repo);
+            let info = self.clone_one(Target::Repo(index), repo, history, &dir, "").await?;
+            cloned.push(ClonedRepo {
+                index,
+                config: repo.clone(),
+                dir,
+                base: info.base,
+                branch: info.branch,
+            });
+        }
+        Ok(cloned)
+    }
+
+    /// The workflow's checkout, when there is one: the agent works in its
+    /// `path`, and its startup prompt comes first. Otherwise the first
+    /// repository (or the workspace) is the working directory.
+    async fn clone_workflow(&mut self, cloned: &[ClonedRepo]) -> Result<Workdir, SessionResult> {
+        let first = cloned.first().map_or_else(|| self.layout.root.clone(), |r| r.dir.clone());
+        let Some(workflow) = &self.config.session.workflow else {
+            return Ok(Workdir { cwd: first, startup: None });
+        };
         let repo =
             Repo { url: workflow.git_url.clone(), branch: workflow.branch.clone(), ..Default::default() };
-        let dir = layout.workflows.join(repo.dir_name());
-        reporter
-            .emit(Progress::Step { step: "clone".into(), message: format!("cloning workflow {}", repo.url) });
-        let done = or_stop(&mut stop, access.clone_repo(Target::Workflow, &repo, 0, &dir)).await?;
-        let info = done.map_err(|e| failure(RunOutcome::PrerequisiteFailed, e.to_string()))?;
-        reporter.emit(Progress::Cloned {
-            name: repo.dir_name().to_owned(),
-            branch: info.branch,
-            commit: info.base.to_string(),
-        });
-        cwd = match &workflow.path {
+        let dir = self.layout.workflows.join(repo.dir_name());
+        self.clone_one(Target::Workflow, &repo, 0, &dir, "workflow ").await?;
+        let cwd = match &workflow.path {
             Some(path) => safe_join(&dir, path).ok_or_else(|| {
-                failure(
-                    RunOutcome::PrerequisiteFailed,
-                    format!("activeWorkflow.path {path:?} is not inside the workflow repository"),
-                )
+                prerequisite(format!("activeWorkflow.path {path:?} is not inside the workflow repository"))
             })?,
             None => dir,
         };
         if !cwd.is_dir() {
-            return Err(failure(
-                RunOutcome::PrerequisiteFailed,
-                format!("activeWorkflow.path {:?} does not exist in {}", workflow.path, workflow.git_url),
-            ));
+            let why =
+                format!("activeWorkflow.path {:?} does not exist in {}", workflow.path, workflow.git_url);
+            return Err(prerequisite(why));
         }
-        startup = startup_prompt(&cwd);
+        Ok(Workdir { startup: startup_prompt(&cwd), cwd })
     }
 
-    let prompt = compose_prompt(startup.as_deref(), config.session.prompt.as_deref());
-    if prompt.is_empty() {
-        return Err(failure(
-            RunOutcome::PrerequisiteFailed,
-            "nothing to do: no initialPrompt and no workflow startupPrompt",
-        ));
-    }
-    // A follow-up continues its parent's conversation, told what changed.
-    let (prompt, resume) = match &config.session.resume {
-        Some(resume) => {
-            let checkouts: Vec<crate::resume::Checkout<'_>> = cloned
-                .iter()
-                .map(|r| crate::resume::Checkout { url: &r.config.url, branch: &r.branch, dir: &r.dir })
-                .collect();
-            let start = crate::resume::start(resume, &layout.state.join("home"), &cwd, &checkouts, &prompt);
-            reporter.emit(Progress::Log { line: start.note });
-            (start.prompt, start.session_id)
+    /// The agent's command line: the prompt (a follow-up's told what
+    /// changed), the model and limits, the MCP configuration; or why there
+    /// is none.
+    fn agent_command(&mut self, cloned: &[ClonedRepo], workdir: Workdir) -> Result<AgentCommand, String> {
+        let (config, layout) = (self.config, self.layout);
+        let prompt = compose_prompt(workdir.startup.as_deref(), config.session.prompt.as_deref());
+        if prompt.is_empty() {
+            return Err("nothing to do: no initialPrompt and no workflow startupPrompt".into());
         }
-        None => (prompt, None),
-    };
-    let mcp = match mcp_config(config.session.mcp_servers.as_ref()) {
-        Some((document, names)) => {
-            std::fs::write(layout.mcp_config(), document.to_string()).map_err(|e| {
-                failure(RunOutcome::PrerequisiteFailed, format!("failed to write the MCP configuration: {e}"))
-            })?;
-            Some((layout.mcp_config(), names))
-        }
-        None => None,
-    };
-    let runner_env = |key: &str| std::env::var(key).ok();
-    let command = AgentCommand::build(CommandInputs {
-        program: &config.claude_bin,
-        model: &config.session.model,
-        max_turns: config.max_turns(),
-        resume: resume.as_deref(),
-        mcp: mcp.as_ref().map(|(path, names)| (path.as_path(), names.clone())),
-        cwd: &cwd,
-        workspace: &layout.root,
-        state_dir: &layout.state,
-        session_env: &config.session.agent_env,
-        api_key: config.credentials.anthropic_api_key.as_deref(),
-        base_url: config.credentials.anthropic_base_url.as_deref(),
-        runner_env: &runner_env,
-        prompt,
-    });
-
-    reporter.emit(Progress::Step {
-        step: "agent".into(),
-        message: format!("running Claude Code ({})", config.session.model),
-    });
-    let transcript = std::fs::File::create(layout.transcript()).map_err(|e| {
-        failure(RunOutcome::PrerequisiteFailed, format!("failed to create the transcript: {e}"))
-    })?;
-    let mut handler = Handler { transcript, reporter, model: config.session.model.clone(), todos: None };
-    let outcome = crate::agent::run(&command, config.inactivity_timeout(), stop.clone(), &mut handler).await;
-    let mut result = agent_result(&outcome, config);
-    if result.outcome == Some(RunOutcome::Stopped) || result.outcome == Some(RunOutcome::PrerequisiteFailed) {
-        return Err(result);
+        let (prompt, resume) = match &config.session.resume {
+            Some(resume) => {
+                let checkouts: Vec<crate::resume::Checkout<'_>> = cloned
+                    .iter()
+                    .map(|r| crate::resume::Checkout { url: &r.config.url, branch: &r.branch, dir: &r.dir })
+                    .collect();
+                let home = layout.state.join("home");
+                let start = crate::resume::start(resume, &home, &workdir.cwd, &checkouts, &prompt);
+                self.reporter.emit(Progress::Log { line: start.note });
+                (start.prompt, start.session_id)
+            }
+            None => (prompt, None),
+        };
+        let mcp = match mcp_config(config.session.mcp_servers.as_ref()) {
+            Some((document, names)) => {
+                std::fs::write(layout.mcp_config(), document.to_string())
+                    .map_err(|e| format!("failed to write the MCP configuration: {e}"))?;
+                Some((layout.mcp_config(), names))
+            }
+            None => None,
+        };
+        let runner_env = |key: &str| std::env::var(key).ok();
+        Ok(AgentCommand::build(CommandInputs {
+            program: &config.claude_bin,
+            model: &config.session.model,
+            max_turns: config.max_turns(),
+            resume: resume.as_deref(),
+            mcp: mcp.as_ref().map(|(path, names)| (path.as_path(), names.clone())),
+            cwd: &workdir.cwd,
+            workspace: &layout.root,
+            state_dir: &layout.state,
+            session_env: &config.session.agent_env,
+            api_key: config.credentials.anthropic_api_key.as_deref(),
+            base_url: config.credentials.anthropic_base_url.as_deref(),
+            runner_env: &runner_env,
+            prompt,
+        }))
     }
 
-    for repo in cloned.iter().filter(|r| r.config.auto_push) {
-        handler.reporter.emit(Progress::Step {
-            step: "push".into(),
-            message: format!("pushing {}", config.push_target(&repo.config).shown()),
-        });
-        match push_repo(config, &access, repo, &mut stop).await? {
-            Ok(Some(pushed)) => {
-                handler.reporter.emit(Progress::Pushed {
-                    repo: pushed.repo.clone(),
-                    branch: pushed.branch.clone(),
-                    commit: pushed.commit.clone(),
-                });
-                result.pushed_branches.push(pushed);
-                if repo.config.pull_request {
-                    match open_pull_request(config, &access, repo, &result).await {
-                        Some(Ok(url)) => result.pull_requests.push(url),
-                        Some(Err(err)) => add_error(&mut result, &err.to_string()),
-                        None => handler.reporter.emit(Progress::Log {
-                            line: format!(
-                                "{}: not a GitHub repository; no pull request opened",
-                                repo.config.url
-                            ),
-                        }),
-                    }
+    /// Runs the agent, its output going to the transcript and the progress
+    /// stream; a stopped or unstartable agent ends the run.
+    async fn run_agent(&mut self, command: &AgentCommand) -> Result<SessionResult, SessionResult> {
+        let config = self.config;
+        let message = format!("running Claude Code ({})", config.session.model);
+        self.reporter.emit(Progress::Step { step: "agent".into(), message });
+        let transcript = std::fs::File::create(self.layout.transcript())
+            .map_err(|e| prerequisite(format!("failed to create the transcript: {e}")))?;
+        let model = config.session.model.clone();
+        let mut handler = Handler { transcript, reporter: &mut *self.reporter, model, todos: None };
+        let timeout = config.inactivity_timeout();
+        let outcome = crate::agent::run(command, timeout, self.stop.clone(), &mut handler).await;
+        let result = agent_result(&outcome, config);
+        match result.outcome {
+            Some(RunOutcome::Stopped | RunOutcome::PrerequisiteFailed) => Err(result),
+            _ => Ok(result),
+        }
+    }
+
+    /// Commits and pushes each repository with autoPush, opening its pull
+    /// request when asked; a failure is added to `result`.
+    async fn push(
+        &mut self,
+        cloned: &[ClonedRepo],
+        mut result: SessionResult,
+    ) -> Result<SessionResult, SessionResult> {
+        let config = self.config;
+        for repo in cloned.iter().filter(|r| r.config.auto_push) {
+            let message = format!("pushing {}", config.push_target(&repo.config).shown());
+            self.reporter.emit(Progress::Step { step: "push".into(), message });
+            let pushed = match push_repo(config, &self.access, repo, &mut self.stop).await? {
+                Ok(Some(pushed)) => pushed,
+                Ok(None) => {
+                    let message = format!("{}: no changes to push", repo.config.dir_name());
+                    self.reporter.emit(Progress::Step { step: "push".into(), message });
+                    continue;
+                }
+                Err(err) => {
+                    add_error(&mut result, &err.to_string());
+                    continue;
+                }
+            };
+            let (repo_url, branch, commit) =
+                (pushed.repo.clone(), pushed.branch.clone(), pushed.commit.clone());
+            self.reporter.emit(Progress::Pushed { repo: repo_url, branch, commit });
+            result.pushed_branches.push(pushed);
+            if !repo.config.pull_request {
+                continue;
+            }
+            match open_pull_request(config, &self.access, repo, &result).await {
+                Some(Ok(url)) => result.pull_requests.push(url),
+                Some(Err(err)) => add_error(&mut result, &err.to_string()),
+                None => {
+                    let line =
+                        format!("{}: not a GitHub repository; no pull request opened", repo.config.url);
+                    self.reporter.emit(Progress::Log { line });
                 }
             }
-            Ok(None) => handler.reporter.emit(Progress::Step {
-                step: "push".into(),
-                message: format!("{}: no changes to push", repo.config.dir_name()),
-            }),
-            Err(err) => add_error(&mut result, &err.to_string()),
         }
+        Ok(result)
     }
-    Ok(result)
 }
 
 /// Marks the run failed with `error`, keeping any earlier error.

@@ -36,6 +36,7 @@ use crate::render::{RenderError, Renderer, marker};
 use crate::report::{Report, commit_status, report, status_file};
 use crate::writeback::{WriteBack, WriteBackError, Written, status_file as status_path};
 use acp_github::{GitHub, GitHubError};
+use acp_kube::reconcile::{Categorized, KubeError, kube_err};
 
 /// Status bot settings.
 #[derive(Clone)]
@@ -62,19 +63,11 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
-    #[error("failed to {action}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
-        /// The client error.
-        source: kube::Error,
-    },
-    /// GitHub refused or failed.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// GitHub refused or failed (the source's credentials included).
     #[error(transparent)]
     GitHub(#[from] GitHubError),
-    /// GitHub App authentication failed.
-    #[error(transparent)]
-    App(#[from] acp_github::app::AppError),
     /// The write-back commit failed.
     #[error(transparent)]
     WriteBack(#[from] WriteBackError),
@@ -86,13 +79,11 @@ pub enum Error {
     Task(String),
 }
 
-impl Error {
-    /// Bounded category for metrics and event reasons.
-    pub fn category(&self) -> &'static str {
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
         match self {
-            Error::Kube { .. } => "kube",
+            Error::Kube(e) => e.category(),
             Error::GitHub(e) => e.category(),
-            Error::App(_) => "github_app",
             Error::WriteBack(e) => e.category(),
             Error::Render(_) => "render",
             Error::Task(_) => "task",
@@ -119,12 +110,12 @@ struct Context {
     /// The state this process last saved per session. The watch cache may
     /// still hold the object from before that save; this never does.
     saved: std::sync::Mutex<std::collections::HashMap<(String, String), BotState>>,
-    /// GitHub App installation tokens, reused until shortly before they expire.
-    tokens: acp_github::app::Tokens,
-    /// The login of each token (`GET /user`), by API URL and token digest.
-    logins: moka::future::Cache<(String, String), String>,
+    /// GitHub for each source: its client, login and cached tokens.
+    github: acp_github::Accounts,
     /// Events on sessions the bot will not act for.
     recorder: acp_kube::events::Publisher,
+    /// Per-session backoff of reconcile failures.
+    errors: Arc<acp_kube::reconcile::ErrorPolicy<AgenticSession>>,
 }
 
 /// Runs the status bot until `shutdown` completes.
@@ -142,17 +133,17 @@ pub async fn run(
         client.clone(),
         kube::runtime::events::Reporter { controller: "acp-status-bot".into(), instance: None },
     );
+    let github = acp_github::Accounts::new(client.clone(), &config.github_api_url);
+    // The status bot has no metrics: its failures are only logged.
+    let errors = Arc::new(acp_kube::reconcile::ErrorPolicy::new(None));
     let ctx = Arc::new(Context {
         client,
         config,
+        github,
         recorder,
+        errors: errors.clone(),
         mirrors: Default::default(),
         saved: Default::default(),
-        tokens: Default::default(),
-        logins: moka::future::Cache::builder()
-            .time_to_live(Duration::from_secs(3600))
-            .max_capacity(10_000)
-            .build(),
     });
     let sources: Api<SessionSource> = Api::all(ctx.client.clone());
     Controller::new(sessions, acp_kube::watch::all().labels(labels::SOURCE_NAME))
@@ -171,20 +162,22 @@ pub async fn run(
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|result| {
+            errors.observe(&result);
+            async {}
+        })
         .await;
 }
 
-fn error_policy(session: Arc<AgenticSession>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(session = %session.name_any(), category = error.category(), %error, "status bot reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+/// Per-session exponential backoff (1 s doubling up to 5 minutes).
+fn error_policy(session: Arc<AgenticSession>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.errors.failed(&session, error)
 }
 
 /// The data of Secret `name` in `ns` (empty when it does not exist).
 async fn secret_data(client: &Client, ns: &str, name: &str) -> Result<BTreeMap<String, ByteString>, Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret =
-        secrets.get_opt(name).await.map_err(|source| Error::Kube { action: "read a secret", source })?;
+    let secret = secrets.get_opt(name).await.map_err(kube_err("read a secret"))?;
     Ok(secret.and_then(|s| s.data).unwrap_or_default())
 }
 
@@ -198,10 +191,7 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     };
     let sources: Api<SessionSource> = Api::namespaced(ctx.client.clone(), source_ns);
-    let Some(source) = sources
-        .get_opt(source_name)
-        .await
-        .map_err(|source| Error::Kube { action: "read the session's source", source })?
+    let Some(source) = sources.get_opt(source_name).await.map_err(kube_err("read the session's source"))?
     else {
         return Ok(Action::await_change());
     };
@@ -218,10 +208,8 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
         Some(owner) => match provenance(&source, &ns, "SessionSchedule", &owner.name, recent) {
             Provenance::Confirmed => {
                 let schedules: Api<SessionSchedule> = Api::namespaced(ctx.client.clone(), &ns);
-                let schedule = schedules
-                    .get_opt(&owner.name)
-                    .await
-                    .map_err(|source| Error::Kube { action: "read the session's schedule", source })?;
+                let schedule =
+                    schedules.get_opt(&owner.name).await.map_err(kube_err("read the session's schedule"))?;
                 schedule_vouches(schedule.as_ref(), &owner.uid, &name, recent)
             }
             other => other,
@@ -338,17 +326,8 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
     let repository = asked.as_ref().map(|thread| thread.repository.clone());
     if let Some(github) = source.spec.github.as_ref().filter(|_| !revision.is_empty() || asked.is_some()) {
         let repository = repository.unwrap_or_else(|| github.repository.clone());
-        // The Secret holds a token, or a GitHub App (appId, privateKey).
-        let token = match &github.token_secret_ref {
-            Some(r) => {
-                let data = secret_data(&ctx.client, source_ns, &r.name).await?;
-                let api = &ctx.config.github_api_url;
-                acp_github::app::credentials(&data, r.key.as_deref(), api, &repository, &ctx.tokens).await?
-            }
-            None => None,
-        };
-        if let Some((token, app_login)) = token {
-            let gh = GitHub::new(&ctx.config.github_api_url, &token, &repository)?;
+        // The source's Secret holds a token, or a GitHub App (appId, privateKey).
+        if let Some(account) = ctx.github.for_source(&source, &repository).await? {
             let (commit, pull, comment) = match &asked {
                 Some(asked) => {
                     let thread = thread(&ctx, &source, asked, &report).await?;
@@ -358,16 +337,18 @@ async fn reconcile(session: Arc<AgenticSession>, ctx: Arc<Context>) -> Result<Ac
                 }
                 None => (Some(revision.as_str()), None, None),
             };
-            // Who the bot is on GitHub: the App's bot user, or the token's user.
-            let author = match app_login {
-                Some(login) => login,
-                None => {
-                    let key = (ctx.config.github_api_url.clone(), digest(&token));
-                    ctx.logins.try_get_with(key, gh.login()).await.map_err(GitHubError::Shared)?
-                }
-            };
             let target = Target { commit, pull, comment };
-            let posted = post(&gh, &author, github, &report, target, &state, &mut next, &ctx.config).await;
+            let posted = post(
+                &account.github,
+                &account.login,
+                github,
+                &report,
+                target,
+                &state,
+                &mut next,
+                &ctx.config,
+            )
+            .await;
             // Record what did happen before reporting what failed: a retry must
             // not post again what was already posted.
             save(&ctx, &ns, &name, &saved, &next).await?;
@@ -389,7 +370,7 @@ async fn thread(
 ) -> Result<crate::render::Thread, Error> {
     let sessions = acp_kube::threads::sessions(&ctx.client, source, asked)
         .await
-        .map_err(|source| Error::Kube { action: "list the thread's sessions", source })?;
+        .map_err(kube_err("list the thread's sessions"))?;
     let dashboard = ctx.config.dashboard_url.as_deref();
     let turns = sessions
         .iter()
@@ -439,7 +420,7 @@ async fn save(ctx: &Context, ns: &str, name: &str, state: &BotState, next: &BotS
             PatchParams { field_manager: Some(field_managers::STATUS_BOT.into()), ..Default::default() };
         api.patch(name, &params, &Patch::Merge(&patch))
             .await
-            .map_err(|source| Error::Kube { action: "record the status bot's progress", source })?;
+            .map_err(kube_err("record the status bot's progress"))?;
         if let Ok(mut saved) = ctx.saved.lock() {
             saved.insert((ns.to_string(), name.to_string()), next.clone());
         }

@@ -21,9 +21,10 @@ use std::path::PathBuf;
 
 use acp_api::SessionSource;
 use acp_api::pull_requests::{PullRequestBinding, Role, ThreadPath};
-use acp_github::GitHub;
+use acp_github::events::{CommentEvent, Delivery};
+use acp_github::{Account, GitHub};
+use acp_kube::reconcile::{Categorized, KubeError, kube_err};
 use kube::{Client, ResourceExt as _};
-use serde_json::Value;
 use tracing::warn;
 
 use super::grammar::{self, Command, Found};
@@ -65,20 +66,12 @@ pub const HELP: &str = "acp commands (one per line):\n\
 /// shows the delivery as failed and it can be redelivered).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A GitHub call failed.
+    /// A GitHub call failed (the source's credentials included).
     #[error(transparent)]
     GitHub(#[from] acp_github::GitHubError),
-    /// The source's GitHub credentials are unusable.
-    #[error("failed to authenticate to GitHub: {0}")]
-    App(#[from] acp_github::app::AppError),
     /// A Kubernetes call failed.
-    #[error("failed to {action}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
-        /// The client error.
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     /// The commit to the requests branch failed.
     #[error(transparent)]
     Write(#[from] acp_git::push::WriteError),
@@ -96,13 +89,11 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// Bounded category for metrics.
-    pub fn category(&self) -> &'static str {
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
         match self {
             Self::GitHub(e) => e.category(),
-            Self::App(_) => "app",
-            Self::Kube { .. } => "kube",
+            Self::Kube(e) => e.category(),
             Self::Write(e) => e.category(),
             Self::Task(_) => "task",
             Self::Limited { .. } => "limited",
@@ -125,11 +116,10 @@ pub struct Config {
 pub struct Commands {
     client: Client,
     config: Config,
-    tokens: acp_github::app::Tokens,
+    /// GitHub for each source: its client, login and cached tokens.
+    github: acp_github::Accounts,
     seen: crate::recent::Recent<(String, String, String)>,
     locks: std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<std::sync::Mutex<()>>>>,
-    /// The login each token acts as (by the token's digest): asked once.
-    logins: std::sync::Mutex<std::collections::HashMap<String, String>>,
     answers: AnswerLimiter,
     /// Roles by (source, repository, login), for [`ROLE_TTL`].
     roles: std::sync::Mutex<std::collections::HashMap<RoleKey, (Role, std::time::Instant)>>,
@@ -154,12 +144,11 @@ impl Commands {
     /// A handler acting with `client`.
     pub fn new(client: Client, config: Config) -> Self {
         Self {
+            github: acp_github::Accounts::new(client.clone(), &config.github_api_url),
             client,
             config,
-            tokens: acp_github::app::Tokens::default(),
             seen: crate::recent::Recent::new(REMEMBERED),
             locks: Default::default(),
-            logins: Default::default(),
             answers: governor::RateLimiter::hashmap(
                 governor::Quota::per_minute(std::num::NonZeroU32::MIN).allow_burst(
                     std::num::NonZeroU32::new(ANSWERS_BURST).unwrap_or(std::num::NonZeroU32::MIN),
@@ -182,32 +171,33 @@ impl Commands {
         self.answers.check_key(&(scope(source), login.to_ascii_lowercase())).is_ok()
     }
 
-    /// Acts on delivery `event` for each of `sources` whose binding serves its repository.
-    pub async fn handle(
-        &self,
-        event: &str,
-        payload: &Value,
-        sources: &[&SessionSource],
-    ) -> Result<Outcome, Error> {
+    /// Acts on `delivery` for each of `sources` whose binding serves its repository.
+    pub async fn handle(&self, delivery: &Delivery, sources: &[&SessionSource]) -> Result<Outcome, Error> {
         let mut outcome = Outcome::default();
-        let repository = payload["repository"]["full_name"].as_str().unwrap_or_default();
+        let repository = delivery.repository();
         for source in sources {
             let Some(binding) = source.spec.pull_requests.as_ref().filter(|b| b.serves(repository)) else {
                 continue;
             };
-            match event {
-                "issue_comment" | "pull_request_review_comment" => {
-                    self.comment(source, binding, event, payload, &mut outcome).await?;
+            match delivery {
+                Delivery::IssueComment(event) => {
+                    self.comment(source, binding, event, false, &mut outcome).await?;
                 }
-                "pull_request" if payload["action"] == "closed" => {
-                    let pull = payload["pull_request"]["number"].as_u64().unwrap_or_default();
+                Delivery::ReviewComment(event) => {
+                    self.comment(source, binding, event, true, &mut outcome).await?;
+                }
+                Delivery::PullRequest(event) if event.action == "closed" => {
+                    let pull = event.pull_request.number;
                     // A pull request without sessions costs no GitHub call.
                     if self.thread(source, repository, pull).await?.is_empty() {
                         outcome.ignored += 1;
                         continue;
                     }
                     // Closed as GitHub says, not as the delivery says.
-                    let Some((github, _)) = self.github(source, repository).await? else { continue };
+                    let Some(Account { github, .. }) = self.github.for_source(source, repository).await?
+                    else {
+                        continue;
+                    };
                     if github.pull(pull).await?.open {
                         outcome.ignored += 1;
                         continue;
@@ -216,8 +206,8 @@ impl Commands {
                         self.stop(source, binding, repository, pull, None, Which::Unfinished).await?;
                     outcome.recorded.extend(stopped);
                 }
-                "pull_request" if payload["action"] == "synchronize" => {
-                    let stopped = self.voided(source, binding, repository, payload).await?;
+                Delivery::PullRequest(event) if event.action == "synchronize" => {
+                    let stopped = self.voided(source, binding, repository, event.pull_request.number).await?;
                     outcome.recorded.extend(stopped);
                 }
                 _ => outcome.ignored += 1,
@@ -230,29 +220,22 @@ impl Commands {
         &self,
         source: &SessionSource,
         binding: &PullRequestBinding,
-        event: &str,
-        payload: &Value,
+        event: &CommentEvent,
+        review: bool,
         outcome: &mut Outcome,
     ) -> Result<(), Error> {
-        let review = event == "pull_request_review_comment";
-        let action = payload["action"].as_str().unwrap_or_default();
-        let (claimed, pull_number) = if review {
-            (&payload["comment"], payload["pull_request"]["number"].as_u64())
-        } else if payload["issue"]["pull_request"].is_object() {
-            (&payload["comment"], payload["issue"]["number"].as_u64())
-        } else {
-            // A comment on an issue, not a pull request.
-            return Ok(());
-        };
-        let (Some(pull_number), Some(id)) = (pull_number, claimed["id"].as_u64()) else { return Ok(()) };
-        let author = claimed["user"]["login"].as_str().unwrap_or_default();
+        let action = event.action.as_str();
+        let claimed = &event.comment;
+        // `None` for a comment on an issue, not a pull request.
+        let (Some(pull_number), Some(id)) = (event.pull_number(review), claimed.id) else { return Ok(()) };
+        let author = claimed.user.login.as_str();
         // An edit counts only as its author's own: the role that matters is
         // the editor's, and a collaborator editing someone else's comment
         // must not borrow their role or name.
-        if action == "edited" && payload["sender"]["login"].as_str() != Some(author) {
+        if action == "edited" && event.sender.login != author {
             return Ok(());
         }
-        let before = payload["changes"]["body"]["from"].as_str().unwrap_or_default();
+        let before = event.before();
         let commands = |body: &str| -> Vec<Found> {
             // acp's own comments (the tracking comment quotes agent output)
             // are never commands.
@@ -267,11 +250,11 @@ impl Commands {
         };
         // What the delivery claims is only a hint: a comment that claims no
         // command costs nothing more.
-        if commands(claimed["body"].as_str().unwrap_or_default()).is_empty() {
+        if commands(&claimed.body).is_empty() {
             return Ok(());
         }
-        let repository = payload["repository"]["full_name"].as_str().unwrap_or_default();
-        let Some((github, me)) = self.github(source, repository).await? else {
+        let repository = event.repository.full_name.as_str();
+        let Some(Account { github, login: me }) = self.github.for_source(source, repository).await? else {
             warn!(source = %source.name_any(), "pull request commands need spec.github.tokenSecretRef");
             return Ok(());
         };
@@ -281,7 +264,7 @@ impl Commands {
         }
         // A stranger ends here: one lookup, then nothing. A bot is no
         // collaborator: only an App the binding allows may speak, as write.
-        let bot = claimed["user"]["type"] == "Bot";
+        let bot = claimed.user.kind == "Bot";
         let role = if bot { Role::Write } else { self.role(source, &github, repository, author).await? };
         if role == Role::None {
             outcome.ignored += 1;
@@ -294,7 +277,7 @@ impl Commands {
             outcome.ignored += 1;
             return Ok(());
         };
-        let claimed_body = claimed["body"].as_str().unwrap_or_default();
+        let claimed_body = claimed.body.as_str();
         let allowed_bot = record.app_id.is_some_and(|a| binding.allowed_bot_app_ids.contains(&a));
         if !record.login.eq_ignore_ascii_case(author)
             || record.pull != Some(pull_number)
@@ -511,17 +494,17 @@ impl Commands {
         pull: u64,
     ) -> Result<Vec<acp_api::AgenticSession>, Error> {
         let thread = ThreadPath::new(repository, pull);
-        acp_kube::threads::sessions(&self.client, source, &thread)
+        Ok(acp_kube::threads::sessions(&self.client, source, &thread)
             .await
-            .map_err(|source| Error::Kube { action: "list the thread's sessions", source })
+            .map_err(kube_err("list the thread's sessions"))?)
     }
 
     /// Asks git-sync to sync `source` now (as a push webhook does).
     async fn sync(&self, source: &SessionSource) -> Result<(), Error> {
         let token = format!("{:?}", std::time::SystemTime::now());
-        crate::apply::request_sync(&self.client, source, &token)
+        Ok(crate::apply::request_sync(&self.client, source, &token)
             .await
-            .map_err(|source| Error::Kube { action: "trigger a sync", source })
+            .map_err(kube_err("trigger a sync"))?)
     }
 }
 

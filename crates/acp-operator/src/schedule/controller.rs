@@ -14,15 +14,16 @@ use std::time::Duration;
 use acp_api::constants::{annotations, field_managers, labels};
 use acp_api::schedule::SessionScheduleStatus;
 use acp_api::{AgenticSession, SessionPhase, SessionSchedule};
-use acp_kube::events::Publisher;
+use acp_kube::events::{Publisher, event};
+use acp_kube::reconcile::{ErrorPolicy, Invalid, kube_err};
 use futures_util::StreamExt as _;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Reporter};
+use kube::runtime::events::Reporter;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use super::clock::Clock;
 use super::plan::{Action, Input, Run, decide};
@@ -30,36 +31,12 @@ use super::session::{controlled_by, session};
 
 /// The longest the scheduler sleeps without looking (clock steps, lost watches).
 const MAX_SLEEP: Duration = Duration::from_secs(300);
+/// The longest backoff of a failing schedule (jitter adds up to as much
+/// again): a due time is kept to within a minute of the API server coming back.
+const MAX_RETRY: Duration = Duration::from_secs(30);
 
-/// A reconcile failure.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("failed to {action}: {source}")]
-    Kube {
-        /// What was being done.
-        action: &'static str,
-        /// The client error.
-        source: kube::Error,
-    },
-    /// The object is unusable.
-    #[error("failed to read schedule: {0}")]
-    Invalid(&'static str),
-}
-
-impl Error {
-    /// Bounded category for metrics and event reasons.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Self::Kube { .. } => "kube",
-            Self::Invalid(_) => "invalid",
-        }
-    }
-}
-
-fn kube_err(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { action, source }
-}
+/// A reconcile failure: a Kubernetes call or an unusable schedule.
+pub use acp_kube::reconcile::Error;
 
 /// Shared state of the reconciles.
 struct Context {
@@ -67,6 +44,8 @@ struct Context {
     clock: Arc<dyn Clock>,
     recorder: Publisher,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Per-schedule backoff, failures counted in the operator's reconcile errors.
+    errors: Arc<ErrorPolicy<SessionSchedule>>,
 }
 
 /// Runs the scheduler over `namespace` (all when `None`) and `shard`'s
@@ -89,23 +68,25 @@ pub async fn run(
     let recorder =
         Publisher::new(client.clone(), Reporter { controller: "acp-scheduler".into(), instance: None });
     let jumps = clock.jumps();
-    let ctx = Arc::new(Context { client, clock, recorder, metrics });
+    let errors =
+        Arc::new(ErrorPolicy::with_delays(Duration::from_secs(1), MAX_RETRY, Some(metrics.errors.clone())));
+    let ctx = Arc::new(Context { client, clock, recorder, metrics, errors: errors.clone() });
     Controller::new(schedules, acp_kube::watch::in_shard(&shard, ""))
         .owns(sessions, acp_kube::watch::in_shard(&shard, labels::SCHEDULE))
         .reconcile_all_on(jumps)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
+        .for_each(|result| {
+            errors.observe(&result);
+            async {}
+        })
         .await;
 }
 
+/// Per-schedule exponential backoff (1 s doubling up to [`MAX_RETRY`]),
+/// counted by category.
 fn error_policy(schedule: Arc<SessionSchedule>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    warn!(schedule = %schedule.name_any(), %error, category = error.category(), "scheduler reconcile failed");
-    ctx.metrics
-        .errors
-        .get_or_create(&crate::metrics::ErrorLabels { category: error.category().into() })
-        .inc();
-    Requeue::requeue(Duration::from_secs(5))
+    ctx.errors.failed(&schedule, error)
 }
 
 /// The schedule's runs, from its sessions.
@@ -136,9 +117,10 @@ async fn reconcile(schedule: Arc<SessionSchedule>, ctx: Arc<Context>) -> Result<
         // Its runs go with it through owner references.
         return Ok(Requeue::await_change());
     }
-    let ns = schedule.namespace().ok_or(Error::Invalid("a schedule must be namespaced"))?;
+    let ns =
+        schedule.namespace().ok_or(Invalid { kind: "schedule", why: "a schedule must be namespaced" })?;
     let name = schedule.name_any();
-    let uid = schedule.uid().ok_or(Error::Invalid("a schedule has no uid yet"))?;
+    let uid = schedule.uid().ok_or(Invalid { kind: "schedule", why: "a schedule has no uid yet" })?;
     let sessions: Api<AgenticSession> = Api::namespaced(ctx.client.clone(), &ns);
     let listed = sessions
         .list(&ListParams::default().labels(&format!("{}={name}", labels::SCHEDULE)))
@@ -181,22 +163,18 @@ async fn reconcile(schedule: Arc<SessionSchedule>, ctx: Arc<Context>) -> Result<
                         let existing =
                             sessions.get_opt(run).await.map_err(kube_err("read an existing run"))?;
                         if !existing.as_ref().is_some_and(|s| controlled_by(s, &uid)) {
-                            let event = KubeEvent {
-                                type_: EventType::Warning,
-                                reason: acp_api::constants::reasons::MISSED_SCHEDULE.into(),
-                                note: Some(format!(
+                            let missed = event(
+                                true,
+                                acp_api::constants::reasons::MISSED_SCHEDULE,
+                                format!(
                                     "session {run} exists and is not this schedule's run; the run was not started"
-                                )),
-                                action: "Schedule".into(),
-                                secondary: None,
-                            };
-                            if let Err(error) = ctx.recorder.publish(&event, &schedule.object_ref(&())).await
-                            {
-                                warn!(%error, "failed to record event");
-                            }
+                                ),
+                                "Schedule",
+                            );
+                            ctx.recorder.publish_all(&[missed], &schedule.object_ref(&())).await;
                         }
                     }
-                    Err(source) => return Err(Error::Kube { action: "create a scheduled run", source }),
+                    Err(source) => return Err(kube_err("create a scheduled run")(source).into()),
                 }
                 acp_kube::failpoint::hit("scheduler.run-created");
             }
@@ -209,7 +187,7 @@ async fn reconcile(schedule: Arc<SessionSchedule>, ctx: Arc<Context>) -> Result<
                 match sessions.patch(run, &params, &Patch::Merge(&patch)).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(source) => return Err(Error::Kube { action: "stop a replaced run", source }),
+                    Err(source) => return Err(kube_err("stop a replaced run")(source).into()),
                 }
             }
             Action::Delete(_) => {}
@@ -225,24 +203,14 @@ async fn reconcile(schedule: Arc<SessionSchedule>, ctx: Arc<Context>) -> Result<
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(source) => {
-                    return Err(Error::Kube { action: "delete a run past the history limit", source });
+                    return Err(kube_err("delete a run past the history limit")(source).into());
                 }
             }
         }
     }
-    let reference = schedule.object_ref(&());
-    for note in &decision.notes {
-        let event = KubeEvent {
-            type_: if note.warning { EventType::Warning } else { EventType::Normal },
-            reason: note.reason.into(),
-            note: Some(note.message.clone()),
-            action: "Schedule".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            warn!(%error, "failed to record event");
-        }
-    }
+    let notes: Vec<_> =
+        decision.notes.iter().map(|n| event(n.warning, n.reason, n.message.clone(), "Schedule")).collect();
+    ctx.recorder.publish_all(&notes, &schedule.object_ref(&())).await;
     ctx.metrics.schedule_reconciles.inc();
     let sleep = decision
         .wake_at

@@ -1,11 +1,11 @@
-//! Who a comment's author is and how the handler reaches GitHub for a
-//! source: the commenter's role (remembered, lookups limited per source),
-//! the GitHub client with the source's credentials and the login it acts
-//! as, and the source's Secrets.
+//! Who a comment's author is: the commenter's role (remembered, lookups
+//! limited per source); and the source's Secrets (GitHub for a source is
+//! [`acp_github::Accounts`]).
 
 use acp_api::SessionSource;
 use acp_api::pull_requests::Role;
 use acp_github::GitHub;
+use acp_kube::reconcile::kube_err;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt as _;
 use kube::api::Api;
@@ -48,54 +48,13 @@ impl Commands {
         Ok(role)
     }
 
-    /// A GitHub client for `repository` with the source's credentials, and
-    /// the login it acts as.
-    pub(super) async fn github(
-        &self,
-        source: &SessionSource,
-        repository: &str,
-    ) -> Result<Option<(GitHub, String)>, Error> {
-        let Some(reference) = source.spec.github.as_ref().and_then(|g| g.token_secret_ref.as_ref()) else {
-            return Ok(None);
-        };
-        let data = self.secret(source, &reference.name).await?;
-        let api = &self.config.github_api_url;
-        let found =
-            acp_github::app::credentials(&data, reference.key.as_deref(), api, repository, &self.tokens)
-                .await?;
-        let Some((token, app_login)) = found else { return Ok(None) };
-        let github = GitHub::new(api, &token, repository)?;
-        let me = match app_login {
-            Some(login) => login,
-            None => {
-                use sha2::Digest as _;
-                let key = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-                let known = self.logins.lock().ok().and_then(|l| l.get(&key).cloned());
-                match known {
-                    Some(login) => login,
-                    None => {
-                        let login = github.login().await?;
-                        if let Ok(mut logins) = self.logins.lock() {
-                            logins.insert(key, login.clone());
-                        }
-                        login
-                    }
-                }
-            }
-        };
-        Ok(Some((github, me)))
-    }
-
     pub(super) async fn secret(
         &self,
         source: &SessionSource,
         name: &str,
     ) -> Result<std::collections::BTreeMap<String, k8s_openapi::ByteString>, Error> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &source.namespace().unwrap_or_default());
-        let secret = api
-            .get_opt(name)
-            .await
-            .map_err(|source| Error::Kube { action: "read the source's secret", source })?;
+        let secret = api.get_opt(name).await.map_err(kube_err("read the source's secret"))?;
         Ok(secret.and_then(|s| s.data).unwrap_or_default())
     }
 }

@@ -142,7 +142,7 @@ impl Commands {
         }
     }
 
-    /// A push (`pull_request` `synchronize`) voids the approval of the
+    /// A push to pull request `pull` (`pull_request` `synchronize`) voids the approval of the
     /// thread's unfinished sessions pinned to another commit: they are
     /// stopped, and the pull request is told. (A run that starts anyway
     /// fails: its branch is not at the pinned commit.)
@@ -151,15 +151,17 @@ impl Commands {
         source: &SessionSource,
         binding: &PullRequestBinding,
         repository: &str,
-        payload: &Value,
+        pull: u64,
     ) -> Result<Vec<String>, Error> {
-        let pull = payload["pull_request"]["number"].as_u64().unwrap_or_default();
         // A pull request without sessions costs no GitHub call.
         if self.thread(source, repository, pull).await?.is_empty() {
             return Ok(Vec::new());
         }
         // The head as GitHub holds it, not as the delivery says.
-        let Some((github, _)) = self.github(source, repository).await? else { return Ok(Vec::new()) };
+        let Some(acp_github::Account { github, .. }) = self.github.for_source(source, repository).await?
+        else {
+            return Ok(Vec::new());
+        };
         let head = github.pull(pull).await?.head_sha;
         let stopped =
             self.stop(source, binding, repository, pull, None, Which::PinnedElsewhere(head)).await?;
