@@ -16,11 +16,14 @@
 //!   their due times.
 #![forbid(unsafe_code)]
 
+pub mod act;
 pub mod cache;
 pub mod children;
 pub mod confirm;
+pub mod context;
 pub mod controller;
 pub mod egress;
+pub mod gather;
 pub mod metrics;
 pub mod names;
 pub mod observe;

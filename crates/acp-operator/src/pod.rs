@@ -144,79 +144,9 @@ pub fn spec(
     secret_keys: &[String],
     resume: Option<&Resume>,
 ) -> PodSpec {
-    let session_name = session.metadata.name.as_deref().unwrap_or_default();
-    let workspace = match &config.workspace {
-        Workspace::Pvc { .. } => Volume {
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: pvc_name(session_name),
-                ..PersistentVolumeClaimVolumeSource::default()
-            }),
-            ..volume("workspace")
-        },
-        Workspace::EmptyDir => {
-            Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("workspace") }
-        }
-    };
-    let credentials = Container {
-        name: runner_pod::CREDENTIALS_CONTAINER.into(),
-        image: Some(config.runner_image.clone()),
-        image_pull_policy: config.image_pull_policy.clone(),
-        args: Some(vec!["credentials".into()]),
-        // A native sidecar: started before the runner, stopped after it.
-        restart_policy: Some("Always".into()),
-        env: Some(credentials_env(session, secret_keys, resume)),
-        resources: Some(ResourceRequirements {
-            requests: Some(
-                [("cpu", "50m"), ("memory", "64Mi")]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
-                    .collect(),
-            ),
-            ..ResourceRequirements::default()
-        }),
-        security_context: Some(hardened()),
-        // Its own /tmp, in memory: git writes the ssh key's private copy
-        // there, where the runner and the agent cannot see it.
-        volume_mounts: Some(vec![
-            mount("workspace", WORKSPACE, false),
-            mount("secrets", SECRET_MOUNT, true),
-            mount("credentials-tmp", "/tmp", false),
-        ]),
-        ..Container::default()
-    };
-    let runner = Container {
-        name: runner_pod::RUNNER_CONTAINER.into(),
-        image: Some(config.runner_image.clone()),
-        image_pull_policy: config.image_pull_policy.clone(),
-        env: Some(runner_env(session, secret_keys, resume)),
-        termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        resources: config.resources.clone(),
-        security_context: Some(hardened()),
-        volume_mounts: Some(vec![mount("workspace", WORKSPACE, false), mount("tmp", "/tmp", false)]),
-        ..Container::default()
-    };
-    let mut runner = runner;
-    let mut volumes = vec![
-        workspace,
-        Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("tmp") },
-        Volume {
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: Some("Memory".into()),
-                size_limit: Some(Quantity("16Mi".into())),
-                ..EmptyDirVolumeSource::default()
-            }),
-            ..volume("credentials-tmp")
-        },
-        Volume {
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret_name(session_name)),
-                default_mode: Some(0o400),
-                ..SecretVolumeSource::default()
-            }),
-            ..volume("secrets")
-        },
-    ];
+    let credentials = credentials_container(session, config, secret_keys, resume);
+    let mut runner = runner_container(session, config, secret_keys, resume);
+    let mut volumes = volumes(session, config);
     // A follow-up reads the workspace of its thread's latest turn that ran.
     if let Some(earlier) = resume.filter(|r| r.from.is_some()).and_then(|r| r.workspace.as_ref()) {
         volumes.push(Volume {
@@ -250,6 +180,100 @@ pub fn spec(
         volumes: Some(volumes),
         ..PodSpec::default()
     }
+}
+
+/// The credentials sidecar: every credential, loopback only.
+fn credentials_container(
+    session: &AgenticSession,
+    config: &ChildConfig,
+    secret_keys: &[String],
+    resume: Option<&Resume>,
+) -> Container {
+    Container {
+        name: runner_pod::CREDENTIALS_CONTAINER.into(),
+        image: Some(config.runner_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        args: Some(vec!["credentials".into()]),
+        // A native sidecar: started before the runner, stopped after it.
+        restart_policy: Some("Always".into()),
+        env: Some(credentials_env(session, secret_keys, resume)),
+        resources: Some(ResourceRequirements {
+            requests: Some(
+                [("cpu", "50m"), ("memory", "64Mi")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+                    .collect(),
+            ),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(hardened()),
+        // Its own /tmp, in memory: git writes the ssh key's private copy
+        // there, where the runner and the agent cannot see it.
+        volume_mounts: Some(vec![
+            mount("workspace", WORKSPACE, false),
+            mount("secrets", SECRET_MOUNT, true),
+            mount("credentials-tmp", "/tmp", false),
+        ]),
+        ..Container::default()
+    }
+}
+
+/// The runner and its agent: no Secret, the sidecar in place of credentials.
+fn runner_container(
+    session: &AgenticSession,
+    config: &ChildConfig,
+    secret_keys: &[String],
+    resume: Option<&Resume>,
+) -> Container {
+    Container {
+        name: runner_pod::RUNNER_CONTAINER.into(),
+        image: Some(config.runner_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        env: Some(runner_env(session, secret_keys, resume)),
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        resources: config.resources.clone(),
+        security_context: Some(hardened()),
+        volume_mounts: Some(vec![mount("workspace", WORKSPACE, false), mount("tmp", "/tmp", false)]),
+        ..Container::default()
+    }
+}
+
+/// The pod's volumes: the workspace, the two `/tmp`s, the session Secret.
+fn volumes(session: &AgenticSession, config: &ChildConfig) -> Vec<Volume> {
+    let session_name = session.metadata.name.as_deref().unwrap_or_default();
+    let workspace = match &config.workspace {
+        Workspace::Pvc { .. } => Volume {
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc_name(session_name),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..volume("workspace")
+        },
+        Workspace::EmptyDir => {
+            Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("workspace") }
+        }
+    };
+    vec![
+        workspace,
+        Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..volume("tmp") },
+        Volume {
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(Quantity("16Mi".into())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..volume("credentials-tmp")
+        },
+        Volume {
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret_name(session_name)),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..volume("secrets")
+        },
+    ]
 }
 
 /// The runner Job of run `run`: the runner pod ([`spec`]) with no

@@ -142,72 +142,8 @@ async fn reconcile(schedule: Arc<SessionSchedule>, ctx: Arc<Context>) -> Result<
         runs: &runs,
         now,
     });
-
-    for action in &decision.actions {
-        match action {
-            Action::Create { name: run, scheduled, parent, .. } => {
-                let object = session(&schedule, run, *scheduled, parent.as_deref());
-                let params = PostParams {
-                    field_manager: Some(field_managers::SCHEDULER.into()),
-                    ..Default::default()
-                };
-                match sessions.create(&params, &object).await {
-                    Ok(_) => {
-                        info!(run = %run, scheduled = %scheduled, "created a scheduled run");
-                        ctx.metrics.scheduled_runs.inc();
-                    }
-                    // Created before: the name is the due time's, so this is the
-                    // same run, if this schedule controls it. A session someone
-                    // else made under that name is not adopted.
-                    Err(kube::Error::Api(status)) if status.code == 409 => {
-                        let existing =
-                            sessions.get_opt(run).await.map_err(kube_err("read an existing run"))?;
-                        if !existing.as_ref().is_some_and(|s| controlled_by(s, &uid)) {
-                            let missed = event(
-                                true,
-                                acp_api::constants::reasons::MISSED_SCHEDULE,
-                                format!(
-                                    "session {run} exists and is not this schedule's run; the run was not started"
-                                ),
-                                "Schedule",
-                            );
-                            ctx.recorder.publish_all(&[missed], &schedule.object_ref(&())).await;
-                        }
-                    }
-                    Err(source) => return Err(kube_err("create a scheduled run")(source).into()),
-                }
-                acp_kube::failpoint::hit("scheduler.run-created");
-            }
-            Action::Stop(run) => {
-                let patch = json!({"metadata": {"annotations": {annotations::DESIRED_PHASE: SessionPhase::Stopped.as_str()}}});
-                let params = PatchParams {
-                    field_manager: Some(field_managers::SCHEDULER.into()),
-                    ..Default::default()
-                };
-                match sessions.patch(run, &params, &Patch::Merge(&patch)).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(source) => return Err(kube_err("stop a replaced run")(source).into()),
-                }
-            }
-            Action::Delete(_) => {}
-        }
-    }
-    if decision.status != status {
-        write_status(&ctx, &ns, &name, &decision.status).await?;
-    }
-    for action in &decision.actions {
-        if let Action::Delete(run) = action {
-            let params = DeleteParams::background();
-            match sessions.delete(run, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => {
-                    return Err(kube_err("delete a run past the history limit")(source).into());
-                }
-            }
-        }
-    }
+    let runs = Runs { ctx: &ctx, schedule: &schedule, sessions, uid };
+    runs.act(&decision, &status, &ns, &name).await?;
     let notes: Vec<_> =
         decision.notes.iter().map(|n| event(n.warning, n.reason, n.message.clone(), "Schedule")).collect();
     ctx.recorder.publish_all(&notes, &schedule.object_ref(&())).await;
@@ -218,6 +154,94 @@ async fn reconcile(schedule: Arc<SessionSchedule>, ctx: Arc<Context>) -> Result<
         .and_then(|d| Duration::try_from(d).ok())
         .map_or(MAX_SLEEP, |d| d.clamp(Duration::from_millis(200), MAX_SLEEP));
     Ok(Requeue::requeue(sleep))
+}
+
+/// A schedule's runs, as its decision's actions change them.
+struct Runs<'a> {
+    ctx: &'a Context,
+    schedule: &'a SessionSchedule,
+    sessions: Api<AgenticSession>,
+    uid: String,
+}
+
+impl Runs<'_> {
+    /// Creates and stops runs, writes the status, then deletes runs past
+    /// the history limit (only once the status no longer lists them).
+    async fn act(
+        &self,
+        decision: &crate::schedule::plan::Decision,
+        status: &SessionScheduleStatus,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), Error> {
+        for action in &decision.actions {
+            match action {
+                Action::Create { name: run, scheduled, parent, .. } => {
+                    self.create(run, *scheduled, parent.as_deref()).await?;
+                    acp_kube::failpoint::hit("scheduler.run-created");
+                }
+                Action::Stop(run) => self.stop(run).await?,
+                Action::Delete(_) => {}
+            }
+        }
+        if decision.status != *status {
+            write_status(self.ctx, ns, name, &decision.status).await?;
+        }
+        for action in &decision.actions {
+            if let Action::Delete(run) = action {
+                match self.sessions.delete(run, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(source) => return Err(kube_err("delete a run past the history limit")(source).into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates run `run`, due at `scheduled`.
+    async fn create(&self, run: &str, scheduled: Timestamp, parent: Option<&str>) -> Result<(), Error> {
+        let object = session(self.schedule, run, scheduled, parent);
+        let params =
+            PostParams { field_manager: Some(field_managers::SCHEDULER.into()), ..Default::default() };
+        match self.sessions.create(&params, &object).await {
+            Ok(_) => {
+                info!(run = %run, scheduled = %scheduled, "created a scheduled run");
+                self.ctx.metrics.scheduled_runs.inc();
+            }
+            // Created before: the name is the due time's, so this is the
+            // same run, if this schedule controls it. A session someone
+            // else made under that name is not adopted.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let existing = self.sessions.get_opt(run).await.map_err(kube_err("read an existing run"))?;
+                if !existing.as_ref().is_some_and(|s| controlled_by(s, &self.uid)) {
+                    let missed = event(
+                        true,
+                        acp_api::constants::reasons::MISSED_SCHEDULE,
+                        format!(
+                            "session {run} exists and is not this schedule's run; the run was not started"
+                        ),
+                        "Schedule",
+                    );
+                    self.ctx.recorder.publish_all(&[missed], &self.schedule.object_ref(&())).await;
+                }
+            }
+            Err(source) => return Err(kube_err("create a scheduled run")(source).into()),
+        }
+        Ok(())
+    }
+
+    /// Asks run `run` to stop (a replaced run).
+    async fn stop(&self, run: &str) -> Result<(), Error> {
+        let patch = json!({"metadata": {"annotations": {annotations::DESIRED_PHASE: SessionPhase::Stopped.as_str()}}});
+        let params =
+            PatchParams { field_manager: Some(field_managers::SCHEDULER.into()), ..Default::default() };
+        match self.sessions.patch(run, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(kube_err("stop a replaced run")(source).into()),
+        }
+    }
 }
 
 async fn write_status(

@@ -163,155 +163,185 @@ fn cond(
     set_condition(&mut status.conditions, c, &obs.now);
 }
 
+/// A decision being made: the next status and what goes with it.
+struct Draft {
+    status: SessionStatus,
+    actions: Vec<Action>,
+    events: Vec<Event>,
+}
+
+impl Draft {
+    fn event(&mut self, warning: bool, reason: &str, message: String) {
+        self.events.push(Event { warning, reason: reason.into(), message });
+    }
+}
+
 /// Decides the next status and actions.
 pub fn decide(obs: &Observation<'_>) -> Decision {
-    let mut status = obs.status.clone();
-    let mut actions = Vec::new();
-    let mut events = Vec::new();
-    let before = status.phase.unwrap_or_default();
-    let mut run = status.run.unwrap_or(0);
+    let mut d = Draft { status: obs.status.clone(), actions: Vec::new(), events: Vec::new() };
+    let before = d.status.phase.unwrap_or_default();
     let restart = obs.desired == Some(DESIRED_RUNNING)
-        && status.last_handled_desired_phase.as_deref() != Some(DESIRED_RUNNING);
-    status.last_handled_desired_phase = obs.desired.map(str::to_owned);
-    let current = obs.run.clone().filter(|r| r.run == run);
+        && d.status.last_handled_desired_phase.as_deref() != Some(DESIRED_RUNNING);
+    d.status.last_handled_desired_phase = obs.desired.map(str::to_owned);
+    let current = obs.run.clone().filter(|r| r.run == d.status.run.unwrap_or(0));
 
     if obs.desired == Some(DESIRED_STOPPED) {
         if !before.is_terminal() || before == SessionPhase::Stopping {
-            stop(&mut status, current.as_ref(), &mut actions, obs);
+            stop(&mut d.status, current.as_ref(), &mut d.actions, obs);
         }
-        return finish(status, before, actions, events);
+        return finish(d, before);
     }
+    let current = next_run(&mut d, current, before, restart, obs);
+    d.status.observed_generation = Some(obs.generation);
+    if d.status.phase.unwrap_or_default().is_terminal() {
+        return finish(d, before);
+    }
+    if let Secrets::Missing(message) = &obs.secrets {
+        secrets_missing(&mut d, message, obs);
+        return finish(d, before);
+    }
+    cond(&mut d.status, ct::SECRETS_READY, true, reasons::SUCCEEDED, "runner credentials are in place", obs);
+    let recorded =
+        acp_api::condition::find(&d.status.conditions, ct::JOB_CREATED).is_some_and(|c| c.is_true());
+    if let Some(parent) = obs.waiting_for.filter(|_| current.is_none() && !recorded) {
+        // Queued: the run starts once the thread's previous session ends.
+        let message = format!("queued: waits for session {parent} to finish");
+        d.status.phase = Some(SessionPhase::Pending);
+        d.status.message = Some(message.clone());
+        cond(&mut d.status, ct::READY, false, reasons::QUEUED, message, obs);
+        return finish(d, before);
+    }
+    let run = d.status.run.unwrap_or(0);
+    d.status.job_name = Some(job_name(obs.session, run));
+    if current.as_ref().is_some_and(|r| r.progress != Progress::Terminating) {
+        job_created(&mut d.status, obs.generation, &obs.now);
+    }
+    match current.map(|r| r.progress) {
+        None | Some(Progress::Terminating) => no_runner(&mut d, recorded, before, run, obs),
+        Some(progress) => follow(&mut d, progress, obs),
+    }
+    finish(d, before)
+}
 
-    let spec_changed = status.observed_generation.is_some_and(|g| g != obs.generation);
+/// Starts a new run when the session has none, or a changed spec or a
+/// restart request supersedes the current one (whose Job is deleted);
+/// returns the current run, if it still is.
+fn next_run(
+    d: &mut Draft,
+    current: Option<RunState>,
+    before: SessionPhase,
+    restart: bool,
+    obs: &Observation<'_>,
+) -> Option<RunState> {
+    let run = d.status.run.unwrap_or(0);
+    let spec_changed = d.status.observed_generation.is_some_and(|g| g != obs.generation);
     // A restart asked while the run is still being stopped starts the new
     // run as from a stopped session.
     let settled = before.is_terminal() || before == SessionPhase::Stopping;
     let new_run =
         run == 0 || (settled && (spec_changed || restart)) || (!before.is_terminal() && spec_changed);
-    let mut current = current;
-    if new_run {
-        if let Some(old) = current.take().filter(|r| !matches!(r.progress, Progress::Exited { .. })) {
-            actions.push(Action::Delete { name: old.name.clone() });
-            events.push(Event {
-                warning: false,
-                reason: reasons::SUPERSEDED.into(),
-                message: format!("run {} superseded by generation {}", old.run, obs.generation),
-            });
-        }
-        run += 1;
-        status.run = Some(run);
-        status.start_time = None;
-        status.completion_time = None;
-        status.result = None;
-        status.stopped_reason = None;
-        status.job_name = None;
-        status.phase = Some(SessionPhase::Pending);
-        status.message = Some(format!("run {run} for generation {}", obs.generation));
-        for type_ in [ct::COMPLETED, ct::FAILED, ct::RUNNER_STARTED, ct::JOB_CREATED] {
-            acp_api::condition::remove_condition(&mut status.conditions, type_);
-        }
+    if !new_run {
+        return current;
     }
-    status.observed_generation = Some(obs.generation);
+    if let Some(old) = current.filter(|r| !matches!(r.progress, Progress::Exited { .. })) {
+        d.actions.push(Action::Delete { name: old.name.clone() });
+        let message = format!("run {} superseded by generation {}", old.run, obs.generation);
+        d.event(false, reasons::SUPERSEDED, message);
+    }
+    let run = run + 1;
+    let status = &mut d.status;
+    status.run = Some(run);
+    status.start_time = None;
+    status.completion_time = None;
+    status.result = None;
+    status.stopped_reason = None;
+    status.job_name = None;
+    status.phase = Some(SessionPhase::Pending);
+    status.message = Some(format!("run {run} for generation {}", obs.generation));
+    for type_ in [ct::COMPLETED, ct::FAILED, ct::RUNNER_STARTED, ct::JOB_CREATED] {
+        acp_api::condition::remove_condition(&mut status.conditions, type_);
+    }
+    None
+}
 
-    if status.phase.unwrap_or_default().is_terminal() {
-        return finish(status, before, actions, events);
+/// Pending until the runner's credentials exist (told once per message).
+fn secrets_missing(d: &mut Draft, message: &str, obs: &Observation<'_>) {
+    let already = acp_api::condition::find(&d.status.conditions, ct::SECRETS_READY)
+        .is_some_and(|c| !c.is_true() && c.message.as_deref() == Some(message));
+    if !already {
+        d.event(true, reasons::SECRET_MISSING, message.to_owned());
     }
-    if let Secrets::Missing(message) = &obs.secrets {
-        let already = acp_api::condition::find(&status.conditions, ct::SECRETS_READY)
-            .is_some_and(|c| !c.is_true() && c.message.as_deref() == Some(message.as_str()));
-        if !already {
-            events.push(Event {
-                warning: true,
-                reason: reasons::SECRET_MISSING.into(),
-                message: message.clone(),
-            });
-        }
-        status.phase = Some(SessionPhase::Pending);
-        status.message = Some(message.clone());
-        cond(&mut status, ct::SECRETS_READY, false, reasons::SECRET_MISSING, message.clone(), obs);
-        cond(&mut status, ct::READY, false, reasons::SECRET_MISSING, message.clone(), obs);
-        return finish(status, before, actions, events);
-    }
-    cond(&mut status, ct::SECRETS_READY, true, reasons::SUCCEEDED, "runner credentials are in place", obs);
-    let recorded = acp_api::condition::find(&status.conditions, ct::JOB_CREATED).is_some_and(|c| c.is_true());
-    if let Some(parent) = obs.waiting_for.filter(|_| current.is_none() && !recorded) {
-        // Queued: the run starts once the thread's previous session ends.
-        let message = format!("queued: waits for session {parent} to finish");
-        status.phase = Some(SessionPhase::Pending);
-        status.message = Some(message.clone());
-        cond(&mut status, ct::READY, false, reasons::QUEUED, message, obs);
-        return finish(status, before, actions, events);
-    }
+    d.status.phase = Some(SessionPhase::Pending);
+    d.status.message = Some(message.to_owned());
+    cond(&mut d.status, ct::SECRETS_READY, false, reasons::SECRET_MISSING, message, obs);
+    cond(&mut d.status, ct::READY, false, reasons::SECRET_MISSING, message, obs);
+}
+
+/// No runner (or one going away): stopped as asked, lost, or to be created.
+fn no_runner(d: &mut Draft, recorded: bool, before: SessionPhase, run: i64, obs: &Observation<'_>) {
     let job = job_name(obs.session, run);
-    status.job_name = Some(job.clone());
-
-    if current.as_ref().is_some_and(|r| r.progress != Progress::Terminating) {
-        job_created(&mut status, obs.generation, &obs.now);
+    let status = &mut d.status;
+    if recorded && before == SessionPhase::Stopping {
+        // Stopped on request, then the request withdrawn before the Job
+        // was gone: the run ended as asked.
+        status.phase = Some(SessionPhase::Stopped);
+        status.stopped_reason = Some(StoppedReason::User);
+        status.completion_time = status.completion_time.clone().or_else(|| Some(obs.now.clone()));
+        status.message = Some("stopped on request".into());
+        cond(status, ct::READY, false, reasons::STOPPED, "stopped on request", obs);
+    } else if recorded {
+        let message = format!(
+            "job {job} of run {run} disappeared before it reported a result; \
+             it is not run again unless asked (annotation {}: {DESIRED_RUNNING})",
+            acp_api::constants::annotations::DESIRED_PHASE
+        );
+        status.completion_time = Some(obs.now.clone());
+        fail(status, reasons::RUN_LOST, &message, obs);
+        d.event(true, reasons::RUN_LOST, message);
+    } else {
+        d.actions.push(Action::Ensure { run });
+        status.phase = Some(SessionPhase::Creating);
+        status.message = Some(format!("creating job {job}"));
+        cond(status, ct::JOB_CREATED, false, reasons::PROGRESSING, format!("creating job {job}"), obs);
+        cond(status, ct::READY, false, reasons::PROGRESSING, "starting the runner", obs);
     }
-    match current.map(|r| r.progress) {
-        // Stopped on request, then the request withdrawn before the Job was
-        // gone: the run ended as asked.
-        None | Some(Progress::Terminating) if recorded && before == SessionPhase::Stopping => {
-            status.phase = Some(SessionPhase::Stopped);
-            status.stopped_reason = Some(StoppedReason::User);
-            status.completion_time = status.completion_time.clone().or_else(|| Some(obs.now.clone()));
-            status.message = Some("stopped on request".into());
-            cond(&mut status, ct::READY, false, reasons::STOPPED, "stopped on request", obs);
-        }
-        None | Some(Progress::Terminating) if recorded => {
-            let message = format!(
-                "job {job} of run {run} disappeared before it reported a result; \
-                 it is not run again unless asked (annotation {}: {DESIRED_RUNNING})",
-                acp_api::constants::annotations::DESIRED_PHASE
-            );
-            status.completion_time = Some(obs.now.clone());
-            fail(&mut status, reasons::RUN_LOST, &message, obs);
-            events.push(Event { warning: true, reason: reasons::RUN_LOST.into(), message });
-        }
-        None | Some(Progress::Terminating) => {
-            actions.push(Action::Ensure { run });
-            status.phase = Some(SessionPhase::Creating);
-            status.message = Some(format!("creating job {job}"));
-            cond(
-                &mut status,
-                ct::JOB_CREATED,
-                false,
-                reasons::PROGRESSING,
-                format!("creating job {job}"),
-                obs,
-            );
-            cond(&mut status, ct::READY, false, reasons::PROGRESSING, "starting the runner", obs);
-        }
-        Some(Progress::Waiting { reason, message }) => {
+}
+
+/// The status of a run whose runner exists, by its progress.
+fn follow(d: &mut Draft, progress: Progress, obs: &Observation<'_>) {
+    let status = &mut d.status;
+    match progress {
+        Progress::Waiting { reason, message } => {
             status.phase = Some(SessionPhase::Creating);
             let problem = reason.as_deref().filter(|r| is_problem(r));
             let text = message.unwrap_or_else(|| "waiting for the runner pod to start".into());
             let reason = problem.unwrap_or(reasons::PROGRESSING);
-            cond(&mut status, ct::RUNNER_STARTED, false, reason, text.clone(), obs);
+            cond(status, ct::RUNNER_STARTED, false, reason, text.clone(), obs);
             status.message = Some(text.clone());
             if let Some(problem) = problem {
-                events.push(Event { warning: true, reason: problem.into(), message: text });
+                d.event(true, problem, text);
             }
         }
-        Some(Progress::Running { started }) => {
+        Progress::Running { started } => {
             status.phase = Some(SessionPhase::Running);
-            status.start_time = status.start_time.or(started).or_else(|| Some(obs.now.clone()));
+            status.start_time = status.start_time.take().or(started).or_else(|| Some(obs.now.clone()));
             status.message = Some("the agent is working".into());
-            cond(&mut status, ct::RUNNER_STARTED, true, reasons::SUCCEEDED, "runner started", obs);
-            cond(&mut status, ct::READY, false, reasons::PROGRESSING, "the agent is working", obs);
+            cond(status, ct::RUNNER_STARTED, true, reasons::SUCCEEDED, "runner started", obs);
+            cond(status, ct::READY, false, reasons::PROGRESSING, "the agent is working", obs);
         }
-        Some(Progress::Exited { code, message, started, finished }) => {
-            status.start_time = status.start_time.or(started).or_else(|| Some(obs.now.clone()));
+        Progress::Exited { code, message, started, finished } => {
+            status.start_time = status.start_time.take().or(started).or_else(|| Some(obs.now.clone()));
             status.completion_time = finished.or_else(|| Some(obs.now.clone()));
-            exited(&mut status, code, message.as_deref(), obs);
+            exited(status, code, message.as_deref(), obs);
         }
-        Some(Progress::DeadlineExceeded) => {
+        Progress::DeadlineExceeded => {
             status.completion_time = Some(obs.now.clone());
             let message = format!("exceeded spec.timeout ({}s)", obs.timeout_seconds);
-            fail(&mut status, reasons::TIMEOUT, &message, obs);
+            fail(status, reasons::TIMEOUT, &message, obs);
         }
+        // Handled by `no_runner`.
+        Progress::Terminating => {}
     }
-    finish(status, before, actions, events)
 }
 
 /// True when deciding needs no credentials, so none are read: the session
@@ -421,12 +451,8 @@ fn exited(status: &mut SessionStatus, code: i32, message: Option<&str>, obs: &Ob
     }
 }
 
-fn finish(
-    status: SessionStatus,
-    before: SessionPhase,
-    actions: Vec<Action>,
-    mut events: Vec<Event>,
-) -> Decision {
+fn finish(d: Draft, before: SessionPhase) -> Decision {
+    let Draft { status, actions, mut events } = d;
     let after = status.phase.unwrap_or_default();
     // Creating is said by the JobCreated condition: no event for it (one
     // request less per session).
