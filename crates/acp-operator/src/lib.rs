@@ -5,7 +5,9 @@
 //!   Job, runner pod and egress NetworkPolicy (typed `k8s-openapi` objects),
 //!   named by [`names`];
 //! - [`result`]: reading the runner's result from its termination message;
-//! - [`controller`]: the kube-runtime shell that observes, decides and applies;
+//! - [`controller`]: the kube-runtime shell: [`gather`] observes (caches
+//!   first), [`state`] decides, [`act`] applies; [`context`] is what they
+//!   share (settings, the one error type, the reconcilers' state);
 //! - [`cache`]: its watch caches of Jobs, pods, secrets and the other children,
 //!   and [`confirm`]: the reads they cannot answer (a missing recorded Job,
 //!   a run that moved in from another shard);
