@@ -139,9 +139,8 @@ pub async fn until_signal<F>(
     }
 }
 
-/// Runs the operator until SIGTERM or SIGINT.
-pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
-    init_tracing();
+/// The operator's settings from its flags.
+fn config(args: &OperatorArgs) -> anyhow::Result<Config> {
     let resources = args
         .runner_resources
         .as_deref()
@@ -164,7 +163,7 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
                 .collect(),
         })
     });
-    let config = Config {
+    Ok(Config {
         process: process.transpose()?,
         namespace: args.namespace.clone(),
         children: ChildConfig {
@@ -178,7 +177,13 @@ pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
         },
         shard: args.shard.shard(),
         concurrency: args.max_concurrent_reconciles,
-    };
+    })
+}
+
+/// Runs the operator until SIGTERM or SIGINT.
+pub fn run(args: &OperatorArgs) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let config = config(args)?;
     let runtime = runtime()?;
     runtime.block_on(async {
         let metrics = std::sync::Arc::new(acp_operator::metrics::Metrics::default());
