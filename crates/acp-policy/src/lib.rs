@@ -106,11 +106,9 @@ impl Checker {
             }
             return self.policies.evaluate(&defaulted, namespace, Some(self.schema.schema()));
         }
-        let (defaulted, findings) = self.schedule.check(object);
-        if !findings.is_empty() {
-            return findings;
-        }
-        let mut findings = self.policies.evaluate(&defaulted, namespace, Some(self.schedule.schema()));
+        // Every schema finding at once: the cron fields and the zone are CEL
+        // rules of the CRD, evaluated with the rest of its schema.
+        let (defaulted, mut findings) = self.schedule.check(object);
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         if name.len() > 63 {
             findings.push(Finding {
@@ -122,6 +120,12 @@ impl Checker {
                 origin: Origin::Schema,
             });
         }
+        if !findings.is_empty() {
+            return findings;
+        }
+        findings = self.policies.evaluate(&defaulted, namespace, Some(self.schedule.schema()));
+        // The CRD's rules admit exactly what the operator's parser does; this
+        // guards against the two drifting apart.
         if let Err(error) = acp_api::schedule::cron::Cron::parse(
             defaulted["spec"]["schedule"].as_str().unwrap_or_default(),
             defaulted["spec"]["timeZone"].as_str(),

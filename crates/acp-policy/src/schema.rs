@@ -109,13 +109,18 @@ impl SessionSchema {
             }
         }
         if let Err(errors) = self.rules.validate_compiled(&self.cel, &defaulted, None) {
-            for error in errors.iter() {
-                findings.push(Finding {
+            let mut cel: Vec<Finding> = errors
+                .iter()
+                .map(|error| Finding {
                     field: FieldPath::parse(&error.field_path),
                     message: error.message.clone(),
                     origin: Origin::Schema,
-                });
-            }
+                })
+                .collect();
+            // kube-cel visits properties in hash order: sort by field (stably,
+            // keeping a field's rules in the CRD's order) for a stable report.
+            cel.sort_by_key(|f| f.field.to_string());
+            findings.extend(cel);
         }
         let mut full = defaulted;
         if let (Some(full), Some(source)) = (full.as_object_mut(), object.as_object()) {

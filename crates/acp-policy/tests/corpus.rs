@@ -99,7 +99,8 @@ fn missing_params_deny_and_bad_policies_are_refused() {
 
 /// Offline only (the API server checks a schedule's runs when they are
 /// created, at each due time): git-sync and `acp validate` check a
-/// schedule's template as the session it creates, and its cron and zone.
+/// schedule's template as the session it creates. Its cron and zone are
+/// checked by the CRD's rules, on the server as offline.
 #[test]
 fn a_schedule_template_is_held_to_the_session_policies_and_its_cron_is_parsed() {
     let checker = Checker::with_embedded_policies().expect("shipped policies load");

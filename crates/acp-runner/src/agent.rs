@@ -108,6 +108,18 @@ pub struct CommandInputs<'a> {
 impl AgentCommand {
     /// Builds the invocation (pure).
     pub fn build(inputs: CommandInputs<'_>) -> Self {
+        Self {
+            program: inputs.program.to_owned(),
+            args: Self::args(&inputs),
+            env: Self::env(&inputs),
+            cwd: inputs.cwd.to_owned(),
+            prompt: inputs.prompt,
+        }
+    }
+
+    /// The CLI's flags: headless, streaming JSON, the model and limits, the
+    /// workspace, the conversation to resume, the MCP servers and the tools.
+    fn args(inputs: &CommandInputs<'_>) -> Vec<String> {
         let mut allowed: Vec<String> = ALLOWED_TOOLS.iter().map(|t| (*t).to_owned()).collect();
         let mut args = vec![
             "-p".to_owned(),
@@ -135,7 +147,13 @@ impl AgentCommand {
             allowed.extend(servers.iter().map(|s| format!("mcp__{s}")));
         }
         args.extend(["--allowedTools".into(), allowed.join(",")]);
+        args
+    }
 
+    /// The CLI's whole environment: a few of the runner's variables, the
+    /// session's (never a reserved one), its own HOME, no telemetry, and
+    /// the model's key and URL.
+    fn env(inputs: &CommandInputs<'_>) -> BTreeMap<String, String> {
         let mut env: BTreeMap<String, String> = PASSTHROUGH_ENV
             .iter()
             .filter_map(|k| (inputs.runner_env)(k).map(|v| ((*k).to_owned(), v)))
@@ -164,13 +182,7 @@ impl AgentCommand {
         if let Some(url) = inputs.base_url {
             env.insert("ANTHROPIC_BASE_URL".into(), url.to_owned());
         }
-        Self {
-            program: inputs.program.to_owned(),
-            args,
-            env,
-            cwd: inputs.cwd.to_owned(),
-            prompt: inputs.prompt,
-        }
+        env
     }
 }
 
@@ -211,22 +223,11 @@ pub trait LineHandler {
 pub async fn run(
     command: &AgentCommand,
     inactivity: Option<Duration>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     handler: &mut dyn LineHandler,
 ) -> AgentOutcome {
     let mut outcome = AgentOutcome::default();
-    let mut child = match tokio::process::Command::new(&command.program)
-        .args(&command.args)
-        .env_clear()
-        .envs(&command.env)
-        .current_dir(&command.cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-    {
+    let mut child = match spawn(command) {
         Ok(child) => child,
         Err(err) => {
             outcome.spawn_error = Some(format!("failed to start {}: {err}", command.program.display()));
@@ -247,7 +248,51 @@ pub async fn run(
         outcome.spawn_error = Some("failed to capture the CLI's output".into());
         return outcome;
     };
-    let mut reader = BufReader::new(stdout);
+    read_events(BufReader::new(stdout), inactivity, stop, handler, &mut outcome).await;
+    let mut descendants = std::collections::BTreeSet::new();
+    if let (Some(pid), Some(_)) = (pid, outcome.stopped) {
+        descendants = crate::process::kill_tree(pid, Duration::from_millis(500)).await;
+    }
+    outcome.exit_code = child.wait().await.ok().and_then(|s| s.code());
+    if let Some(pid) = pid {
+        crate::process::clean_up(pid, &descendants);
+    }
+    if let Some(task) = stderr_task {
+        // The stderr pipe may be held open by an orphan; do not wait for it long.
+        outcome.stderr_tail = tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+    }
+    outcome
+}
+
+/// Starts the CLI in a process group of its own, with only its environment.
+fn spawn(command: &AgentCommand) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new(&command.program)
+        .args(&command.args)
+        .env_clear()
+        .envs(&command.env)
+        .current_dir(&command.cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// Hands each line of the CLI's output to `handler`, noting its session
+/// id and result in `outcome`, until the output ends, `stop` turns true
+/// or nothing arrives for `inactivity`.
+async fn read_events<R: AsyncBufRead + Unpin>(
+    mut reader: R,
+    inactivity: Option<Duration>,
+    mut stop: watch::Receiver<bool>,
+    handler: &mut dyn LineHandler,
+    outcome: &mut AgentOutcome,
+) {
     let mut buf = Vec::new();
     let idle = inactivity.unwrap_or(Duration::from_secs(u64::MAX / 4));
     loop {
@@ -270,37 +315,20 @@ pub async fn run(
                     }
                     handler.line(raw, &parsed, truncated);
                 }
-                Ok(None) | Err(_) => break,
+                Ok(None) | Err(_) => return,
             },
             () = tokio::time::sleep(idle) => {
                 outcome.stopped = Some(StopCause::Inactivity);
-                break;
+                return;
             }
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
                     outcome.stopped = Some(StopCause::Signal);
-                    break;
+                    return;
                 }
             }
         }
     }
-    let mut descendants = std::collections::BTreeSet::new();
-    if let (Some(pid), Some(_)) = (pid, outcome.stopped) {
-        descendants = crate::process::kill_tree(pid, Duration::from_millis(500)).await;
-    }
-    outcome.exit_code = child.wait().await.ok().and_then(|s| s.code());
-    if let Some(pid) = pid {
-        crate::process::clean_up(pid, &descendants);
-    }
-    if let Some(task) = stderr_task {
-        // The stderr pipe may be held open by an orphan; do not wait for it long.
-        outcome.stderr_tail = tokio::time::timeout(Duration::from_secs(1), task)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-    }
-    outcome
 }
 
 /// Reads one line into `buf`, keeping at most `cap` bytes of it. Returns

@@ -136,6 +136,83 @@ async fn server_rejects_invalid_sessions_with_field_messages() {
     assert!(status.message.contains("status.phase: Unsupported value: \"Exploding\""), "{}", status.message);
 }
 
+/// A schedule the operator could not follow (minute 61, a zone not in the
+/// IANA database) is refused by the API server itself, not admitted to end
+/// up InvalidSchedule in its status; the server and `acp validate` name the
+/// same fields and ranges, all of them.
+#[tokio::test]
+async fn server_refuses_invalid_schedules_as_acp_validate_does() {
+    let env = TestEnv::get();
+    let ns = env.namespace("bad-schedule").await;
+    env.install_crds(&ns.client).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("bad.yaml");
+    let manifest = |schedule: &str, zone: &str| {
+        format!(
+            "apiVersion: vteam.ambient-code/v1alpha1\nkind: SessionSchedule\nmetadata:\n  name: nightly\nspec:\n  schedule: \"{schedule}\"\n  timeZone: {zone}\n  template:\n    spec:\n      initialPrompt: go\n"
+        )
+    };
+    let apply = |text: String| {
+        std::fs::write(&file, text).expect("write");
+        let server = env
+            .kubectl()
+            .args(["apply", "--server-side", "-n", &ns.name, "-f"])
+            .arg(&file)
+            .output()
+            .expect("kubectl runs");
+        let validate = std::process::Command::new(env!("CARGO_BIN_EXE_acp"))
+            .arg("validate")
+            .arg(&file)
+            .output()
+            .expect("acp runs");
+        (server, validate)
+    };
+
+    let (server, validate) = apply(manifest("61 * * * *", "Mars/Olympus"));
+    let refused = String::from_utf8_lossy(&server.stderr).into_owned();
+    let reported = String::from_utf8_lossy(&validate.stdout).into_owned();
+    assert!(!server.status.success(), "the server admitted minute 61 in Mars/Olympus");
+    assert_eq!(validate.status.code(), Some(1), "{reported}");
+    for (field, message) in
+        [("spec.schedule", "minute must be 0-59"), ("spec.timeZone", "unknown time zone \"Mars/Olympus\"")]
+    {
+        assert!(
+            refused.lines().any(|l| l.contains(field) && l.contains(message)),
+            "the server names {field} and {message:?}: {refused}"
+        );
+        assert!(
+            reported.lines().any(|l| l.contains(&format!("error: {field}: {message}"))),
+            "acp validate names {field} and {message:?}: {reported}"
+        );
+    }
+    assert!(reported.contains("2 errors"), "{reported}");
+
+    // Each of the other fields, with its range, in both.
+    for (schedule, message) in [
+        ("0 24 * * *", "hour must be 0-23"),
+        ("0 0 32 * *", "day-of-month must be 1-31"),
+        ("0 0 * 13 *", "month must be 1-12 or JAN-DEC"),
+        ("0 0 * * 8", "day-of-week must be 0-7 or SUN-SAT"),
+        ("0 0 * DEC-JAN *", "month range a-b must have a <= b"),
+        ("0 3 * *", "it has 4 fields, not 5"),
+    ] {
+        let (server, validate) = apply(manifest(schedule, "Europe/Paris"));
+        let refused = String::from_utf8_lossy(&server.stderr).into_owned();
+        let reported = String::from_utf8_lossy(&validate.stdout).into_owned();
+        assert!(!server.status.success(), "the server admitted {schedule:?}");
+        assert!(refused.contains("spec.schedule") && refused.contains(message), "{schedule:?}: {refused}");
+        assert!(reported.contains(&format!("error: spec.schedule: {message}")), "{schedule:?}: {reported}");
+    }
+
+    // What both accept, the server stores and the operator's parser reads.
+    let (server, validate) = apply(manifest("0 9 ? * mon-fri", "America/Argentina/ComodRivadavia"));
+    assert!(server.status.success(), "{}", String::from_utf8_lossy(&server.stderr));
+    assert!(validate.status.success(), "{}", String::from_utf8_lossy(&validate.stdout));
+    let schedules: Api<acp_api::SessionSchedule> = ns.api();
+    let stored = schedules.get("nightly").await.expect("stored");
+    assert!(stored.spec.cron().is_ok(), "{:?}", stored.spec.cron());
+}
+
 /// The existing platform's CRD, moved to a separate group so both can be
 /// installed side by side.
 fn upstream_crd() -> CustomResourceDefinition {

@@ -75,6 +75,31 @@ fn validate_with_a_policies_directory_uses_those_policies() {
     );
 }
 
+/// A schedule with several errors gets all of them, each at its line and
+/// naming the field and its range: the cron's (the CRD's rules, as the API
+/// server applies them), the zone's, and the rest of the schema's.
+#[test]
+fn validate_reports_every_error_of_a_schedule() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: vteam.ambient-code/v1alpha1\nkind: SessionSchedule\nmetadata:\n  name: nightly\nspec:\n  schedule: \"61 24 * * *\"\n  timeZone: Mars/Olympus\n  concurrency: Forbid\n  template:\n    spec:\n      initialPrompt: go\n",
+    )
+    .expect("write");
+    let out = acp().arg("validate").arg(&bad).output().expect("acp runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let at = |line: u32, text: &str| {
+        stdout.lines().any(|l| l.starts_with(&format!("{}:{line}:", bad.display())) && l.contains(text))
+    };
+    assert!(at(6, "error: spec.schedule: minute must be 0-59"), "{stdout}");
+    assert!(at(6, "error: spec.schedule: hour must be 0-23"), "{stdout}");
+    assert!(at(7, "error: spec.timeZone: unknown time zone \"Mars/Olympus\""), "{stdout}");
+    assert!(at(8, "unknown field \"spec.concurrency\""), "{stdout}");
+    assert!(stdout.contains("0 sessions valid, 4 errors"), "{stdout}");
+}
+
 #[test]
 fn plan_against_a_base_revision_lists_create_update_prune() {
     let dir = tempfile::tempdir().expect("tmp");

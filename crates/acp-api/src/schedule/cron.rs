@@ -6,26 +6,36 @@
 //! saving follows croner (the Open Cron Pattern Specification): a local time
 //! skipped by a jump forward runs at the jump, one repeated by a jump back
 //! runs once. Due times are whole minutes, as [`Timestamp`]s.
+//!
+//! The syntax is checked here before croner sees it, field by field (a
+//! number, a name, `*`, `?`, a range `a-b`, a list `a,b` and a step `/n`),
+//! and the CRD's `x-kubernetes-validations` ([`schedule_rules`],
+//! [`time_zone_rules`]) check the very same grammar and zone list on the API
+//! server and in `acp validate`: a schedule the server admits is one the
+//! operator can follow.
 
 use chrono::{DateTime, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
 
 /// The most due times counted between two instants (CronJob's limit is 100).
 pub const MAX_COUNTED: u32 = 1000;
+
+/// What to write instead of a schedule of the wrong shape.
+const SHAPE_HINT: &str = "use five fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * 1-5\", or a macro: @yearly, @annually, @monthly, @weekly, @daily, @midnight or @hourly";
 
 /// Why a schedule or time zone was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CronError {
     /// The expression is not a valid five-field cron expression or macro.
-    #[error(
-        "invalid schedule {schedule:?}: {reason}; use five fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * 1-5\", or @hourly/@daily/@weekly/@monthly/@yearly"
-    )]
+    #[error("invalid schedule {schedule:?}: {reason}")]
     Schedule {
         /// The expression.
         schedule: String,
-        /// croner's explanation.
+        /// Every reason, `; `-separated, each naming the field at fault
+        /// and its range (`minute 61 is out of range 0-59`).
         reason: String,
     },
     /// The time zone is not in the IANA database.
@@ -34,6 +44,356 @@ pub enum CronError {
         /// The name given.
         zone: String,
     },
+}
+
+/// The separators between fields (and around them): space, tab, CR, LF.
+const SPACE_CLASS: &str = r"[ \t\n\r]";
+
+/// A field's characters: printable ASCII but space.
+const TOKEN_CLASS: &str = "[!-~]";
+
+/// Macros (after `@`, any case); `midnight` is `daily`, `annually` is `yearly`.
+const MACROS: [&str; 7] = ["yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly"];
+
+/// Why a schedule with `TZ=` or `CRON_TZ=` is refused.
+const ZONE_INSIDE: &str = "a time zone inside the schedule is not supported; set spec.timeZone";
+
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// One of the five fields: its name in messages, its range, the names it
+/// accepts (any case) and whether `?` stands for `*`.
+#[derive(Clone, Copy, Debug)]
+struct Field {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    /// Names of the values `min`, `min + 1`, ... (`SUN` is 0; at the end
+    /// of a range it is 7, as croner reads `-SUN`).
+    names: &'static [&'static str],
+    question: bool,
+}
+
+/// The five fields, in order.
+const FIELDS: [Field; 5] = [
+    Field { name: "minute", min: 0, max: 59, names: &[], question: false },
+    Field { name: "hour", min: 0, max: 23, names: &[], question: false },
+    Field { name: "day-of-month", min: 1, max: 31, names: &[], question: true },
+    Field {
+        name: "month",
+        min: 1,
+        max: 12,
+        names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+        question: false,
+    },
+    Field {
+        name: "day-of-week",
+        min: 0,
+        max: 7,
+        names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+        question: true,
+    },
+];
+
+/// A value of a field as written: in range, out of it, or not a value.
+enum Parsed {
+    In(u32),
+    Out,
+    Bad,
+}
+
+impl Field {
+    /// `0-59`, `1-12 or JAN-DEC`, `0-7 or SUN-SAT`.
+    fn range(&self) -> String {
+        match (self.names.first(), self.names.last()) {
+            (Some(first), Some(last)) => format!("{}-{} or {first}-{last}", self.min, self.max),
+            _ => format!("{}-{}", self.min, self.max),
+        }
+    }
+
+    /// What a field may hold, for messages.
+    fn usage(&self) -> String {
+        let question = if self.question { ", ?" } else { "" };
+        format!(
+            "a number, a range a-b, a list a,b, *{question}, or a step */n, a/n or a-b/n with n 1-{}",
+            self.max
+        )
+    }
+
+    /// The value of name `i` at the start (or the end) of a range.
+    fn name_value(&self, i: usize, end: bool) -> u32 {
+        let value = self.min + i as u32;
+        if end && self.max == 7 && value == 0 { 7 } else { value }
+    }
+
+    /// `text` as a value of this field: digits (leading zeros allowed) or a name.
+    fn value(&self, text: &str, end: bool) -> Parsed {
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            let digits = text.trim_start_matches('0');
+            return match digits.parse::<u32>() {
+                _ if digits.len() > 2 => Parsed::Out,
+                Ok(n) if (self.min..=self.max).contains(&n) => Parsed::In(n),
+                Err(_) if self.min == 0 => Parsed::In(0),
+                _ => Parsed::Out,
+            };
+        }
+        match self.names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
+            Some(i) => Parsed::In(self.name_value(i, end)),
+            None => Parsed::Bad,
+        }
+    }
+
+    /// Every reason `text` is not a valid value of this field.
+    fn check(&self, text: &str, errors: &mut Vec<String>) {
+        if text == "*" || (self.question && text == "?") {
+            return;
+        }
+        for item in text.split(',') {
+            if item.is_empty() {
+                errors.push(format!("{} {text:?} has an empty list item", self.name));
+                continue;
+            }
+            self.check_item(text, item, errors);
+        }
+    }
+
+    fn check_item(&self, field: &str, item: &str, errors: &mut Vec<String>) {
+        let bad = || format!("{} {item:?} is not valid: use {}", self.name, self.usage());
+        let (base, step) = match item.split_once('/') {
+            Some((base, step)) => (base, Some(step)),
+            None => (item, None),
+        };
+        let step_digits = step.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+        let mut found = Vec::new();
+        match step {
+            None => {}
+            Some(_) if !step_digits => found.push(bad()),
+            Some(s) => {
+                let digits = s.trim_start_matches('0');
+                if digits.len() > 2 || digits.parse::<u32>().map_or(true, |n| n < 1 || n > self.max) {
+                    found.push(format!("{} step /{s} is out of range 1-{}", self.name, self.max));
+                }
+            }
+        }
+        if base == "*" {
+            if step.is_none() {
+                found.push(format!("{} {field:?}: * stands alone or as */n, not in a list", self.name));
+            }
+            errors.extend(found);
+            return;
+        }
+        let (start, end) = match base.split_once('-') {
+            Some((start, end)) => (start, Some(end)),
+            None => (base, None),
+        };
+        let first = self.value(start, false);
+        let last = end.map(|end| self.value(end, true));
+        for (text, value) in [(start, Some(&first)), (end.unwrap_or_default(), last.as_ref())] {
+            match value {
+                Some(Parsed::Bad) => found.push(bad()),
+                Some(Parsed::Out) => {
+                    found.push(format!("{} {text} is out of range {}", self.name, self.range()))
+                }
+                _ => {}
+            }
+        }
+        if let (Parsed::In(a), Some(Parsed::In(b))) = (&first, &last)
+            && a > b
+            && (step.is_none() || step_digits)
+        {
+            found.push(format!(
+                "{} range {base} runs backwards: write a-b with a <= b, within {}",
+                self.name,
+                self.range()
+            ));
+        }
+        found.dedup();
+        errors.extend(found);
+    }
+}
+
+/// Every reason `schedule` is refused by the grammar the CRD enforces, each
+/// naming the field at fault and its range (empty when it follows it).
+pub fn syntax_errors(schedule: &str) -> Vec<String> {
+    let text = schedule.trim_matches(is_space);
+    let mut errors = Vec::new();
+    let upper = text.to_ascii_uppercase();
+    let zoned = upper.starts_with("TZ=") || upper.starts_with("CRON_TZ=");
+    if zoned {
+        errors.push(ZONE_INSIDE.to_owned());
+    }
+    let fields: Vec<&str> = text.split(is_space).filter(|f| !f.is_empty()).collect();
+    let five = fields.len() == 5 && fields.iter().all(|f| f.bytes().all(|b| b.is_ascii_graphic()));
+    let is_macro =
+        text.strip_prefix('@').is_some_and(|name| MACROS.iter().any(|m| m.eq_ignore_ascii_case(name)));
+    if !five && !is_macro && !zoned {
+        errors.push(match fields.len() {
+            5 => format!("a field holds a character other than printable ASCII; {SHAPE_HINT}"),
+            1 => format!("it has 1 field, not 5; {SHAPE_HINT}"),
+            n => format!("it has {n} fields, not 5; {SHAPE_HINT}"),
+        });
+    }
+    if five {
+        for (field, text) in FIELDS.iter().zip(&fields) {
+            field.check(text, &mut errors);
+        }
+    }
+    errors
+}
+
+/// `[a-b]` for the digits `a..=b`.
+fn digit_class(a: u32, b: u32) -> String {
+    match b - a {
+        0 => a.to_string(),
+        1 => format!("[{a}{b}]"),
+        _ => format!("[{a}-{b}]"),
+    }
+}
+
+/// A regular expression (an alternation, to be grouped) matching the
+/// numbers `lo..=hi` written without leading zeros.
+fn numbers(lo: u32, hi: u32) -> String {
+    let mut pieces: Vec<String> = Vec::new();
+    let mut full: Option<(u32, u32)> = None;
+    let flush = |full: &mut Option<(u32, u32)>, pieces: &mut Vec<String>| {
+        if let Some((a, b)) = full.take() {
+            pieces.push(format!("{}[0-9]", digit_class(a, b)));
+        }
+    };
+    for tens in lo / 10..=hi / 10 {
+        let first = if tens == lo / 10 { lo % 10 } else { 0 };
+        let last = if tens == hi / 10 { hi % 10 } else { 9 };
+        if tens > 0 && first == 0 && last == 9 {
+            full = Some((full.map_or(tens, |(a, _)| a), tens));
+            continue;
+        }
+        flush(&mut full, &mut pieces);
+        let prefix = if tens == 0 { String::new() } else { tens.to_string() };
+        pieces.push(format!("{prefix}{}", digit_class(first, last)));
+    }
+    flush(&mut full, &mut pieces);
+    pieces.join("|")
+}
+
+/// Matches `text` in any ASCII case without `(?i)` (which also folds
+/// `ſ` into `s` and the Kelvin sign into `k`): `[Dd][Aa][Ii][Ll][Yy]`.
+fn any_case(text: &str) -> String {
+    text.chars()
+        .map(|c| match (c.to_ascii_uppercase(), c.to_ascii_lowercase()) {
+            (u, l) if u != l => format!("[{u}{l}]"),
+            _ => c.to_string(),
+        })
+        .collect()
+}
+
+impl Field {
+    /// A value: digits with leading zeros, or a name.
+    fn value_re(&self) -> String {
+        let mut alternatives = vec![format!("0*(?:{})", numbers(self.min, self.max))];
+        alternatives.extend(self.names.iter().map(|n| n.to_string()));
+        format!("(?:{})", alternatives.join("|"))
+    }
+
+    /// The whole field, as [`Field::check`] accepts it.
+    fn field_re(&self) -> String {
+        let value = self.value_re();
+        let step = format!("/0*(?:{})", numbers(1, self.max));
+        let item = format!("(?:[*]{step}|{value}(?:-{value})?(?:{step})?)");
+        let question = if self.question { "|[?]" } else { "" };
+        format!("(?:[*]{question}|{item}(?:,{item})*)")
+    }
+
+    /// A range `a-b` with `a > b`.
+    fn backwards_re(&self) -> String {
+        let mut alternatives = Vec::new();
+        for a in self.min..=self.max {
+            let mut starts = vec![format!("0*{a}")];
+            let mut ends = Vec::new();
+            if a > self.min {
+                ends.push(format!("0*(?:{})", numbers(self.min, a - 1)));
+            }
+            for (i, name) in self.names.iter().enumerate() {
+                if self.name_value(i, false) == a {
+                    starts.push(name.to_string());
+                }
+                if self.name_value(i, true) < a {
+                    ends.push(name.to_string());
+                }
+            }
+            if !ends.is_empty() {
+                alternatives.push(format!("(?:{})-(?:{})", starts.join("|"), ends.join("|")));
+            }
+        }
+        format!("(?:{})", alternatives.join("|"))
+    }
+}
+
+/// The CRD's `x-kubernetes-validations` of `spec.schedule`: the grammar of
+/// [`syntax_errors`] as RE2 regular expressions on the whole string (whose
+/// cost the API server bounds by its `maxLength`): the shape (five fields or
+/// a macro), no `TZ=`, and per field its values, ranges and steps, then its
+/// ranges' order. A field's rules run only on five printable-ASCII fields
+/// (so `(?i)` folds ASCII only), the shape rule reporting anything else.
+pub fn schedule_rules() -> Value {
+    let (space, token) = (SPACE_CLASS, TOKEN_CLASS);
+    let five = format!("^{space}*{token}+(?:{space}+{token}+){{4}}{space}*$");
+    let macros: Vec<String> = MACROS.iter().map(|m| any_case(m)).collect();
+    let zoned = format!("^{space}*(?:{}|{})", any_case("tz="), any_case("cron_tz="));
+    let count = "size(self.findAll('[^ \\t\\n\\r]+'))";
+    // The count as text, digit by digit: the cost estimator gives
+    // `string(int)` no size bound, so it refuses it in a message.
+    let digits = "['0','1','2','3','4','5','6','7','8','9']";
+    let count_text = format!(
+        "({count} >= 100 ? {digits}[{count} / 100] : '') + ({count} >= 10 ? {digits}[{count} / 10 % 10] : '') + {digits}[{count} % 10]"
+    );
+    let mut rules = vec![
+        json!({
+            "rule": format!(
+                "self.matches('^{space}*(?:{token}+(?:{space}+{token}+){{4}}|@(?:{})){space}*$') || self.matches('{zoned}')",
+                macros.join("|")
+            ),
+            "message": format!("must be five fields or a macro; {SHAPE_HINT}"),
+            "messageExpression": format!(
+                "({count} == 5 ? 'a field holds a character other than printable ASCII' : {count} == 1 ? 'it has 1 field, not 5' : 'it has ' + {count_text} + ' fields, not 5') + '; {SHAPE_HINT}'"
+            ),
+        }),
+        json!({"rule": format!("!self.matches('{zoned}')"), "message": ZONE_INSIDE}),
+    ];
+    for (i, field) in FIELDS.iter().enumerate() {
+        let case = if field.names.is_empty() { "" } else { "(?i)" };
+        let skip = format!("^{space}*(?:{token}+{space}+){{{i}}}");
+        rules.push(json!({
+            "rule": format!(
+                "!self.matches('{five}') || self.matches('{case}{skip}{}(?:{space}|$)')",
+                field.field_re()
+            ),
+            "message": format!("{} must be {}: {}", field.name, field.range(), field.usage()),
+        }));
+        rules.push(json!({
+            "rule": format!(
+                "!self.matches('{five}') || !self.matches('{case}{skip}(?:{token}*,)?{}(?:/[0-9]+)?(?:,|{space}|$)')",
+                field.backwards_re()
+            ),
+            "message": format!("{} range a-b must have a <= b, within {}", field.name, field.range()),
+        }));
+    }
+    Value::Array(rules)
+}
+
+/// The CRD's `x-kubernetes-validations` of `spec.timeZone`: one of the names
+/// of the IANA database this operator carries (chrono-tz's, links
+/// included), so the API server refuses exactly what [`Cron::parse`] does.
+pub fn time_zone_rules() -> Value {
+    let names: Vec<String> = chrono_tz::TZ_VARIANTS.iter().map(|tz| format!("'{}'", tz.name())).collect();
+    json!([{
+        "rule": format!("self in [{}]", names.join(",")),
+        "message": format!(
+            "must be an IANA time zone name (tz database {}) such as Europe/Paris or America/New_York",
+            chrono_tz::IANA_TZDB_VERSION
+        ),
+        "messageExpression": "'unknown time zone \"' + self + '\": use an IANA name such as \"Europe/Paris\" or \"America/New_York\"'",
+    }])
 }
 
 /// A parsed schedule and the zone it is read in.
@@ -50,24 +410,20 @@ impl Cron {
             None => Tz::UTC,
             Some(name) => name.parse::<Tz>().map_err(|_| CronError::TimeZone { zone: name.to_owned() })?,
         };
-        let text = schedule.trim();
+        let refused = |reason: String| CronError::Schedule { schedule: schedule.to_owned(), reason };
+        let errors = syntax_errors(schedule);
+        if !errors.is_empty() {
+            return Err(refused(errors.join("; ")));
+        }
+        let text = schedule.trim_matches(is_space);
         // CronJob accepts @midnight as @daily; croner does not know the name.
         let text = if text.eq_ignore_ascii_case("@midnight") { "@daily" } else { text };
-        let refused = |reason: String| CronError::Schedule { schedule: schedule.to_owned(), reason };
-        if text.to_ascii_uppercase().starts_with("TZ=") || text.to_ascii_uppercase().starts_with("CRON_TZ=") {
-            return Err(refused(
-                "a time zone inside the schedule is not supported; set spec.timeZone".into(),
-            ));
-        }
-        if !text.starts_with('@') && text.split_whitespace().count() != 5 {
-            return Err(refused(format!("it has {} fields, not 5", text.split_whitespace().count())));
-        }
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .year(Year::Disallowed)
             .build()
             .parse(text)
-            .map_err(|e| refused(e.to_string()))?;
+            .map_err(|e| refused(format!("{e}; {SHAPE_HINT}")))?;
         Ok(Self { cron, zone })
     }
 
@@ -211,13 +567,131 @@ mod tests {
         for (schedule, zone, needle) in [
             ("* * * *", None, "4 fields, not 5"),
             ("0 * * * * *", None, "6 fields, not 5"),
-            ("61 * * * *", None, "invalid schedule"),
-            ("@every 5m", None, "invalid schedule"),
+            ("61 * * * *", None, "minute 61 is out of range 0-59"),
+            ("@every 5m", None, "it has 2 fields, not 5; use five fields"),
+            ("@reboot", None, "it has 1 field, not 5"),
             ("TZ=UTC 0 * * * *", None, "set spec.timeZone"),
             ("0 * * * *", Some("Mars/Olympus"), "unknown time zone \"Mars/Olympus\""),
         ] {
             let error = Cron::parse(schedule, zone).expect_err(schedule).to_string();
             assert!(error.contains(needle), "{schedule}: {error}");
         }
+    }
+
+    /// The operator's message names the field and its range (it is the
+    /// schedule's status when something bypassed admission).
+    #[test]
+    fn each_field_is_named_with_its_range() {
+        let reason = |schedule: &str| match Cron::parse(schedule, None) {
+            Err(CronError::Schedule { reason, .. }) => reason,
+            other => panic!("{schedule}: {other:?}"),
+        };
+        assert_eq!(reason("61 * * * *"), "minute 61 is out of range 0-59");
+        assert_eq!(reason("0 24 * * *"), "hour 24 is out of range 0-23");
+        assert_eq!(reason("0 0 0 * *"), "day-of-month 0 is out of range 1-31");
+        assert_eq!(reason("0 0 32 * *"), "day-of-month 32 is out of range 1-31");
+        assert_eq!(reason("0 0 * 13 *"), "month 13 is out of range 1-12 or JAN-DEC");
+        assert_eq!(reason("0 0 * * 8"), "day-of-week 8 is out of range 0-7 or SUN-SAT");
+        assert_eq!(reason("*/0 * * * *"), "minute step /0 is out of range 1-59");
+        assert_eq!(reason("0 */25 * * *"), "hour step /25 is out of range 1-23");
+        assert_eq!(
+            reason("30-10 * * * *"),
+            "minute range 30-10 runs backwards: write a-b with a <= b, within 0-59"
+        );
+        assert_eq!(
+            reason("0 0 * DEC-JAN *"),
+            "month range DEC-JAN runs backwards: write a-b with a <= b, within 1-12 or JAN-DEC"
+        );
+        assert!(reason("0 0 * * MON-FOO").starts_with("day-of-week \"MON-FOO\" is not valid: use a number"));
+        assert!(reason("0 0 * JAN-MON *").starts_with("month \"JAN-MON\" is not valid"));
+        assert_eq!(reason("1,,2 * * * *"), "minute \"1,,2\" has an empty list item");
+        assert_eq!(reason("1,* * * * *"), "minute \"1,*\": * stands alone or as */n, not in a list");
+        // Every field at fault, not only the first.
+        assert_eq!(reason("61 24 * * *"), "minute 61 is out of range 0-59; hour 24 is out of range 0-23");
+    }
+
+    #[test]
+    fn the_grammar_accepts_what_cronjob_users_write() {
+        for schedule in [
+            "0 3 * * 1-5",
+            "*/15 9-17 * * *",
+            "0 0 1,15 * *",
+            "5/10 * * * *",
+            "0 0-12/2 * * *",
+            "0 0 ? * mon-fri",
+            "0 0 * jan-mar,Dec sun",
+            "0 0 * * SAT-SUN",
+            "0 0 * * 7",
+            "00 03 01 01 00",
+            "  0\t3 * * *  ",
+            "0 3 * * *\n",
+            "@hourly",
+            "@Daily",
+            "@MIDNIGHT",
+            "@annually",
+        ] {
+            assert_eq!(syntax_errors(schedule), Vec::<String>::new(), "{schedule:?}");
+            Cron::parse(schedule, None).unwrap_or_else(|e| panic!("{schedule:?}: {e}"));
+        }
+        // croner extensions CronJob does not have are refused, as is a
+        // name in another field's place.
+        for schedule in
+            ["0 0 L * *", "0 0 15W * *", "0 0 * * 5#2", "0 0 * * +1", "MON * * * *", "0 0 * * JAN"]
+        {
+            assert!(!syntax_errors(schedule).is_empty(), "{schedule:?}");
+        }
+    }
+
+    #[test]
+    fn number_regexes_match_exactly_their_range() {
+        for (lo, hi) in [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7), (1, 1), (0, 0), (3, 47), (10, 19)] {
+            let alternatives = numbers(lo, hi);
+            let matches = |n: u32| {
+                let text = n.to_string();
+                alternatives.split('|').any(|alt| class_match(alt, &text))
+            };
+            for n in 0..100 {
+                assert_eq!(matches(n), (lo..=hi).contains(&n), "{n} in {alternatives} ({lo}-{hi})");
+            }
+        }
+    }
+
+    /// Whether `text` matches `pattern`, a sequence of digits and `[a-b]`/`[ab]` classes.
+    fn class_match(pattern: &str, text: &str) -> bool {
+        let mut classes: Vec<Vec<char>> = Vec::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            if c == '[' {
+                let inner: String = chars.by_ref().take_while(|c| *c != ']').collect();
+                let inner: Vec<char> = inner.chars().collect();
+                classes.push(match inner.as_slice() {
+                    [a, '-', b] => (*a..=*b).collect(),
+                    other => other.to_vec(),
+                });
+            } else {
+                classes.push(vec![c]);
+            }
+        }
+        classes.len() == text.chars().count()
+            && classes.iter().zip(text.chars()).all(|(class, c)| class.contains(&c))
+    }
+
+    #[test]
+    fn every_zone_of_the_rule_parses() {
+        let rules = time_zone_rules();
+        let rule = rules[0]["rule"].as_str().expect("a rule");
+        let names: Vec<&str> = rule
+            .trim_start_matches("self in [")
+            .trim_end_matches(']')
+            .split(',')
+            .map(|n| n.trim_matches('\''))
+            .collect();
+        assert_eq!(names.len(), chrono_tz::TZ_VARIANTS.len());
+        for name in &names {
+            assert!(name.parse::<Tz>().is_ok(), "{name}");
+        }
+        assert!(
+            names.contains(&"Europe/Paris") && names.contains(&"UTC") && !names.contains(&"Mars/Olympus")
+        );
     }
 }

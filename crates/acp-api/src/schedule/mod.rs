@@ -49,15 +49,18 @@ pub const MAX_STATUS_RUNS: usize = 20;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SessionScheduleSpec {
-    /// When to run, in cron format: five fields (minute hour day-of-month
-    /// month day-of-week; names like `MON` and `JAN`, ranges, lists and
-    /// steps) or a macro: `@yearly`, `@monthly`, `@weekly`, `@daily`
-    /// (`@midnight`), `@hourly`.
-    #[schemars(length(min = 1, max = 256))]
+    /// When to run, in cron format: five fields, minute (0-59), hour
+    /// (0-23), day-of-month (1-31), month (1-12 or `JAN`-`DEC`) and
+    /// day-of-week (0-7 or `SUN`-`SAT`, 0 and 7 being Sunday), each `*`, a
+    /// value, a range `a-b` (a <= b), a list `a,b` or a step `*/n`, `a/n`,
+    /// `a-b/n` (`?` is `*` in the day fields); or a macro: `@yearly`
+    /// (`@annually`), `@monthly`, `@weekly`, `@daily` (`@midnight`),
+    /// `@hourly`. The API server refuses anything else.
+    #[schemars(length(min = 1, max = 256), extend("x-kubernetes-validations" = cron::schedule_rules()))]
     pub schedule: String,
     /// IANA time zone the schedule is read in (`Europe/Paris`). Defaults to UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-validations" = cron::time_zone_rules()))]
     pub time_zone: Option<String>,
     /// The session created at each due time.
     pub template: SessionTemplate,

@@ -219,6 +219,14 @@ fn an_invalid_schedule_is_a_condition_not_a_crash() {
     let ready = find(&decision.status.conditions, "Ready").expect("Ready");
     assert_eq!(ready.reason.as_deref(), Some(reasons::INVALID_SCHEDULE));
     assert!(ready.message.as_deref().is_some_and(|m| m.contains("4 fields, not 5")), "{ready:?}");
+    // Past admission (the CRD refuses it), the status still names the field and its range.
+    let decision = Case::new("61 * * * *").at("2026-11-30T10:07:00Z");
+    let ready = find(&decision.status.conditions, "Ready").expect("Ready");
+    assert_eq!(ready.reason.as_deref(), Some(reasons::INVALID_SCHEDULE));
+    assert!(
+        ready.message.as_deref().is_some_and(|m| m.ends_with(": minute 61 is out of range 0-59")),
+        "{ready:?}"
+    );
 }
 
 #[test]
