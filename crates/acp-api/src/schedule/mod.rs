@@ -7,6 +7,7 @@
 //! times; the operator's scheduler decides what to do with them.
 
 pub mod cron;
+pub mod rules;
 
 use std::collections::BTreeMap;
 
@@ -56,11 +57,11 @@ pub struct SessionScheduleSpec {
     /// `a-b/n` (`?` is `*` in the day fields); or a macro: `@yearly`
     /// (`@annually`), `@monthly`, `@weekly`, `@daily` (`@midnight`),
     /// `@hourly`. The API server refuses anything else.
-    #[schemars(length(min = 1, max = 256), extend("x-kubernetes-validations" = cron::schedule_rules()))]
+    #[schemars(length(min = 1, max = 256), extend("x-kubernetes-validations" = rules::schedule_rules()))]
     pub schedule: String,
     /// IANA time zone the schedule is read in (`Europe/Paris`). Defaults to UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-validations" = cron::time_zone_rules()))]
+    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-validations" = rules::time_zone_rules()))]
     pub time_zone: Option<String>,
     /// The session created at each due time.
     pub template: SessionTemplate,
