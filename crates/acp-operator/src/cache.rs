@@ -64,6 +64,9 @@ pub struct Streams {
     pub egress: Changes<NetworkPolicy>,
 }
 
+/// Jobs this process created and the watch has not shown yet, with when.
+type Expected = Arc<Mutex<HashMap<ObjectRef<Job>, Instant>>>;
+
 /// The caches, shared by every reconcile.
 pub struct Caches {
     jobs: Store<Job>,
@@ -74,7 +77,7 @@ pub struct Caches {
     claims: Store<PersistentVolumeClaim>,
     /// Only when the operator writes an egress policy.
     egress: Option<Store<NetworkPolicy>>,
-    expected: Arc<Mutex<HashMap<ObjectRef<Job>, Instant>>>,
+    expected: Expected,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -112,6 +115,51 @@ where
     (store, changes)
 }
 
+/// Runner Jobs, and what this process expects to see among them. A Job is
+/// read from the store first; an expectation matters only until it is
+/// there, and must not outlive its deletion.
+fn watch_jobs(
+    client: &Client,
+    namespace: Option<&str>,
+    config: watcher::Config,
+) -> (Store<Job>, Changes<Job>, Expected) {
+    let expected: Expected = Arc::default();
+    let forget = expected.clone();
+    let (jobs, changes) = reflect(
+        api::<Job>(client, namespace),
+        config,
+        |job| job.spec = None,
+        move |event| {
+            if let (watcher::Event::Delete(job), Ok(mut expected)) = (event, forget.lock()) {
+                expected.remove(&ObjectRef::from(job));
+            }
+        },
+    );
+    (jobs, changes, expected)
+}
+
+/// Runner pods, indexed by Job. The index learns of a pod before the store
+/// does: a reconcile may miss a pod for a moment, never find a name without it.
+fn watch_pods(
+    client: &Client,
+    namespace: Option<&str>,
+    config: watcher::Config,
+) -> (Store<Pod>, Changes<Pod>, Arc<RwLock<JobPods>>) {
+    let pods_by_job: Arc<RwLock<JobPods>> = Arc::default();
+    let index = pods_by_job.clone();
+    let (pods, changes) = reflect(
+        api::<Pod>(client, namespace),
+        config,
+        |pod| pod.spec = None,
+        move |event| {
+            if let Ok(mut index) = index.write() {
+                index.apply(event);
+            }
+        },
+    );
+    (pods, changes, pods_by_job)
+}
+
 impl Caches {
     /// Caches for one namespace (or all when `None`) and one shard, and the
     /// streams that fill them.
@@ -126,36 +174,8 @@ impl Caches {
         let by_label = || acp_kube::watch::all().labels(&managed);
         let by_name = |name: &str| acp_kube::watch::all().fields(&format!("metadata.name={name}"));
 
-        let expected: Arc<Mutex<HashMap<ObjectRef<Job>, Instant>>> = Arc::default();
-        let forget = expected.clone();
-        // A Job is read from the store first; an expectation matters only
-        // until it is there, and must not outlive its deletion.
-        let (jobs, job_changes) = reflect(
-            api::<Job>(client, namespace),
-            by_label(),
-            |job| job.spec = None,
-            move |event| {
-                if let (watcher::Event::Delete(job), Ok(mut expected)) = (event, forget.lock()) {
-                    expected.remove(&ObjectRef::from(job));
-                }
-            },
-        );
-
-        let pods_by_job: Arc<RwLock<JobPods>> = Arc::default();
-        let index = pods_by_job.clone();
-        // The index learns of a pod before the store does: a reconcile may
-        // miss a pod for a moment, never find a name without it.
-        let (pods, pod_changes) = reflect(
-            api::<Pod>(client, namespace),
-            by_label(),
-            |pod| pod.spec = None,
-            move |event| {
-                if let Ok(mut index) = index.write() {
-                    index.apply(event);
-                }
-            },
-        );
-
+        let (jobs, job_changes, expected) = watch_jobs(client, namespace, by_label());
+        let (pods, pod_changes, pods_by_job) = watch_pods(client, namespace, by_label());
         let (runner_secrets, runner_secret_changes) =
             reflect(api::<Secret>(client, namespace), by_name(RUNNER_SECRETS), |_| {}, |_| {});
         let (session_secrets, session_secret_changes) =

@@ -129,32 +129,28 @@ pub fn decide(input: &Input<'_>) -> Decision {
     // recorded as is, and must read back equal.
     let now = Timestamp::from_second(input.now.as_second()).unwrap_or(input.now);
     let input = &Input { now, ..input.clone() };
-    let now_time = Time(input.now);
     let mut status = input.status.clone();
     status.observed_generation = input.generation;
     let mut decision = Decision { actions: Vec::new(), status, notes: Vec::new(), wake_at: None };
-    let cron = match input.spec.cron() {
+    let invalid = match input.spec.cron() {
+        Err(error) => Err(error.to_string()),
+        // Its runs carry the name as a label value (at most 63 characters).
+        Ok(_) if input.name.len() > MAX_NAME => Err(format!(
+            "the schedule's name is {} characters long; at most {MAX_NAME} are allowed",
+            input.name.len()
+        )),
+        Ok(cron) => Ok(cron),
+    };
+    let cron = match invalid {
         Ok(cron) => cron,
-        Err(error) => {
-            let ready =
-                Condition::new(condition_types::READY, false, reasons::INVALID_SCHEDULE, error.to_string());
-            set_condition(&mut decision.status.conditions, ready.observed(input.generation), &now_time);
+        Err(message) => {
+            let ready = Condition::new(condition_types::READY, false, reasons::INVALID_SCHEDULE, message);
+            set_condition(&mut decision.status.conditions, ready.observed(input.generation), &Time(now));
             decision.status.next_run_time = None;
             return decision;
         }
     };
     let mut runs: Vec<Run> = input.runs.to_vec();
-    if input.name.len() > MAX_NAME {
-        // Its runs carry the name as a label value (at most 63 characters).
-        let message = format!(
-            "the schedule's name is {} characters long; at most {MAX_NAME} are allowed",
-            input.name.len()
-        );
-        let ready = Condition::new(condition_types::READY, false, reasons::INVALID_SCHEDULE, message);
-        set_condition(&mut decision.status.conditions, ready.observed(input.generation), &now_time);
-        decision.status.next_run_time = None;
-        return decision;
-    }
     if let Some(value) = input.trigger.filter(|v| decision.status.last_trigger.as_deref() != Some(*v)) {
         let name = trigger_name(input.name, value);
         if !runs.iter().any(|r| r.name == name) {
@@ -162,12 +158,32 @@ pub fn decide(input: &Input<'_>) -> Decision {
         }
         decision.status.last_trigger = Some(value.to_owned());
     }
-
     if !input.spec.suspend {
         schedule(input, &cron, &mut decision, &mut runs);
     }
-
     prune_history(input.spec, &runs, &mut decision);
+    record_runs(&mut decision, runs);
+    let next = if input.spec.suspend { None } else { cron.next_after(input.now) };
+    decision.status.next_run_time = next.map(Time);
+    decision.wake_at = next;
+    let ready = if input.spec.suspend {
+        Condition::new(
+            condition_types::READY,
+            false,
+            reasons::SUSPENDED,
+            "suspended: no scheduled runs start",
+        )
+    } else {
+        let following = format!("following {:?} in {}", input.spec.schedule, cron.zone());
+        Condition::new(condition_types::READY, true, reasons::SUCCEEDED, following)
+    };
+    set_condition(&mut decision.status.conditions, ready.observed(input.generation), &Time(now));
+    decision
+}
+
+/// The status's lists of runs: the active ones by name, and the newest
+/// [`MAX_STATUS_RUNS`] of those not being deleted.
+fn record_runs(decision: &mut Decision, mut runs: Vec<Run>) {
     let deleted: Vec<&String> = decision
         .actions
         .iter()
@@ -187,27 +203,6 @@ pub fn decide(input: &Input<'_>) -> Decision {
             triggered: r.triggered,
         })
         .collect();
-
-    let next = if input.spec.suspend { None } else { cron.next_after(input.now) };
-    decision.status.next_run_time = next.map(Time);
-    decision.wake_at = next;
-    let ready = if input.spec.suspend {
-        Condition::new(
-            condition_types::READY,
-            false,
-            reasons::SUSPENDED,
-            "suspended: no scheduled runs start",
-        )
-    } else {
-        Condition::new(
-            condition_types::READY,
-            true,
-            reasons::SUCCEEDED,
-            format!("following {:?} in {}", input.spec.schedule, cron.zone()),
-        )
-    };
-    set_condition(&mut decision.status.conditions, ready.observed(input.generation), &now_time);
-    decision
 }
 
 /// The cron part: the latest due time since the last decision, if any.
