@@ -106,8 +106,20 @@ impl Checker {
             }
             return self.policies.evaluate(&defaulted, namespace, Some(self.schema.schema()));
         }
-        // Every schema finding at once: the cron fields and the zone are CEL
-        // rules of the CRD, evaluated with the rest of its schema.
+        let (defaulted, mut findings) = self.schedule_schema(object);
+        if !findings.is_empty() {
+            return findings;
+        }
+        findings = self.policies.evaluate(&defaulted, namespace, Some(self.schedule.schema()));
+        findings.extend(parser_verdict(&defaulted));
+        findings.extend(self.template_as_session(object, namespace));
+        findings
+    }
+
+    /// Every schema finding of a schedule at once: the cron fields and the
+    /// zone are CEL rules of the CRD, evaluated with the rest of its schema;
+    /// and its name fits a label value (its runs carry it).
+    fn schedule_schema(&self, object: &Value) -> (Value, Vec<Finding>) {
         let (defaulted, mut findings) = self.schedule.check(object);
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         if name.len() > 63 {
@@ -120,26 +132,12 @@ impl Checker {
                 origin: Origin::Schema,
             });
         }
-        if !findings.is_empty() {
-            return findings;
-        }
-        findings = self.policies.evaluate(&defaulted, namespace, Some(self.schedule.schema()));
-        // The CRD's rules admit exactly what the operator's parser does; this
-        // guards against the two drifting apart.
-        if let Err(error) = acp_api::schedule::cron::Cron::parse(
-            defaulted["spec"]["schedule"].as_str().unwrap_or_default(),
-            defaulted["spec"]["timeZone"].as_str(),
-        ) {
-            let field = match error {
-                acp_api::schedule::cron::CronError::TimeZone { .. } => "spec.timeZone",
-                acp_api::schedule::cron::CronError::Schedule { .. } => "spec.schedule",
-            };
-            findings.push(Finding {
-                field: FieldPath::parse(field),
-                message: error.to_string(),
-                origin: Origin::Schema,
-            });
-        }
+        (defaulted, findings)
+    }
+
+    /// A schedule's template checked as the session it creates (with the
+    /// longest name a run gets), findings pointing into `spec.template`.
+    fn template_as_session(&self, object: &Value, namespace: &str) -> Vec<Finding> {
         let template = &object["spec"]["template"];
         // The longest name a run gets: `<schedule>-manual-<8 hex>`.
         let mut metadata = serde_json::json!({
@@ -169,15 +167,27 @@ impl Checker {
             Finding { field, ..f }
         };
         if !session_findings.is_empty() {
-            findings.extend(session_findings.into_iter().map(moved));
-            return findings;
+            return session_findings.into_iter().map(moved).collect();
         }
-        findings.extend(
-            self.policies
-                .evaluate(&session_defaulted, namespace, Some(self.schema.schema()))
-                .into_iter()
-                .map(moved),
-        );
-        findings
+        self.policies
+            .evaluate(&session_defaulted, namespace, Some(self.schema.schema()))
+            .into_iter()
+            .map(moved)
+            .collect()
     }
+}
+
+/// The operator's parser on a schedule the CRD's rules admitted: they admit
+/// exactly what it does; this guards against the two drifting apart.
+fn parser_verdict(defaulted: &Value) -> Option<Finding> {
+    let error = acp_api::schedule::cron::Cron::parse(
+        defaulted["spec"]["schedule"].as_str().unwrap_or_default(),
+        defaulted["spec"]["timeZone"].as_str(),
+    )
+    .err()?;
+    let field = match error {
+        acp_api::schedule::cron::CronError::TimeZone { .. } => "spec.timeZone",
+        acp_api::schedule::cron::CronError::Schedule { .. } => "spec.schedule",
+    };
+    Some(Finding { field: FieldPath::parse(field), message: error.to_string(), origin: Origin::Schema })
 }

@@ -8,11 +8,13 @@
 //! content changed, rebasing onto the remote tip when another writer got there
 //! first and never rewriting anyone's history. [`provenance`] decides
 //! whether a session's claimed source really applied it (a schedule's run:
-//! applied its schedule). GitHub itself (comments, statuses, App tokens) is
-//! reached through the shared `acp_github` crate.
+//! applied its schedule). [`plan`] decides, purely, what to do for a session:
+//! the effects [`controller`] then carries out. GitHub itself (comments,
+//! statuses, App tokens) is reached through the shared `acp_github` crate.
 #![forbid(unsafe_code)]
 
 pub mod controller;
+pub mod plan;
 pub mod provenance;
 pub mod render;
 pub mod report;
