@@ -166,24 +166,12 @@ impl BranchWriter {
             attempt.set(n + 1);
             let tip = self.fetch_tip()?;
             let parent = tip.map(|t| repo.find_commit(t)).transpose().map_err(self.err("read the tip"))?;
-            let base = match &parent {
-                Some(commit) => commit.tree().map_err(self.err("read the tip's tree"))?,
-                None => {
-                    let empty =
-                        repo.treebuilder(None).and_then(|b| b.write()).map_err(self.err("build a tree"))?;
-                    repo.find_tree(empty).map_err(self.err("build a tree"))?
-                }
-            };
+            let base = self.tree_of(&repo, parent.as_ref())?;
             let Some((files, message)) = files_for(&repo, &base).filter(|(files, _)| !files.is_empty())
             else {
                 return Ok(Written::Unchanged);
             };
-            let mut update = TreeUpdateBuilder::new();
-            for (path, content) in &files {
-                let blob = repo.blob(content).map_err(self.err("write a blob"))?;
-                update.upsert(path.as_str(), blob, FileMode::Blob);
-            }
-            let tree_id = update.create_updated(&repo, &base).map_err(self.err("build the tree"))?;
+            let tree_id = self.updated(&repo, &base, &files)?;
             if parent.is_some() && tree_id == base.id() {
                 return Ok(Written::Unchanged);
             }
@@ -216,6 +204,37 @@ impl BranchWriter {
                 Refused::Failed(e) => e,
             },
         )
+    }
+
+    /// The tree of `parent`, or an empty one for a new branch.
+    fn tree_of<'r>(
+        &self,
+        repo: &'r Repository,
+        parent: Option<&git2::Commit<'r>>,
+    ) -> Result<git2::Tree<'r>, WriteError> {
+        match parent {
+            Some(commit) => commit.tree().map_err(self.err("read the tip's tree")),
+            None => {
+                let empty =
+                    repo.treebuilder(None).and_then(|b| b.write()).map_err(self.err("build a tree"))?;
+                repo.find_tree(empty).map_err(self.err("build a tree"))
+            }
+        }
+    }
+
+    /// `base` with `files` written into it (the new tree's id).
+    fn updated(
+        &self,
+        repo: &Repository,
+        base: &git2::Tree<'_>,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<Oid, WriteError> {
+        let mut update = TreeUpdateBuilder::new();
+        for (path, content) in files {
+            let blob = repo.blob(content).map_err(self.err("write a blob"))?;
+            update.upsert(path.as_str(), blob, FileMode::Blob);
+        }
+        update.create_updated(repo, base).map_err(self.err("build the tree"))
     }
 
     /// Pushes `commit` to the branch without force; false when refused.

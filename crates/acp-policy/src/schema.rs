@@ -182,33 +182,45 @@ fn check_metadata(metadata: Option<&Value>, findings: &mut Vec<Finding>) {
         );
     }
     for (field, values) in [("labels", true), ("annotations", false)] {
-        let Some(entries) = meta.get(field) else { continue };
-        let Some(entries) = entries.as_object() else {
-            push(path.key(field), format!("metadata.{field} must be a map of strings"));
-            continue;
-        };
-        for (key, value) in entries {
-            if !is_qualified_name(key) {
-                push(
-                    path.key(field).key(key),
-                    format!(
-                        "metadata.{field} key {key:?} is not a valid qualified name (prefix/name, name ≤ 63 characters)"
-                    ),
-                );
-            }
-            match value.as_str() {
-                None => push(
-                    path.key(field).key(key),
-                    format!("metadata.{field}.{key} must be a string; quote it"),
+        if let Some(entries) = meta.get(field) {
+            check_map(&path, field, entries, values, &mut push);
+        }
+    }
+}
+
+/// `metadata.labels` or `metadata.annotations`: qualified keys and string
+/// values (label values short and plain when `values`).
+fn check_map(
+    path: &FieldPath,
+    field: &str,
+    entries: &Value,
+    values: bool,
+    push: &mut impl FnMut(FieldPath, String),
+) {
+    let Some(entries) = entries.as_object() else {
+        push(path.key(field), format!("metadata.{field} must be a map of strings"));
+        return;
+    };
+    for (key, value) in entries {
+        if !is_qualified_name(key) {
+            push(
+                path.key(field).key(key),
+                format!(
+                    "metadata.{field} key {key:?} is not a valid qualified name (prefix/name, name ≤ 63 characters)"
                 ),
-                Some(text) if values && !is_label_value(text) => push(
-                    path.key(field).key(key),
-                    format!(
-                        "label value {text:?} is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-                    ),
-                ),
-                Some(_) => {}
+            );
+        }
+        match value.as_str() {
+            None => {
+                push(path.key(field).key(key), format!("metadata.{field}.{key} must be a string; quote it"))
             }
+            Some(text) if values && !is_label_value(text) => push(
+                path.key(field).key(key),
+                format!(
+                    "label value {text:?} is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+                ),
+            ),
+            Some(_) => {}
         }
     }
 }
