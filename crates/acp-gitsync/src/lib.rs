@@ -7,7 +7,9 @@
 //! [`apply`]) → status
 //! ([`status`], pure; written by [`controller`]). [`webhook`] turns GitHub push
 //! deliveries into immediate syncs, and pull-request comments into requests
-//! committed to a source's requests branch ([`commands`]).
+//! committed to a source's requests branch ([`commands`]). [`preview`] is
+//! what a sync would do, before it happens (`acp validate`, `acp plan`, the
+//! GitHub Action).
 #![forbid(unsafe_code)]
 
 pub mod apply;
@@ -20,6 +22,7 @@ pub mod live;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;
+pub mod preview;
 pub mod recent;
 pub mod status;
 pub mod webhook;

@@ -1,13 +1,12 @@
-//! `acp validate`: schema and policy checks of manifests, offline, with
-//! errors as text, JSON or GitHub annotations.
+//! `acp validate`: schema and policy checks of manifests, offline
+//! ([`acp_gitsync::preview::check`], what a sync would refuse), with errors
+//! as text, JSON or GitHub annotations.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use acp_api::source::FileError;
-use acp_gitsync::files::{self, Entry, Filter};
-use acp_gitsync::plan::{self, Desired, Kind, Manifests, SourceRef};
-use anyhow::Context as _;
+use acp_gitsync::plan::{Kind, Manifests};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -39,44 +38,7 @@ pub struct ValidateArgs {
     namespace: Option<String>,
 }
 
-/// Reads `paths` as manifest entries, each path as given on the command line.
-pub fn entries(paths: &[PathBuf]) -> anyhow::Result<Vec<Entry>> {
-    let all = Filter::new("", &[], &[]).context("filter")?;
-    let mut out = Vec::new();
-    for path in paths {
-        let meta =
-            std::fs::symlink_metadata(path).with_context(|| format!("failed to read {}", path.display()))?;
-        if meta.is_dir() {
-            for entry in
-                files::from_dir(path, &all).with_context(|| format!("failed to read {}", path.display()))?
-            {
-                out.push(rebase(path, entry));
-            }
-        } else if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(path)?.to_string_lossy().into_owned();
-            out.push(Entry::Symlink { path: path.display().to_string(), target });
-        } else if meta.len() > files::MAX_FILE_BYTES {
-            out.push(Entry::TooLarge { path: path.display().to_string(), size: meta.len() });
-        } else {
-            let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
-            out.push(Entry::File { path: path.display().to_string(), bytes });
-        }
-    }
-    Ok(out)
-}
-
-fn rebase(dir: &Path, entry: Entry) -> Entry {
-    entry.with_path(|path| dir.join(path).display().to_string())
-}
-
-/// `path:line:col`.
-pub fn position(error: &FileError) -> String {
-    match (error.line, error.column) {
-        (Some(line), Some(column)) => format!("{}:{line}:{column}", error.path),
-        (Some(line), None) => format!("{}:{line}", error.path),
-        _ => error.path.clone(),
-    }
-}
+pub use acp_gitsync::preview::{ScheduleRuns, position};
 
 /// A GitHub workflow `::error` command for `error`.
 pub fn github_annotation(error: &FileError) -> String {
@@ -92,60 +54,9 @@ pub fn github_annotation(error: &FileError) -> String {
     format!("::error {props},title=acp validate::{}", escape(&error.message))
 }
 
-/// A valid schedule's cron, zone and next `n` due times after now, as text
-/// (`None` for a session).
-pub fn next_runs(desired: &Desired, n: usize) -> Option<ScheduleRuns> {
-    if desired.kind != Kind::Schedule {
-        return None;
-    }
-    let spec = &desired.object["spec"];
-    let schedule = spec["schedule"].as_str().unwrap_or_default().to_string();
-    let zone = spec["timeZone"].as_str().map(str::to_owned);
-    // The checker parsed it already; a failure here cannot happen for a valid manifest.
-    let cron = acp_api::schedule::cron::Cron::parse(&schedule, zone.as_deref()).ok()?;
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let next = cron.upcoming(now, n).into_iter().map(|t| cron.display(t)).collect();
-    Some(ScheduleRuns {
-        name: desired.name.clone(),
-        path: desired.path.clone(),
-        line: desired.line,
-        schedule,
-        time_zone: cron.zone().to_string(),
-        next_runs: next,
-    })
-}
-
-/// A schedule and its next due times, as `validate` and `plan` show them.
-#[derive(Clone, Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ScheduleRuns {
-    /// Schedule name.
-    pub name: String,
-    /// File.
-    pub path: String,
-    /// Line of its document.
-    pub line: u32,
-    /// The cron expression.
-    pub schedule: String,
-    /// The zone it is read in.
-    pub time_zone: String,
-    /// The next due times, in that zone.
-    pub next_runs: Vec<String>,
-}
-
-impl std::fmt::Display for ScheduleRuns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "schedule {} ({}:{}) {:?} in {}: next runs {}",
-            self.name,
-            self.path,
-            self.line,
-            self.schedule,
-            self.time_zone,
-            self.next_runs.join(", ")
-        )
-    }
+/// A valid schedule's cron, zone and next `n` due times after now.
+fn next_runs(desired: &acp_gitsync::plan::Desired, n: usize) -> Option<ScheduleRuns> {
+    acp_gitsync::preview::next_runs(desired, n, k8s_openapi::jiff::Timestamp::now())
 }
 
 /// Checks the manifests of `paths`.
@@ -155,9 +66,7 @@ pub fn check(
     namespace: Option<&str>,
 ) -> anyhow::Result<(usize, Manifests)> {
     let checker = crate::policies::checker(policies)?;
-    let entries = entries(paths)?;
-    let source = SourceRef::new("local", "validate");
-    Ok((entries.len(), plan::manifests(&entries, &source, namespace, &checker)))
+    Ok(acp_gitsync::preview::check(paths, &checker, namespace)?)
 }
 
 /// Runs `acp validate`.
