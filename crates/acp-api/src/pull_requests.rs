@@ -176,6 +176,22 @@ impl CommandRoles {
     }
 }
 
+/// Whether `name` can be a GitHub repository's `owner/name`: two parts of
+/// letters, digits, `_`, `.` and `-`, neither `.` nor `..`.
+pub fn valid_repository(name: &str) -> bool {
+    let part = |p: &str| {
+        !matches!(p, "" | "." | "..") && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
+    name.split_once('/').is_some_and(|(owner, repo)| part(owner) && part(repo))
+}
+
+/// Whether `login` can be a GitHub login: letters, digits and `-` (a bot's
+/// ends in `[bot]`).
+pub fn valid_login(login: &str) -> bool {
+    let name = login.strip_suffix("[bot]").unwrap_or(login);
+    !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// A pull request's thread: `owner/repo` and the pull request's number.
 /// Its requests are files under `owner/repo/pr-N/` on the requests branch
 /// ([`fmt::Display`]), its sessions are named `<repo>-prN-<comment id>`.
@@ -202,19 +218,19 @@ impl ThreadPath {
 
     /// Reads `owner/repo/pr-N/<rest>`, giving the thread and `<rest>`
     /// (the file, or `pending/<file>`); `None` for any other path.
+    /// Only the form [`fmt::Display`] writes is read (lowercase, the
+    /// number without leading zeros): one thread has one directory.
     pub fn parse(path: &str) -> Option<(Self, &str)> {
         let mut parts = path.splitn(4, '/');
         let (owner, repo, pull) = (parts.next()?, parts.next()?, parts.next()?);
         let rest = parts.next().unwrap_or_default();
-        let valid = |p: &str| {
-            !matches!(p, "" | "." | "..")
-                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        };
-        let number = pull.strip_prefix("pr-")?;
-        if !valid(owner) || !valid(repo) || number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some((Self::new(&format!("{owner}/{repo}"), number.parse().ok()?), rest))
+        let repository = format!("{owner}/{repo}");
+        let number: u64 = pull.strip_prefix("pr-")?.parse().ok()?;
+        let thread = Self::new(&repository, number);
+        let canonical = valid_repository(&repository)
+            && thread.repository == repository
+            && pull == format!("pr-{number}");
+        canonical.then_some((thread, rest))
     }
 
     /// The start of every session name of the thread (`webapp-pr7-`).
@@ -295,6 +311,9 @@ mod tests {
             Some("pending/x.yaml")
         );
         for other in [
+            "acme/webapp/pr-007/x",
+            "Acme/webapp/pr-7/x",
+            "acme/webapp/pr-+7/x",
             "acme/../pr-7/x",
             "acme/webapp/7/x.yaml",
             "acme/webapp/pr-/x",
@@ -305,6 +324,12 @@ mod tests {
         ] {
             assert_eq!(ThreadPath::parse(other), None, "{other}");
         }
+        assert!(
+            valid_repository("acme/.github") && !valid_repository("acme/x/y") && !valid_repository("acme/..")
+        );
+        assert!(
+            valid_login("alice") && valid_login("acp-app[bot]") && !valid_login("a/b") && !valid_login("")
+        );
         assert_eq!(thread.name_prefix(), "webapp-pr7-");
         assert_eq!(thread.session_name(1001, false), "webapp-pr7-1001");
         assert_eq!(thread.session_name(1001, true), "webapp-pr7-r1001");

@@ -323,12 +323,16 @@ impl SessionSource {
     /// oldest request first.
     pub fn thread_of(&self, namespace: &str, thread: &ThreadPath) -> Vec<String> {
         let Some(binding) = self.spec.pull_requests.as_ref() else { return Vec::new() };
-        let dir = format!("{}:{thread}/", binding.requests_branch());
+        let branch = binding.requests_branch();
+        let in_thread = |path: &str| {
+            let on_branch = path.strip_prefix(branch).and_then(|p| p.strip_prefix(':'));
+            on_branch.and_then(ThreadPath::parse).is_some_and(|(t, _)| t == *thread)
+        };
         let mut names: Vec<String> = self
             .status
             .iter()
             .flat_map(|s| &s.inventory)
-            .filter(|e| e.kind == "AgenticSession" && e.namespace == namespace && e.path.starts_with(&dir))
+            .filter(|e| e.kind == "AgenticSession" && e.namespace == namespace && in_thread(&e.path))
             .map(|e| e.name.clone())
             .collect();
         // Names end in the comment id, which grows: shorter, then smaller, is older.

@@ -23,25 +23,62 @@ pub enum Delivery {
     IssueComment(CommentEvent),
     /// `pull_request_review_comment`: on a pull request's diff.
     ReviewComment(CommentEvent),
-    /// Any other event, by name.
-    Other(String),
+    /// Any other event: its name, and the repository it names.
+    Other {
+        /// The event's name.
+        name: String,
+        /// Its repository (empty when it names none).
+        repository: Repository,
+    },
+}
+
+/// Any delivery's repository.
+#[derive(Deserialize)]
+struct Anything {
+    #[serde(default)]
+    repository: Repository,
 }
 
 impl Delivery {
-    /// Reads the body of delivery `event`.
+    /// Reads the body of delivery `event`. A repository or login that
+    /// GitHub could not have written (a path, an escape, a space) is
+    /// refused: the names are used in API paths and matched against
+    /// per-repository secrets.
     pub fn parse(event: &str, body: &[u8]) -> Result<Self, serde_json::Error> {
+        let delivery = Self::read(event, body)?;
+        delivery.check().map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        Ok(delivery)
+    }
+
+    fn read(event: &str, body: &[u8]) -> Result<Self, serde_json::Error> {
         Ok(match event {
             "ping" => Delivery::Ping,
             "push" => Delivery::Push(serde_json::from_slice(body)?),
             "pull_request" => Delivery::PullRequest(serde_json::from_slice(body)?),
             "issue_comment" => Delivery::IssueComment(serde_json::from_slice(body)?),
             "pull_request_review_comment" => Delivery::ReviewComment(serde_json::from_slice(body)?),
-            other => {
-                // Still JSON: a body that is not is refused whatever the event.
-                serde_json::from_slice::<serde::de::IgnoredAny>(body)?;
-                Delivery::Other(other.to_owned())
-            }
+            other => Delivery::Other {
+                name: other.to_owned(),
+                repository: serde_json::from_slice::<Anything>(body)?.repository,
+            },
         })
+    }
+
+    /// The names it carries are names GitHub could have written.
+    fn check(&self) -> Result<(), String> {
+        let repository = self.repository();
+        let named = matches!(self, Delivery::Ping | Delivery::Other { .. });
+        if !(acp_api::pull_requests::valid_repository(repository) || named && repository.is_empty()) {
+            return Err(format!("repository.full_name {repository:?} is not a GitHub repository name"));
+        }
+        if let Delivery::IssueComment(e) | Delivery::ReviewComment(e) = self {
+            for login in [&e.comment.user.login, &e.sender.login] {
+                if !login.is_empty() && !acp_api::pull_requests::valid_login(login) {
+                    return Err(format!("login {login:?} is not a GitHub login"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The event's name, as its header gives it.
@@ -52,7 +89,7 @@ impl Delivery {
             Delivery::PullRequest(_) => "pull_request",
             Delivery::IssueComment(_) => "issue_comment",
             Delivery::ReviewComment(_) => "pull_request_review_comment",
-            Delivery::Other(name) => name,
+            Delivery::Other { name, .. } => name,
         }
     }
 
@@ -62,7 +99,8 @@ impl Delivery {
             Delivery::Push(e) => &e.repository.full_name,
             Delivery::PullRequest(e) => &e.repository.full_name,
             Delivery::IssueComment(e) | Delivery::ReviewComment(e) => &e.repository.full_name,
-            Delivery::Ping | Delivery::Other(_) => "",
+            Delivery::Other { repository, .. } => &repository.full_name,
+            Delivery::Ping => "",
         }
     }
 }
@@ -201,11 +239,13 @@ impl CommentEvent {
     /// comment's when the issue is a pull request; `None` for a comment on
     /// a plain issue.
     pub fn pull_number(&self, review: bool) -> Option<u64> {
-        if review {
+        let number = if review {
             self.pull_request.as_ref().map(|p| p.number)
         } else {
             self.issue.as_ref().filter(|i| i.pull_request.is_some()).and_then(|i| i.number)
-        }
+        };
+        // Pull requests are numbered from 1: 0 is a number left out.
+        number.filter(|n| *n > 0)
     }
 
     /// The text before an edit (empty when none is given).
@@ -241,11 +281,16 @@ mod tests {
         on_issue["issue"] = json!({"number": 8});
         let Delivery::IssueComment(event) = parse("issue_comment", on_issue) else { panic!("a comment") };
         assert_eq!(event.pull_number(false), None, "a plain issue");
-        let review = json!({"action": "created", "pull_request": {"number": 9}, "comment": {"id": 12, "body": "@acp more"}});
-        let delivery = parse("pull_request_review_comment", review);
-        assert_eq!(delivery.repository(), "", "no repository: empty, not refused");
-        let Delivery::ReviewComment(event) = delivery else { panic!("a review comment") };
+        let review = json!({"action": "created", "pull_request": {"number": 9}, "comment": {"id": 12, "body": "@acp more"}, "repository": {"full_name": "acme/webapp"}});
+        let Delivery::ReviewComment(event) = parse("pull_request_review_comment", review) else {
+            panic!("a review comment")
+        };
         assert_eq!((event.pull_number(true), event.before()), (Some(9), ""));
+        let unnumbered = json!({"action": "created", "pull_request": {}, "comment": {"id": 12}, "repository": {"full_name": "acme/webapp"}});
+        let Delivery::ReviewComment(event) = parse("pull_request_review_comment", unnumbered) else {
+            panic!("a review comment")
+        };
+        assert_eq!(event.pull_number(true), None, "a number left out is no pull request");
     }
 
     #[test]
@@ -264,7 +309,38 @@ mod tests {
         );
         assert_eq!(parse("ping", json!({"zen": "Keep it simple."})), Delivery::Ping);
         assert_eq!(parse("star", json!({})).name(), "star");
+        assert_eq!(
+            parse("issues", json!({"repository": {"full_name": "acme/secret"}})).repository(),
+            "acme/secret"
+        );
         assert!(Delivery::parse("star", b"not json").is_err(), "a body that is not JSON is refused");
         assert!(Delivery::parse("push", br#"{"ref": 7}"#).is_err(), "a field of the wrong type is refused");
+    }
+
+    #[test]
+    fn names_github_could_not_have_written_are_refused() {
+        let comment = |repository: &str, login: &str| {
+            json!({"action": "created", "repository": {"full_name": repository},
+                   "issue": {"number": 7, "pull_request": {}},
+                   "comment": {"id": 1, "body": "/acp run", "user": {"login": login}}, "sender": {"login": login}})
+        };
+        for (repository, login) in [
+            ("acme/secret%72epo", "alice"),
+            ("acme/x/../secretrepo", "alice"),
+            ("acme/..", "alice"),
+            ("", "alice"),
+            ("acme/webapp", "alice/../admin"),
+            ("acme/webapp", "al ice"),
+        ] {
+            let body = comment(repository, login).to_string();
+            assert!(Delivery::parse("issue_comment", body.as_bytes()).is_err(), "{repository} {login}");
+        }
+        assert!(Delivery::parse("issues", br#"{"repository": {"full_name": "a/b/c"}}"#).is_err());
+        assert!(
+            Delivery::parse("push", br#"{"ref": "refs/heads/main"}"#).is_err(),
+            "a push names its repository"
+        );
+        let fine = comment("acme/.github", "acp-app[bot]").to_string();
+        assert!(Delivery::parse("issue_comment", fine.as_bytes()).is_ok());
     }
 }

@@ -382,8 +382,12 @@ async fn dry_run<'a>(
     errors
 }
 
-/// `summary` as Markdown, as posted on pull requests.
+/// `summary` as Markdown, as posted on pull requests. Every name, path
+/// and message comes from the files of a pull request: each is shown as a
+/// code span on one line, so none can add a mention, a link or a line of
+/// its own (a workflow command, where the text is also printed).
 pub fn markdown(summary: &Summary) -> String {
+    use acp_github::markdown::code_span;
     let mut out = format!(
         "**Plan:** {} to create, {} to update, {} to prune, {} unchanged.\n",
         summary.create.len(),
@@ -396,22 +400,52 @@ pub fn markdown(summary: &Summary) -> String {
         if !list.is_empty() {
             out.push_str(&format!("\n**{title}**\n"));
             for item in list {
-                out.push_str(&format!("- `{item}`\n"));
+                out.push_str(&format!("- {}\n", code_span(item)));
             }
         }
     }
     if !summary.schedules.is_empty() {
         out.push_str("\n**Schedules**\n");
         for s in &summary.schedules {
-            let next = s.next_runs.join(", ");
-            out.push_str(&format!("- `{}` `{}` ({}): next runs {next}\n", s.name, s.schedule, s.time_zone));
+            let (name, schedule, zone) =
+                (code_span(&s.name), code_span(&s.schedule), code_span(&s.time_zone));
+            let next = code_span(&s.next_runs.join(", "));
+            out.push_str(&format!("- {name} {schedule} ({zone}): next runs {next}\n"));
         }
     }
     if !summary.errors.is_empty() {
         out.push_str("\n**Findings**\n");
         for error in &summary.errors {
-            out.push_str(&format!("- `{}`: {}\n", position(error), error.message));
+            out.push_str(&format!("- {}: {}\n", code_span(&position(error)), code_span(&error.message)));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_markdown_shows_what_files_say_only_as_code_on_one_line() {
+        let hostile = "x`\n::error file=a::pwned @acme/admins [login](https://evil)\r\n::warning::y";
+        let summary = Summary {
+            create: vec![format!("{hostile} (sessions/x.yaml:1)")],
+            errors: vec![FileError {
+                path: format!("sessions/{hostile}.yaml"),
+                line: Some(1),
+                column: None,
+                message: hostile.into(),
+            }],
+            ..Summary::default()
+        };
+        let text = markdown(&summary);
+        for line in text.lines() {
+            assert!(!line.trim_start().starts_with("::"), "a line of its own: {line:?}");
+        }
+        for line in text.lines().filter(|l| l.contains("pwned")) {
+            assert!(line.starts_with("- `"), "only inside a code span: {line:?}");
+        }
+        assert_eq!(text.lines().filter(|l| l.contains("pwned")).count(), 2, "{text}");
+    }
 }

@@ -83,7 +83,7 @@ pub fn credentials_env(
     resume: Option<&Resume>,
 ) -> Vec<EnvVar> {
     let name = session.metadata.name.as_deref().unwrap_or_default();
-    let mut env = session_env(session, resume);
+    let mut env = Vec::new();
     for key in secret_keys {
         if FILE_KEYS.contains(&key.as_str()) {
             env.push(value(&format!("{key}_FILE"), format!("{SECRET_MOUNT}/{key}")));
@@ -91,6 +91,9 @@ pub fn credentials_env(
             env.push(from_secret(name, key));
         }
     }
+    // The contract last: of two variables of one name the kubelet sets the
+    // last, so no key of the Secret can stand for one of the contract's.
+    env.extend(session_env(session, resume));
     env
 }
 
@@ -423,6 +426,31 @@ mod tests {
                    {"name": "credentials-tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
                    {"name": "secrets", "secret": {"secretName": "fix-runner", "defaultMode": 256}}])
         );
+    }
+
+    #[test]
+    fn no_credential_key_is_named_as_a_contract_variable() {
+        let contract: Vec<&str> = acp_api::runner::env::ALL
+            .iter()
+            .copied()
+            .chain([acp_api::runner::env::SESSION_ID, "HOME", runner_pod::CREDENTIALS_URL_ENV])
+            .collect();
+        let keys: Vec<String> = crate::children::SECRET_KEYS
+            .iter()
+            .flat_map(|k| [(*k).to_owned(), format!("{k}_FILE")])
+            .collect();
+        let shared: Vec<&String> = keys.iter().filter(|k| contract.contains(&k.as_str())).collect();
+        assert!(shared.is_empty(), "Secret keys named as contract variables: {shared:?}");
+        // And in the sidecar the contract comes after every credential.
+        let session: AgenticSession = serde_json::from_value(json!({
+            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
+            "metadata": {"name": "s", "namespace": "team"}, "spec": {"initialPrompt": "x"}
+        }))
+        .expect("session");
+        let env = credentials_env(&session, &["ANTHROPIC_API_KEY".into(), "GIT_SSH_KEY".into()], None);
+        let last_secret = env.iter().rposition(|e| e.value_from.is_some() || e.name.ends_with("_FILE"));
+        let first_contract = env.iter().position(|e| e.name == acp_api::runner::env::SESSION_NAME);
+        assert!(last_secret < first_contract, "{env:?}");
     }
 
     #[test]
