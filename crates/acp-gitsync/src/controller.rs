@@ -10,11 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use acp_api::SessionSource;
-use acp_api::constants::{
-    API_VERSION, DEFAULT_WRITE_BACK_BRANCH, DEFAULT_WRITE_BACK_PATH, annotations, field_managers, labels,
-    reasons,
-};
-use acp_api::source::{FileError, SessionSourceStatus};
+use acp_api::constants::{API_VERSION, annotations, field_managers, labels, reasons};
+use acp_api::source::{SessionSourceSpec, SessionSourceStatus};
 use acp_kube::events::Publisher;
 use acp_kube::reconcile::{ErrorPolicy, Invalid, kube_err};
 use acp_policy::Checker;
@@ -31,12 +28,10 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::apply;
-use crate::files::{self, Filter};
 use crate::kinds::{self, KindSynced};
 use crate::plan::{self, SourceRef};
 use crate::status::{self, Failed, Synced};
 use acp_git::Credentials;
-use acp_git::mirror as fetch;
 
 /// Default sync interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -171,40 +166,43 @@ pub async fn reconcile(source: Arc<SessionSource>, ctx: Arc<Context>) -> Result<
         return Ok(Action::requeue(interval - at.elapsed()));
     }
     let started = Instant::now();
-    let outcome = sync(&ctx, &source, &ns, &name, &current).await?;
-    let metrics = &ctx.config.metrics;
-    metrics.syncs.inc();
-    metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
-    let next = match outcome {
-        Ok(synced) => {
-            metrics.applied.inc_by(u64::try_from(synced.applied).unwrap_or_default());
-            metrics.pruned.inc_by(u64::try_from(synced.pruned).unwrap_or_default());
-            if !synced.errors.is_empty() {
-                let reason =
-                    if synced.apply_failed { reasons::APPLY_FAILED } else { reasons::VALIDATION_FAILED };
-                metrics.failures.get_or_create(&crate::metrics::ReasonLabel { reason: reason.into() }).inc();
-            }
-            let mut next = status::after_sync(&current, generation, synced, &now());
-            next.last_handled_reconcile_at =
-                source.annotations().get(annotations::RECONCILE_REQUESTED_AT).cloned();
-            announce_errors(&ctx, &source, &current.errors, &next.errors).await;
-            next
-        }
-        Err(failed) => {
-            metrics
-                .failures
-                .get_or_create(&crate::metrics::ReasonLabel { reason: failed.reason.into() })
-                .inc();
-            warn!(reason = failed.reason, message = %failed.message, "sync failed");
-            publish(&ctx, &source, failed.reason, &failed.message).await;
-            status::after_failure(&current, generation, &failed, &now())
-        }
+    let outcome = match sync(&ctx, &source, &ns, &name, &current).await {
+        Ok(synced) => Ok(synced),
+        Err(Stop::Failed(failed)) => Err(failed),
+        Err(Stop::Api(error)) => return Err(error),
     };
-    write_status(&ctx, &source, &current, next).await?;
+    count(&ctx.config.metrics, started, &outcome);
+    if let Err(failed) = &outcome {
+        warn!(reason = failed.reason, message = %failed.message, "sync failed");
+    }
+    let requested = source.annotations().get(annotations::RECONCILE_REQUESTED_AT).cloned();
+    let next = status::next(&current, generation, requested, outcome, &now());
+    for warning in &next.warnings {
+        publish(&ctx, &source, warning).await;
+    }
+    write_status(&ctx, &source, &current, next.status).await?;
     if let Ok(mut last) = ctx.last.lock() {
         last.insert(oref, (Instant::now(), key));
     }
     Ok(Action::requeue(jittered(interval)))
+}
+
+/// Counts a sync that ran (or stopped with a problem for status).
+fn count(metrics: &crate::metrics::Metrics, started: Instant, outcome: &Result<Synced, Failed>) {
+    metrics.syncs.inc();
+    metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
+    let reason = match outcome {
+        Ok(synced) => {
+            metrics.applied.inc_by(u64::try_from(synced.applied).unwrap_or_default());
+            metrics.pruned.inc_by(u64::try_from(synced.pruned).unwrap_or_default());
+            if synced.errors.is_empty() {
+                return;
+            }
+            if synced.apply_failed { reasons::APPLY_FAILED } else { reasons::VALIDATION_FAILED }
+        }
+        Err(failed) => failed.reason,
+    };
+    metrics.failures.get_or_create(&crate::metrics::ReasonLabel { reason: reason.into() }).inc();
 }
 
 async fn write_status(
@@ -229,11 +227,12 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish(ctx: &Context, source: &SessionSource, reason: &str, note: &str) {
+/// Publishes `warning` about `source`.
+async fn publish(ctx: &Context, source: &SessionSource, warning: &status::Warning) {
     let event = Event {
         type_: EventType::Warning,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
+        reason: warning.reason.into(),
+        note: Some(warning.note.clone()),
         action: "Sync".into(),
         secondary: None,
     };
@@ -242,232 +241,146 @@ async fn publish(ctx: &Context, source: &SessionSource, reason: &str, note: &str
     }
 }
 
-/// One Warning event per file error that is new in this sync (bounded),
-/// each with its own note (`acp_kube::events` never folds events of one
-/// reason into a series).
-async fn announce_errors(ctx: &Context, source: &SessionSource, before: &[FileError], after: &[FileError]) {
-    let regarding = source.object_ref(&());
-    for error in after.iter().filter(|e| !before.contains(e)).take(20) {
-        let at = match (error.line, error.column) {
-            (Some(line), Some(column)) => format!("{}:{line}:{column}", error.path),
-            (Some(line), None) => format!("{}:{line}", error.path),
-            _ => error.path.clone(),
-        };
-        let note: String = format!("{at}: {}", error.message).chars().take(1000).collect();
-        let event = Event {
-            type_: EventType::Warning,
-            reason: reasons::VALIDATION_FAILED.into(),
-            note: Some(note),
-            action: "Sync".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &regarding).await {
-            warn!(%error, "failed to publish event");
-        }
-    }
-}
-
 fn failed(reason: &'static str, message: String, retryable: bool) -> Failed {
     Failed { reason, message, retryable }
 }
 
-/// Fetch, plan, apply, prune. `Err(Failed)` is a sync problem for status;
-/// the outer `Err` is an API failure to retry.
+/// Why a sync stopped before the end.
+enum Stop {
+    /// A sync problem, for status.
+    Failed(Failed),
+    /// An API failure, to retry.
+    Api(Error),
+}
+
+impl From<Failed> for Stop {
+    fn from(failed: Failed) -> Self {
+        Self::Failed(failed)
+    }
+}
+
+/// Fetch, plan, apply, prune: observe (the source's credentials, its
+/// revision), decide (its settings and manifests, pure), act (kind by
+/// kind: list, diff, apply, prune; [`kinds`]).
 async fn sync(
     ctx: &Context,
     source: &SessionSource,
     ns: &str,
     name: &str,
     current: &SessionSourceStatus,
-) -> Result<Result<Synced, Failed>, Error> {
+) -> Result<Synced, Stop> {
     let spec = &source.spec;
     let started = Instant::now();
     let started_at = now();
-    let write_back = spec.write_back.clone().unwrap_or_default();
-    let write_back_on = write_back.enabled.unwrap_or(true);
-    let write_back_branch = write_back.branch.clone().unwrap_or_else(|| DEFAULT_WRITE_BACK_BRANCH.into());
-    let branch = spec.git_ref.as_ref().and_then(|r| r.branch.clone());
-    if write_back_on && branch.as_deref() == Some(write_back_branch.as_str()) {
-        return Ok(Err(failed(
-            reasons::INVALID_SOURCE,
-            format!(
-                "spec.ref.branch is the write-back branch {write_back_branch:?}; sync a different branch"
-            ),
-            false,
-        )));
-    }
-    let synced = match &spec.git_ref {
-        Some(r) if r.tag.is_some() || r.commit.is_some() => None,
-        Some(r) => Some(r.branch.as_deref().unwrap_or(acp_git::mirror::DEFAULT_BRANCH)),
-        None => Some(acp_git::mirror::DEFAULT_BRANCH),
+    let Settings { target, filter, requests, timeout } = Settings::of(spec, ns)?;
+    let creds = credentials(ctx, spec, ns).await?;
+    let mirror = ctx.config.cache_dir.join(ns).join(name);
+    let remote = read::Remote {
+        dir: mirror.clone(),
+        url: spec.url.clone(),
+        git_ref: spec.git_ref.clone(),
+        creds,
+        timeout,
     };
-    let write_back_at = write_back_on.then_some(write_back_branch.as_str());
-    if let Some(message) =
-        spec.pull_requests.as_ref().and_then(|b| crate::commands::branch::misplaced(b, synced, write_back_at))
-    {
-        return Ok(Err(failed(reasons::INVALID_SOURCE, message, false)));
-    }
-    let target = match plan::target_namespace(spec, ns) {
-        Ok(target) => target,
-        Err(message) => return Ok(Err(failed(reasons::INVALID_SOURCE, message, false))),
-    };
-    let excluded = if write_back_on {
-        vec![write_back.path.clone().unwrap_or_else(|| DEFAULT_WRITE_BACK_PATH.into())]
-    } else {
-        Vec::new()
-    };
-    let filter = match Filter::new(spec.path.as_deref().unwrap_or_default(), &spec.ignore, &excluded) {
-        Ok(filter) => filter,
-        Err(e) => return Ok(Err(failed(reasons::INVALID_SOURCE, e.to_string(), false))),
-    };
-
-    let creds = match &spec.secret_ref {
-        None => Credentials::default(),
-        Some(secret_ref) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-            match secrets.get_opt(&secret_ref.name).await {
-                Ok(Some(secret)) => secret_credentials(&secret.data.unwrap_or_default()),
-                Ok(None) => {
-                    let message = format!("secret {ns}/{} (spec.secretRef) not found", secret_ref.name);
-                    return Ok(Err(failed(reasons::FETCH_FAILED, message, true)));
-                }
-                Err(source) => return Err(kube_err("read the source's credentials")(source).into()),
-            }
-        }
-    };
-    let dir = ctx.config.cache_dir.join(ns).join(name);
-    let url = spec.url.clone();
-    let git_ref = spec.git_ref.clone();
-    let timeout = spec.timeout.map(Duration::from).unwrap_or(DEFAULT_TIMEOUT);
-    let requests = spec.pull_requests.as_ref().map(|b| b.requests_branch().to_owned());
-    let read = tokio::task::spawn_blocking(move || {
-        let revision =
-            fetch::fetch(&dir, &url, git_ref.as_ref(), &creds, timeout).map_err(|e| e.to_string())?;
-        let repo = git2::Repository::open_bare(&dir).map_err(|e| e.to_string())?;
-        let tree = repo.find_commit(revision).and_then(|c| c.tree()).map_err(|e| e.to_string())?;
-        let mut entries = files::from_tree(&repo, &tree, &filter).map_err(|e| e.to_string())?;
-        let mut requests_present = false;
-        // Pull-request requests: every manifest of the requests branch, its
-        // paths prefixed with the branch (`acp/requests:owner/repo/pr-7/…`).
-        if let Some(branch) = requests {
-            let tip = fetch::fetch_branch_if_present(&dir, &url, &branch, &creds, timeout)
-                .map_err(|e| e.to_string())?;
-            requests_present = tip.is_some();
-            if let Some(tip) = tip {
-                let tree = repo.find_commit(tip).and_then(|c| c.tree()).map_err(|e| e.to_string())?;
-                // Requests waiting for a maintainer's `/acp approve` are not
-                // read: an approved one is the same session at its own place.
-                let pending = [crate::commands::request::PENDING_PATTERN.to_owned()];
-                let all = Filter::new("", &pending, &[]).map_err(|e| e.to_string())?;
-                entries.extend(
-                    files::from_tree(&repo, &tree, &all)
-                        .map_err(|e| e.to_string())?
-                        .into_iter()
-                        .map(|e| e.within(&branch)),
-                );
-            }
-        }
-        Ok::<_, String>((revision.to_string(), entries, requests_present))
-    });
-    let (revision, entries, requests_present) =
-        match tokio::time::timeout(timeout + Duration::from_secs(5), read).await {
-            Ok(Ok(Ok(read))) => read,
-            Ok(Ok(Err(message))) => return Ok(Err(failed(reasons::FETCH_FAILED, message, true))),
-            Ok(Err(join)) => {
-                return Ok(Err(failed(reasons::FETCH_FAILED, format!("fetch task failed: {join}"), true)));
-            }
-            Err(_) => {
-                return Ok(Err(failed(
-                    reasons::FETCH_FAILED,
-                    format!("fetch timed out after {timeout:?}"),
-                    true,
-                )));
-            }
-        };
-
+    let read = read::revision(remote, filter, requests).await?;
     let fetched_ms = started.elapsed().as_millis();
     let source_ref = SourceRef {
         namespace: ns.to_string(),
         name: name.to_string(),
         shard: source.labels().get(labels::SHARD).cloned(),
     };
-    let oref = ObjectRef::from(source);
-    let previous = ctx.checked.lock().ok().and_then(|c| c.get(&oref).cloned()).unwrap_or_default();
-    let (mut manifests, cache) =
-        plan::manifests_cached(&entries, &source_ref, Some(target.as_str()), &ctx.config.checker, &previous);
-    if let Some(binding) = &spec.pull_requests {
-        crate::commands::branch::check(binding, &mut manifests, requests_present, &current.inventory);
-    }
-    if let Ok(mut checked) = ctx.checked.lock() {
-        checked.insert(oref, Arc::new(cache));
-    }
-    let client = match &spec.service_account_name {
-        Some(sa) => match apply::impersonating(&ctx.kube_config, ns, sa) {
-            Ok(client) => client,
-            Err(e) => {
-                return Ok(Err(failed(
-                    reasons::APPLY_FAILED,
-                    format!("failed to impersonate {sa}: {e}"),
-                    true,
-                )));
-            }
-        },
-        None => ctx.client.clone(),
-    };
+    let manifests = check(ctx, source, &source_ref, &target, &read, current);
+    let client = applier(ctx, spec, ns)?;
     let checked_ms = started.elapsed().as_millis();
     let broken: HashSet<&str> = manifests.errors.iter().map(|e| e.path.as_str()).collect();
-    let mirror = ctx.config.cache_dir.join(ns).join(name);
-    let mut synced = KindSynced::default();
-    for kind in plan::Kind::ALL {
-        let part = kinds::sync(kinds::Sync {
-            kind,
-            client: client.clone(),
-            target: &target,
-            source: &source_ref,
-            desired: manifests.desired.iter().filter(|d| d.kind == kind).cloned().collect(),
-            inventory: current.inventory.iter().filter(|e| e.kind == kind.as_str()).cloned().collect(),
-            broken: &broken,
-            revision: &revision,
-            mirror: &mirror,
-            prune: spec.prune,
-            // Applying as a ServiceAccount: read as it too (a list).
-            live: spec.service_account_name.is_none().then_some(&*ctx.live),
-        })
-        .await;
-        match part {
-            Ok(part) => synced.merge(part),
-            Err(message) => return Ok(Err(failed(reasons::APPLY_FAILED, message, true))),
-        }
-    }
+    let job = kinds::Sync {
+        client,
+        target: &target,
+        source: &source_ref,
+        broken: &broken,
+        revision: &read.revision,
+        mirror: &mirror,
+        prune: spec.prune,
+        // Applying as a ServiceAccount: read as it too (a list).
+        live: spec.service_account_name.is_none().then_some(&*ctx.live),
+    };
+    let synced = kinds::all(&job, &manifests.desired, &current.inventory)
+        .await
+        .map_err(|message| failed(reasons::APPLY_FAILED, message, true))?;
     let reads = &ctx.config.metrics.reads;
     reads.get_or_create(&crate::metrics::FromLabel { from: "cache" }).inc_by(synced.reads.0);
     reads.get_or_create(&crate::metrics::FromLabel { from: "list" }).inc_by(synced.reads.1);
     acp_kube::failpoint::hit("gitsync.applied");
-    // A sync that changes nothing (every interval) is logged at debug.
+    log(&read, &synced, [fetched_ms, checked_ms, started.elapsed().as_millis()]);
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    Ok(synced.finish(read.revision, manifests.errors, started_at, duration_ms))
+}
+
+/// The source's git credentials: none, or from its Secret (`spec.secretRef`).
+async fn credentials(ctx: &Context, spec: &SessionSourceSpec, ns: &str) -> Result<Credentials, Stop> {
+    let Some(secret_ref) = &spec.secret_ref else { return Ok(Credentials::default()) };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    match secrets.get_opt(&secret_ref.name).await {
+        Ok(Some(secret)) => Ok(secret_credentials(&secret.data.unwrap_or_default())),
+        Ok(None) => {
+            let message = format!("secret {ns}/{} (spec.secretRef) not found", secret_ref.name);
+            Err(failed(reasons::FETCH_FAILED, message, true).into())
+        }
+        Err(source) => Err(Stop::Api(kube_err("read the source's credentials")(source).into())),
+    }
+}
+
+/// The revision's valid manifests and file errors (pure: [`plan`] and the
+/// requests branch's rules), reusing the checks of files unchanged since
+/// the source's last sync.
+fn check(
+    ctx: &Context,
+    source: &SessionSource,
+    source_ref: &SourceRef,
+    target: &str,
+    read: &read::Read,
+    current: &SessionSourceStatus,
+) -> plan::Manifests {
+    let oref = ObjectRef::from(source);
+    let previous = ctx.checked.lock().ok().and_then(|c| c.get(&oref).cloned()).unwrap_or_default();
+    let (mut manifests, cache) =
+        plan::manifests_cached(&read.entries, source_ref, Some(target), &ctx.config.checker, &previous);
+    if let Some(binding) = &source.spec.pull_requests {
+        crate::commands::branch::check(binding, &mut manifests, read.requests_present, &current.inventory);
+    }
+    if let Ok(mut checked) = ctx.checked.lock() {
+        checked.insert(oref, Arc::new(cache));
+    }
+    manifests
+}
+
+/// The client a sync applies with: git-sync's own, or one impersonating
+/// `spec.serviceAccountName`.
+fn applier(ctx: &Context, spec: &SessionSourceSpec, ns: &str) -> Result<Client, Failed> {
+    match &spec.service_account_name {
+        Some(sa) => apply::impersonating(&ctx.kube_config, ns, sa)
+            .map_err(|e| failed(reasons::APPLY_FAILED, format!("failed to impersonate {sa}: {e}"), true)),
+        None => Ok(ctx.client.clone()),
+    }
+}
+
+/// Logs a sync: at info when it changed something, else (every interval)
+/// at debug.
+fn log(read: &read::Read, synced: &KindSynced, [fetched_ms, checked_ms, applied_ms]: [u128; 3]) {
+    let revision = &read.revision;
     let level_info = synced.create + synced.update > 0 || synced.pruned > 0;
-    let (files, create, update, unchanged) = (entries.len(), synced.create, synced.update, synced.unchanged);
-    let applied_ms = started.elapsed().as_millis();
+    let (files, create, update, unchanged) =
+        (read.entries.len(), synced.create, synced.update, synced.unchanged);
     if level_info {
         info!(%revision, files, create, update, unchanged, fetched_ms, checked_ms, applied_ms, "synced");
     } else {
         tracing::debug!(%revision, files, unchanged, fetched_ms, checked_ms, applied_ms, "synced, nothing changed");
     }
-    let mut errors = manifests.errors.clone();
-    errors.extend(synced.errors);
-    let mut inventory = synced.inventory;
-    inventory.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-
-    Ok(Ok(Synced {
-        revision,
-        started_at: Some(started_at),
-        duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-        applied: synced.applied,
-        unchanged: synced.unchanged,
-        pruned: synced.pruned,
-        apply_failed: synced.apply_failed,
-        errors,
-        inventory,
-    }))
 }
+
+mod read;
+mod settings;
+
+use settings::Settings;
 
 pub use crate::apply::secret_credentials;

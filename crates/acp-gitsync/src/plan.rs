@@ -200,43 +200,48 @@ pub fn manifests_cached(
                 cache.insert(key, checked.clone());
                 checked
             }
-            Entry::Symlink { path, target } => FileChecked {
-                desired: Vec::new(),
-                errors: vec![file_error(
-                    path,
-                    format!("symlink to {target:?} is not followed; commit the manifest itself at this path"),
-                )],
-            },
-            Entry::TooLarge { path, size } => FileChecked {
-                desired: Vec::new(),
-                errors: vec![file_error(
-                    path,
-                    format!(
-                        "file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for manifests; split it or remove it"
-                    ),
-                )],
-            },
+            Entry::Symlink { path, target } => not_read(
+                path,
+                format!("symlink to {target:?} is not followed; commit the manifest itself at this path"),
+            ),
+            Entry::TooLarge { path, size } => not_read(
+                path,
+                format!(
+                    "file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for manifests; split it or remove it"
+                ),
+            ),
         };
         out.errors.extend(checked.errors);
         for desired in checked.desired {
-            if let Some((first_path, first_line)) = seen.get(&(desired.kind, desired.name.clone())) {
-                out.errors.push(FileError {
-                    path: desired.path.clone(),
-                    line: Some(desired.name_at.0.into()),
-                    column: Some(desired.name_at.1.into()),
-                    message: format!(
-                        "{} {:?} is also defined at {first_path}:{first_line}; names must be unique, rename one",
-                        desired.kind, desired.name
-                    ),
-                });
-                continue;
-            }
-            seen.insert((desired.kind, desired.name.clone()), (desired.path.clone(), desired.line));
-            out.desired.push(desired);
+            add_unique(&mut out, &mut seen, desired);
         }
     }
     out.desired.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     (out, cache)
+}
+
+/// A file that is not read, for `why`.
+fn not_read(path: &str, why: String) -> FileChecked {
+    FileChecked { desired: Vec::new(), errors: vec![file_error(path, why)] }
+}
+
+/// Adds `desired` to `out`, unless an object of its kind and name came
+/// first (`seen`, with where): then it is an error at its name.
+fn add_unique(out: &mut Manifests, seen: &mut HashMap<(Kind, String), (String, u32)>, desired: Desired) {
+    if let Some((first_path, first_line)) = seen.get(&(desired.kind, desired.name.clone())) {
+        out.errors.push(FileError {
+            path: desired.path.clone(),
+            line: Some(desired.name_at.0.into()),
+            column: Some(desired.name_at.1.into()),
+            message: format!(
+                "{} {:?} is also defined at {first_path}:{first_line}; names must be unique, rename one",
+                desired.kind, desired.name
+            ),
+        });
+        return;
+    }
+    seen.insert((desired.kind, desired.name.clone()), (desired.path.clone(), desired.line));
+    out.desired.push(desired);
 }
 
 /// The namespace `spec` applies into, for a source in `own_namespace`: its
@@ -278,61 +283,78 @@ fn check_file(
         }
     };
     for doc in documents {
-        let root = acp_policy::FieldPath::root();
-        let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
-        let kind = doc.object["kind"].as_str().unwrap_or_default();
-        let Some(kind) = Kind::of(kind).filter(|_| api_version == acp_api::constants::API_VERSION) else {
-            out.errors.push(doc.error_at(
-                &root.key("kind"),
-                format!(
-                    "{kind:?} ({api_version:?}) is not synced: a session source holds only {} AgenticSession and SessionSchedule manifests",
-                    acp_api::constants::API_VERSION
-                ),
-            ));
-            continue;
-        };
-        let reserved: Vec<(&str, &String)> = ["labels", "annotations"]
-            .into_iter()
-            .flat_map(|kind| {
-                doc.object["metadata"][kind]
-                    .as_object()
-                    .into_iter()
-                    .flat_map(move |m| m.keys().map(move |k| (kind, k)))
-            })
-            .filter(|(_, key)| acp_api::constants::is_reserved(key))
-            .collect();
-        if !reserved.is_empty() {
-            for (kind, key) in reserved {
-                out.errors.push(doc.error_at(
-                    &root.key("metadata").key(kind).key(key),
-                    format!(
-                        "{} {key} is reserved for acp's components and cannot come from git; remove it",
-                        &kind[..kind.len() - 1]
-                    ),
-                ));
-            }
-            continue;
+        match check_document(&doc, source, target_namespace, checker) {
+            Ok(desired) => out.desired.push(desired),
+            Err(errors) => out.errors.extend(errors),
         }
-        let own_namespace = doc.object["metadata"]["namespace"].as_str();
-        let target_namespace = target_namespace.or(own_namespace).unwrap_or("default");
-        if let Some(ns) = own_namespace
-            && ns != target_namespace
-        {
-            out.errors.push(doc.error_at(
-                &root.key("metadata").key("namespace"),
-                format!("metadata.namespace is {ns:?} but this source applies into {target_namespace:?}; remove metadata.namespace"),
-            ));
-            continue;
-        }
-        let findings = checker.check(&doc.object, target_namespace);
-        if !findings.is_empty() {
-            out.errors.extend(findings.iter().map(|f| doc.error_at(&f.field, f.to_string())));
-            continue;
-        }
-        let name = doc.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        out.desired.push(stamp(&doc, kind, name, source, target_namespace));
     }
     out
+}
+
+/// One document: a synced kind, without reserved labels or annotations, in
+/// the namespace the source applies into, and passing `checker`; stamped.
+fn check_document(
+    doc: &manifest::Document,
+    source: &SourceRef,
+    target_namespace: Option<&str>,
+    checker: &Checker,
+) -> Result<Desired, Vec<FileError>> {
+    let root = acp_policy::FieldPath::root();
+    let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
+    let kind = doc.object["kind"].as_str().unwrap_or_default();
+    let Some(kind) = Kind::of(kind).filter(|_| api_version == acp_api::constants::API_VERSION) else {
+        return Err(vec![doc.error_at(
+            &root.key("kind"),
+            format!(
+                "{kind:?} ({api_version:?}) is not synced: a session source holds only {} AgenticSession and SessionSchedule manifests",
+                acp_api::constants::API_VERSION
+            ),
+        )]);
+    };
+    let reserved = reserved(doc);
+    if !reserved.is_empty() {
+        return Err(reserved);
+    }
+    let own_namespace = doc.object["metadata"]["namespace"].as_str();
+    let target_namespace = target_namespace.or(own_namespace).unwrap_or("default");
+    if let Some(ns) = own_namespace
+        && ns != target_namespace
+    {
+        return Err(vec![doc.error_at(
+            &root.key("metadata").key("namespace"),
+            format!("metadata.namespace is {ns:?} but this source applies into {target_namespace:?}; remove metadata.namespace"),
+        )]);
+    }
+    let findings = checker.check(&doc.object, target_namespace);
+    if !findings.is_empty() {
+        return Err(findings.iter().map(|f| doc.error_at(&f.field, f.to_string())).collect());
+    }
+    let name = doc.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    Ok(stamp(doc, kind, name, source, target_namespace))
+}
+
+/// An error per label or annotation of `doc` reserved for acp's components.
+fn reserved(doc: &manifest::Document) -> Vec<FileError> {
+    let root = acp_policy::FieldPath::root();
+    ["labels", "annotations"]
+        .into_iter()
+        .flat_map(|kind| {
+            doc.object["metadata"][kind]
+                .as_object()
+                .into_iter()
+                .flat_map(move |m| m.keys().map(move |k| (kind, k)))
+        })
+        .filter(|(_, key)| acp_api::constants::is_reserved(key))
+        .map(|(kind, key)| {
+            doc.error_at(
+                &root.key("metadata").key(kind).key(key),
+                format!(
+                    "{} {key} is reserved for acp's components and cannot come from git; remove it",
+                    &kind[..kind.len() - 1]
+                ),
+            )
+        })
+        .collect()
 }
 
 fn stamp(

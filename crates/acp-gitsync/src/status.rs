@@ -75,6 +75,21 @@ pub fn after_sync(
 ) -> SessionSourceStatus {
     let mut status = current.clone();
     status.observed_generation = generation;
+    let (ready, stalled) = sync_conditions(&synced);
+    conditions(&mut status, ready, stalled, generation, now);
+    record(&mut status, &synced);
+    status.last_fetched_revision = Some(synced.revision.clone());
+    status.last_attempted_revision = Some(synced.revision.clone());
+    status.last_applied_revision = Some(synced.revision);
+    let mut errors = synced.errors;
+    errors.truncate(MAX_ERRORS);
+    status.errors = errors;
+    status.inventory = synced.inventory.into();
+    status
+}
+
+/// Ready (and Stalled, when git must change first) after `synced`.
+fn sync_conditions(synced: &Synced) -> (Condition, Option<Condition>) {
     let files_with_errors = {
         let mut paths: Vec<&str> = synced.errors.iter().map(|e| e.path.as_str()).collect();
         paths.dedup();
@@ -82,8 +97,8 @@ pub fn after_sync(
     };
     let short = synced.revision.get(..12).unwrap_or(&synced.revision);
     let sessions = synced.inventory.len();
-    let (ready, stalled) = if synced.errors.is_empty() {
-        (
+    if synced.errors.is_empty() {
+        return (
             Condition::new(
                 condition_types::READY,
                 true,
@@ -91,18 +106,21 @@ pub fn after_sync(
                 format!("applied revision {short}: {sessions} sessions"),
             ),
             None,
-        )
-    } else {
-        let reason = if synced.apply_failed { reasons::APPLY_FAILED } else { reasons::VALIDATION_FAILED };
-        let message = format!(
-            "revision {short}: {} errors in {files_with_errors} files (see status.errors); {sessions} sessions applied",
-            synced.errors.len()
         );
-        let stalled = (!synced.apply_failed)
-            .then(|| Condition::new(condition_types::STALLED, true, reason, message.clone()));
-        (Condition::new(condition_types::READY, false, reason, message), stalled)
-    };
-    conditions(&mut status, ready, stalled, generation, now);
+    }
+    let reason = if synced.apply_failed { reasons::APPLY_FAILED } else { reasons::VALIDATION_FAILED };
+    let message = format!(
+        "revision {short}: {} errors in {files_with_errors} files (see status.errors); {sessions} sessions applied",
+        synced.errors.len()
+    );
+    let stalled = (!synced.apply_failed)
+        .then(|| Condition::new(condition_types::STALLED, true, reason, message.clone()));
+    (Condition::new(condition_types::READY, false, reason, message), stalled)
+}
+
+/// Adds `synced` to the history, newest first, unless it repeats the last
+/// record (same revision and error count) and changed nothing.
+fn record(status: &mut SessionSourceStatus, synced: &Synced) {
     let changed_history = status
         .history
         .first()
@@ -124,14 +142,6 @@ pub fn after_sync(
         );
         status.history.truncate(HISTORY);
     }
-    status.last_fetched_revision = Some(synced.revision.clone());
-    status.last_attempted_revision = Some(synced.revision.clone());
-    status.last_applied_revision = Some(synced.revision);
-    let mut errors = synced.errors;
-    errors.truncate(MAX_ERRORS);
-    status.errors = errors;
-    status.inventory = synced.inventory.into();
-    status
 }
 
 /// The status after a sync that could not run.
@@ -166,6 +176,78 @@ pub fn suspended(current: &SessionSourceStatus, generation: Option<i64>, now: &T
         now,
     );
     status
+}
+
+/// Most Warning events for the new file errors of one sync.
+pub const MAX_ERROR_EVENTS: usize = 20;
+/// Longest note of an event, in characters.
+const MAX_NOTE: usize = 1000;
+
+/// A Warning event about the source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// Its reason.
+    pub reason: &'static str,
+    /// Its note, at most [`MAX_NOTE`] characters.
+    pub note: String,
+}
+
+/// What a reconcile writes after a sync: the source's status, and Warning
+/// events (published first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Next {
+    /// The status (written only when it changed).
+    pub status: SessionSourceStatus,
+    /// The events.
+    pub warnings: Vec<Warning>,
+}
+
+/// What to write after a sync's `outcome`: the status (which handled the
+/// trigger `requested_at`, when the sync ran to the end), and one Warning
+/// event for a failure, or one per file error new in this sync (bounded),
+/// each with its own note (`acp_kube::events` never folds events of one
+/// reason into a series).
+pub fn next(
+    current: &SessionSourceStatus,
+    generation: Option<i64>,
+    requested_at: Option<String>,
+    outcome: Result<Synced, Failed>,
+    now: &Time,
+) -> Next {
+    match outcome {
+        Ok(synced) => {
+            let mut status = after_sync(current, generation, synced, now);
+            status.last_handled_reconcile_at = requested_at;
+            let warnings = new_errors(&current.errors, &status.errors);
+            Next { status, warnings }
+        }
+        Err(failed) => Next {
+            warnings: vec![Warning { reason: failed.reason, note: bounded(&failed.message) }],
+            status: after_failure(current, generation, &failed, now),
+        },
+    }
+}
+
+/// A Warning per error of `after` not in `before`, at most [`MAX_ERROR_EVENTS`].
+fn new_errors(before: &[FileError], after: &[FileError]) -> Vec<Warning> {
+    after
+        .iter()
+        .filter(|e| !before.contains(e))
+        .take(MAX_ERROR_EVENTS)
+        .map(|error| {
+            let at = match (error.line, error.column) {
+                (Some(line), Some(column)) => format!("{}:{line}:{column}", error.path),
+                (Some(line), None) => format!("{}:{line}", error.path),
+                _ => error.path.clone(),
+            };
+            Warning { reason: reasons::VALIDATION_FAILED, note: bounded(&format!("{at}: {}", error.message)) }
+        })
+        .collect()
+}
+
+/// `note` cut to [`MAX_NOTE`] characters.
+fn bounded(note: &str) -> String {
+    note.chars().take(MAX_NOTE).collect()
 }
 
 #[cfg(test)]
@@ -226,6 +308,36 @@ mod tests {
         }
         assert_eq!(status.history.len(), HISTORY);
         assert_eq!(status.history[0].revision, "rev14");
+    }
+
+    #[test]
+    fn a_sync_warns_once_per_new_file_error_and_records_its_trigger() {
+        let mut outcome = synced("abc", 1, 30);
+        outcome.errors[0].line = None;
+        outcome.errors[1].message = "x".repeat(2000);
+        outcome.errors[2].column = None;
+        let first = next(&SessionSourceStatus::default(), Some(1), Some("t1".into()), Ok(outcome), &at(100));
+        assert_eq!(first.status.last_handled_reconcile_at.as_deref(), Some("t1"));
+        assert_eq!(first.warnings.len(), MAX_ERROR_EVENTS, "bounded");
+        assert!(first.warnings.iter().all(|w| w.reason == "ValidationFailed"));
+        assert_eq!(first.warnings[0].note, "f0.yaml: bad", "no line: the path alone");
+        assert_eq!(first.warnings[1].note.chars().count(), MAX_NOTE);
+        assert!(first.warnings[1].note.starts_with("f1.yaml:1:1: xxx"));
+        assert_eq!(first.warnings[2].note, "f2.yaml:1: bad");
+        let again = next(&first.status, Some(1), Some("t1".into()), Ok(synced("abc", 0, 30)), &at(200));
+        let notes: Vec<&str> = again.warnings.iter().map(|w| w.note.as_str()).collect();
+        let new = ["f0.yaml:1:1: bad", "f1.yaml:1:1: bad", "f2.yaml:1:1: bad"];
+        assert_eq!(notes, new, "only errors not already in status");
+    }
+
+    #[test]
+    fn a_failed_sync_warns_with_its_reason_and_keeps_the_trigger_unhandled() {
+        let good = after_sync(&SessionSourceStatus::default(), Some(1), synced("abc", 1, 0), &at(100));
+        let failed = Failed { reason: "FetchFailed", message: "unreachable".into(), retryable: true };
+        let after = next(&good, Some(2), Some("t2".into()), Err(failed.clone()), &at(200));
+        assert_eq!(after.warnings, [Warning { reason: "FetchFailed", note: "unreachable".into() }]);
+        assert_eq!(after.status, after_failure(&good, Some(2), &failed, &at(200)));
+        assert_eq!(after.status.last_handled_reconcile_at, None);
     }
 
     #[test]

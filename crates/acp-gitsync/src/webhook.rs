@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use acp_api::SessionSource;
 use acp_api::remote::Remote;
-use acp_github::events::{Delivery, Repository};
+use acp_github::events::{Delivery, Push, Repository};
 use acp_kube::reconcile::Categorized as _;
 use axum::Router;
 use axum::body::Bytes;
@@ -110,6 +110,10 @@ fn reply(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The answer to a delivery that ends before anything acts on it (refused,
+/// or a ping): its status and body.
+struct Answer(StatusCode, Value);
+
 pub use crate::keys::{Verified, sign, verify};
 
 /// Whether a push of `git_ref` to `repository` concerns `source`.
@@ -132,63 +136,105 @@ pub fn concerns(source: &SessionSource, repository: &Repository, git_ref: &str) 
 
 async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let signature = header("x-hub-signature-256");
-    let well_formed = signature
-        .strip_prefix("sha256=")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !well_formed {
-        return reply(StatusCode::UNAUTHORIZED, json!({"error": "missing or malformed X-Hub-Signature-256"}));
-    }
-    // Verified against keys held in memory: a forged delivery costs the API
-    // server nothing.
-    if !receiver.keys.ready() {
-        return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "starting; retry later"}));
-    }
-    let verified = receiver.keys.verified(&body, &signature);
-    if verified.is_empty() {
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "signature does not match any source's webhook secret"}),
-        );
-    }
     let event = header("x-github-event");
-    let delivery = match Delivery::parse(&event, &body) {
-        Ok(Delivery::Ping) => return reply(StatusCode::OK, json!({"pong": true})),
-        Ok(delivery) => delivery,
-        Err(error) => {
-            let why = format!("body is not a {event} delivery: {error}");
-            return reply(StatusCode::BAD_REQUEST, json!({"error": why}));
-        }
+    let (delivery, sources) = match receiver.admit(&header("x-hub-signature-256"), &event, &body) {
+        Ok(admitted) => admitted,
+        Err(Answer(status, body)) => return reply(status, body),
     };
-    // A repository's own secret speaks only for it.
-    let repository = delivery.repository();
-    let verified: Vec<Verified> = verified.into_iter().filter(|v| v.covers(repository)).collect();
-    if verified.is_empty() {
-        return reply(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": format!("signature does not match a webhook secret for {repository}")}),
-        );
-    }
-    // Limits per source and secret, after the signature: an unsigned flood,
-    // another source's, or one signed with another repository's own secret
-    // never refuses these deliveries.
-    if receiver.limiter.len() > REMEMBERED {
-        receiver.limiter.retain_recent();
-    }
-    let sources: Vec<SessionSource> = verified
-        .into_iter()
-        .filter(|v| receiver.limiter.check_key(&v.limit_key()).is_ok())
-        .map(|v| v.source)
-        .collect();
-    if sources.is_empty() {
-        return reply(StatusCode::TOO_MANY_REQUESTS, json!({"error": "rate limited; retry later"}));
-    }
     let id = header("x-github-delivery");
     if !id.is_empty() && !receiver.first_delivery(&id) {
         return reply(StatusCode::OK, json!({"duplicate": true, "delivery": id}));
     }
     if matches!(delivery, Delivery::IssueComment(_) | Delivery::PullRequest(_) | Delivery::ReviewComment(_)) {
-        let Some(commands) = &receiver.commands else {
+        return receiver.pull_request(&delivery, &event, &id, &sources).await;
+    }
+    let Delivery::Push(push) = &delivery else {
+        return reply(StatusCode::ACCEPTED, json!({"ignored": event}));
+    };
+    receiver.push(push, id, &sources).await
+}
+
+impl Receiver {
+    /// The delivery and the sources it is for, once it is signed with
+    /// their secrets, for its repository, and within their rate limits;
+    /// otherwise the answer that ends it.
+    fn admit(
+        &self,
+        signature: &str,
+        event: &str,
+        body: &[u8],
+    ) -> Result<(Delivery, Vec<SessionSource>), Answer> {
+        let verified = self.verified(signature, body)?;
+        let delivery = match Delivery::parse(event, body) {
+            Ok(Delivery::Ping) => return Err(Answer(StatusCode::OK, json!({"pong": true}))),
+            Ok(delivery) => delivery,
+            Err(error) => {
+                let why = format!("body is not a {event} delivery: {error}");
+                return Err(Answer(StatusCode::BAD_REQUEST, json!({"error": why})));
+            }
+        };
+        // A repository's own secret speaks only for it.
+        let repository = delivery.repository();
+        let verified: Vec<Verified> = verified.into_iter().filter(|v| v.covers(repository)).collect();
+        if verified.is_empty() {
+            return Err(Answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": format!("signature does not match a webhook secret for {repository}")}),
+            ));
+        }
+        // Limits per source and secret, after the signature: an unsigned flood,
+        // another source's, or one signed with another repository's own secret
+        // never refuses these deliveries.
+        if self.limiter.len() > REMEMBERED {
+            self.limiter.retain_recent();
+        }
+        let sources: Vec<SessionSource> = verified
+            .into_iter()
+            .filter(|v| self.limiter.check_key(&v.limit_key()).is_ok())
+            .map(|v| v.source)
+            .collect();
+        if sources.is_empty() {
+            return Err(Answer(StatusCode::TOO_MANY_REQUESTS, json!({"error": "rate limited; retry later"})));
+        }
+        Ok((delivery, sources))
+    }
+
+    /// The sources whose webhook secret signed `body`, before it is parsed.
+    fn verified(&self, signature: &str, body: &[u8]) -> Result<Vec<Verified>, Answer> {
+        let well_formed = signature
+            .strip_prefix("sha256=")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !well_formed {
+            return Err(Answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "missing or malformed X-Hub-Signature-256"}),
+            ));
+        }
+        // Verified against keys held in memory: a forged delivery costs the API
+        // server nothing.
+        if !self.keys.ready() {
+            return Err(Answer(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "starting; retry later"})));
+        }
+        let verified = self.keys.verified(body, signature);
+        if verified.is_empty() {
+            return Err(Answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "signature does not match any source's webhook secret"}),
+            ));
+        }
+        Ok(verified)
+    }
+
+    /// An `issue_comment`, `pull_request_review_comment` or `pull_request`
+    /// delivery: to the command handler, when commands are on.
+    async fn pull_request(
+        &self,
+        delivery: &Delivery,
+        event: &str,
+        id: &str,
+        sources: &[SessionSource],
+    ) -> Response {
+        let Some(commands) = &self.commands else {
             let names: Vec<String> = sources
                 .iter()
                 .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()))
@@ -197,34 +243,36 @@ async fn deliver(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
             return reply(StatusCode::ACCEPTED, json!({"ignored": event, "why": why, "sources": names}));
         };
         let sources: Vec<&SessionSource> = sources.iter().collect();
-        return match commands.handle(&delivery, &sources).await {
+        match commands.handle(delivery, &sources).await {
             Ok(outcome) => {
                 info!(%event, delivery = id, ?outcome, "pull request delivery");
                 reply(StatusCode::ACCEPTED, json!(outcome))
             }
             Err(error) => {
                 // Not done: a redelivery (same id) must be able to try again.
-                receiver.seen.forget(&id);
+                self.seen.forget(&id.to_owned());
                 warn!(%event, delivery = id, %error, category = error.category(), "pull request delivery failed");
                 reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": error.to_string()}))
             }
-        };
-    }
-    let Delivery::Push(push) = &delivery else {
-        return reply(StatusCode::ACCEPTED, json!({"ignored": event}));
-    };
-    let git_ref = push.git_ref.as_str();
-    let token = if id.is_empty() { push.after.clone() } else { id };
-    let mut triggered = Vec::new();
-    for source in sources.iter().filter(|s| concerns(s, &push.repository, git_ref)) {
-        let ns = source.namespace().unwrap_or_default();
-        match crate::apply::request_sync(&receiver.client, source, &token).await {
-            Ok(()) => triggered.push(format!("{ns}/{}", source.name_any())),
-            Err(error) => warn!(%error, source = %source.name_any(), "failed to trigger a sync"),
         }
     }
-    info!(git_ref, ?triggered, "push delivery");
-    reply(StatusCode::ACCEPTED, json!({"triggered": triggered}))
+
+    /// A `push`: each source it concerns syncs now, triggered by the
+    /// delivery id (or the pushed commit, without one).
+    async fn push(&self, push: &Push, id: String, sources: &[SessionSource]) -> Response {
+        let git_ref = push.git_ref.as_str();
+        let token = if id.is_empty() { push.after.clone() } else { id };
+        let mut triggered = Vec::new();
+        for source in sources.iter().filter(|s| concerns(s, &push.repository, git_ref)) {
+            let ns = source.namespace().unwrap_or_default();
+            match crate::apply::request_sync(&self.client, source, &token).await {
+                Ok(()) => triggered.push(format!("{ns}/{}", source.name_any())),
+                Err(error) => warn!(%error, source = %source.name_any(), "failed to trigger a sync"),
+            }
+        }
+        info!(git_ref, ?triggered, "push delivery");
+        reply(StatusCode::ACCEPTED, json!({"triggered": triggered}))
+    }
 }
 
 #[cfg(test)]

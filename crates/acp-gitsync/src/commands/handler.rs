@@ -1,16 +1,17 @@
 //! The webhook's side of pull-request commands. For a verified, first-seen
 //! `issue_comment`, `pull_request_review_comment` or `pull_request` delivery
 //! and each SessionSource whose binding serves the repository:
-//! 1. a comment that claims no command costs nothing;
+//! 1. a comment that claims no command costs nothing ([`verdict::claim`]);
 //! 2. the commenter's role is asked of GitHub (collaborator check, then the
 //!    permission endpoint; never `author_association`), cached for a minute
 //!    and limited per source: someone who is not a collaborator ends here,
 //!    with no write anywhere (no reply, reaction or commit);
 //! 3. the comment is read again by id: its author, text and time are
-//!    GitHub's, never the delivery's (a forged delivery gains nothing);
-//! 4. each command is gated ([`request::gate`]), reacted to with `eyes` and
-//!    recorded as a commit on the source's requests branch; then git-sync
-//!    is asked to sync the source.
+//!    GitHub's, never the delivery's (a forged delivery gains nothing;
+//!    [`verdict::verify`]);
+//! 4. each command is gated ([`verdict::answer`], by [`request::gate`]),
+//!    reacted to with `eyes` and recorded as a commit on the source's
+//!    requests branch; then git-sync is asked to sync the source.
 //!
 //! A request's file is named by its comment id and is only ever created,
 //! and approve and stop leave a record per comment id, so a replayed
@@ -27,8 +28,9 @@ use acp_kube::reconcile::{Categorized, KubeError, kube_err};
 use kube::{Client, ResourceExt as _};
 use tracing::warn;
 
-use super::grammar::{self, Command, Found};
-use super::request::{self, Comment, Commenter, Gate};
+use super::grammar::{Command, Found};
+use super::request::{self, Comment};
+use super::verdict::{self, Answer, Verdict};
 use writes::Which;
 
 /// Comments remembered for de-duplication.
@@ -224,48 +226,25 @@ impl Commands {
         review: bool,
         outcome: &mut Outcome,
     ) -> Result<(), Error> {
-        let action = event.action.as_str();
-        let claimed = &event.comment;
-        // `None` for a comment on an issue, not a pull request.
-        let (Some(pull_number), Some(id)) = (event.pull_number(review), claimed.id) else { return Ok(()) };
-        let author = claimed.user.login.as_str();
-        // An edit counts only as its author's own: the role that matters is
-        // the editor's, and a collaborator editing someone else's comment
-        // must not borrow their role or name.
-        if action == "edited" && event.sender.login != author {
-            return Ok(());
-        }
-        let before = event.before();
-        let commands = |body: &str| -> Vec<Found> {
-            // acp's own comments (the tracking comment quotes agent output)
-            // are never commands.
-            if body.contains("<!-- acp:thread ") || body.contains("<!-- acp:session ") {
-                return Vec::new();
-            }
-            match action {
-                "created" => grammar::parse(body),
-                "edited" if !review => grammar::added(before, body),
-                _ => Vec::new(),
-            }
-        };
         // What the delivery claims is only a hint: a comment that claims no
         // command costs nothing more.
-        if commands(&claimed.body).is_empty() {
-            return Ok(());
-        }
+        let Some(claim) = verdict::claim(event, review) else { return Ok(()) };
         let repository = event.repository.full_name.as_str();
         let Some(Account { github, login: me }) = self.github.for_source(source, repository).await? else {
             warn!(source = %source.name_any(), "pull request commands need spec.github.tokenSecretRef");
             return Ok(());
         };
-        if author.eq_ignore_ascii_case(&me) {
+        if claim.author.eq_ignore_ascii_case(&me) {
             // The bot's own comment (its login acts through a user token).
             return Ok(());
         }
         // A stranger ends here: one lookup, then nothing. A bot is no
         // collaborator: only an App the binding allows may speak, as write.
-        let bot = claimed.user.kind == "Bot";
-        let role = if bot { Role::Write } else { self.role(source, &github, repository, author).await? };
+        let role = if claim.bot {
+            Role::Write
+        } else {
+            self.role(source, &github, repository, claim.author).await?
+        };
         if role == Role::None {
             outcome.ignored += 1;
             return Ok(());
@@ -273,38 +252,36 @@ impl Commands {
         // GitHub's comment, not the delivery's: its author, and its text
         // unchanged since the delivery was signed (someone with write access
         // may edit anyone's comment: a later edit is not the author's word).
-        let Some(record) = github.comment(id, review).await? else {
+        let Some(record) = github.comment(claim.id, review).await? else {
             outcome.ignored += 1;
             return Ok(());
         };
-        let claimed_body = claimed.body.as_str();
-        let allowed_bot = record.app_id.is_some_and(|a| binding.allowed_bot_app_ids.contains(&a));
-        if !record.login.eq_ignore_ascii_case(author)
-            || record.pull != Some(pull_number)
-            || record.body != claimed_body
-            || record.bot != bot
-            || (bot && !allowed_bot)
-        {
-            warn!(source = %source.name_any(), id, claimed = author, author = %record.login,
-                  "a delivery's comment does not match GitHub's (author, pull request, text, or a bot not allowed); ignored");
-            outcome.ignored += 1;
-            return Ok(());
-        }
-        let comment = Comment {
-            id,
-            url: record.url.clone(),
-            commenter: Commenter { login: record.login.clone(), bot: record.bot, app_id: record.app_id },
-            review,
-            // An edit that adds a command asks when it is made: an old
-            // comment edited now is not older than an approval before it.
-            created_at: if action == "edited" {
-                record.updated_at.clone()
-            } else {
-                record.created_at.clone()
-            },
-            digest: request::digest(&record.body),
+        let comment = match verdict::verify(&claim, &record, binding) {
+            Verdict::Genuine(comment) => comment,
+            Verdict::Mismatch => {
+                warn!(source = %source.name_any(), id = claim.id, claimed = claim.author, author = %record.login,
+                      "a delivery's comment does not match GitHub's (author, pull request, text, or a bot not allowed); ignored");
+                outcome.ignored += 1;
+                return Ok(());
+            }
         };
+        let found = claim.commands(&record.body);
+        let pull_number = claim.pull_number;
+        let asked = Asked { github: &github, binding, repository, pull_number, comment: &comment, role };
+        self.act_once(source, &asked, found, outcome).await
+    }
+
+    /// Acts on the commands `found` in `asked`'s comment that were not
+    /// acted on before; when acting fails, they are forgotten again.
+    async fn act_once(
+        &self,
+        source: &SessionSource,
+        asked: &Asked<'_>,
+        found: Vec<Found>,
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
         let scope = scope(source);
+        let comment = asked.comment;
         // Repeats are keyed by source, comment and command; help and status
         // answer once per comment whatever their spelling.
         let key = |f: &Found| match &f.command {
@@ -313,14 +290,12 @@ impl Commands {
             }
             _ => (scope.clone(), comment.api_ref(), f.text.clone()),
         };
-        let fresh: Vec<Found> =
-            commands(&record.body).into_iter().filter(|f| self.seen.first(key(f))).collect();
+        let fresh: Vec<Found> = found.into_iter().filter(|f| self.seen.first(key(f))).collect();
         if fresh.is_empty() {
             return Ok(());
         }
         let keys: Vec<_> = fresh.iter().map(key).collect();
-        let asked = Asked { github: &github, binding, repository, pull_number, comment: &comment, role };
-        let result = self.act(source, &asked, fresh, outcome).await;
+        let result = self.act(source, asked, fresh, outcome).await;
         if result.is_err() {
             // Not done: a redelivery may try again.
             for key in &keys {
@@ -340,33 +315,17 @@ impl Commands {
         let Asked { github, binding, repository, pull_number, comment, role } = *asked;
         let mut started = false;
         for found in fresh {
-            let command = match found.command.clone() {
-                Ok(command) => command,
-                Err(error) => {
-                    // Only people who may run commands hear about their typos.
-                    if role >= Role::Triage && !comment.commenter.bot {
-                        // The message quotes the comment: shown inertly.
-                        let message = acp_github::markdown::code_span(&error.message);
-                        github
-                            .create_comment(pull_number, &format!("@{}: {message}", comment.commenter.login))
-                            .await?;
-                        outcome.replied += 1;
-                    }
-                    continue;
-                }
-            };
-            let waits = match request::gate(binding, repository, comment, role, &command) {
-                Gate::Silent => {
+            let (command, waits) = match verdict::answer(binding, repository, comment, role, &found) {
+                Answer::Unanswered => continue,
+                Answer::Ignored => {
                     outcome.ignored += 1;
                     continue;
                 }
-                Gate::Refused(line) => {
-                    github.create_comment(pull_number, &line).await?;
-                    outcome.replied += 1;
+                Answer::Reply(line) => {
+                    say(github, pull_number, &line, outcome).await?;
                     continue;
                 }
-                Gate::Approval(why) => Some(why),
-                Gate::Allowed => None,
+                Answer::Act { command, waits } => (command, waits),
             };
             if matches!(command, Command::Help | Command::Status)
                 && !self.may_answer(source, &comment.commenter.login)
@@ -375,45 +334,54 @@ impl Commands {
                 continue;
             }
             github.react(comment.id, comment.review, "eyes").await?;
-            match &command {
-                Command::Help => {
-                    github.create_comment(pull_number, HELP).await?;
-                    outcome.replied += 1;
+            // One session per comment: its file is named by the comment.
+            if matches!(command, Command::Run(_) | Command::FollowUp(_) | Command::Retry)
+                && std::mem::replace(&mut started, true)
+            {
+                let line = format!(
+                    "@{}: one request per comment; {} was not recorded, post it as a comment of its own.",
+                    comment.commenter.login,
+                    acp_github::markdown::code_span(&found.text)
+                );
+                say(github, pull_number, &line, outcome).await?;
+                continue;
+            }
+            self.perform(source, asked, (&command, waits), outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out a command its gate let through (reacted to already),
+    /// with why it waits for an approval, if it does.
+    async fn perform(
+        &self,
+        source: &SessionSource,
+        asked: &Asked<'_>,
+        (command, waits): (&Command, Option<String>),
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
+        let Asked { github, binding, repository, pull_number, comment, .. } = *asked;
+        match command {
+            Command::Help => say(github, pull_number, HELP, outcome).await?,
+            Command::Status => {
+                let text = self.status(source, repository, pull_number).await?;
+                say(github, pull_number, &text, outcome).await?;
+            }
+            Command::Stop => {
+                let by = Which::Running;
+                let stopped = self.stop(source, binding, repository, pull_number, Some(comment), by).await?;
+                if stopped.is_empty() {
+                    let line = "Nothing to stop: no session of this pull request is running.";
+                    say(github, pull_number, line, outcome).await?;
                 }
-                Command::Status => {
-                    let text = self.status(source, repository, pull_number).await?;
-                    github.create_comment(pull_number, &text).await?;
-                    outcome.replied += 1;
-                }
-                Command::Stop => {
-                    let by = Which::Running;
-                    let stopped =
-                        self.stop(source, binding, repository, pull_number, Some(comment), by).await?;
-                    if stopped.is_empty() {
-                        let line = "Nothing to stop: no session of this pull request is running.";
-                        github.create_comment(pull_number, line).await?;
-                        outcome.replied += 1;
-                    }
-                    outcome.recorded.extend(stopped);
-                }
-                Command::Approve(at) => {
-                    let approved = self.approve_command(source, asked, at.as_deref(), outcome).await?;
-                    outcome.recorded.extend(approved);
-                }
-                Command::Run(_) | Command::FollowUp(_) | Command::Retry => {
-                    // One session per comment: its file is named by the comment.
-                    if std::mem::replace(&mut started, true) {
-                        let line = format!(
-                            "@{}: one request per comment; {} was not recorded, post it as a comment of its own.",
-                            comment.commenter.login,
-                            acp_github::markdown::code_span(&found.text)
-                        );
-                        github.create_comment(pull_number, &line).await?;
-                        outcome.replied += 1;
-                        continue;
-                    }
-                    self.request(source, asked, &command, waits, outcome).await?;
-                }
+                outcome.recorded.extend(stopped);
+            }
+            Command::Approve(at) => {
+                let approved = self.approve_command(source, asked, at.as_deref(), outcome).await?;
+                outcome.recorded.extend(approved);
+            }
+            Command::Run(_) | Command::FollowUp(_) | Command::Retry => {
+                self.request(source, asked, command, waits, outcome).await?;
             }
         }
         Ok(())
@@ -443,9 +411,17 @@ impl Commands {
         });
         let reviews = self.reviews(github, source, binding, repository, pull_number, comment).await?;
         let thread = request::Thread { parent: None, reviews };
-        let record =
-            self.record(source, binding, repository, &pull, comment, role, command, waits.is_some(), thread);
-        match record.await? {
+        let ask = writes::Ask {
+            binding: binding.clone(),
+            repository: repository.to_owned(),
+            pull: pull.clone(),
+            comment: comment.clone(),
+            role,
+            command: command.clone(),
+            pending: waits.is_some(),
+            thread,
+        };
+        match self.record(source, ask).await? {
             Ok(Some(name)) => match &waits {
                 Some(why) => {
                     let head = &pull.head_sha;
@@ -517,6 +493,13 @@ pub(super) struct Asked<'a> {
     pull_number: u64,
     comment: &'a Comment,
     role: Role,
+}
+
+/// Posts `line` on pull request `pull`, counted as a reply.
+async fn say(github: &GitHub, pull: u64, line: &str, outcome: &mut Outcome) -> Result<(), Error> {
+    github.create_comment(pull, line).await?;
+    outcome.replied += 1;
+    Ok(())
 }
 
 /// `namespace/name` of a source: what limits and caches are kept per.

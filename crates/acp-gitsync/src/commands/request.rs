@@ -157,7 +157,6 @@ pub fn run(
     command: &Command,
     thread: &Thread,
 ) -> Result<Record, String> {
-    let parent = thread.parent.as_deref();
     // What GitHub shows no reader (zero-width and tag characters) never runs.
     let (flags, text) = match command {
         Command::Run(flags) => {
@@ -166,14 +165,46 @@ pub fn run(
         Command::FollowUp(text) => (RunFlags::default(), acp_github::markdown::visible(text)),
         other => return Err(format!("/acp {} does not start a session", other.verb())),
     };
-    let template = &binding.template.spec;
-    let template_model = template.llm_settings.as_ref().and_then(|l| l.model.clone());
-    let model = match &flags.model {
+    let model = model(binding, &flags)?;
+    within_limits(binding, &flags)?;
+    if !pull.fork && pull.default_branch.as_deref() == Some(pull.head_ref.as_str()) {
+        return Err(format!(
+            "this pull request's head is {repository}'s default branch ({}); acp does not push to it",
+            pull.head_ref
+        ));
+    }
+    let name = ThreadPath::new(repository, pull.number).session_name(comment.id, comment.review);
+    let prompt = prompt(repository, pull, comment, &text, &thread.reviews);
+    let spec = spec(binding, pull, comment, &flags, model, prompt)?;
+    let metadata = metadata(binding, &name, thread.parent.as_deref(), pull);
+    let manifest =
+        json!({"apiVersion": API_VERSION, "kind": "AgenticSession", "metadata": metadata, "spec": spec});
+    let content =
+        serde_saphyr::to_string(&manifest).map_err(|e| format!("failed to write the manifest: {e}"))?;
+    let subject = format!(
+        "acp: {} request from @{} on {repository}#{}",
+        command.verb(),
+        comment.commenter.login,
+        pull.number
+    );
+    Ok(Record {
+        path: format!("{}/{name}.yaml", ThreadPath::new(repository, pull.number)),
+        content,
+        message: format!("{subject}\n\n{}\n\n{}", quoted(&text), trailers(command, comment, role, pull)),
+        session: name,
+    })
+}
+
+/// The model a request runs: the one `--model` names, if the template has
+/// it or the binding allows it; else the template's.
+fn model(binding: &PullRequestBinding, flags: &RunFlags) -> Result<Option<String>, String> {
+    let template_model = binding.template.spec.llm_settings.as_ref().and_then(|l| l.model.clone());
+    match &flags.model {
         Some(model)
             if binding.allowed_models.contains(model)
                 || template_model.as_deref() == Some(model.as_str()) =>
         {
-            Some(model.clone())
+            Ok(Some(model.clone()))
         }
         Some(model) => {
             let allowed: Vec<&str> = template_model
@@ -181,14 +212,18 @@ pub fn run(
                 .map(String::as_str)
                 .chain(binding.allowed_models.iter().map(String::as_str))
                 .collect();
-            return Err(format!(
+            Err(format!(
                 "--model {} is not allowed here (allowed: {})",
                 acp_github::markdown::code_span(model),
                 allowed.join(", ")
-            ));
+            ))
         }
-        None => template_model,
-    };
+        None => Ok(template_model),
+    }
+}
+
+/// Whether `--max-turns` and `--timeout` are within the binding's limits.
+fn within_limits(binding: &PullRequestBinding, flags: &RunFlags) -> Result<(), String> {
     let max_turns = binding.max_turns.unwrap_or(acp_api::pull_requests::DEFAULT_MAX_TURNS);
     if let Some(n) = flags.max_turns.filter(|n| *n > max_turns) {
         return Err(format!("--max-turns {n} is over this repository's limit of {max_turns}"));
@@ -198,24 +233,37 @@ pub fn run(
     if let Some(t) = flags.timeout_seconds.filter(|t| *t > max_timeout) {
         return Err(format!("--timeout {t}s is over this repository's limit of {max_timeout}s"));
     }
-    if !pull.fork && pull.default_branch.as_deref() == Some(pull.head_ref.as_str()) {
-        return Err(format!(
-            "this pull request's head is {repository}'s default branch ({}); acp does not push to it",
-            pull.head_ref
-        ));
-    }
-    let name = ThreadPath::new(repository, pull.number).session_name(comment.id, comment.review);
-    let request = if text.trim().is_empty() { "(no further instructions)".to_owned() } else { text.clone() };
-    let reviews = if thread.reviews.is_empty() {
+    Ok(())
+}
+
+/// The session's prompt: where it works, what reviewers said since the
+/// last request, and the request (`text`) with who asked it.
+fn prompt(repository: &str, pull: &PullRequest, comment: &Comment, text: &str, reviews: &[String]) -> String {
+    let request =
+        if text.trim().is_empty() { "(no further instructions)".to_owned() } else { text.to_owned() };
+    let reviews = if reviews.is_empty() {
         String::new()
     } else {
-        format!("Review comments since the last request:\n{}\n\n", thread.reviews.join("\n"))
+        format!("Review comments since the last request:\n{}\n\n", reviews.join("\n"))
     };
-    let prompt = format!(
+    format!(
         "You are working on pull request #{} of {repository}, branch {} at commit {}.\n\n{reviews}Request from @{} ({}):\n\n{request}",
         pull.number, pull.head_ref, pull.head_sha, comment.commenter.login, comment.url
-    );
-    let mut spec = serde_json::to_value(template).map_err(|e| format!("failed to read the template: {e}"))?;
+    )
+}
+
+/// The session's spec: the binding's template, on the pull request's
+/// branch, with the prompt and the flags.
+fn spec(
+    binding: &PullRequestBinding,
+    pull: &PullRequest,
+    comment: &Comment,
+    flags: &RunFlags,
+    model: Option<String>,
+    prompt: String,
+) -> Result<Value, String> {
+    let mut spec = serde_json::to_value(&binding.template.spec)
+        .map_err(|e| format!("failed to read the template: {e}"))?;
     spec["repos"] = if pull.fork {
         // A fork's branch is not acp's to push to, and fork-derived commits
         // never go to a branch of the base repository (where `on: push` CI
@@ -240,6 +288,12 @@ pub fn run(
     if let Some(t) = flags.timeout_seconds {
         spec["timeout"] = json!(t);
     }
+    Ok(spec)
+}
+
+/// The session's metadata: its name, the template's labels and
+/// annotations, its parent in the thread and the head it was asked at.
+fn metadata(binding: &PullRequestBinding, name: &str, parent: Option<&str>, pull: &PullRequest) -> Value {
     let mut metadata = json!({"name": name});
     if !binding.template.metadata.labels.is_empty() {
         metadata["labels"] = json!(binding.template.metadata.labels);
@@ -253,22 +307,7 @@ pub fn run(
     if !notes.is_empty() {
         metadata["annotations"] = Value::Object(notes);
     }
-    let manifest =
-        json!({"apiVersion": API_VERSION, "kind": "AgenticSession", "metadata": metadata, "spec": spec});
-    let content =
-        serde_saphyr::to_string(&manifest).map_err(|e| format!("failed to write the manifest: {e}"))?;
-    let subject = format!(
-        "acp: {} request from @{} on {repository}#{}",
-        command.verb(),
-        comment.commenter.login,
-        pull.number
-    );
-    Ok(Record {
-        path: format!("{}/{name}.yaml", ThreadPath::new(repository, pull.number)),
-        content,
-        message: format!("{subject}\n\n{}\n\n{}", quoted(&text), trailers(command, comment, role, pull)),
-        session: name,
-    })
+    metadata
 }
 
 /// The ref of the base repository a fork's request pushes to:

@@ -51,78 +51,35 @@ impl Commands {
         })
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one request's whole context")]
+    /// Records `ask` on the requests branch (a new session manifest, or one
+    /// waiting for approval) and asks for a sync; the session recorded,
+    /// `None` when it was recorded before, or the line refusing it.
     pub(super) async fn record(
         &self,
         source: &SessionSource,
-        binding: &PullRequestBinding,
-        repository: &str,
-        pull: &PullRequest,
-        comment: &Comment,
-        role: Role,
-        command: &Command,
-        pending: bool,
-        thread: request::Thread,
+        ask: Ask,
     ) -> Result<Result<Option<String>, String>, Error> {
-        let writer = self.writer(source, binding).await?;
-        let dir = ThreadPath::new(repository, pull.number).to_string();
-        let (binding, repository, pull, comment, command) =
-            (binding.clone(), repository.to_owned(), pull.clone(), comment.clone(), command.clone());
+        let writer = self.writer(source, &ask.binding).await?;
+        let dir = ThreadPath::new(&ask.repository, ask.pull.number).to_string();
         let lock = self.lock(&writer.dir);
         let written = tokio::task::spawn_blocking(move || {
             let _serial = lock.lock();
             let mut refused = None;
             let mut made: Option<Record> = None;
-            let written = writer.edit(|repo, tree| {
-                let names = files_in(repo, tree, &dir);
-                let parent = latest(repo, tree, &dir, &names);
-                let command = match (&command, &parent) {
-                    // A retry runs the latest request's text again.
-                    (Command::Retry, Some(parent)) => match read(repo, tree, &format!("{dir}/{parent}.yaml"))
-                    {
-                        Some(text) => Command::FollowUp(prompt_of(&text)),
-                        None => return None,
-                    },
-                    (Command::Retry, None) => {
-                        refused = Some("nothing to retry: this pull request has no session yet".to_owned());
-                        return None;
-                    }
-                    (other, _) => other.clone(),
-                };
-                // A waiting request is linked into the thread when approved.
-                let thread =
-                    request::Thread { parent: if pending { None } else { parent.clone() }, ..thread.clone() };
-                match request::run(&binding, &repository, &pull, &comment, role, &command, &thread) {
-                    // Recorded before (a replay, another webhook): nothing new.
-                    Ok(record)
-                        if names.iter().any(|n| *n == format!("{}.yaml", record.session))
-                            || read(
-                                repo,
-                                tree,
-                                &request::pending_path(&repository, pull.number, &record.session),
-                            )
-                            .is_some() =>
-                    {
-                        None
-                    }
-                    Ok(record) => {
-                        let record = if pending {
-                            request::waiting(record, &repository, pull.number, &comment)?
-                        } else {
-                            record
-                        };
-                        let edit = (
-                            vec![(record.path.clone(), record.content.clone().into_bytes())],
-                            record.message.clone(),
-                        );
-                        made = Some(record);
-                        Some(edit)
-                    }
-                    Err(line) => {
-                        refused = Some(line);
-                        None
-                    }
+            let written = writer.edit(|repo, tree| match ask.edit(repo, tree, &dir) {
+                Edit::Write(record) => {
+                    let edit = (
+                        vec![(record.path.clone(), record.content.clone().into_bytes())],
+                        record.message.clone(),
+                    );
+                    made = Some(record);
+                    Some(edit)
                 }
+                Edit::Refused(line) => {
+                    refused = Some(line);
+                    None
+                }
+                Edit::Nothing => None,
             });
             (written, made, refused)
         })
@@ -189,44 +146,13 @@ impl Commands {
         by: Option<&Comment>,
         which: Which,
     ) -> Result<Vec<String>, Error> {
-        let sessions = self.thread(source, repository, pull).await?;
-        let links: Vec<(String, Option<String>)> = sessions
-            .iter()
-            .map(|s| (s.name_any(), s.annotations().get(request::PARENT_SESSION).cloned()))
-            .collect();
-        let unfinished: Vec<&acp_api::AgenticSession> = request::chain(&links)
-            .into_iter()
-            .filter_map(|name| {
-                sessions.iter().find(|s| {
-                    s.name_any() == name
-                        && !s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_terminal())
-                })
-            })
-            .collect();
-        let targets: Vec<String> = match &which {
-            // The earliest unfinished session in the chain is the one running; the others wait.
-            Which::Running => unfinished.into_iter().take(1).map(|s| s.name_any()).collect(),
-            Which::Unfinished => unfinished.into_iter().map(|s| s.name_any()).collect(),
-            Which::PinnedElsewhere(head) => unfinished
-                .into_iter()
-                .filter(|s| s.spec.repos.iter().any(|r| r.commit.as_ref().is_some_and(|c| c != head)))
-                .map(|s| s.name_any())
-                .collect(),
-        };
+        let targets = targets(&self.thread(source, repository, pull).await?, &which);
         if targets.is_empty() {
             return Ok(Vec::new());
         }
         let writer = self.writer(source, binding).await?;
         let dir = ThreadPath::new(repository, pull).to_string();
-        let who = match (by, &which) {
-            (Some(comment), _) => comment.commenter.login.clone(),
-            (None, Which::PinnedElsewhere(_)) => "a push".to_owned(),
-            (None, _) => "closed".to_owned(),
-        };
-        let message = format!(
-            "acp: stop request on {repository}#{pull} by {who}\n\nAcp-Command: stop\nAcp-Commenter: {who}\nAcp-Stopped: {}",
-            targets.join(", ")
-        );
+        let message = stop_message(repository, pull, by, &which, &targets);
         let done = by.map(|comment| request::done_path(repository, pull, comment));
         let lock = self.lock(&writer.dir);
         let result = tokio::task::spawn_blocking(move || {
@@ -234,22 +160,7 @@ impl Commands {
             let mut changed = Vec::new();
             let written = writer.edit(|repo, tree| {
                 changed.clear();
-                if done.as_ref().is_some_and(|path| read(repo, tree, path).is_some()) {
-                    // This comment's stop was done before (a replay).
-                    return None;
-                }
-                let mut files: Vec<(String, Vec<u8>)> = targets
-                    .iter()
-                    .filter_map(|name| {
-                        let path = format!("{dir}/{name}.yaml");
-                        let text = request::stopped(&read(repo, tree, &path)?)?;
-                        changed.push(name.clone());
-                        Some((path, text.into_bytes()))
-                    })
-                    .collect();
-                if let (Some(path), false) = (&done, changed.is_empty()) {
-                    files.push((path.clone(), format!("stop: {}\n", changed.join(", ")).into_bytes()));
-                }
+                let files = stop_edit(repo, tree, &dir, &targets, done.as_deref(), &mut changed)?;
                 Some((files, message.clone()))
             });
             (written, changed)
@@ -265,6 +176,164 @@ impl Commands {
             Written::Unchanged => Ok(Vec::new()),
         }
     }
+}
+
+/// A request to record, with everything the edit of the branch reads.
+pub(super) struct Ask {
+    /// The source's binding.
+    pub binding: PullRequestBinding,
+    /// The repository commented on.
+    pub repository: String,
+    /// The pull request, as GitHub holds it.
+    pub pull: PullRequest,
+    /// The comment that asks.
+    pub comment: Comment,
+    /// Its author's role.
+    pub role: Role,
+    /// `/acp run`, `@acp` or `/acp retry`.
+    pub command: Command,
+    /// Whether it waits for a maintainer's approval.
+    pub pending: bool,
+    /// What a follow-up continues (its parent is the branch's to say).
+    pub thread: request::Thread,
+}
+
+/// What a request does to the branch's tree.
+enum Edit {
+    /// Commit this record.
+    Write(Record),
+    /// Nothing (recorded before, or nothing to read).
+    Nothing,
+    /// Refuse, with this line.
+    Refused(String),
+}
+
+impl Ask {
+    /// The edit of the thread's directory `dir` of `tree`: the request's
+    /// record, linked to the thread's latest request unless it waits.
+    fn edit(&self, repo: &git2::Repository, tree: &git2::Tree<'_>, dir: &str) -> Edit {
+        let names = files_in(repo, tree, dir);
+        let parent = latest(repo, tree, dir, &names);
+        let command = match (&self.command, &parent) {
+            // A retry runs the latest request's text again.
+            (Command::Retry, Some(parent)) => match read(repo, tree, &format!("{dir}/{parent}.yaml")) {
+                Some(text) => Command::FollowUp(prompt_of(&text)),
+                None => return Edit::Nothing,
+            },
+            (Command::Retry, None) => {
+                return Edit::Refused("nothing to retry: this pull request has no session yet".to_owned());
+            }
+            (other, _) => other.clone(),
+        };
+        // A waiting request is linked into the thread when approved.
+        let thread = request::Thread {
+            parent: if self.pending { None } else { parent.clone() },
+            ..self.thread.clone()
+        };
+        let (repository, number) = (self.repository.as_str(), self.pull.number);
+        let record = match request::run(
+            &self.binding,
+            repository,
+            &self.pull,
+            &self.comment,
+            self.role,
+            &command,
+            &thread,
+        ) {
+            Ok(record) => record,
+            Err(line) => return Edit::Refused(line),
+        };
+        // Recorded before (a replay, another webhook): nothing new.
+        if names.iter().any(|n| *n == format!("{}.yaml", record.session))
+            || read(repo, tree, &request::pending_path(repository, number, &record.session)).is_some()
+        {
+            return Edit::Nothing;
+        }
+        if !self.pending {
+            return Edit::Write(record);
+        }
+        match request::waiting(record, repository, number, &self.comment) {
+            Some(record) => Edit::Write(record),
+            None => Edit::Nothing,
+        }
+    }
+}
+
+/// The sessions of a thread (`sessions`, in the cluster) that `which`
+/// selects among the unfinished ones of its chain.
+fn targets(sessions: &[acp_api::AgenticSession], which: &Which) -> Vec<String> {
+    let links: Vec<(String, Option<String>)> = sessions
+        .iter()
+        .map(|s| (s.name_any(), s.annotations().get(request::PARENT_SESSION).cloned()))
+        .collect();
+    let unfinished: Vec<&acp_api::AgenticSession> = request::chain(&links)
+        .into_iter()
+        .filter_map(|name| {
+            sessions.iter().find(|s| {
+                s.name_any() == name
+                    && !s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_terminal())
+            })
+        })
+        .collect();
+    match which {
+        // The earliest unfinished session in the chain is the one running; the others wait.
+        Which::Running => unfinished.into_iter().take(1).map(|s| s.name_any()).collect(),
+        Which::Unfinished => unfinished.into_iter().map(|s| s.name_any()).collect(),
+        Which::PinnedElsewhere(head) => unfinished
+            .into_iter()
+            .filter(|s| s.spec.repos.iter().any(|r| r.commit.as_ref().is_some_and(|c| c != head)))
+            .map(|s| s.name_any())
+            .collect(),
+    }
+}
+
+/// The message of a stop commit: who or what asked, and which sessions.
+fn stop_message(
+    repository: &str,
+    pull: u64,
+    by: Option<&Comment>,
+    which: &Which,
+    targets: &[String],
+) -> String {
+    let who = match (by, which) {
+        (Some(comment), _) => comment.commenter.login.clone(),
+        (None, Which::PinnedElsewhere(_)) => "a push".to_owned(),
+        (None, _) => "closed".to_owned(),
+    };
+    format!(
+        "acp: stop request on {repository}#{pull} by {who}\n\nAcp-Command: stop\nAcp-Commenter: {who}\nAcp-Stopped: {}",
+        targets.join(", ")
+    )
+}
+
+/// The files a stop writes on `tree`: each of `targets` not stopped yet
+/// (`changed`) with the stop annotation, and the record `done` of the stop
+/// comment; `None` when that comment's stop was done before.
+fn stop_edit(
+    repo: &git2::Repository,
+    tree: &git2::Tree<'_>,
+    dir: &str,
+    targets: &[String],
+    done: Option<&str>,
+    changed: &mut Vec<String>,
+) -> Option<Vec<(String, Vec<u8>)>> {
+    if done.is_some_and(|path| read(repo, tree, path).is_some()) {
+        // This comment's stop was done before (a replay).
+        return None;
+    }
+    let mut files: Vec<(String, Vec<u8>)> = targets
+        .iter()
+        .filter_map(|name| {
+            let path = format!("{dir}/{name}.yaml");
+            let text = request::stopped(&read(repo, tree, &path)?)?;
+            changed.push(name.clone());
+            Some((path, text.into_bytes()))
+        })
+        .collect();
+    if let (Some(path), false) = (done, changed.is_empty()) {
+        files.push((path.to_owned(), format!("stop: {}\n", changed.join(", ")).into_bytes()));
+    }
+    Some(files)
 }
 
 /// Which of a thread's sessions a stop is for.
@@ -319,4 +388,72 @@ fn prompt_of(manifest: &str) -> String {
     let value: Value = serde_saphyr::from_str(manifest).unwrap_or_default();
     let prompt = value["spec"]["initialPrompt"].as_str().unwrap_or_default();
     prompt.split_once("):\n\n").map_or(prompt, |(_, text)| text).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use acp_api::AgenticSession;
+    use serde_json::json;
+
+    use super::*;
+    use crate::commands::request::Commenter;
+
+    /// A session of the thread: its parent, phase (`None`: not started) and pinned commit.
+    fn session(
+        name: &str,
+        parent: Option<&str>,
+        phase: Option<&str>,
+        commit: Option<&str>,
+    ) -> AgenticSession {
+        let mut value = json!({
+            "apiVersion": "vteam.ambient-code/v1alpha1", "kind": "AgenticSession",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"repos": [{"url": "https://github.com/acme/webapp.git", "branch": "fix"}]}
+        });
+        if let Some(parent) = parent {
+            value["metadata"]["annotations"] = json!({request::PARENT_SESSION: parent});
+        }
+        if let Some(phase) = phase {
+            value["status"] = json!({"phase": phase});
+        }
+        if let Some(commit) = commit {
+            value["spec"]["repos"][0]["commit"] = json!(commit);
+        }
+        serde_json::from_value(value).expect("session")
+    }
+
+    #[test]
+    fn a_stop_is_for_the_running_session_or_every_unfinished_one_or_those_a_push_voided() {
+        // Listed out of order: the chain of parent links decides.
+        let sessions = [
+            session("c", Some("b"), None, Some("old")),
+            session("a", None, Some("Completed"), None),
+            session("d", Some("c"), Some("Pending"), Some("new")),
+            session("b", Some("a"), Some("Running"), None),
+        ];
+        assert_eq!(targets(&sessions, &Which::Running), ["b"]);
+        assert_eq!(targets(&sessions, &Which::Unfinished), ["b", "c", "d"]);
+        assert_eq!(targets(&sessions, &Which::PinnedElsewhere("new".into())), ["c"]);
+        let finished =
+            [session("a", None, Some("Completed"), None), session("b", Some("a"), Some("Stopped"), None)];
+        assert!(targets(&finished, &Which::Running).is_empty());
+    }
+
+    #[test]
+    fn a_stop_commit_names_who_asked_and_what_it_stops() {
+        let targets = ["b".to_owned(), "c".to_owned()];
+        let by = Comment {
+            commenter: Commenter { login: "alice".into(), ..Commenter::default() },
+            ..Comment::default()
+        };
+        let message = stop_message("acme/webapp", 7, Some(&by), &Which::Running, &targets);
+        assert_eq!(
+            message,
+            "acp: stop request on acme/webapp#7 by alice\n\nAcp-Command: stop\nAcp-Commenter: alice\nAcp-Stopped: b, c"
+        );
+        let pushed = stop_message("acme/webapp", 7, None, &Which::PinnedElsewhere("x".into()), &targets);
+        assert!(pushed.starts_with("acp: stop request on acme/webapp#7 by a push\n"), "{pushed}");
+        let closed = stop_message("acme/webapp", 7, None, &Which::Unfinished, &targets);
+        assert!(closed.contains("Acp-Commenter: closed\n"), "{closed}");
+    }
 }
