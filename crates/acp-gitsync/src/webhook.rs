@@ -4,11 +4,12 @@
 //! `X-Hub-Signature-256` HMAC checked in constant time against the webhook
 //! secrets of every SessionSource that has one (401 when none matches),
 //! held in memory by [`crate::keys`] so that a forged delivery costs no API
-//! request; then a rate limit per source (429), so that nobody without a
-//! source's secret can use up another's deliveries (GitHub does not
-//! redeliver a refused one). Only then is the body parsed, and a source
-//! whose per-repository secret (see [`crate::keys`]) does not cover the
-//! delivery's repository is dropped. A `push` to a source's
+//! request. Only a signed body is parsed (400 when it is not the event's
+//! shape, or names a repository or login GitHub could not have written);
+//! a source whose per-repository secret (see [`crate::keys`]) does not
+//! cover the delivery's repository is dropped; then a rate limit per source
+//! and secret (429), so that nobody without a source's secret can use up
+//! another's deliveries (GitHub does not redeliver a refused one). A `push` to a source's
 //! ref triggers that source at once by setting its reconcile-requested-at
 //! annotation to the delivery id; a repeated `X-GitHub-Delivery` is
 //! acknowledged and ignored. Pull-request deliveries (`issue_comment`,

@@ -230,6 +230,12 @@ impl Commands {
         // command costs nothing more.
         let Some(claim) = verdict::claim(event, review) else { return Ok(()) };
         let repository = event.repository.full_name.as_str();
+        // A stranger remembered as one costs nothing at all, not even the
+        // read of the source's credentials.
+        if !claim.bot && self.remembered(source, repository, claim.author) == Some(Role::None) {
+            outcome.ignored += 1;
+            return Ok(());
+        }
         let Some(Account { github, login: me }) = self.github.for_source(source, repository).await? else {
             warn!(source = %source.name_any(), "pull request commands need spec.github.tokenSecretRef");
             return Ok(());

@@ -13,6 +13,21 @@ use kube::api::Api;
 use super::{Commands, Error, REMEMBERED, ROLE_TTL, STRANGER_TTL, scope};
 
 impl Commands {
+    /// The role of `login` on `repository` for `source`, while it is
+    /// remembered ([`ROLE_TTL`]; a stranger for [`STRANGER_TTL`]).
+    pub(super) fn remembered(&self, source: &SessionSource, repository: &str, login: &str) -> Option<Role> {
+        let key = (scope(source), repository.to_ascii_lowercase(), login.to_ascii_lowercase());
+        let now = std::time::Instant::now();
+        let fresh = |role: &Role, at: &std::time::Instant| {
+            now.duration_since(*at) < if *role == Role::None { STRANGER_TTL } else { ROLE_TTL }
+        };
+        let mut roles = self.roles.lock().ok()?;
+        if roles.len() > REMEMBERED {
+            roles.retain(|_, (role, at)| fresh(role, at));
+        }
+        roles.get(&key).filter(|(role, at)| fresh(role, at)).map(|(role, _)| *role)
+    }
+
     /// The role of `login` on `repository` for `source`: remembered for
     /// [`ROLE_TTL`]; a lookup not remembered is limited per source.
     pub(super) async fn role(
@@ -22,19 +37,11 @@ impl Commands {
         repository: &str,
         login: &str,
     ) -> Result<Role, Error> {
+        if let Some(role) = self.remembered(source, repository, login) {
+            return Ok(role);
+        }
         let key = (scope(source), repository.to_ascii_lowercase(), login.to_ascii_lowercase());
         let now = std::time::Instant::now();
-        let fresh = |role: &Role, at: &std::time::Instant| {
-            now.duration_since(*at) < if *role == Role::None { STRANGER_TTL } else { ROLE_TTL }
-        };
-        if let Ok(mut roles) = self.roles.lock() {
-            if roles.len() > REMEMBERED {
-                roles.retain(|_, (role, at)| fresh(role, at));
-            }
-            if let Some((role, _)) = roles.get(&key).filter(|(role, at)| fresh(role, at)) {
-                return Ok(*role);
-            }
-        }
         if self.lookups.len() > REMEMBERED {
             self.lookups.retain_recent();
         }

@@ -58,6 +58,10 @@ fn only_a_claimed_command_on_a_pull_request_by_its_own_author_is_looked_at() {
     let mut nobodys = event("edited", "", "/acp run");
     nobodys.sender.login = String::new();
     assert!(super::claim(&nobodys, false).is_none(), "a comment without an author is nobody's");
+    assert!(super::claim(&event("created", "", "/acp run"), false).is_none(), "a comment names its author");
+    let mut edited_by_self = event("edited", "alice", "/acp run");
+    edited_by_self.sender.login = "ALICE".into();
+    assert!(super::claim(&edited_by_self, false).is_some(), "logins are one whatever their case");
     let mut no_sender = event("edited", "alice", "/acp run");
     no_sender.sender.login = String::new();
     assert!(super::claim(&no_sender, false).is_none(), "an edit without an editor is not the author's");
