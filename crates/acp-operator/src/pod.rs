@@ -147,8 +147,8 @@ pub fn spec(
     secret_keys: &[String],
     resume: Option<&Resume>,
 ) -> PodSpec {
-    let credentials = credentials_container(session, config, secret_keys, resume);
-    let mut runner = runner_container(session, config, secret_keys, resume);
+    let credentials = credentials_container(config, credentials_env(session, secret_keys, resume));
+    let mut runner = runner_container(config, runner_env(session, secret_keys, resume));
     let mut volumes = volumes(session, config);
     // A follow-up reads the workspace of its thread's latest turn that ran.
     if let Some(earlier) = resume.filter(|r| r.from.is_some()).and_then(|r| r.workspace.as_ref()) {
@@ -185,21 +185,24 @@ pub fn spec(
     }
 }
 
-/// The credentials sidecar: every credential, loopback only.
-fn credentials_container(
-    session: &AgenticSession,
-    config: &ChildConfig,
-    secret_keys: &[String],
-    resume: Option<&Resume>,
-) -> Container {
+/// A container of the runner image, hardened, with `env`.
+fn container(name: &str, config: &ChildConfig, env: Vec<EnvVar>) -> Container {
     Container {
-        name: runner_pod::CREDENTIALS_CONTAINER.into(),
+        name: name.into(),
         image: Some(config.runner_image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
+        env: Some(env),
+        security_context: Some(hardened()),
+        ..Container::default()
+    }
+}
+
+/// The credentials sidecar: every credential, loopback only.
+fn credentials_container(config: &ChildConfig, env: Vec<EnvVar>) -> Container {
+    Container {
         args: Some(vec!["credentials".into()]),
         // A native sidecar: started before the runner, stopped after it.
         restart_policy: Some("Always".into()),
-        env: Some(credentials_env(session, secret_keys, resume)),
         resources: Some(ResourceRequirements {
             requests: Some(
                 [("cpu", "50m"), ("memory", "64Mi")]
@@ -209,7 +212,6 @@ fn credentials_container(
             ),
             ..ResourceRequirements::default()
         }),
-        security_context: Some(hardened()),
         // Its own /tmp, in memory: git writes the ssh key's private copy
         // there, where the runner and the agent cannot see it.
         volume_mounts: Some(vec![
@@ -217,28 +219,18 @@ fn credentials_container(
             mount("secrets", SECRET_MOUNT, true),
             mount("credentials-tmp", "/tmp", false),
         ]),
-        ..Container::default()
+        ..container(runner_pod::CREDENTIALS_CONTAINER, config, env)
     }
 }
 
 /// The runner and its agent: no Secret, the sidecar in place of credentials.
-fn runner_container(
-    session: &AgenticSession,
-    config: &ChildConfig,
-    secret_keys: &[String],
-    resume: Option<&Resume>,
-) -> Container {
+fn runner_container(config: &ChildConfig, env: Vec<EnvVar>) -> Container {
     Container {
-        name: runner_pod::RUNNER_CONTAINER.into(),
-        image: Some(config.runner_image.clone()),
-        image_pull_policy: config.image_pull_policy.clone(),
-        env: Some(runner_env(session, secret_keys, resume)),
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.into()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         resources: config.resources.clone(),
-        security_context: Some(hardened()),
         volume_mounts: Some(vec![mount("workspace", WORKSPACE, false), mount("tmp", "/tmp", false)]),
-        ..Container::default()
+        ..container(runner_pod::RUNNER_CONTAINER, config, env)
     }
 }
 
